@@ -1,0 +1,191 @@
+//! Wiring: builds the services from a config and runs the ingest side, the worker side, or
+//! both, until shutdown; then drains in-flight work.
+
+use crate::config::Config;
+use crate::connectsafely;
+use crate::crm::{CrmError, Writers};
+use crate::ingest::{self, IngestState};
+use crate::queue::{Queue, Rabbit};
+use crate::secret::Secret;
+use crate::signature::standard_webhooks::Verifier;
+use crate::store::{Store, StoreError};
+use crate::worker::{self, Services};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Crm(#[from] CrmError),
+    #[error("connectsafely client: {0}")]
+    Api(#[from] connectsafely::ApiError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Which sides this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub ingest: bool,
+    pub worker: bool,
+}
+
+impl Roles {
+    pub const ALL: Roles = Roles {
+        ingest: true,
+        worker: true,
+    };
+}
+
+/// A started process: where it listens, and how to stop it.
+pub struct Running {
+    pub ingest_addr: Option<SocketAddr>,
+    pub health_addr: Option<SocketAddr>,
+    pub shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+    store: Store,
+    drain_timeout: std::time::Duration,
+}
+
+impl Running {
+    /// Asks everything to stop, waits for in-flight jobs (bounded), then closes the pool.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        self.wait().await;
+    }
+
+    /// Waits until the shutdown token is cancelled and the tasks have drained.
+    pub async fn wait(&mut self) {
+        self.shutdown.cancelled().await;
+        let drained = tokio::time::timeout(self.drain_timeout, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("shutdown timeout reached; abandoning unfinished work to redelivery");
+            self.tasks.abort_all();
+        }
+        self.store.close().await;
+    }
+}
+
+pub async fn start(config: Config, roles: Roles) -> Result<Running, AppError> {
+    let config = Arc::new(config);
+    let writers = Writers::from_config(&config)?;
+    let store = Store::connect(
+        &config.database,
+        writers.targets(),
+        config.worker.relay_grace,
+    )
+    .await?;
+    let queue = Rabbit::new(config.broker.clone());
+    // Declares the topology; a broker that is down now is not fatal: the outbox waits for it.
+    if let Err(error) = queue.ping().await {
+        tracing::warn!(%error, "broker unreachable at start-up; jobs are kept in the outbox until it answers");
+    }
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let ingest_state = Arc::new(IngestState {
+        config: config.clone(),
+        store: store.clone(),
+        queue: queue.clone(),
+        events_verifier: match &config.sources.events {
+            Some(events) => Some(
+                Verifier::new(
+                    &events
+                        .secrets
+                        .iter()
+                        .map(Secret::expose)
+                        .collect::<Vec<_>>(),
+                )
+                .map_err(|e| AppError::Config(format!("sources.events.secrets: {e}")))?,
+            ),
+            None => None,
+        },
+        template: config.message_template(),
+        ignored: Mutex::new(Default::default()),
+    });
+    let mut ingest_addr = None;
+    if roles.ingest {
+        let router = ingest::router(ingest_state.clone());
+        ingest_addr = Some(serve(router, config.server.listen, &shutdown, &mut tasks).await?);
+    }
+    let mut health_addr = None;
+    if roles.worker {
+        let api_key = config
+            .connectsafely
+            .api_key
+            .clone()
+            .ok_or_else(|| AppError::Config("connectsafely.api_key is missing".into()))?;
+        let services = Arc::new(Services {
+            config: config.clone(),
+            store: store.clone(),
+            queue: queue.clone(),
+            api: connectsafely::Client::new(
+                &config.connectsafely.base_url,
+                api_key,
+                config.connectsafely.timeout,
+            )?,
+            writers,
+            worker_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4()),
+        });
+        worker::spawn(services, &shutdown, &mut tasks);
+        if let Some(addr) = config.worker.health_listen {
+            let router = ingest::health_router(ingest_state.clone());
+            health_addr = Some(serve(router, addr, &shutdown, &mut tasks).await?);
+        }
+    }
+    tasks.spawn(worker::relay_loop(
+        store.clone(),
+        queue.clone(),
+        config.worker.relay_interval,
+        shutdown.clone(),
+    ));
+    Ok(Running {
+        ingest_addr,
+        health_addr,
+        shutdown,
+        tasks,
+        store,
+        drain_timeout: config.worker.shutdown_timeout,
+    })
+}
+
+async fn serve(
+    router: axum::Router,
+    addr: SocketAddr,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> Result<SocketAddr, AppError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| AppError::Bind { addr, source })?;
+    let token = shutdown.clone();
+    tasks.spawn(async move {
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await;
+        if let Err(error) = result {
+            tracing::error!(%error, "HTTP server stopped");
+        }
+    });
+    tracing::info!(%bound, "listening");
+    Ok(bound)
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into())
+}

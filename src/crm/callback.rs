@@ -1,0 +1,92 @@
+//! The vendor-neutral writeback: a Standard Webhooks-signed POST to the user's endpoint.
+
+use super::{Attempt, CrmError};
+use crate::config::CallbackConfig;
+use crate::secret::Secret;
+use crate::signature::standard_webhooks::Signer;
+use crate::store::WritebackWork;
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+pub struct CallbackWriter {
+    http: reqwest::Client,
+    url: Secret,
+    signer: Signer,
+    timeout: Duration,
+}
+
+impl CallbackWriter {
+    pub const TARGET: &'static str = "callback";
+    pub const EVENT_TYPE: &'static str = "lead.connect.status";
+
+    pub fn new(config: &CallbackConfig) -> Result<CallbackWriter, CrmError> {
+        let url = config
+            .url
+            .clone()
+            .ok_or_else(|| CrmError::Config("writeback.callback.url is missing".into()))?;
+        let secret = config
+            .secret
+            .as_ref()
+            .ok_or_else(|| CrmError::Config("writeback.callback.secret is missing".into()))?;
+        let signer = Signer::new(secret.expose()).map_err(|e| CrmError::Config(e.to_string()))?;
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .user_agent(concat!("leadlink/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| CrmError::Config(e.to_string()))?;
+        Ok(CallbackWriter {
+            http,
+            url,
+            signer,
+            timeout: config.timeout,
+        })
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub async fn deliver(&self, work: &WritebackWork, now: DateTime<Utc>) -> Attempt {
+        let body = serde_json::json!({"type": Self::EVENT_TYPE, "data": work.payload});
+        let body = body.to_string().into_bytes();
+        // The same id on every attempt of one change, so the receiver can drop repeats.
+        let message_id = format!("{}-{}", work.job_id, work.sequence);
+        let headers = match self.signer.headers(&message_id, now, &body) {
+            Ok(headers) => headers,
+            Err(e) => return Attempt::Unreachable(format!("could not sign: {e}")),
+        };
+        let mut request = self
+            .http
+            .post(self.url.expose())
+            .header("content-type", "application/json")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let body: String = response
+                    .text()
+                    .await
+                    .unwrap_or_default()
+                    .chars()
+                    .take(300)
+                    .collect();
+                Attempt::Answered {
+                    status,
+                    retry_after,
+                    body,
+                }
+            }
+            // Without the URL, which may carry a token.
+            Err(e) => Attempt::Unreachable(e.without_url().to_string()),
+        }
+    }
+}

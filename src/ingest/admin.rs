@@ -1,0 +1,107 @@
+//! The admin API: job look-ups and account state, behind `server.admin_token`.
+
+use super::{IngestError, IngestState};
+use crate::job::Status;
+use crate::queue::Queue;
+use crate::signature;
+use crate::store::JobFilter;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use uuid::Uuid;
+
+fn authorize<Q: Queue>(state: &IngestState<Q>, headers: &HeaderMap) -> Result<(), IngestError> {
+    let Some(expected) = &state.config.server.admin_token else {
+        return Err(IngestError::Forbidden(
+            "the admin API is disabled: set server.admin_token".into(),
+        ));
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if signature::constant_time_eq(given.as_bytes(), expected.expose().as_bytes()) {
+        Ok(())
+    } else {
+        Err(IngestError::Unauthorized(
+            "a valid admin bearer token is required".into(),
+        ))
+    }
+}
+
+pub async fn show_job<Q: Queue>(
+    State(state): State<Arc<IngestState<Q>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, IngestError> {
+    authorize(&state, &headers)?;
+    let id = Uuid::parse_str(&id).map_err(|_| IngestError::BadRequest {
+        field: Some("id".into()),
+        message: format!("not a job id: {id}"),
+    })?;
+    let job = state
+        .store
+        .job(id)
+        .await?
+        .ok_or_else(|| IngestError::NotFound(format!("job {id} not found")))?;
+    Ok(Json(json!(job)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    record: Option<String>,
+    status: Option<String>,
+    account: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn list_jobs<Q: Queue>(
+    State(state): State<Arc<IngestState<Q>>>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, IngestError> {
+    authorize(&state, &headers)?;
+    let status = match &query.status {
+        None => None,
+        Some(text) => Some(Status::parse(text).ok_or_else(|| IngestError::BadRequest {
+            field: Some("status".into()),
+            message: format!("unknown status {text}"),
+        })?),
+    };
+    let jobs = state
+        .store
+        .jobs(&JobFilter {
+            record_id: query.record,
+            status,
+            account_id: query.account,
+            limit: query.limit.unwrap_or(100).clamp(1, 1000),
+        })
+        .await?;
+    Ok(Json(json!({"jobs": jobs})))
+}
+
+pub async fn accounts<Q: Queue>(
+    State(state): State<Arc<IngestState<Q>>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, IngestError> {
+    authorize(&state, &headers)?;
+    let accounts = state.store.accounts().await?;
+    let key = state.store.key_pause().await?;
+    Ok(Json(json!({
+        "accounts": accounts,
+        "apiKey": key.map_or(json!({"paused": false}), |p| json!({"paused": true, "reason": p.reason, "since": p.since})),
+    })))
+}
+
+pub async fn stats<Q: Queue>(
+    State(state): State<Arc<IngestState<Q>>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, IngestError> {
+    authorize(&state, &headers)?;
+    let ignored = state.ignored.lock().expect("counter lock").clone();
+    Ok(Json(json!({"ignoredEvents": ignored})))
+}

@@ -1,0 +1,228 @@
+//! A connect job: the statuses it moves through and the snapshot written back to CRMs.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// DESIGN.md's one list of statuses; CRM picklists are built from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Queued,
+    Held,
+    Scheduled,
+    Retrying,
+    Paused,
+    Sent,
+    AlreadyConnected,
+    InvitationPending,
+    ProfileNotFound,
+    Failed,
+    Invalid,
+}
+
+impl Status {
+    pub const ALL: [Status; 11] = [
+        Status::Queued,
+        Status::Held,
+        Status::Scheduled,
+        Status::Retrying,
+        Status::Paused,
+        Status::Sent,
+        Status::AlreadyConnected,
+        Status::InvitationPending,
+        Status::ProfileNotFound,
+        Status::Failed,
+        Status::Invalid,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Held => "held",
+            Status::Scheduled => "scheduled",
+            Status::Retrying => "retrying",
+            Status::Paused => "paused",
+            Status::Sent => "sent",
+            Status::AlreadyConnected => "already_connected",
+            Status::InvitationPending => "invitation_pending",
+            Status::ProfileNotFound => "profile_not_found",
+            Status::Failed => "failed",
+            Status::Invalid => "invalid",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// The job has ended; nothing will be sent for it any more.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Status::Sent
+                | Status::AlreadyConnected
+                | Status::InvitationPending
+                | Status::ProfileNotFound
+                | Status::Failed
+                | Status::Invalid
+        )
+    }
+
+    /// A lead whose job ended so already has its answer; a new event gets the same one.
+    pub fn is_success(self) -> bool {
+        matches!(
+            self,
+            Status::Sent | Status::AlreadyConnected | Status::InvitationPending
+        )
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The lead's fields as the source gave them; kept for templates and for people reading history.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LeadDetails {
+    pub linkedin_url: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub company: Option<String>,
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    pub id: Uuid,
+    pub source: String,
+    pub record_id: String,
+    pub account_id: String,
+    pub profile_id: Option<String>,
+    pub profile_urn: Option<String>,
+    pub message: Option<String>,
+    pub lead: LeadDetails,
+    pub status: Status,
+    pub error: Option<String>,
+    pub hold_until: Option<DateTime<Utc>>,
+    pub retry_at: Option<DateTime<Utc>>,
+    pub attempts: i32,
+    pub sequence: i32,
+    pub changed_at: DateTime<Utc>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a writeback carries: the job's state at one status change.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusSnapshot {
+    pub job_id: Uuid,
+    pub record_id: String,
+    pub account_id: String,
+    pub status: Status,
+    pub profile_urn: Option<String>,
+    pub hold_until: Option<DateTime<Utc>>,
+    pub retry_at: Option<DateTime<Utc>>,
+    pub attempts: i32,
+    pub error: Option<String>,
+    pub sequence: i32,
+    pub changed_at: DateTime<Utc>,
+}
+
+impl Job {
+    pub fn snapshot(&self) -> StatusSnapshot {
+        StatusSnapshot {
+            job_id: self.id,
+            record_id: self.record_id.clone(),
+            account_id: self.account_id.clone(),
+            status: self.status,
+            profile_urn: self.profile_urn.clone(),
+            hold_until: self.hold_until,
+            retry_at: self.retry_at,
+            attempts: self.attempts,
+            error: self.error.clone(),
+            sequence: self.sequence,
+            changed_at: self.changed_at,
+        }
+    }
+}
+
+/// Whether a change is worth telling the CRM. A re-deferral that keeps the status and moves
+/// `retryAt` by less than an hour is not: it would only churn the CRM's audit trail.
+pub fn worth_writing_back(
+    before: (Status, Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    after: (Status, Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+) -> bool {
+    let (status_before, retry_before, hold_before) = before;
+    let (status_after, retry_after, hold_after) = after;
+    if status_before != status_after || hold_before != hold_after {
+        return true;
+    }
+    match (retry_before, retry_after) {
+        (Some(a), Some(b)) => (b - a).abs() >= chrono::Duration::hours(1),
+        (None, None) => false,
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_re_deferrals_are_not_written_back() {
+        let t0 = DateTime::parse_from_rfc3339("2026-11-30T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let later = |minutes| Some(t0 + chrono::Duration::minutes(minutes));
+        let retrying = Status::Retrying;
+        assert!(!worth_writing_back(
+            (retrying, later(0), None),
+            (retrying, later(59), None)
+        ));
+        assert!(worth_writing_back(
+            (retrying, later(0), None),
+            (retrying, later(60), None)
+        ));
+        assert!(worth_writing_back(
+            (Status::Queued, None, None),
+            (retrying, later(1), None)
+        ));
+        assert!(worth_writing_back(
+            (Status::Held, later(0), later(0)),
+            (Status::Held, later(1), later(5))
+        ));
+        assert!(!worth_writing_back(
+            (Status::Paused, None, None),
+            (Status::Paused, None, None)
+        ));
+    }
+
+    #[test]
+    fn statuses_round_trip_through_their_names() {
+        for status in Status::ALL {
+            assert_eq!(Status::parse(status.as_str()), Some(status));
+            let json = serde_json::to_string(&status).unwrap();
+            assert_eq!(json, format!("\"{}\"", status.as_str()));
+        }
+        assert_eq!(Status::parse("cancelled"), None);
+    }
+
+    #[test]
+    fn only_ended_jobs_are_final_and_successes_are_final() {
+        for status in Status::ALL {
+            if status.is_success() {
+                assert!(status.is_final(), "{status}");
+            }
+        }
+        assert!(!Status::Held.is_final());
+        assert!(!Status::Paused.is_final());
+        assert!(Status::Invalid.is_final());
+        assert!(!Status::Failed.is_success());
+    }
+}

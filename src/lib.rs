@@ -1,0 +1,18 @@
+//! leadlink: qualified CRM leads in, LinkedIn connection requests out through ConnectSafely,
+//! and the outcome written back. See README.md and ../shared/DESIGN.md.
+
+pub mod account;
+pub mod app;
+pub mod config;
+pub mod connectsafely;
+pub mod crm;
+pub mod ingest;
+pub mod job;
+pub mod lead;
+pub mod queue;
+pub mod retry;
+pub mod secret;
+pub mod signature;
+pub mod sim;
+pub mod store;
+pub mod worker;

@@ -1,0 +1,253 @@
+//! RabbitMQ: durable queues under `broker.prefix`, persistent messages, publisher confirms,
+//! manual acks, bounded prefetch, and reconnection with backoff on both sides.
+
+use super::{Handled, Handler, Queue, QueueError};
+use crate::config::BrokerConfig;
+use crate::secret::redact_url;
+use crate::store::Topic;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+const PERSISTENT: u8 = 2;
+/// How long a requeued delivery waits, so a failing dependency is not hammered.
+const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
+
+#[derive(Clone)]
+pub struct Rabbit {
+    config: Arc<BrokerConfig>,
+    publisher: Arc<Mutex<Option<(Connection, Channel)>>>,
+}
+
+impl Rabbit {
+    pub fn new(config: BrokerConfig) -> Rabbit {
+        Rabbit {
+            config: Arc::new(config),
+            publisher: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    pub fn queue_name(&self, topic: Topic) -> String {
+        format!("{}.{}", self.config.prefix, topic.as_str())
+    }
+
+    async fn open(&self, role: &str) -> Result<(Connection, Channel), QueueError> {
+        let properties =
+            ConnectionProperties::default().with_connection_name(format!("leadlink-{role}").into());
+        let connection = Connection::connect(self.config.url.expose(), properties)
+            .await
+            .map_err(unavailable)?;
+        let channel = connection.create_channel().await.map_err(unavailable)?;
+        for topic in [Topic::Connect, Topic::Writeback] {
+            channel
+                .queue_declare(
+                    self.queue_name(topic).into(),
+                    QueueDeclareOptions::durable(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok((connection, channel))
+    }
+
+    async fn publish_once(&self, topic: Topic, reference: &str) -> Result<(), QueueError> {
+        let mut guard = self.publisher.lock().await;
+        let usable = guard
+            .as_ref()
+            .is_some_and(|(c, ch)| c.status().connected() && ch.status().connected());
+        if !usable {
+            *guard = None;
+            let (connection, channel) = self.open("publisher").await?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(unavailable)?;
+            *guard = Some((connection, channel));
+        }
+        let (_, channel) = guard.as_ref().expect("publisher channel was just opened");
+        let result = async {
+            let confirm = channel
+                .basic_publish(
+                    "".into(),
+                    self.queue_name(topic).into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    reference.as_bytes(),
+                    BasicProperties::default()
+                        .with_delivery_mode(PERSISTENT)
+                        .with_content_type("text/plain".into()),
+                )
+                .await
+                .map_err(unavailable)?
+                .await
+                .map_err(unavailable)?;
+            if confirm.is_nack() {
+                return Err(QueueError::NotConfirmed("nack".into()));
+            }
+            if let Some(returned) = confirm.take_message() {
+                return Err(QueueError::NotConfirmed(format!(
+                    "returned unroutable: {}",
+                    returned.reply_text
+                )));
+            }
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            // Start from a fresh connection next time.
+            *guard = None;
+        }
+        result
+    }
+
+    async fn consume_session(
+        &self,
+        topic: Topic,
+        concurrency: usize,
+        handler: &Handler,
+        shutdown: &CancellationToken,
+        connected: &mut bool,
+    ) -> Result<(), QueueError> {
+        let (connection, channel) = self.open(topic.as_str()).await?;
+        channel
+            .basic_qos(self.config.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(unavailable)?;
+        let tag = format!("leadlink-{}-{}", topic.as_str(), uuid::Uuid::new_v4());
+        let mut consumer = channel
+            .basic_consume(
+                self.queue_name(topic).into(),
+                tag.clone().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        *connected = true;
+        tracing::info!(queue = %self.queue_name(topic), "consuming");
+        let permits = Arc::new(Semaphore::new(concurrency));
+        let mut in_flight = JoinSet::new();
+        let outcome = loop {
+            while in_flight.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break Ok(()),
+                permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+            };
+            let delivery = tokio::select! {
+                _ = shutdown.cancelled() => break Ok(()),
+                next = consumer.next() => next,
+            };
+            let delivery = match delivery {
+                Some(Ok(delivery)) => delivery,
+                Some(Err(e)) => break Err(unavailable(e)),
+                None => {
+                    break Err(QueueError::Unavailable(
+                        "consumer was cancelled by the broker".into(),
+                    ));
+                }
+            };
+            let handler = handler.clone();
+            in_flight.spawn(async move {
+                let reference = String::from_utf8_lossy(&delivery.data).into_owned();
+                let result = match handler(reference).await {
+                    Handled::Ack => delivery.ack(BasicAckOptions::default()).await,
+                    Handled::Requeue => {
+                        tokio::time::sleep(REQUEUE_PAUSE).await;
+                        delivery
+                            .nack(BasicNackOptions {
+                                requeue: true,
+                                ..Default::default()
+                            })
+                            .await
+                    }
+                };
+                if let Err(e) = result {
+                    // The channel is gone; the broker redelivers the message elsewhere.
+                    tracing::warn!(error = %e, "could not settle a delivery");
+                }
+                drop(permit);
+            });
+        };
+        if shutdown.is_cancelled() {
+            // Stop new deliveries, then let the handlers in flight finish and ack.
+            let _ = channel
+                .basic_cancel(tag.into(), BasicCancelOptions::default())
+                .await;
+        }
+        while in_flight.join_next().await.is_some() {}
+        let _ = connection.close(200, "bye".into()).await;
+        outcome
+    }
+}
+
+fn unavailable(error: lapin::Error) -> QueueError {
+    QueueError::Unavailable(error.to_string())
+}
+
+impl Queue for Rabbit {
+    async fn publish(&self, topic: Topic, reference: &str) -> Result<(), QueueError> {
+        let timeout = self.config.publish_timeout;
+        tokio::time::timeout(timeout, self.publish_once(topic, reference))
+            .await
+            .map_err(|_| QueueError::Timeout(timeout))?
+    }
+
+    async fn consume(
+        &self,
+        topic: Topic,
+        concurrency: usize,
+        handler: Handler,
+        shutdown: CancellationToken,
+    ) {
+        let mut delay = self.config.reconnect_min;
+        while !shutdown.is_cancelled() {
+            let mut connected = false;
+            match self
+                .consume_session(topic, concurrency, &handler, &shutdown, &mut connected)
+                .await
+            {
+                Ok(()) => break,
+                Err(e) => {
+                    if connected {
+                        delay = self.config.reconnect_min;
+                    }
+                    tracing::warn!(
+                        broker = %redact_url(self.config.url.expose()),
+                        queue = %self.queue_name(topic),
+                        error = %e,
+                        retry_in = ?delay,
+                        "consumer lost the broker; reconnecting"
+                    );
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(self.config.reconnect_max);
+                }
+            }
+        }
+    }
+
+    async fn ping(&self) -> Result<(), QueueError> {
+        let timeout = self.config.publish_timeout;
+        tokio::time::timeout(timeout, async {
+            let (connection, _channel) = self.open("ping").await?;
+            let _ = connection.close(200, "ping".into()).await;
+            Ok(())
+        })
+        .await
+        .map_err(|_| QueueError::Timeout(timeout))?
+    }
+}

@@ -1,0 +1,186 @@
+//! What the API told us about accounts (holds, rate-limit headers) and about the key.
+
+use super::outbox::{self, OutboxMessage, Topic};
+use super::{Store, StoreError, TimePair};
+use crate::account::AccountState;
+use crate::connectsafely::RateLimit;
+use chrono::{DateTime, Utc};
+
+/// The key is refused since `since`; nobody sends until a probe succeeds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyPause {
+    pub reason: String,
+    pub since: DateTime<Utc>,
+}
+
+/// One account as shown to operators.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountSummary {
+    pub account_id: String,
+    pub hold_until: Option<DateTime<Utc>>,
+    pub blocked_until: Option<DateTime<Utc>>,
+    pub limit: Option<i32>,
+    pub used: Option<i32>,
+    pub remaining: Option<i32>,
+    pub reset_at: Option<DateTime<Utc>>,
+    pub waiting_jobs: i64,
+}
+
+pub(super) async fn record_rate_limit(
+    tx: &mut sqlx::PgConnection,
+    account_id: &str,
+    limit: &RateLimit,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO account_limits (account_id, action, \"limit\", used, remaining, reset_at, observed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (account_id, action) DO UPDATE SET \"limit\" = $3, used = $4, remaining = $5, \
+         reset_at = $6, observed_at = $7 WHERE account_limits.observed_at <= $7",
+    )
+    .bind(account_id)
+    .bind(&limit.action)
+    .bind(limit.limit)
+    .bind(limit.used)
+    .bind(limit.remaining)
+    .bind(limit.reset)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn record_hold(
+    tx: &mut sqlx::PgConnection,
+    account_id: &str,
+    hold_until: DateTime<Utc>,
+    blocked_until: Option<DateTime<Utc>>,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO accounts (account_id, hold_until, blocked_until, reason, updated_at) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (account_id) DO UPDATE SET hold_until = $2, blocked_until = $3, reason = $4, updated_at = $5",
+    )
+    .bind(account_id)
+    .bind(hold_until)
+    .bind(blocked_until)
+    .bind(reason)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    pub async fn account_state(&self, account_id: &str) -> Result<AccountState, StoreError> {
+        let hold: Option<TimePair> =
+            sqlx::query_as("SELECT hold_until, blocked_until FROM accounts WHERE account_id = $1")
+                .bind(account_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let limit: Option<(Option<i32>, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "SELECT remaining, reset_at FROM account_limits WHERE account_id = $1 AND action = 'CONNECT'",
+        )
+        .bind(account_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (hold_until, blocked_until) = hold.unwrap_or_default();
+        let (connect_remaining, connect_reset) = limit.unwrap_or_default();
+        Ok(AccountState {
+            hold_until,
+            blocked_until,
+            connect_remaining,
+            connect_reset,
+        })
+    }
+
+    pub async fn accounts(&self) -> Result<Vec<AccountSummary>, StoreError> {
+        Ok(sqlx::query_as::<_, AccountSummary>(
+            "WITH ids AS (SELECT account_id FROM accounts UNION SELECT account_id FROM account_limits \
+                          UNION SELECT DISTINCT account_id FROM jobs) \
+             SELECT ids.account_id, a.hold_until, a.blocked_until, l.\"limit\", l.used, l.remaining, l.reset_at, \
+               (SELECT count(*) FROM jobs j WHERE j.account_id = ids.account_id AND j.due_at IS NOT NULL) AS waiting_jobs \
+             FROM ids LEFT JOIN accounts a USING (account_id) \
+             LEFT JOIN account_limits l ON l.account_id = ids.account_id AND l.action = 'CONNECT' \
+             ORDER BY ids.account_id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn key_pause(&self) -> Result<Option<KeyPause>, StoreError> {
+        let row: (bool, Option<String>, Option<DateTime<Utc>>) =
+            sqlx::query_as("SELECT paused, reason, paused_at FROM api_key_state WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(match row {
+            (true, reason, since) => Some(KeyPause {
+                reason: reason.unwrap_or_default(),
+                since: since.unwrap_or_else(Utc::now),
+            }),
+            _ => None,
+        })
+    }
+
+    pub async fn pause_key(
+        &self,
+        reason: &str,
+        now: DateTime<Utc>,
+        next_probe: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE api_key_state SET paused = true, reason = $1, \
+             paused_at = CASE WHEN paused THEN paused_at ELSE $2 END, \
+             next_probe_at = CASE WHEN paused THEN next_probe_at ELSE $3 END WHERE id = 1",
+        )
+        .bind(reason)
+        .bind(now)
+        .bind(next_probe)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether this process should probe the paused key now; at most one process per interval does.
+    pub async fn claim_key_probe(
+        &self,
+        now: DateTime<Utc>,
+        next_probe: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let claimed: Option<i32> = sqlx::query_scalar(
+            "UPDATE api_key_state SET next_probe_at = $2 WHERE id = 1 AND paused AND next_probe_at <= $1 RETURNING id",
+        )
+        .bind(now)
+        .bind(next_probe)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(claimed.is_some())
+    }
+
+    /// The key works again: lift the pause and make every paused job due now.
+    pub async fn resume_key(&self, now: DateTime<Utc>) -> Result<Vec<OutboxMessage>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE api_key_state SET paused = false, reason = NULL, paused_at = NULL WHERE id = 1",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
+            "UPDATE jobs SET due_at = $1 WHERE status = 'paused' AND due_at IS NOT NULL RETURNING id",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut publish = Vec::with_capacity(ids.len());
+        for id in ids {
+            let id = id.to_string();
+            outbox::delete_for(&mut tx, Topic::Connect, &id).await?;
+            publish.push(outbox::insert(&mut tx, Topic::Connect, &id, now).await?);
+        }
+        tx.commit().await?;
+        Ok(publish)
+    }
+}

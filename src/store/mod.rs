@@ -1,0 +1,149 @@
+//! PostgreSQL, the source of truth: jobs and their history, idempotency keys, the outbox,
+//! writebacks, and what the API told us about accounts and the key.
+//!
+//! Workers and handlers talk to it through domain operations only; no SQL leaves this module.
+
+mod accounts;
+mod jobs;
+mod outbox;
+mod writebacks;
+
+pub use accounts::KeyPause;
+pub use jobs::{Claim, ClaimedJob, IngestOutcome, JobFilter, JobHistory, NewJob, Transition};
+pub use outbox::{OutboxMessage, Topic};
+pub use writebacks::{WritebackClaim, WritebackResult, WritebackRow, WritebackWork};
+
+use crate::config::DatabaseConfig;
+use crate::job::{Job, LeadDetails, Status};
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Row};
+use std::str::FromStr;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// Another worker owns the job now; this one must leave it alone.
+    #[error("lease on job {0} was lost")]
+    LeaseLost(Uuid),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505"))
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+    /// Where status changes are written back (e.g. `callback`); one writeback row each.
+    writeback_targets: Vec<String>,
+    /// How long a freshly written outbox row is left to the process that wrote it.
+    relay_grace: chrono::Duration,
+}
+
+impl Store {
+    /// Connects and runs the migrations.
+    pub async fn connect(
+        config: &DatabaseConfig,
+        writeback_targets: Vec<String>,
+        relay_grace: std::time::Duration,
+    ) -> Result<Store, StoreError> {
+        let options = PgConnectOptions::from_str(config.url.expose())?;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Store {
+            pool,
+            writeback_targets,
+            relay_grace: chrono::Duration::from_std(relay_grace)
+                .unwrap_or(chrono::Duration::seconds(10)),
+        })
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Two optional instants, as many small queries return.
+type TimePair = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+const JOB_COLUMNS: &str = "id, source, record_id, account_id, profile_id, profile_urn, message, lead, \
+     status, error, hold_until, retry_at, attempts, sequence, changed_at, due_at, created_at";
+
+fn job_from_row(row: &sqlx::postgres::PgRow) -> Result<Job, StoreError> {
+    let status: String = row.try_get("status")?;
+    let lead: serde_json::Value = row.try_get("lead")?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        source: row.try_get("source")?,
+        record_id: row.try_get("record_id")?,
+        account_id: row.try_get("account_id")?,
+        profile_id: row.try_get("profile_id")?,
+        profile_urn: row.try_get("profile_urn")?,
+        message: row.try_get("message")?,
+        lead: serde_json::from_value::<LeadDetails>(lead)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        status: Status::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status}")))?,
+        error: row.try_get("error")?,
+        hold_until: row.try_get("hold_until")?,
+        retry_at: row.try_get("retry_at")?,
+        attempts: row.try_get("attempts")?,
+        sequence: row.try_get("sequence")?,
+        changed_at: row.try_get("changed_at")?,
+        due_at: row.try_get("due_at")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// One line of a job's history.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct JobEvent {
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub status: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+async fn record_event(
+    tx: &mut sqlx::PgConnection,
+    job_id: Uuid,
+    at: DateTime<Utc>,
+    kind: &str,
+    status: Option<Status>,
+    detail: serde_json::Value,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO job_events (job_id, at, kind, status, detail) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(job_id)
+    .bind(at)
+    .bind(kind)
+    .bind(status.map(Status::as_str))
+    .bind(detail)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}

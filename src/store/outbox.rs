@@ -1,0 +1,142 @@
+//! The outbox: every message that must reach the broker, written in the same transaction as
+//! the state it announces. Parked jobs are outbox rows due later; the relay publishes rows
+//! when due, oldest first, with `SKIP LOCKED` so any number of relays can run.
+
+use super::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Topic {
+    Connect,
+    Writeback,
+}
+
+impl Topic {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topic::Connect => "connect",
+            Topic::Writeback => "writeback",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Topic> {
+        match text {
+            "connect" => Some(Topic::Connect),
+            "writeback" => Some(Topic::Writeback),
+            _ => None,
+        }
+    }
+}
+
+/// A message to publish: `reference` is a job id (connect) or a writeback id (writeback).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxMessage {
+    pub outbox_id: i64,
+    pub topic: Topic,
+    pub reference: String,
+}
+
+pub(super) async fn insert(
+    tx: &mut sqlx::PgConnection,
+    topic: Topic,
+    reference: &str,
+    due_at: DateTime<Utc>,
+) -> Result<OutboxMessage, StoreError> {
+    let outbox_id: i64 = sqlx::query_scalar(
+        "INSERT INTO outbox (topic, ref, due_at) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(topic.as_str())
+    .bind(reference)
+    .bind(due_at)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(OutboxMessage {
+        outbox_id,
+        topic,
+        reference: reference.to_string(),
+    })
+}
+
+pub(super) async fn delete_for(
+    tx: &mut sqlx::PgConnection,
+    topic: Topic,
+    reference: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM outbox WHERE topic = $1 AND ref = $2")
+        .bind(topic.as_str())
+        .bind(reference)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Forgets rows whose messages the broker confirmed.
+    pub async fn published(&self, outbox_ids: &[i64]) -> Result<(), StoreError> {
+        if outbox_ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+            .bind(outbox_ids)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Publishes up to `limit` due rows, oldest first, and deletes those the broker
+    /// confirmed. The rows stay locked meanwhile, so concurrent relays skip them; a crash
+    /// leaves them for the next pass (a duplicate message at worst, which consumers ignore).
+    pub async fn relay_due<F, Fut>(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        mut publish: F,
+    ) -> Result<usize, StoreError>
+    where
+        F: FnMut(OutboxMessage) -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT id, topic, ref FROM outbox WHERE due_at <= $1 \
+             ORDER BY due_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut done = Vec::with_capacity(rows.len());
+        for (outbox_id, topic, reference) in rows {
+            let Some(topic) = Topic::parse(&topic) else {
+                return Err(StoreError::Corrupt(format!("outbox topic {topic}")));
+            };
+            if !publish(OutboxMessage {
+                outbox_id,
+                topic,
+                reference,
+            })
+            .await
+            {
+                // The broker is unreachable: keep the rest for the next pass.
+                break;
+            }
+            done.push(outbox_id);
+        }
+        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+            .bind(&done)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.len())
+    }
+
+    /// When the next row falls due, so the relay can sleep until then.
+    pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT min(due_at) FROM outbox")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+}

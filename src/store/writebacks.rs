@@ -1,0 +1,253 @@
+//! Writebacks: one row per status change and target, committed with the change itself,
+//! delivered in order per job, retried on their own schedule.
+
+use super::outbox::{self, OutboxMessage, Topic};
+use super::{Store, StoreError, record_event};
+use crate::job::Job;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct WritebackRow {
+    pub id: i64,
+    pub target: String,
+    pub sequence: i32,
+    pub state: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// A writeback this worker may deliver now.
+#[derive(Debug, Clone)]
+pub struct WritebackWork {
+    pub id: i64,
+    pub job_id: Uuid,
+    pub target: String,
+    pub sequence: i32,
+    pub payload: serde_json::Value,
+    /// This attempt's number, 1-based.
+    pub attempt: i32,
+}
+
+#[derive(Debug)]
+pub enum WritebackClaim {
+    Deliver(WritebackWork),
+    /// An older change of the same job is still pending: this one waits for it.
+    Deferred,
+    Skip(&'static str),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WritebackResult {
+    Delivered,
+    Retry {
+        at: DateTime<Utc>,
+        error: String,
+    },
+    /// A permanent refusal: kept with its reason until an operator retries it.
+    Parked {
+        reason: String,
+    },
+}
+
+impl Store {
+    pub(super) async fn queue_writebacks(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        job: &Job,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let payload =
+            serde_json::to_value(job.snapshot()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut publish = Vec::new();
+        for target in &self.writeback_targets {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO writebacks (job_id, target, sequence, payload, next_attempt_at) \
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            )
+            .bind(job.id)
+            .bind(target)
+            .bind(job.sequence)
+            .bind(&payload)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            publish.push(
+                outbox::insert(
+                    tx,
+                    Topic::Writeback,
+                    &id.to_string(),
+                    now + self.relay_grace,
+                )
+                .await?,
+            );
+        }
+        Ok(publish)
+    }
+
+    /// Takes a writeback's lease if it is pending, due, and the oldest pending one of its job.
+    pub async fn claim_writeback(
+        &self,
+        id: i64,
+        lease: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<WritebackClaim, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<(Uuid, String, i32, serde_json::Value, i32)> = sqlx::query_as(
+            "UPDATE writebacks SET lease_until = $2, attempts = attempts + 1 \
+             WHERE id = $1 AND state = 'pending' AND next_attempt_at <= $3 \
+             AND (lease_until IS NULL OR lease_until < $3) \
+             RETURNING job_id, target, sequence, payload, attempts",
+        )
+        .bind(id)
+        .bind(now + lease)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((job_id, target, sequence, payload, attempt)) = row else {
+            return Ok(WritebackClaim::Skip(
+                "writeback is not pending, not due, or leased",
+            ));
+        };
+        let older: Option<DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT min(next_attempt_at) FROM writebacks \
+             WHERE job_id = $1 AND target = $2 AND sequence < $3 AND state = 'pending'",
+        )
+        .bind(job_id)
+        .bind(&target)
+        .bind(sequence)
+        .fetch_one(&mut *tx)
+        .await?;
+        if let Some(older_due) = older {
+            // Keep the CRM's view in order: go out just after the older change does.
+            let due = older_due.max(now) + chrono::Duration::seconds(1);
+            sqlx::query(
+                "UPDATE writebacks SET lease_until = NULL, attempts = attempts - 1, next_attempt_at = $2 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(due)
+            .execute(&mut *tx)
+            .await?;
+            outbox::insert(&mut tx, Topic::Writeback, &id.to_string(), due).await?;
+            tx.commit().await?;
+            return Ok(WritebackClaim::Deferred);
+        }
+        // Brings the writeback back if this worker dies while delivering it.
+        outbox::insert(
+            &mut tx,
+            Topic::Writeback,
+            &id.to_string(),
+            now + lease + chrono::Duration::seconds(1),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(WritebackClaim::Deliver(WritebackWork {
+            id,
+            job_id,
+            target,
+            sequence,
+            payload,
+            attempt,
+        }))
+    }
+
+    pub async fn writeback_done(
+        &self,
+        work: &WritebackWork,
+        result: &WritebackResult,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let id = work.id.to_string();
+        outbox::delete_for(&mut tx, Topic::Writeback, &id).await?;
+        let (state, error, next) = match result {
+            WritebackResult::Delivered => ("delivered", None, now),
+            WritebackResult::Retry { at, error } => ("pending", Some(error.clone()), *at),
+            WritebackResult::Parked { reason } => ("parked", Some(reason.clone()), now),
+        };
+        sqlx::query(
+            "UPDATE writebacks SET state = $2, last_error = $3, next_attempt_at = $4, lease_until = NULL, \
+             delivered_at = CASE WHEN $2 = 'delivered' THEN $5 ELSE delivered_at END WHERE id = $1",
+        )
+        .bind(work.id)
+        .bind(state)
+        .bind(&error)
+        .bind(next)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if state == "pending" {
+            outbox::insert(&mut tx, Topic::Writeback, &id, next).await?;
+        }
+        record_event(
+            &mut tx,
+            work.job_id,
+            now,
+            "writeback",
+            None,
+            json!({"target": work.target, "sequence": work.sequence, "attempt": work.attempt,
+                   "result": state, "error": error}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn writebacks_of(
+        &self,
+        job_id: Uuid,
+    ) -> Result<Vec<WritebackRow>, StoreError> {
+        Ok(sqlx::query_as::<_, WritebackRow>(
+            "SELECT id, target, sequence, state, attempts, last_error, next_attempt_at, delivered_at \
+             FROM writebacks WHERE job_id = $1 ORDER BY sequence, target",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub(super) async fn rearm_parked_writebacks(
+        &self,
+        job_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "UPDATE writebacks SET state = 'pending', attempts = 0, next_attempt_at = $2 \
+             WHERE job_id = $1 AND state = 'parked' RETURNING id",
+        )
+        .bind(job_id)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut publish = Vec::new();
+        for id in &ids {
+            publish.push(
+                outbox::insert(
+                    &mut tx,
+                    Topic::Writeback,
+                    &id.to_string(),
+                    now + self.relay_grace,
+                )
+                .await?,
+            );
+        }
+        if !ids.is_empty() {
+            record_event(
+                &mut tx,
+                job_id,
+                now,
+                "operator",
+                None,
+                json!({"rearmedWritebacks": ids}),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(publish)
+    }
+}

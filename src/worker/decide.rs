@@ -1,0 +1,484 @@
+//! What a worker does with an API answer: pure functions, clock and randomness passed in.
+
+use crate::account;
+use crate::config::RetryConfig;
+use crate::connectsafely::{ApiError, ConnectResponse, RelationshipAnswer};
+use crate::job::Status;
+use crate::retry;
+use chrono::{DateTime, Duration, Utc};
+
+/// The next step for a job after a call to the API.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// The job ends with this status.
+    Finish {
+        status: Status,
+        profile_urn: Option<String>,
+        error: Option<String>,
+    },
+    /// Settle an unclear answer with `GET /relationship` before deciding.
+    CheckRelationship { error: String },
+    /// The API key was refused: every worker stops sending until a probe succeeds.
+    PauseKey { error: String },
+    /// The account is on hold; the job waits until `retry_at`.
+    Hold {
+        hold_until: DateTime<Utc>,
+        blocked_until: Option<DateTime<Utc>>,
+        retry_at: DateTime<Utc>,
+        error: String,
+    },
+    /// A transient failure; try again at `retry_at`.
+    Retry {
+        retry_at: DateTime<Utc>,
+        error: String,
+    },
+}
+
+/// Everything besides the answer that a decision depends on.
+pub struct Context<'a> {
+    /// This attempt's number, 1-based.
+    pub attempt: u32,
+    pub now: DateTime<Utc>,
+    pub policy: &'a RetryConfig,
+    /// Case-insensitive text of a 400 that means "already connected".
+    pub already_connected_text: &'a str,
+    /// Uniform in [-1, 1].
+    pub jitter: f64,
+}
+
+impl Context<'_> {
+    fn retry_or_fail(&self, error: String, retry_after: Option<std::time::Duration>) -> Decision {
+        if !retry::may_retry(self.policy, self.attempt) {
+            return Decision::Finish {
+                status: Status::Failed,
+                profile_urn: None,
+                error: Some(format!("gave up after {} attempts: {error}", self.attempt)),
+            };
+        }
+        let delay = match retry_after {
+            Some(asked) => retry::after_retry_after(self.policy, asked, self.jitter),
+            None => retry::backoff(self.policy, self.attempt, self.jitter),
+        };
+        Decision::Retry {
+            retry_at: self.now + Duration::from_std(delay).unwrap_or(Duration::hours(1)),
+            error,
+        }
+    }
+}
+
+pub fn after_connect(result: &Result<ConnectResponse, ApiError>, ctx: &Context<'_>) -> Decision {
+    let response = match result {
+        Ok(response) => response,
+        Err(error) => return ctx.retry_or_fail(error.to_string(), None),
+    };
+    let error_text = || {
+        response
+            .error
+            .clone()
+            .unwrap_or_else(|| format!("HTTP {}", response.status))
+    };
+    match response.status {
+        200..=299 => Decision::Finish {
+            status: Status::Sent,
+            profile_urn: response.profile_urn.clone(),
+            error: None,
+        },
+        400 => {
+            let error = error_text();
+            let needle = ctx.already_connected_text.to_lowercase();
+            if error.to_lowercase().contains(&needle) {
+                Decision::Finish {
+                    status: Status::AlreadyConnected,
+                    profile_urn: None,
+                    error: None,
+                }
+            } else if response.error.is_none() {
+                // A 400 that says nothing may still be the "already connected" case.
+                Decision::CheckRelationship { error }
+            } else {
+                Decision::Finish {
+                    status: Status::Failed,
+                    profile_urn: None,
+                    error: Some(error),
+                }
+            }
+        }
+        401 => Decision::PauseKey {
+            error: format!("ConnectSafely rejected the API key: {}", error_text()),
+        },
+        404 => Decision::Finish {
+            status: Status::ProfileNotFound,
+            profile_urn: None,
+            error: Some(error_text()),
+        },
+        429 => match response.hold_until {
+            Some(hold_until) => {
+                // A hold means the week's limit was exceeded: nothing goes out before the
+                // weekly reset either, as the API says it, or its documented Monday rule.
+                let blocked_until = response
+                    .weekly_reset
+                    .or_else(|| {
+                        response
+                            .rate_limit
+                            .as_ref()
+                            .filter(|l| l.remaining.is_some_and(|r| r <= 0))
+                            .and_then(|l| l.reset)
+                    })
+                    .or_else(|| Some(account::next_weekly_reset(ctx.now)));
+                let retry_at = blocked_until.map_or(hold_until, |b| b.max(hold_until));
+                Decision::Hold {
+                    hold_until,
+                    blocked_until,
+                    retry_at: retry_at.max(ctx.now),
+                    error: error_text(),
+                }
+            }
+            None => ctx.retry_or_fail(
+                format!("rate limited: {}", error_text()),
+                Some(
+                    response
+                        .retry_after
+                        .unwrap_or(std::time::Duration::from_secs(60)),
+                ),
+            ),
+        },
+        408 | 500..=599 => ctx.retry_or_fail(error_text(), response.retry_after),
+        _ => Decision::Finish {
+            status: Status::Failed,
+            profile_urn: None,
+            error: Some(error_text()),
+        },
+    }
+}
+
+/// Why the relationship is being looked up.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RelationshipCheck {
+    /// A previous worker started a send and left no outcome: it may have gone out.
+    InDoubt,
+    /// A 400 that did not say why.
+    Unclear400 { error: String },
+}
+
+/// `None` means: nothing is known that forbids sending; go ahead.
+pub fn after_relationship(
+    answer: &RelationshipAnswer,
+    check: &RelationshipCheck,
+) -> Option<Decision> {
+    let finish = |status, profile_urn: Option<String>, error: Option<String>| {
+        Some(Decision::Finish {
+            status,
+            profile_urn,
+            error,
+        })
+    };
+    match answer {
+        RelationshipAnswer::ProfileNotFound => finish(
+            Status::ProfileNotFound,
+            None,
+            Some("LinkedIn profile not found (relationship check)".into()),
+        ),
+        RelationshipAnswer::Found(rel) if rel.connected => {
+            finish(Status::AlreadyConnected, rel.profile_urn.clone(), None)
+        }
+        RelationshipAnswer::Found(rel) if rel.invitation_sent => match check {
+            // Ours: the earlier send went out before its worker died.
+            RelationshipCheck::InDoubt => finish(Status::Sent, rel.profile_urn.clone(), None),
+            RelationshipCheck::Unclear400 { .. } => {
+                finish(Status::InvitationPending, rel.profile_urn.clone(), None)
+            }
+        },
+        RelationshipAnswer::Found(_) => match check {
+            RelationshipCheck::InDoubt => None,
+            RelationshipCheck::Unclear400 { error } => {
+                finish(Status::Failed, None, Some(error.clone()))
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connectsafely::{RateLimit, Relationship};
+    use reqwest::header::HeaderMap;
+
+    fn t(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn policy() -> RetryConfig {
+        RetryConfig {
+            max_attempts: 3,
+            base_delay: std::time::Duration::from_secs(30),
+            max_delay: std::time::Duration::from_secs(3600),
+            jitter: 0.0,
+        }
+    }
+
+    fn decide(status: u16, body: &str, attempt: u32) -> Decision {
+        decide_with(status, &HeaderMap::new(), body, attempt)
+    }
+
+    fn decide_with(status: u16, headers: &HeaderMap, body: &str, attempt: u32) -> Decision {
+        let p = policy();
+        let ctx = Context {
+            attempt,
+            now: t("2026-11-30T10:00:00Z"),
+            policy: &p,
+            already_connected_text: "already connected",
+            jitter: 0.0,
+        };
+        after_connect(
+            &Ok(ConnectResponse::parse(status, headers, body.as_bytes())),
+            &ctx,
+        )
+    }
+
+    #[test]
+    fn success_is_sent_with_the_urn() {
+        assert_eq!(
+            decide(
+                200,
+                r#"{"success":true,"profileUrn":"urn:li:fsd_profile:X"}"#,
+                1
+            ),
+            Decision::Finish {
+                status: Status::Sent,
+                profile_urn: Some("urn:li:fsd_profile:X".into()),
+                error: None
+            }
+        );
+    }
+
+    #[test]
+    fn already_connected_400_is_recognised_case_insensitively() {
+        let d = decide(
+            400,
+            r#"{"error":"Already Connected to this profile","success":false}"#,
+            1,
+        );
+        assert!(
+            matches!(
+                d,
+                Decision::Finish {
+                    status: Status::AlreadyConnected,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn other_400_fails_with_the_api_error_and_unclear_400_is_checked() {
+        let d = decide(
+            400,
+            r#"{"error":"Either profileId or profileUrn must be provided","success":false}"#,
+            1,
+        );
+        assert_eq!(
+            d,
+            Decision::Finish {
+                status: Status::Failed,
+                profile_urn: None,
+                error: Some("Either profileId or profileUrn must be provided".into())
+            }
+        );
+        assert!(matches!(
+            decide(400, "", 1),
+            Decision::CheckRelationship { .. }
+        ));
+    }
+
+    #[test]
+    fn unauthorized_pauses_the_key() {
+        assert!(matches!(
+            decide(401, r#"{"error":"Unauthorized"}"#, 1),
+            Decision::PauseKey { .. }
+        ));
+    }
+
+    #[test]
+    fn not_found_is_profile_not_found() {
+        let d = decide(
+            404,
+            r#"{"error":"LinkedIn profile not found: x","success":false}"#,
+            1,
+        );
+        assert!(matches!(
+            d,
+            Decision::Finish {
+                status: Status::ProfileNotFound,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn hold_waits_for_the_weekly_reset_when_it_is_later() {
+        let d = decide(
+            429,
+            r#"{"error":"limit","success":false,"holdUntil":"2026-12-01T10:00:00Z","weeklyReset":"2026-12-07T00:00:00Z"}"#,
+            1,
+        );
+        assert_eq!(
+            d,
+            Decision::Hold {
+                hold_until: t("2026-12-01T10:00:00Z"),
+                blocked_until: Some(t("2026-12-07T00:00:00Z")),
+                retry_at: t("2026-12-07T00:00:00Z"),
+                error: "limit".into()
+            }
+        );
+    }
+
+    #[test]
+    fn hold_without_weekly_reset_uses_the_headers_then_the_monday_rule() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-action", "CONNECT".parse().unwrap());
+        headers.insert("x-ratelimit-remaining", "0".parse().unwrap());
+        headers.insert("x-ratelimit-reset", "2026-12-05T00:00:00Z".parse().unwrap());
+        let body = r#"{"error":"limit","holdUntil":"2026-12-01T10:00:00Z"}"#;
+        let Decision::Hold { retry_at, .. } = decide_with(429, &headers, body, 1) else {
+            panic!()
+        };
+        assert_eq!(retry_at, t("2026-12-05T00:00:00Z"));
+        let Decision::Hold { retry_at, .. } = decide(429, body, 1) else {
+            panic!()
+        };
+        assert_eq!(retry_at, t("2026-12-07T00:00:00Z"));
+    }
+
+    #[test]
+    fn short_429_retries_after_retry_after() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", "20".parse().unwrap());
+        let d = decide_with(429, &headers, r#"{"error":"Too many requests"}"#, 1);
+        assert_eq!(
+            d,
+            Decision::Retry {
+                retry_at: t("2026-11-30T10:00:20Z"),
+                error: "rate limited: Too many requests".into()
+            }
+        );
+    }
+
+    #[test]
+    fn server_errors_back_off_then_fail() {
+        assert_eq!(
+            decide(503, r#"{"error":"down"}"#, 2),
+            Decision::Retry {
+                retry_at: t("2026-11-30T10:01:00Z"),
+                error: "down".into()
+            }
+        );
+        let d = decide(503, r#"{"error":"down"}"#, 3);
+        assert!(
+            matches!(
+                d,
+                Decision::Finish {
+                    status: Status::Failed,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn transport_errors_are_retried() {
+        let p = policy();
+        let ctx = Context {
+            attempt: 1,
+            now: t("2026-11-30T10:00:00Z"),
+            policy: &p,
+            already_connected_text: "already connected",
+            jitter: 0.0,
+        };
+        assert!(matches!(
+            after_connect(&Err(ApiError::Timeout), &ctx),
+            Decision::Retry { .. }
+        ));
+    }
+
+    fn found(connected: bool, invitation_sent: bool) -> RelationshipAnswer {
+        RelationshipAnswer::Found(Relationship {
+            connected,
+            invitation_sent,
+            invitation_received: false,
+            status: None,
+            profile_urn: Some("urn:li:fsd_profile:X".into()),
+        })
+    }
+
+    #[test]
+    fn in_doubt_send_found_pending_counts_as_ours() {
+        let d = after_relationship(&found(false, true), &RelationshipCheck::InDoubt);
+        assert!(
+            matches!(
+                d,
+                Some(Decision::Finish {
+                    status: Status::Sent,
+                    ..
+                })
+            ),
+            "{d:?}"
+        );
+        assert_eq!(
+            after_relationship(&found(false, false), &RelationshipCheck::InDoubt),
+            None
+        );
+        let d = after_relationship(&found(true, false), &RelationshipCheck::InDoubt);
+        assert!(matches!(
+            d,
+            Some(Decision::Finish {
+                status: Status::AlreadyConnected,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn unclear_400_is_settled_by_the_relationship() {
+        let check = RelationshipCheck::Unclear400 {
+            error: "HTTP 400".into(),
+        };
+        let d = after_relationship(&found(false, true), &check);
+        assert!(matches!(
+            d,
+            Some(Decision::Finish {
+                status: Status::InvitationPending,
+                ..
+            })
+        ));
+        let d = after_relationship(&found(false, false), &check);
+        assert!(matches!(
+            d,
+            Some(Decision::Finish {
+                status: Status::Failed,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn rate_limit_headers_are_kept_on_the_response() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-action", "CONNECT".parse().unwrap());
+        headers.insert("x-ratelimit-used", "4".parse().unwrap());
+        let r = ConnectResponse::parse(200, &headers, b"{}");
+        assert_eq!(
+            r.rate_limit,
+            Some(RateLimit {
+                action: "CONNECT".into(),
+                limit: None,
+                used: Some(4),
+                remaining: None,
+                reset: None
+            })
+        );
+    }
+}

@@ -1,0 +1,94 @@
+//! The workers: the connect stage, the writeback stage, and the loops every worker runs
+//! beside them (the outbox relay and the key probe).
+
+mod connect;
+pub mod decide;
+mod relay;
+mod writeback;
+
+pub use relay::publish_now;
+
+use crate::config::Config;
+use crate::connectsafely;
+use crate::crm::Writers;
+use crate::queue::{Handled, Handler, Queue};
+use crate::store::{Store, StoreError, Topic};
+use std::sync::Arc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Api(#[from] connectsafely::ApiError),
+}
+
+/// What the stages share.
+pub struct Services<Q: Queue> {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub queue: Q,
+    pub api: connectsafely::Client,
+    pub writers: Writers,
+    /// Names this process in job leases.
+    pub worker_id: String,
+}
+
+/// Starts the connect and writeback consumers, the relay and the key probe.
+pub fn spawn<Q: Queue>(
+    services: Arc<Services<Q>>,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) {
+    let config = services.config.clone();
+    let connect: Handler = {
+        let services = services.clone();
+        Arc::new(move |reference| {
+            let services = services.clone();
+            Box::pin(async move { outcome(connect::handle(&services, &reference).await) })
+        })
+    };
+    let writeback: Handler = {
+        let services = services.clone();
+        Arc::new(move |reference| {
+            let services = services.clone();
+            Box::pin(async move { outcome(writeback::handle(&services, &reference).await) })
+        })
+    };
+    let queue = services.queue.clone();
+    let token = shutdown.clone();
+    let concurrency = config.broker.connect_concurrency;
+    tasks.spawn(async move {
+        queue
+            .consume(Topic::Connect, concurrency, connect, token)
+            .await
+    });
+    let queue = services.queue.clone();
+    let token = shutdown.clone();
+    let concurrency = config.broker.writeback_concurrency;
+    tasks.spawn(async move {
+        queue
+            .consume(Topic::Writeback, concurrency, writeback, token)
+            .await
+    });
+    tasks.spawn(relay::probe_key_loop(services, shutdown.clone()));
+}
+
+pub use relay::relay_loop;
+
+fn outcome(result: Result<(), WorkerError>) -> Handled {
+    match result {
+        Ok(()) => Handled::Ack,
+        // Someone else owns the job now; this delivery has nothing left to do.
+        Err(WorkerError::Store(StoreError::LeaseLost(job))) => {
+            tracing::info!(%job, "lease lost to another worker");
+            Handled::Ack
+        }
+        Err(error) => {
+            tracing::error!(%error, "job not settled; it will be retried");
+            Handled::Requeue
+        }
+    }
+}

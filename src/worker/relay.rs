@@ -1,0 +1,111 @@
+//! Getting committed messages onto the broker: right away after a commit, and by the relay
+//! for whatever was left behind or falls due later. Also the probe of a refused API key.
+
+use super::Services;
+use crate::queue::Queue;
+use crate::store::{OutboxMessage, Store};
+use chrono::Utc;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const RELAY_BATCH: i64 = 200;
+
+/// Publishes messages just committed; what fails stays in the outbox for the relay.
+pub async fn publish_now<Q: Queue>(store: &Store, queue: &Q, messages: Vec<OutboxMessage>) {
+    let mut done = Vec::with_capacity(messages.len());
+    for message in messages {
+        match queue.publish(message.topic, &message.reference).await {
+            Ok(()) => done.push(message.outbox_id),
+            Err(error) => {
+                tracing::warn!(%error, "publish failed; the relay will retry from the outbox");
+                break;
+            }
+        }
+    }
+    if let Err(error) = store.published(&done).await {
+        // Harmless: the relay publishes them again and consumers ignore duplicates.
+        tracing::warn!(%error, "could not forget published outbox rows");
+    }
+}
+
+/// Publishes due outbox rows until shutdown. Safe to run in every process.
+pub async fn relay_loop<Q: Queue>(
+    store: Store,
+    queue: Q,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
+        let q = queue.clone();
+        let published = store
+            .relay_due(Utc::now(), RELAY_BATCH, move |message| {
+                let q = q.clone();
+                async move { q.publish(message.topic, &message.reference).await.is_ok() }
+            })
+            .await;
+        let pause = match published {
+            Ok(n) if n as i64 == RELAY_BATCH => Duration::ZERO,
+            Ok(n) => {
+                if n > 0 {
+                    tracing::debug!(published = n, "relay published due messages");
+                }
+                // Sleep until the next row is due, but never longer than the interval.
+                match store.next_due().await {
+                    Ok(Some(next)) => (next - Utc::now())
+                        .to_std()
+                        .unwrap_or_default()
+                        .min(interval),
+                    _ => interval,
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "relay pass failed");
+                interval
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(pause.max(Duration::from_millis(50))) => {}
+        }
+    }
+}
+
+/// While the key is paused, one process per interval tries it with a call that costs no
+/// quota, and lifts the pause when it works.
+pub async fn probe_key_loop<Q: Queue>(services: Arc<Services<Q>>, shutdown: CancellationToken) {
+    let interval = services.config.connectsafely.key_probe_interval;
+    let tick = interval.min(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        let now = Utc::now();
+        let next =
+            now + chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::minutes(1));
+        match services.store.claim_key_probe(now, next).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(error) => {
+                tracing::warn!(%error, "could not read the key state");
+                continue;
+            }
+        }
+        match services.api.probe_key().await {
+            Ok(()) => match services.store.resume_key(Utc::now()).await {
+                Ok(publish) => {
+                    tracing::info!(
+                        jobs = publish.len(),
+                        "ConnectSafely accepts the API key again; resuming"
+                    );
+                    publish_now(&services.store, &services.queue, publish).await;
+                }
+                Err(error) => tracing::warn!(%error, "could not resume after the key recovered"),
+            },
+            Err(error) => {
+                tracing::error!(%error, "ConnectSafely API key still refused; sending stays paused")
+            }
+        }
+    }
+}

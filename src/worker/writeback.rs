@@ -1,0 +1,34 @@
+//! The writeback stage: deliver one status change to its target, on its own retry schedule.
+//! It never touches the connect: a failing CRM cannot cause a second invitation.
+
+use super::{Services, WorkerError};
+use crate::queue::Queue;
+use crate::store::WritebackClaim;
+use chrono::Utc;
+use tracing::Instrument;
+
+pub async fn handle<Q: Queue>(s: &Services<Q>, reference: &str) -> Result<(), WorkerError> {
+    let Ok(id) = reference.parse::<i64>() else {
+        tracing::warn!(reference, "writeback message without an id; dropped");
+        return Ok(());
+    };
+    let lease =
+        chrono::Duration::from_std(s.writers.lease()).unwrap_or(chrono::Duration::minutes(2));
+    let work = match s.store.claim_writeback(id, lease, Utc::now()).await? {
+        WritebackClaim::Deliver(work) => work,
+        WritebackClaim::Deferred => return Ok(()),
+        WritebackClaim::Skip(why) => {
+            tracing::debug!(id, why, "nothing to do");
+            return Ok(());
+        }
+    };
+    let span = tracing::info_span!("job", job_id = %work.job_id, stage = "writeback", target = %work.target, sequence = work.sequence);
+    async {
+        let result = s.writers.deliver(&work, Utc::now()).await;
+        tracing::info!(?result, "writeback attempt");
+        s.store.writeback_done(&work, &result, Utc::now()).await?;
+        Ok(())
+    }
+    .instrument(span)
+    .await
+}
