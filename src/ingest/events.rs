@@ -107,17 +107,23 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8], prefix: &str) -> Result<T,
     serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let field = if path == "." {
-            None
-        } else {
-            Some(format!("{prefix}{path}"))
+        // serde reports a missing field at its parent's path, naming it only in the text.
+        let text = inner.to_string();
+        let missing = text
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next());
+        let field = match (path.as_str(), missing) {
+            (".", Some(name)) => Some(format!("{prefix}{name}")),
+            (".", None) => None,
+            (path, Some(name)) => Some(format!("{prefix}{path}.{name}")),
+            (path, None) => Some(format!("{prefix}{path}")),
         };
         let message = if inner.is_syntax() || inner.is_eof() {
             format!("body is not valid JSON: {inner}")
         } else {
             match &field {
-                Some(field) => format!("{field}: {inner}"),
-                None => format!("{prefix}{inner}"),
+                Some(field) => format!("{field}: {text}"),
+                None => format!("{prefix}{text}"),
             }
         };
         IngestError::BadRequest { field, message }

@@ -1,0 +1,397 @@
+//! Test harness: each test gets its own database, its own queue prefix, its own simulator
+//! and its own callback receiver, so tests run in parallel and repeatedly.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+pub mod proxy;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use chrono::Utc;
+use leadlink::app::{self, Roles, Running};
+use leadlink::config::Config;
+use leadlink::signature::standard_webhooks::{Signer, Verifier};
+use leadlink::sim::{self, Sim, SimOptions};
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const EVENTS_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub const CALLBACK_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const API_KEY: &str = "sim-api-key";
+pub const PG: &str = "postgres://postgres@127.0.0.1:5432";
+pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,leadlink=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// One status change as the callback receiver got it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub webhook_id: String,
+    pub data: Value,
+}
+
+#[derive(Clone, Default)]
+pub struct CallbackState {
+    pub received: Arc<Mutex<Vec<Received>>>,
+    /// Statuses to answer with, in order; 204 once empty.
+    pub answers: Arc<Mutex<VecDeque<u16>>>,
+    pub rejected_signatures: Arc<Mutex<u32>>,
+}
+
+async fn receive_callback(
+    State(state): State<CallbackState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    let verifier = Verifier::new(&[CALLBACK_SECRET]).unwrap();
+    if verifier.verify(&headers, &body, Utc::now()).is_err() {
+        *state.rejected_signatures.lock().unwrap() += 1;
+        return StatusCode::UNAUTHORIZED;
+    }
+    let answer = state.answers.lock().unwrap().pop_front().unwrap_or(204);
+    if (200..300).contains(&answer) {
+        let envelope: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(envelope["type"], "lead.connect.status");
+        state.received.lock().unwrap().push(Received {
+            webhook_id: headers["webhook-id"].to_str().unwrap().to_string(),
+            data: envelope["data"].clone(),
+        });
+    }
+    StatusCode::from_u16(answer).unwrap()
+}
+
+async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+/// Everything outside leadlink that a test needs, isolated per test.
+pub struct TestEnv {
+    pub id: String,
+    pub database_url: String,
+    pub prefix: String,
+    pub sim_url: String,
+    pub callback_url: String,
+    pub callback: CallbackState,
+    pub http: reqwest::Client,
+}
+
+impl TestEnv {
+    pub async fn new() -> TestEnv {
+        Self::with_sim(SimOptions {
+            per_minute_limits: false,
+            ..SimOptions::default()
+        })
+        .await
+    }
+
+    pub async fn with_sim(options: SimOptions) -> TestEnv {
+        init_tracing();
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let database = format!("leadlink_t_{id}");
+        let admin = sqlx::PgPool::connect(&format!("{PG}/postgres"))
+            .await
+            .unwrap();
+        sqlx::query(&format!("CREATE DATABASE {database}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let sim_addr = serve(sim::router(Sim::new(options))).await;
+        let callback = CallbackState::default();
+        let callback_addr = serve(
+            Router::new()
+                .route("/callback", post(receive_callback))
+                .with_state(callback.clone()),
+        )
+        .await;
+        TestEnv {
+            database_url: format!("{PG}/{database}"),
+            prefix: format!("t{id}"),
+            sim_url: format!("http://{sim_addr}"),
+            callback_url: format!("http://{callback_addr}/callback?token=cb-query-token"),
+            callback,
+            http: reqwest::Client::new(),
+            id,
+        }
+    }
+
+    /// A configuration with windows of seconds.
+    pub fn config(&self) -> Config {
+        let text = format!(
+            r#"
+            [server]
+            listen = "127.0.0.1:0"
+            admin_token = "{ADMIN_TOKEN}"
+            [broker]
+            url = "{AMQP}"
+            prefix = "{prefix}"
+            prefetch = 4
+            reconnect_min = "100ms"
+            reconnect_max = "1s"
+            publish_timeout = "2s"
+            [database]
+            url = "{db}"
+            max_connections = 4
+            [connectsafely]
+            base_url = "{sim}"
+            api_key = "{API_KEY}"
+            default_account_id = "acc_default"
+            timeout = "3s"
+            key_probe_interval = "1s"
+            [sources.events]
+            secrets = ["{EVENTS_SECRET}"]
+            [writeback.callback]
+            url = "{callback}"
+            secret = "{CALLBACK_SECRET}"
+            timeout = "2s"
+            [writeback.retry]
+            max_attempts = 4
+            base_delay = "300ms"
+            max_delay = "1s"
+            jitter = 0.0
+            [retry]
+            max_attempts = 3
+            base_delay = "500ms"
+            max_delay = "1s"
+            jitter = 0.0
+            [worker]
+            lease = "4s"
+            relay_interval = "200ms"
+            relay_grace = "2s"
+            shutdown_timeout = "10s"
+            "#,
+            prefix = self.prefix,
+            db = self.database_url,
+            sim = self.sim_url,
+            callback = self.callback_url,
+        );
+        Config::from_toml(&text).expect("test config is valid")
+    }
+
+    pub async fn start(&self, config: Config) -> TestApp {
+        self.start_roles(config, Roles::ALL).await
+    }
+
+    pub async fn start_roles(&self, config: Config, roles: Roles) -> TestApp {
+        let running = app::start(config, roles).await.expect("app starts");
+        TestApp {
+            addr: running.ingest_addr,
+            running: Some(running),
+            http: self.http.clone(),
+        }
+    }
+
+    pub async fn sim_put(&self, path: &str, body: Value) {
+        let response = self
+            .http
+            .put(format!("{}/_sim/{path}", self.sim_url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "sim control {path}: {}",
+            response.text().await.unwrap()
+        );
+    }
+
+    pub async fn sim_get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}/_sim/{path}", self.sim_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Invitations the simulator recorded for one account and profile.
+    pub async fn invitations(&self, account: &str, profile: &str) -> u64 {
+        self.sim_get("invitations").await["accounts"][account][profile]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    pub async fn total_invitations(&self) -> u64 {
+        self.sim_get("invitations").await["total"].as_u64().unwrap()
+    }
+
+    /// Status changes the callback got for one job, in arrival order.
+    pub fn callbacks_for(&self, job_id: &str) -> Vec<Value> {
+        self.callback
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.data["jobId"] == job_id)
+            .map(|r| r.data.clone())
+            .collect()
+    }
+
+    pub fn callback_statuses(&self, job_id: &str) -> Vec<String> {
+        self.callbacks_for(job_id)
+            .iter()
+            .map(|d| d["status"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Drops the test's database and queues.
+    pub async fn cleanup(self) {
+        let admin = sqlx::PgPool::connect(&format!("{PG}/postgres"))
+            .await
+            .unwrap();
+        let _ = sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS leadlink_t_{} WITH (FORCE)",
+            self.id
+        ))
+        .execute(&admin)
+        .await;
+        admin.close().await;
+        if let Ok(connection) = lapin::Connection::connect(AMQP, Default::default()).await
+            && let Ok(channel) = connection.create_channel().await
+        {
+            for topic in ["connect", "writeback"] {
+                let _ = channel
+                    .queue_delete(
+                        format!("{}.{topic}", self.prefix).into(),
+                        Default::default(),
+                    )
+                    .await;
+            }
+            let _ = connection.close(200, "bye".into()).await;
+        }
+    }
+}
+
+pub struct TestApp {
+    pub addr: Option<SocketAddr>,
+    pub running: Option<Running>,
+    pub http: reqwest::Client,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr.expect("ingest role"))
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+    }
+
+    /// Signs and posts an event; returns the status and JSON body.
+    pub async fn send(&self, webhook_id: &str, body: &Value) -> (u16, Value) {
+        let bytes = serde_json::to_vec(body).unwrap();
+        self.send_raw(webhook_id, Utc::now(), bytes, EVENTS_SECRET)
+            .await
+    }
+
+    pub async fn send_raw(
+        &self,
+        webhook_id: &str,
+        at: chrono::DateTime<Utc>,
+        body: Vec<u8>,
+        secret: &str,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(self.url("/webhooks/events"))
+            .header("content-type", "application/json");
+        for (name, value) in Signer::new(secret)
+            .unwrap()
+            .headers(webhook_id, at, &body)
+            .unwrap()
+        {
+            request = request.header(name, value);
+        }
+        let response = request.body(body).send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn admin(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status().as_u16(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    pub async fn job(&self, id: &str) -> Value {
+        let (status, body) = self.admin(&format!("/admin/jobs/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Waits until the job has `status`, or panics with the job as it stands.
+    pub async fn wait_for_status(&self, id: &str, status: &str, within: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let job = self.job(id).await;
+            if job["status"] == status {
+                return job;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("job {id} did not reach {status} within {within:?}: {job:#}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+pub fn lead(record: &str, profile: &str, account: &str) -> Value {
+    json!({
+        "type": "lead.qualified",
+        "data": {"recordId": record, "linkedinUrl": format!("https://www.linkedin.com/in/{profile}/"),
+                 "profileId": null, "profileUrn": null, "accountId": account,
+                 "firstName": "John", "lastName": "Doe", "company": "Acme", "message": null}
+    })
+}
+
+pub fn webhook_id() -> String {
+    format!("msg_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Polls `check` until it returns true or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {within:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,257 @@
+//! End to end against the real RabbitMQ and PostgreSQL, the simulator as ConnectSafely and a
+//! local receiver as the callback: every response class and the identity rules.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qualified_lead_is_sent_once_and_written_back_in_order() {
+    let env = TestEnv::new().await;
+    let mut app = env.start(env.config()).await;
+    let (status, body) = app
+        .send(&webhook_id(), &lead("crm-1", "John-Doe-123", "acc_1"))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["jobId"].as_str().unwrap().to_string();
+    let job = app.wait_for_status(&id, "sent", WAIT).await;
+    assert!(
+        job["profileUrn"]
+            .as_str()
+            .unwrap()
+            .starts_with("urn:li:fsd_profile:")
+    );
+    assert_eq!(env.invitations("acc_1", "john-doe-123").await, 1);
+
+    eventually(WAIT, "queued and sent written back", || async {
+        env.callback_statuses(&id) == ["queued", "sent"]
+    })
+    .await;
+    let sent = env.callbacks_for(&id).pop().unwrap();
+    assert_eq!(sent["recordId"], "crm-1");
+    assert_eq!(sent["accountId"], "acc_1");
+    assert_eq!(sent["sequence"], 2);
+    assert_eq!(sent["profileUrn"], job["profileUrn"]);
+    assert_eq!(sent["attempts"], 1);
+    for key in ["holdUntil", "retryAt", "error", "changedAt"] {
+        assert!(
+            sent.as_object().unwrap().contains_key(key),
+            "{key} missing: {sent}"
+        );
+    }
+    assert_eq!(*env.callback.rejected_signatures.lock().unwrap(), 0);
+
+    // The history shows the attempt and each status change.
+    let kinds: Vec<String> = job["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert!(kinds.starts_with(&["accepted".to_string()]), "{kinds:?}");
+    assert!(kinds.contains(&"api_call".to_string()), "{kinds:?}");
+    assert!(kinds.contains(&"status".to_string()), "{kinds:?}");
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_webhook_id_and_repeated_lead_make_one_job_and_one_invitation() {
+    let env = TestEnv::new().await;
+    let mut app = env.start(env.config()).await;
+    let delivery = webhook_id();
+    let event = lead("crm-2", "jane-roe", "acc_1");
+    let (status, first) = app.send(&delivery, &event).await;
+    assert_eq!(status, 202);
+    let (status, again) = app.send(&delivery, &event).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["jobId"], first["jobId"]);
+    // The same lead under another delivery id and another URL form.
+    let mut other_form = lead("crm-2b", "x", "acc_1");
+    other_form["data"]["linkedinUrl"] = json!("linkedin.com/in/Jane-Roe?trk=abc");
+    let (status, other) = app.send(&webhook_id(), &other_form).await;
+    assert_eq!(status, 200, "{other}");
+    assert_eq!(other["jobId"], first["jobId"]);
+
+    let id = first["jobId"].as_str().unwrap();
+    app.wait_for_status(id, "sent", WAIT).await;
+    // After it was sent, the lead gets the same outcome instead of a new invitation.
+    let (status, later) = app.send(&webhook_id(), &event).await;
+    assert_eq!(status, 200);
+    assert_eq!(later["jobId"], first["jobId"]);
+    assert_eq!(later["status"], "sent");
+    // Another account is another lead.
+    let (status, _) = app
+        .send(&webhook_id(), &lead("crm-2", "jane-roe", "acc_2"))
+        .await;
+    assert_eq!(status, 202);
+    eventually(WAIT, "acc_2 invitation", || async {
+        env.invitations("acc_2", "jane-roe").await == 1
+    })
+    .await;
+    assert_eq!(env.invitations("acc_1", "jane-roe").await, 1);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documented_answers_map_to_their_statuses() {
+    let env = TestEnv::new().await;
+    let mut app = env.start(env.config()).await;
+    let cases = [
+        ("connected-amy", "already_connected"),
+        ("unknown-bob", "profile_not_found"),
+    ];
+    for (profile, expected) in cases {
+        let (status, body) = app
+            .send(&webhook_id(), &lead(profile, profile, "acc_1"))
+            .await;
+        assert_eq!(status, 202);
+        let id = body["jobId"].as_str().unwrap().to_string();
+        app.wait_for_status(&id, expected, WAIT).await;
+        eventually(WAIT, "final status written back", || async {
+            env.callback_statuses(&id).last().map(String::as_str) == Some(expected)
+        })
+        .await;
+    }
+    assert_eq!(env.total_invitations().await, 0);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_leads_are_accepted_and_end_invalid_with_the_reason() {
+    let env = TestEnv::new().await;
+    let mut app = env.start(env.config()).await;
+    let mut company = lead("crm-co", "x", "acc_1");
+    company["data"]["linkedinUrl"] = json!("https://www.linkedin.com/company/acme/");
+    let mut long = lead("crm-long", "long-message", "acc_1");
+    long["data"]["message"] = json!("é".repeat(301));
+    for (event, needle) in [(company, "company"), (long, "300")] {
+        let (status, body) = app.send(&webhook_id(), &event).await;
+        assert_eq!(status, 202, "{body}");
+        let id = body["jobId"].as_str().unwrap().to_string();
+        let job = app.wait_for_status(&id, "invalid", WAIT).await;
+        assert!(job["error"].as_str().unwrap().contains(needle), "{job}");
+        eventually(WAIT, "invalid written back", || async {
+            env.callbacks_for(&id).first().is_some_and(|c| {
+                c["status"] == "invalid" && c["error"].as_str().unwrap().contains(needle)
+            })
+        })
+        .await;
+    }
+    // A 300-character message is fine and is sent as is.
+    let mut exact = lead("crm-300", "exact-message", "acc_1");
+    exact["data"]["message"] = json!("é".repeat(300));
+    let (_, body) = app.send(&webhook_id(), &exact).await;
+    app.wait_for_status(body["jobId"].as_str().unwrap(), "sent", WAIT)
+        .await;
+    assert_eq!(env.total_invitations().await, 1);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
+    let env = TestEnv::new().await;
+    let mut app = env.start(env.config()).await;
+    let event = serde_json::to_vec(&lead("crm-bad", "someone", "acc_1")).unwrap();
+    let now = chrono::Utc::now();
+    let other_secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    let (status, body) = app
+        .send_raw(&webhook_id(), now, event.clone(), other_secret)
+        .await;
+    assert_eq!(status, 401, "{body}");
+    let stale = now - chrono::Duration::minutes(6);
+    let (status, _) = app
+        .send_raw(&webhook_id(), stale, event.clone(), EVENTS_SECRET)
+        .await;
+    assert_eq!(status, 401);
+    let future = now + chrono::Duration::minutes(6);
+    let (status, _) = app
+        .send_raw(&webhook_id(), future, event.clone(), EVENTS_SECRET)
+        .await;
+    assert_eq!(status, 401);
+    let unsigned = app
+        .http
+        .post(app.url("/webhooks/events"))
+        .body(event.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
+
+    let (status, body) = app
+        .send_raw(&webhook_id(), now, b"{not json".to_vec(), EVENTS_SECRET)
+        .await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("JSON"), "{body}");
+    let missing =
+        json!({"type": "lead.qualified", "data": {"linkedinUrl": "https://linkedin.com/in/a"}});
+    let (status, body) = app.send(&webhook_id(), &missing).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["field"], "data.recordId", "{body}");
+    let wrong_type =
+        json!({"type": "lead.qualified", "data": {"recordId": 42, "linkedinUrl": "x"}});
+    let (status, body) = app.send(&webhook_id(), &wrong_type).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["field"], "data.recordId", "{body}");
+    let no_profile = json!({"type": "lead.qualified", "data": {"recordId": "crm-bad"}});
+    let (status, body) = app.send(&webhook_id(), &no_profile).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["field"], "data.linkedinUrl", "{body}");
+    let oversized = vec![b' '; 1024 * 1024 + 1];
+    let (status, _) = app
+        .send_raw(&webhook_id(), now, oversized, EVENTS_SECRET)
+        .await;
+    assert_eq!(status, 413);
+
+    let (status, body) = app
+        .send(&webhook_id(), &json!({"type": "lead.updated", "data": {}}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["ignored"], "lead.updated");
+    let (_, stats) = app.admin("/admin/stats").await;
+    assert_eq!(stats["ignoredEvents"]["lead.updated"], 1);
+
+    let (status, jobs) = app.admin("/admin/jobs?record=crm-bad").await;
+    assert_eq!(status, 200);
+    assert_eq!(jobs["jobs"], json!([]));
+    let (status, jobs) = app.admin("/admin/jobs").await;
+    assert_eq!(status, 200);
+    assert_eq!(jobs["jobs"], json!([]), "bad input created a job");
+    let unauthorized = app.http.get(app.url("/admin/jobs")).send().await.unwrap();
+    assert_eq!(unauthorized.status(), 401);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_readiness_are_real() {
+    let env = TestEnv::new().await;
+    let mut app = env.start(env.config()).await;
+    let healthz = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(healthz.status(), 200);
+    let readyz = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(readyz.status(), 200);
+    let body: serde_json::Value = readyz.json().await.unwrap();
+    assert_eq!(body, json!({"database": "ok", "broker": "ok"}));
+    app.stop().await;
+
+    // Pointed at a broker that is not there, the same process is alive but not ready.
+    let mut config = env.config();
+    config.broker.url = leadlink::secret::Secret::new("amqp://guest:guest@127.0.0.1:1/%2f");
+    let mut app = env.start(config).await;
+    let readyz = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(readyz.status(), 503);
+    let body: serde_json::Value = readyz.json().await.unwrap();
+    assert_eq!(body["database"], "ok");
+    assert_ne!(body["broker"], "ok");
+    app.stop().await;
+    env.cleanup().await;
+}
