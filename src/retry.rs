@@ -5,6 +5,8 @@ use std::time::Duration;
 
 /// The smallest wait we accept from a `Retry-After`, so a `0` cannot make us hammer an API.
 const RETRY_AFTER_FLOOR: Duration = Duration::from_secs(1);
+/// The longest; an absurd `Retry-After` must not park a job for days.
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
 
 /// Delay before the next try after `attempt` tries (1-based) have failed.
 /// `jitter_sample` is uniform in [-1, 1]; passed in so the decision stays pure.
@@ -18,14 +20,14 @@ pub fn backoff(policy: &RetryConfig, attempt: u32, jitter_sample: f64) -> Durati
     raw.mul_f64(factor.max(0.0))
 }
 
-/// Delay asked for by a `Retry-After`, never below the floor, never above the policy's cap,
+/// Delay asked for by a `Retry-After`: never earlier than asked (above a floor), capped at an hour,
 /// plus up to `jitter` of itself so many workers do not return at the same instant.
 pub fn after_retry_after(
     policy: &RetryConfig,
     retry_after: Duration,
     jitter_sample: f64,
 ) -> Duration {
-    let base = retry_after.max(RETRY_AFTER_FLOOR).min(policy.max_delay);
+    let base = retry_after.max(RETRY_AFTER_FLOOR).min(RETRY_AFTER_CAP);
     base.mul_f64(1.0 + policy.jitter * jitter_sample.abs().min(1.0))
 }
 

@@ -165,7 +165,10 @@ async fn attempt<Q: Queue>(s: &Services<Q>, job: &Job, in_doubt: bool) -> Result
         };
     }
     let rate_limit = result.as_ref().ok().and_then(|r| r.rate_limit.clone());
-    settle(s, job, decision, rate_limit, calls, true).await
+    // After a timeout or a 5xx the invitation may have gone out all the same: the next
+    // attempt looks at the relationship before sending again.
+    let settled = !matches!(decision, Decision::Retry { .. });
+    settle(s, job, decision, rate_limit, calls, settled).await
 }
 
 /// Turns a decision into the job's next state and commits it with its history.

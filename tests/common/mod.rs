@@ -133,7 +133,12 @@ impl TestEnv {
 
     /// A configuration with windows of seconds.
     pub fn config(&self) -> Config {
-        let text = format!(
+        Config::from_toml(&self.config_text()).expect("test config is valid")
+    }
+
+    /// The same configuration as TOML, for processes started from the binary.
+    pub fn config_text(&self) -> String {
+        format!(
             r#"
             [server]
             listen = "127.0.0.1:0"
@@ -180,8 +185,16 @@ impl TestEnv {
             db = self.database_url,
             sim = self.sim_url,
             callback = self.callback_url,
-        );
-        Config::from_toml(&text).expect("test config is valid")
+        )
+    }
+
+    /// Writes `text` to a file in a fresh temporary directory.
+    pub fn write_config(&self, text: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("leadlink-test-{}", self.id));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("config-{}.toml", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&path, text).unwrap();
+        path
     }
 
     pub async fn start(&self, config: Config) -> TestApp {

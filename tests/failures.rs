@@ -1,0 +1,378 @@
+//! Holds, transient failures, a refused key and failing writebacks, end to end with short
+//! windows against the real broker and database.
+
+mod common;
+
+use chrono::Utc;
+use common::*;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(25);
+
+fn job_id(body: &Value) -> String {
+    body["jobId"].as_str().expect("a job id").to_string()
+}
+
+async fn connect_calls(env: &TestEnv, account: &str) -> u64 {
+    let stats = env.sim_get("stats").await;
+    stats["accounts"][account]["endpoints"]["connect"]
+        .as_object()
+        .map_or(0, |codes| codes.values().map(|n| n.as_u64().unwrap()).sum())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_account_waits_for_its_reset_while_another_account_sends_at_once() {
+    let env = TestEnv::new().await;
+    let reset = Utc::now() + chrono::Duration::seconds(5);
+    env.sim_put(
+        "accounts/acc_held",
+        json!({"limit": 5, "used": 5, "holdSeconds": 2, "weeklyReset": reset.to_rfc3339()}),
+    )
+    .await;
+    let mut config = env.config();
+    config.broker.prefetch = 1;
+    config.broker.connect_concurrency = 1;
+    let mut app = env.start(config).await;
+
+    let (_, first) = app
+        .send(&webhook_id(), &lead("crm-h1", "held-one", "acc_held"))
+        .await;
+    let first = job_id(&first);
+    let held = app.wait_for_status(&first, "held", WAIT).await;
+    let retry_at: chrono::DateTime<Utc> = held["retryAt"].as_str().unwrap().parse().unwrap();
+    assert!(
+        retry_at >= reset - chrono::Duration::milliseconds(1),
+        "retry before the weekly reset: {held}"
+    );
+    assert!(held["holdUntil"].is_string(), "{held}");
+
+    // More jobs for the held account park without calling the API ...
+    let (_, second) = app
+        .send(&webhook_id(), &lead("crm-h2", "held-two", "acc_held"))
+        .await;
+    let second = job_id(&second);
+    app.wait_for_status(&second, "held", WAIT).await;
+    // ... and a second event for a waiting lead attaches to its job.
+    let (status, again) = app
+        .send(&webhook_id(), &lead("crm-h1", "held-one", "acc_held"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(job_id(&again), first);
+    assert_eq!(again["status"], "held");
+
+    // Another account's job goes straight through, even at prefetch 1 and concurrency 1.
+    let started = std::time::Instant::now();
+    let (_, other) = app
+        .send(&webhook_id(), &lead("crm-o", "other-one", "acc_free"))
+        .await;
+    app.wait_for_status(&job_id(&other), "sent", Duration::from_secs(3))
+        .await;
+    assert!(
+        Utc::now() < reset,
+        "the free account waited for the held one ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(
+        connect_calls(&env, "acc_held").await,
+        1,
+        "the gate let a held job call the API"
+    );
+
+    // After the reset both held jobs go out, one invitation each, with no further 429.
+    app.wait_for_status(&first, "sent", WAIT).await;
+    app.wait_for_status(&second, "sent", WAIT).await;
+    assert_eq!(env.invitations("acc_held", "held-one").await, 1);
+    assert_eq!(env.invitations("acc_held", "held-two").await, 1);
+    assert_eq!(env.sim_get("stats").await["rateLimited"]["hold"], 1);
+    eventually(WAIT, "queued, held, sent written back", || async {
+        env.callback_statuses(&first) == ["queued", "held", "sent"]
+    })
+    .await;
+    let held_callback = &env.callbacks_for(&first)[1];
+    assert!(held_callback["holdUntil"].is_string() && held_callback["retryAt"].is_string());
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_retried_and_an_ambiguous_failure_is_checked_before_resending() {
+    let env = TestEnv::new().await;
+    let mut app = env.start(env.config()).await;
+    // The API records the invitation and then fails: the retry must find it, not resend.
+    env.sim_put("config", json!({"sendThenFailRate": 1.0}))
+        .await;
+    let (_, body) = app
+        .send(&webhook_id(), &lead("crm-5xx", "flaky-one", "acc_1"))
+        .await;
+    let id = job_id(&body);
+    app.wait_for_status(&id, "retrying", WAIT).await;
+    env.sim_put("config", json!({"sendThenFailRate": 0.0}))
+        .await;
+    let job = app.wait_for_status(&id, "sent", WAIT).await;
+    assert_eq!(
+        env.invitations("acc_1", "flaky-one").await,
+        1,
+        "a 5xx retry sent a second invitation"
+    );
+    let calls: Vec<&Value> = job["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "api_call")
+        .map(|e| &e["detail"]["call"])
+        .collect();
+    assert_eq!(
+        calls,
+        [&json!("POST /connect"), &json!("GET /relationship")],
+        "{job:#}"
+    );
+    eventually(WAIT, "queued, retrying, sent", || async {
+        env.callback_statuses(&id) == ["queued", "retrying", "sent"]
+    })
+    .await;
+    let retrying = &env.callbacks_for(&id)[1];
+    assert!(
+        retrying["retryAt"].is_string() && retrying["error"].is_string(),
+        "{retrying}"
+    );
+
+    // Plain 500s that never sent anything: retried, then the job fails after max_attempts.
+    env.sim_put("config", json!({"errorRate": 1.0})).await;
+    let (_, body) = app
+        .send(&webhook_id(), &lead("crm-down", "never-one", "acc_1"))
+        .await;
+    let id = job_id(&body);
+    let failed = app.wait_for_status(&id, "failed", WAIT).await;
+    assert_eq!(failed["attempts"], 3);
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("gave up after 3"),
+        "{failed}"
+    );
+    assert_eq!(env.invitations("acc_1", "never-one").await, 0);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_are_retried_without_a_second_invitation() {
+    let env = TestEnv::new().await;
+    let mut app = env.start(env.config()).await;
+    // Longer than connectsafely.timeout (3s): the worker gives up on the call.
+    env.sim_put("config", json!({"timeoutRate": 1.0, "timeoutMs": 4000}))
+        .await;
+    let (_, body) = app
+        .send(&webhook_id(), &lead("crm-slow", "slow-one", "acc_1"))
+        .await;
+    let id = job_id(&body);
+    let retrying = app.wait_for_status(&id, "retrying", WAIT).await;
+    assert!(
+        retrying["error"].as_str().unwrap().contains("timeout"),
+        "{retrying}"
+    );
+    env.sim_put("config", json!({"timeoutRate": 0.0})).await;
+    app.wait_for_status(&id, "sent", WAIT).await;
+    assert_eq!(env.invitations("acc_1", "slow-one").await, 1);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_api_429_is_retried_after_retry_after() {
+    let env = TestEnv::new().await;
+    env.sim_put(
+        "config",
+        json!({"perMinuteLimits": true, "accountWritesPerMinute": 1}),
+    )
+    .await;
+    let mut app = env.start(env.config()).await;
+    let (_, first) = app
+        .send(&webhook_id(), &lead("crm-m1", "minute-one", "acc_1"))
+        .await;
+    app.wait_for_status(&job_id(&first), "sent", WAIT).await;
+    let (_, second) = app
+        .send(&webhook_id(), &lead("crm-m2", "minute-two", "acc_1"))
+        .await;
+    let job = app
+        .wait_for_status(&job_id(&second), "retrying", WAIT)
+        .await;
+    let retry_at: chrono::DateTime<Utc> = job["retryAt"].as_str().unwrap().parse().unwrap();
+    // The window frees up about a minute after the first send; never retry before that.
+    assert!(
+        retry_at > Utc::now() + chrono::Duration::seconds(30),
+        "{job}"
+    );
+    assert!(job["holdUntil"].is_null());
+    assert!(
+        job["error"].as_str().unwrap().starts_with("rate limited"),
+        "{job}"
+    );
+    assert_eq!(env.sim_get("stats").await["rateLimited"]["hold"], 0);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_pauses_everyone_and_recovers_by_itself() {
+    let env = TestEnv::new().await;
+    env.sim_put("config", json!({"apiKeys": ["another-key"]}))
+        .await;
+    let mut app = env.start(env.config()).await;
+    let (_, first) = app
+        .send(&webhook_id(), &lead("crm-k1", "key-one", "acc_1"))
+        .await;
+    let first = job_id(&first);
+    let paused = app.wait_for_status(&first, "paused", WAIT).await;
+    assert!(
+        paused["error"].as_str().unwrap().contains("API key"),
+        "{paused}"
+    );
+    let (_, second) = app
+        .send(&webhook_id(), &lead("crm-k2", "key-two", "acc_2"))
+        .await;
+    let second = job_id(&second);
+    app.wait_for_status(&second, "paused", WAIT).await;
+    let (_, accounts) = app.admin("/admin/accounts").await;
+    assert_eq!(accounts["apiKey"]["paused"], true, "{accounts}");
+    // Paused jobs were not failed, and the second never reached the API.
+    assert_eq!(connect_calls(&env, "acc_2").await, 0);
+
+    env.sim_put("config", json!({"apiKeys": [API_KEY]})).await;
+    app.wait_for_status(&first, "sent", WAIT).await;
+    app.wait_for_status(&second, "sent", WAIT).await;
+    eventually(WAIT, "paused then sent written back", || async {
+        env.callback_statuses(&first) == ["queued", "paused", "sent"]
+    })
+    .await;
+    let (_, accounts) = app.admin("/admin/accounts").await;
+    assert_eq!(accounts["apiKey"]["paused"], false);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writebacks_retry_on_their_own_and_park_on_a_permanent_refusal() {
+    let env = TestEnv::new().await;
+    let mut app = env.start(env.config()).await;
+    // queued: two 503s then accepted; the connect is not repeated meanwhile.
+    env.callback.answers.lock().unwrap().extend([503, 503]);
+    let (_, body) = app
+        .send(&webhook_id(), &lead("crm-w1", "writeback-one", "acc_1"))
+        .await;
+    let id = job_id(&body);
+    app.wait_for_status(&id, "sent", WAIT).await;
+    eventually(WAIT, "both changes delivered in order", || async {
+        env.callback_statuses(&id) == ["queued", "sent"]
+    })
+    .await;
+    assert_eq!(env.invitations("acc_1", "writeback-one").await, 1);
+    let job = app.job(&id).await;
+    let first = &job["writebacks"][0];
+    assert_eq!(first["state"], "delivered");
+    assert_eq!(first["attempts"], 3, "{job:#}");
+    // The receiver can drop repeats: one webhook-id per change.
+    let ids: Vec<String> = env
+        .callback
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.webhook_id.clone())
+        .collect();
+    assert!(
+        ids.contains(&format!("{id}-1")) && ids.contains(&format!("{id}-2")),
+        "{ids:?}"
+    );
+
+    // A permanent 4xx parks the writeback with the reason; the job itself is unaffected.
+    env.callback.answers.lock().unwrap().extend([410]);
+    let (_, body) = app
+        .send(&webhook_id(), &lead("crm-w2", "writeback-two", "acc_1"))
+        .await;
+    let id = job_id(&body);
+    app.wait_for_status(&id, "sent", WAIT).await;
+    eventually(WAIT, "queued parked with its reason", || async {
+        let job = app.job(&id).await;
+        job["writebacks"][0]["state"] == "parked"
+            && job["writebacks"][0]["lastError"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("410")
+    })
+    .await;
+    eventually(WAIT, "the later change still delivered", || async {
+        env.callback_statuses(&id) == ["sent"]
+    })
+    .await;
+    assert_eq!(env.invitations("acc_1", "writeback-two").await, 1);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_retry_failed_jobs_and_cancel_waiting_ones_from_the_cli() {
+    let env = TestEnv::new().await;
+    let mut app = env.start(env.config()).await;
+    let config_file = env.write_config(&env.config_text());
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_leadlink"))
+            .args(args)
+            .arg("--config")
+            .arg(&config_file)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice::<Value>(&output.stdout).unwrap()
+    };
+
+    env.sim_put("config", json!({"errorRate": 1.0})).await;
+    let (_, body) = app
+        .send(&webhook_id(), &lead("crm-op1", "operator-one", "acc_1"))
+        .await;
+    let failed = job_id(&body);
+    app.wait_for_status(&failed, "failed", WAIT).await;
+    let listed = cli(&["jobs", "list", "--record", "crm-op1", "--status", "failed"]);
+    assert_eq!(listed["jobs"][0]["id"], failed.as_str());
+    env.sim_put("config", json!({"errorRate": 0.0})).await;
+    let retried = cli(&["jobs", "retry", &failed]);
+    assert_eq!(retried["status"], "queued");
+    app.wait_for_status(&failed, "sent", WAIT).await;
+    assert_eq!(env.invitations("acc_1", "operator-one").await, 1);
+
+    let reset = Utc::now() + chrono::Duration::seconds(60);
+    env.sim_put(
+        "accounts/acc_wait",
+        json!({"limit": 0, "weeklyReset": reset.to_rfc3339()}),
+    )
+    .await;
+    let (_, body) = app
+        .send(&webhook_id(), &lead("crm-op2", "operator-two", "acc_wait"))
+        .await;
+    let waiting = job_id(&body);
+    app.wait_for_status(&waiting, "held", WAIT).await;
+    let cancelled = cli(&["jobs", "cancel", &waiting]);
+    assert_eq!(cancelled["status"], "failed");
+    assert_eq!(cancelled["error"], "cancelled by operator");
+    let shown = cli(&["jobs", "show", &waiting]);
+    assert_eq!(shown["status"], "failed");
+    assert!(
+        shown["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["detail"]["by"] == "operator")
+    );
+    eventually(WAIT, "the cancel written back", || async {
+        env.callback_statuses(&waiting).last().map(String::as_str) == Some("failed")
+    })
+    .await;
+    app.stop().await;
+    env.cleanup().await;
+}
