@@ -79,9 +79,14 @@ mod tests {
             after_retry_after(&p, Duration::ZERO, 0.0),
             Duration::from_secs(1)
         );
+        // Longer than the policy's max_delay is still honoured: never retry before asked.
         assert_eq!(
             after_retry_after(&p, Duration::from_secs(600), 0.0),
-            Duration::from_secs(60)
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            after_retry_after(&p, Duration::from_secs(86_400), 0.0),
+            Duration::from_secs(3600)
         );
         let jittered = after_retry_after(&p, Duration::from_secs(20), -1.0);
         assert!(
