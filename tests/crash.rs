@@ -13,11 +13,25 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(30);
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Starts the real binary with `config` and extra environment.
 fn spawn_binary(env: &TestEnv, role: &str, config: &str, vars: &[(&str, &str)]) -> Child {
+    spawn_binary_logging_to(env, role, config, vars, Stdio::inherit())
+}
+
+fn spawn_binary_logging_to(
+    env: &TestEnv,
+    role: &str,
+    config: &str,
+    vars: &[(&str, &str)],
+    stderr: Stdio,
+) -> Child {
     let path = env.write_config(config);
     let mut command = Command::new(env!("CARGO_BIN_EXE_leadlink"));
     command
@@ -25,7 +39,7 @@ fn spawn_binary(env: &TestEnv, role: &str, config: &str, vars: &[(&str, &str)]) 
         .arg("--config")
         .arg(path)
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+        .stderr(stderr);
     for (key, value) in vars {
         command.env(key, value);
     }
@@ -34,13 +48,18 @@ fn spawn_binary(env: &TestEnv, role: &str, config: &str, vars: &[(&str, &str)]) 
 
 async fn wait_until_listening(port: u16) {
     eventually(WAIT, "the child process listens", || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
     })
     .await;
 }
 
 fn with_listen(config: &str, port: u16) -> String {
-    config.replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""))
+    config.replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,7 +67,12 @@ async fn a_process_killed_between_commit_and_publish_loses_nothing() {
     let env = TestEnv::new().await;
     let port = free_port();
     let config = with_listen(&env.config_text(), port);
-    let mut child = spawn_binary(&env, "serve", &config, &[("LEADLINK_FAULTS__EXIT_AFTER_COMMIT", "true")]);
+    let mut child = spawn_binary(
+        &env,
+        "serve",
+        &config,
+        &[("LEADLINK_FAULTS__EXIT_AFTER_COMMIT", "true")],
+    );
     wait_until_listening(port).await;
     let crashing = TestApp {
         addr: Some(format!("127.0.0.1:{port}").parse().unwrap()),
@@ -66,13 +90,19 @@ async fn a_process_killed_between_commit_and_publish_loses_nothing() {
     {
         request = request.header(name, value);
     }
-    assert!(request.body(body).send().await.is_err(), "the process answered instead of dying");
+    assert!(
+        request.body(body).send().await.is_err(),
+        "the process answered instead of dying"
+    );
     assert_eq!(child.wait().unwrap().code(), Some(3));
 
     // A healthy process finds the committed job in the outbox and sends it once.
     let mut app = env.start(env.config()).await;
     let (status, again) = app.send(&delivery, &event).await;
-    assert_eq!(status, 200, "the CRM's retry finds the committed job: {again}");
+    assert_eq!(
+        status, 200,
+        "the CRM's retry finds the committed job: {again}"
+    );
     let id = again["jobId"].as_str().unwrap().to_string();
     app.wait_for_status(&id, "sent", WAIT).await;
     assert_eq!(env.invitations("acc_1", "crash-one").await, 1);
@@ -87,7 +117,10 @@ async fn a_worker_killed_mid_send_leaves_one_invitation() {
     env.sim_put("config", json!({"latencyMs": 3000})).await;
     let config_text = env
         .config_text()
-        .replace("timeout = \"3s\"\n            key_probe", "timeout = \"5s\"\n            key_probe")
+        .replace(
+            "timeout = \"3s\"\n            key_probe",
+            "timeout = \"5s\"\n            key_probe",
+        )
         .replace("lease = \"4s\"", "lease = \"6s\"");
     let config = leadlink::config::Config::from_toml(&config_text).unwrap();
     let mut ingest = env
@@ -100,9 +133,14 @@ async fn a_worker_killed_mid_send_leaves_one_invitation() {
         )
         .await;
     let mut worker = spawn_binary(&env, "worker", &config_text, &[]);
-    let (_, body) = ingest.send(&webhook_id(), &lead("crm-mid", "mid-send", "acc_1")).await;
+    let (_, body) = ingest
+        .send(&webhook_id(), &lead("crm-mid", "mid-send", "acc_1"))
+        .await;
     let id = body["jobId"].as_str().unwrap().to_string();
-    eventually(WAIT, "the invitation is out", || async { env.total_invitations().await == 1 }).await;
+    eventually(WAIT, "the invitation is out", || async {
+        env.total_invitations().await == 1
+    })
+    .await;
     worker.kill().unwrap();
     worker.wait().unwrap();
     env.sim_put("config", json!({"latencyMs": 0})).await;
@@ -117,14 +155,19 @@ async fn a_worker_killed_mid_send_leaves_one_invitation() {
         )
         .await;
     let job = ingest.wait_for_status(&id, "sent", WAIT).await;
-    assert_eq!(env.invitations("acc_1", "mid-send").await, 1, "the job was sent twice");
+    assert_eq!(
+        env.invitations("acc_1", "mid-send").await,
+        1,
+        "the job was sent twice"
+    );
     assert_eq!(job["attempts"], 1, "{job:#}");
-    let checked = job["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| e["detail"]["call"] == "GET /relationship" && e["detail"]["invitationSent"] == true);
-    assert!(checked, "the resend was not preceded by a relationship check: {job:#}");
+    let checked = job["history"].as_array().unwrap().iter().any(|e| {
+        e["detail"]["call"] == "GET /relationship" && e["detail"]["invitationSent"] == true
+    });
+    assert!(
+        checked,
+        "the resend was not preceded by a relationship check: {job:#}"
+    );
     replacement.stop().await;
     ingest.stop().await;
     env.cleanup().await;
@@ -142,15 +185,23 @@ async fn sigterm_drains_the_job_in_flight() {
         running: None,
         http: env.http.clone(),
     };
-    let (_, body) = app.send(&webhook_id(), &lead("crm-term", "term-one", "acc_1")).await;
+    let (_, body) = app
+        .send(&webhook_id(), &lead("crm-term", "term-one", "acc_1"))
+        .await;
     let id = body["jobId"].as_str().unwrap().to_string();
-    eventually(WAIT, "the call is in flight", || async { env.total_invitations().await == 1 }).await;
+    eventually(WAIT, "the call is in flight", || async {
+        env.total_invitations().await == 1
+    })
+    .await;
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    assert!(child.wait().unwrap().success(), "leadlink did not exit cleanly on SIGTERM");
+    assert!(
+        child.wait().unwrap().success(),
+        "leadlink did not exit cleanly on SIGTERM"
+    );
 
     // The outcome was committed before exit: read it with the CLI against the same database.
     let path = env.write_config(&env.config_text());
@@ -170,7 +221,8 @@ async fn a_broker_outage_under_a_stream_of_events_loses_and_doubles_nothing() {
     let env = TestEnv::new().await;
     let proxy = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
     let mut config = env.config();
-    config.broker.url = leadlink::secret::Secret::new(format!("amqp://guest:guest@{}/%2f", proxy.addr));
+    config.broker.url =
+        leadlink::secret::Secret::new(format!("amqp://guest:guest@{}/%2f", proxy.addr));
     let mut app = env.start(config).await;
     let total = 30;
     let mut ids = Vec::new();
@@ -181,23 +233,105 @@ async fn a_broker_outage_under_a_stream_of_events_loses_and_doubles_nothing() {
         if n == 20 {
             proxy.restore();
         }
-        let (status, body) = app.send(&webhook_id(), &lead(&format!("crm-s{n}"), &format!("stream-{n}"), "acc_1")).await;
+        let (status, body) = app
+            .send(
+                &webhook_id(),
+                &lead(&format!("crm-s{n}"), &format!("stream-{n}"), "acc_1"),
+            )
+            .await;
         assert_eq!(status, 202, "event {n}: {body}");
         ids.push(body["jobId"].as_str().unwrap().to_string());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for id in &ids {
-        app.wait_for_status(id, "sent", Duration::from_secs(60)).await;
+        app.wait_for_status(id, "sent", Duration::from_secs(60))
+            .await;
     }
     let invitations = env.sim_get("invitations").await;
     assert_eq!(invitations["total"], total, "{invitations}");
     for n in 0..total {
-        assert_eq!(env.invitations("acc_1", &format!("stream-{n}")).await, 1, "stream-{n}");
+        assert_eq!(
+            env.invitations("acc_1", &format!("stream-{n}")).await,
+            1,
+            "stream-{n}"
+        );
     }
     eventually(WAIT, "every sent status written back", || async {
-        ids.iter().all(|id| env.callback_statuses(id).last().map(String::as_str) == Some("sent"))
+        ids.iter()
+            .all(|id| env.callback_statuses(id).last().map(String::as_str) == Some("sent"))
     })
     .await;
     app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_job_id_and_never_a_secret() {
+    let env = TestEnv::new().await;
+    // Errors everywhere, so that everything that could leak a secret gets logged.
+    env.sim_put("config", json!({"apiKeys": ["another-key"]}))
+        .await;
+    env.callback.answers.lock().unwrap().extend([500, 500, 500]);
+    let port = free_port();
+    let log_path = std::env::temp_dir().join(format!("leadlink-log-{}.json", env.id));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = spawn_binary_logging_to(
+        &env,
+        "serve",
+        &with_listen(&env.config_text(), port),
+        &[("LEADLINK_LOG__FORMAT", "json"), ("RUST_LOG", "debug")],
+        Stdio::from(log),
+    );
+    wait_until_listening(port).await;
+    let app = TestApp {
+        addr: Some(format!("127.0.0.1:{port}").parse().unwrap()),
+        running: None,
+        http: env.http.clone(),
+    };
+    let (_, body) = app
+        .send(&webhook_id(), &lead("crm-log", "log-one", "acc_1"))
+        .await;
+    let id = body["jobId"].as_str().unwrap().to_string();
+    app.wait_for_status(&id, "paused", WAIT).await;
+    let (status, _) = app
+        .send_raw(
+            &webhook_id(),
+            chrono::Utc::now(),
+            b"{}".to_vec(),
+            "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+        )
+        .await;
+    assert_eq!(status, 401);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let mut job_lines = 0;
+    for line in text.lines() {
+        let entry: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if entry["span"]["job_id"] == id.as_str() || entry["spans"].to_string().contains(&id) {
+            job_lines += 1;
+        }
+    }
+    assert!(job_lines > 0, "no log line carries the job id");
+    for secret in [
+        API_KEY,
+        "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "C2FVsBQIhrscChlQIMV",
+        ADMIN_TOKEN,
+        "cb-query-token",
+        "guest:guest",
+    ] {
+        assert!(
+            !text.contains(secret),
+            "a secret reached the logs: {secret}"
+        );
+    }
+    std::fs::remove_file(log_path).unwrap();
     env.cleanup().await;
 }

@@ -87,7 +87,10 @@ pub async fn receive<Q: Queue>(
                 tracing::warn!(%job_id, "fault injection: exiting between commit and publish");
                 std::process::exit(3);
             }
-            publish_now(&state.store, &state.queue, publish).await;
+            // The job is durable now; publishing must not hold up the answer (HubSpot gives
+            // up after 5 s), and the relay covers a publish that fails.
+            let (store, queue) = (state.store.clone(), state.queue.clone());
+            tokio::spawn(async move { publish_now(&store, &queue, publish).await });
             Ok((StatusCode::ACCEPTED, axum::Json(json!({"jobId": job_id}))).into_response())
         }
         IngestOutcome::Duplicate { job_id, status } => {
