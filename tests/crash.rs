@@ -46,13 +46,19 @@ fn spawn_binary_logging_to(
     command.spawn().expect("leadlink binary starts")
 }
 
-async fn wait_until_listening(port: u16) {
+/// A leadlink process started from the binary, once it listens on `port`.
+async fn process_at(env: &TestEnv, port: u16) -> TestApp {
     eventually(WAIT, "the child process listens", || async move {
         tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_ok()
     })
     .await;
+    TestApp {
+        addr: Some(format!("127.0.0.1:{port}").parse().unwrap()),
+        running: None,
+        http: env.http.clone(),
+    }
 }
 
 fn with_listen(config: &str, port: u16) -> String {
@@ -73,12 +79,7 @@ async fn a_process_killed_between_commit_and_publish_loses_nothing() {
         &config,
         &[("LEADLINK_FAULTS__EXIT_AFTER_COMMIT", "true")],
     );
-    wait_until_listening(port).await;
-    let crashing = TestApp {
-        addr: Some(format!("127.0.0.1:{port}").parse().unwrap()),
-        running: None,
-        http: env.http.clone(),
-    };
+    let crashing = process_at(&env, port).await;
     let delivery = webhook_id();
     let event = lead("crm-crash", "crash-one", "acc_1");
     let body = serde_json::to_vec(&event).unwrap();
@@ -179,12 +180,7 @@ async fn sigterm_drains_the_job_in_flight() {
     env.sim_put("config", json!({"latencyMs": 1500})).await;
     let port = free_port();
     let mut child = spawn_binary(&env, "serve", &with_listen(&env.config_text(), port), &[]);
-    wait_until_listening(port).await;
-    let app = TestApp {
-        addr: Some(format!("127.0.0.1:{port}").parse().unwrap()),
-        running: None,
-        http: env.http.clone(),
-    };
+    let app = process_at(&env, port).await;
     let (_, body) = app
         .send(&webhook_id(), &lead("crm-term", "term-one", "acc_1"))
         .await;
@@ -282,12 +278,7 @@ async fn json_logs_carry_the_job_id_and_never_a_secret() {
         &[("LEADLINK_LOG__FORMAT", "json"), ("RUST_LOG", "debug")],
         Stdio::from(log),
     );
-    wait_until_listening(port).await;
-    let app = TestApp {
-        addr: Some(format!("127.0.0.1:{port}").parse().unwrap()),
-        running: None,
-        http: env.http.clone(),
-    };
+    let app = process_at(&env, port).await;
     let (_, body) = app
         .send(&webhook_id(), &lead("crm-log", "log-one", "acc_1"))
         .await;
@@ -333,5 +324,45 @@ async fn json_logs_carry_the_job_id_and_never_a_secret() {
         );
     }
     std::fs::remove_file(log_path).unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_answers_503_and_loses_nothing_after_it() {
+    let env = TestEnv::new().await;
+    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let mut config = env.config();
+    config.database.url = leadlink::secret::Secret::new(
+        env.database_url
+            .replace("127.0.0.1:5432", &proxy.addr.to_string()),
+    );
+    config.database.acquire_timeout = Duration::from_secs(2);
+    let mut app = env.start(config).await;
+
+    proxy.cut().await;
+    let delivery = webhook_id();
+    let event = lead("crm-db", "db-outage", "acc_1");
+    let (status, body) = app.send(&delivery, &event).await;
+    assert_eq!(status, 503, "a 2xx without a committed job: {body}");
+    assert!(body["error"].as_str().unwrap().contains("retry"), "{body}");
+    proxy.restore();
+
+    // The CRM retries the same delivery; now it is durable and goes through once.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let accepted = loop {
+        let (status, body) = app.send(&delivery, &event).await;
+        if status == 202 {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {status} after the outage: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let id = accepted["jobId"].as_str().unwrap().to_string();
+    app.wait_for_status(&id, "sent", WAIT).await;
+    assert_eq!(env.invitations("acc_1", "db-outage").await, 1);
+    app.stop().await;
     env.cleanup().await;
 }
