@@ -341,7 +341,12 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment = figment.merge(Env::prefixed("LEADLINK_").split("__"));
+        // Only `LEADLINK_<SECTION>__<KEY>` is configuration; a stray `LEADLINK_HOME` is not.
+        figment = figment.merge(
+            Env::prefixed("LEADLINK_")
+                .filter(|key| key.as_str().contains("__"))
+                .split("__"),
+        );
         Self::from_figment(figment)
     }
 

@@ -1,0 +1,70 @@
+//! Several workers on one broker and database: each lead is still invited once.
+
+mod common;
+
+use common::*;
+use leadlink::app::Roles;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_duplicates_across_workers_invite_each_lead_once() {
+    let env = TestEnv::new().await;
+    // A little latency keeps several sends in flight at once across the workers.
+    env.sim_put("config", serde_json::json!({"latencyMs": 50}))
+        .await;
+    let ingest_only = Roles {
+        ingest: true,
+        worker: false,
+    };
+    let worker_only = Roles {
+        ingest: false,
+        worker: true,
+    };
+    let mut ingest = env.start_roles(env.config(), ingest_only).await;
+    let mut first = env.start_roles(env.config(), worker_only).await;
+    let mut second = env.start_roles(env.config(), worker_only).await;
+
+    let leads = 20;
+    let sends = (0..leads).flat_map(|n| {
+        let event = lead(&format!("crm-many-{n}"), &format!("many-{n}"), "acc_1");
+        let repeated = webhook_id();
+        // The same delivery twice, and the same lead under a second delivery id.
+        [
+            (repeated.clone(), event.clone()),
+            (repeated, event.clone()),
+            (webhook_id(), event),
+        ]
+    });
+    let answers = futures_util::future::join_all(sends.map(|(id, event)| {
+        let ingest = &ingest;
+        async move { ingest.send(&id, &event).await }
+    }))
+    .await;
+    let mut job_ids: Vec<String> = answers
+        .iter()
+        .map(|(status, body)| {
+            assert!(*status == 202 || *status == 200, "{status} {body}");
+            body["jobId"].as_str().unwrap().to_string()
+        })
+        .collect();
+    job_ids.sort();
+    job_ids.dedup();
+    assert_eq!(job_ids.len(), leads, "one job per lead");
+    for id in &job_ids {
+        ingest
+            .wait_for_status(id, "sent", Duration::from_secs(30))
+            .await;
+    }
+    for n in 0..leads {
+        assert_eq!(
+            env.invitations("acc_1", &format!("many-{n}")).await,
+            1,
+            "many-{n}"
+        );
+    }
+    assert_eq!(env.total_invitations().await, leads as u64);
+    first.stop().await;
+    second.stop().await;
+    ingest.stop().await;
+    env.cleanup().await;
+}
