@@ -8,7 +8,7 @@ use crate::ingest::{self, IngestState};
 use crate::queue::{Queue, Rabbit};
 use crate::secret::Secret;
 use crate::signature::standard_webhooks::Verifier;
-use crate::store::{Store, StoreError};
+use crate::store::{PgStore, Store, StoreError};
 use crate::worker::{self, Services};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -53,7 +53,7 @@ pub struct Running {
     pub health_addr: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     tasks: JoinSet<()>,
-    store: Store,
+    store: PgStore,
     drain_timeout: std::time::Duration,
 }
 
@@ -82,7 +82,7 @@ impl Running {
 pub async fn start(config: Config, roles: Roles) -> Result<Running, AppError> {
     let config = Arc::new(config);
     let writers = Writers::from_config(&config)?;
-    let store = Store::connect(
+    let store = PgStore::connect(
         &config.database,
         writers.targets(),
         config.worker.relay_grace,

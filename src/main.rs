@@ -7,7 +7,7 @@ use leadlink::config::{Config, LogFormat};
 use leadlink::job::Status;
 use leadlink::queue::Rabbit;
 use leadlink::sim::{self, SimOptions};
-use leadlink::store::{JobFilter, Store};
+use leadlink::store::{AccountStore, JobFilter, JobStore, PgStore};
 use leadlink::worker::publish_now;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -183,11 +183,11 @@ async fn wait_for_signal() {
     let _ = ctrl_c.await;
 }
 
-async fn open_store(config_path: Option<PathBuf>) -> anyhow::Result<(Config, Store)> {
+async fn open_store(config_path: Option<PathBuf>) -> anyhow::Result<(Config, PgStore)> {
     let config = Config::load(config_path.as_deref())?;
     init_logging(config.log.format, "warn");
     let writers = leadlink::crm::Writers::from_config(&config)?;
-    let store = Store::connect(&config.database, writers.targets(), Duration::ZERO).await?;
+    let store = PgStore::connect(&config.database, writers.targets(), Duration::ZERO).await?;
     Ok((config, store))
 }
 

@@ -4,7 +4,7 @@ use super::{IngestError, IngestState};
 use crate::job::Status;
 use crate::queue::Queue;
 use crate::signature;
-use crate::store::JobFilter;
+use crate::store::{JobFilter, Store};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -13,7 +13,10 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use uuid::Uuid;
 
-fn authorize<Q: Queue>(state: &IngestState<Q>, headers: &HeaderMap) -> Result<(), IngestError> {
+fn authorize<Q: Queue, S: Store>(
+    state: &IngestState<Q, S>,
+    headers: &HeaderMap,
+) -> Result<(), IngestError> {
     let Some(expected) = &state.config.server.admin_token else {
         return Err(IngestError::Forbidden(
             "the admin API is disabled: set server.admin_token".into(),
@@ -33,8 +36,8 @@ fn authorize<Q: Queue>(state: &IngestState<Q>, headers: &HeaderMap) -> Result<()
     }
 }
 
-pub async fn show_job<Q: Queue>(
-    State(state): State<Arc<IngestState<Q>>>,
+pub async fn show_job<Q: Queue, S: Store>(
+    State(state): State<Arc<IngestState<Q, S>>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, IngestError> {
@@ -59,8 +62,8 @@ pub struct ListQuery {
     limit: Option<i64>,
 }
 
-pub async fn list_jobs<Q: Queue>(
-    State(state): State<Arc<IngestState<Q>>>,
+pub async fn list_jobs<Q: Queue, S: Store>(
+    State(state): State<Arc<IngestState<Q, S>>>,
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, IngestError> {
@@ -84,8 +87,8 @@ pub async fn list_jobs<Q: Queue>(
     Ok(Json(json!({"jobs": jobs})))
 }
 
-pub async fn accounts<Q: Queue>(
-    State(state): State<Arc<IngestState<Q>>>,
+pub async fn accounts<Q: Queue, S: Store>(
+    State(state): State<Arc<IngestState<Q, S>>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, IngestError> {
     authorize(&state, &headers)?;
@@ -97,8 +100,8 @@ pub async fn accounts<Q: Queue>(
     })))
 }
 
-pub async fn stats<Q: Queue>(
-    State(state): State<Arc<IngestState<Q>>>,
+pub async fn stats<Q: Queue, S: Store>(
+    State(state): State<Arc<IngestState<Q, S>>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, IngestError> {
     authorize(&state, &headers)?;

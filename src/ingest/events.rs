@@ -4,7 +4,7 @@ use super::{IngestError, IngestState};
 use crate::job::LeadDetails;
 use crate::lead::{self, LeadFields};
 use crate::queue::Queue;
-use crate::store::{IngestOutcome, NewJob};
+use crate::store::{IngestOutcome, NewJob, Store};
 use crate::worker::publish_now;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -47,8 +47,8 @@ struct LeadEvent {
     message: Option<String>,
 }
 
-pub async fn receive<Q: Queue>(
-    State(state): State<Arc<IngestState<Q>>>,
+pub async fn receive<Q: Queue, S: Store>(
+    State(state): State<Arc<IngestState<Q, S>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, IngestError> {
@@ -137,8 +137,8 @@ fn blank_to_none(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.trim().is_empty())
 }
 
-fn new_job<Q: Queue>(
-    state: &IngestState<Q>,
+fn new_job<Q: Queue, S: Store>(
+    state: &IngestState<Q, S>,
     event: LeadEvent,
     delivery_id: String,
 ) -> Result<NewJob, IngestError> {

@@ -82,9 +82,9 @@ impl IntoResponse for IngestError {
     }
 }
 
-pub struct IngestState<Q: Queue> {
+pub struct IngestState<Q: Queue, S: Store> {
     pub config: Arc<Config>,
-    pub store: Store,
+    pub store: S,
     pub queue: Q,
     pub events_verifier: Option<Verifier>,
     pub template: Option<MessageTemplate>,
@@ -92,26 +92,26 @@ pub struct IngestState<Q: Queue> {
     pub ignored: Mutex<BTreeMap<String, u64>>,
 }
 
-pub fn router<Q: Queue>(state: Arc<IngestState<Q>>) -> Router {
+pub fn router<Q: Queue, S: Store>(state: Arc<IngestState<Q, S>>) -> Router {
     let body_limit = usize::try_from(state.config.server.body_limit.as_u64()).unwrap_or(usize::MAX);
     Router::new()
-        .route("/webhooks/events", post(events::receive::<Q>))
+        .route("/webhooks/events", post(events::receive::<Q, S>))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz::<Q>))
-        .route("/admin/jobs", get(admin::list_jobs::<Q>))
-        .route("/admin/jobs/{id}", get(admin::show_job::<Q>))
-        .route("/admin/accounts", get(admin::accounts::<Q>))
-        .route("/admin/stats", get(admin::stats::<Q>))
+        .route("/readyz", get(readyz::<Q, S>))
+        .route("/admin/jobs", get(admin::list_jobs::<Q, S>))
+        .route("/admin/jobs/{id}", get(admin::show_job::<Q, S>))
+        .route("/admin/accounts", get(admin::accounts::<Q, S>))
+        .route("/admin/stats", get(admin::stats::<Q, S>))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(request_span))
         .with_state(state)
 }
 
 /// What a worker serves when `worker.health_listen` is set.
-pub fn health_router<Q: Queue>(state: Arc<IngestState<Q>>) -> Router {
+pub fn health_router<Q: Queue, S: Store>(state: Arc<IngestState<Q, S>>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz::<Q>))
+        .route("/readyz", get(readyz::<Q, S>))
         .with_state(state)
 }
 
@@ -136,7 +136,7 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(json!({"status": "alive"}))
 }
 
-async fn readyz<Q: Queue>(State(state): State<Arc<IngestState<Q>>>) -> Response {
+async fn readyz<Q: Queue, S: Store>(State(state): State<Arc<IngestState<Q, S>>>) -> Response {
     let (database, broker) = tokio::join!(state.store.ping(), state.queue.ping());
     let describe = |ok: bool, error: Option<String>| {
         if ok {

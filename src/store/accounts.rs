@@ -1,7 +1,7 @@
 //! What the API told us about accounts (holds, rate-limit headers) and about the key.
 
 use super::outbox::{self, OutboxMessage, Topic};
-use super::{Store, StoreError, TimePair};
+use super::{PgStore, StoreError, TimePair};
 use crate::account::AccountState;
 use crate::connectsafely::RateLimit;
 use chrono::{DateTime, Utc};
@@ -74,8 +74,40 @@ pub(super) async fn record_hold(
     Ok(())
 }
 
-impl Store {
-    pub async fn account_state(&self, account_id: &str) -> Result<AccountState, StoreError> {
+/// What the API said about accounts and about the key.
+pub trait AccountStore {
+    fn account_state(
+        &self,
+        account_id: &str,
+    ) -> impl Future<Output = Result<AccountState, StoreError>> + Send;
+
+    fn accounts(&self) -> impl Future<Output = Result<Vec<AccountSummary>, StoreError>> + Send;
+
+    fn key_pause(&self) -> impl Future<Output = Result<Option<KeyPause>, StoreError>> + Send;
+
+    fn pause_key(
+        &self,
+        reason: &str,
+        now: DateTime<Utc>,
+        next_probe: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Whether this process should probe the paused key now; at most one process per interval does.
+    fn claim_key_probe(
+        &self,
+        now: DateTime<Utc>,
+        next_probe: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The key works again: lift the pause and make every paused job due now.
+    fn resume_key(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<OutboxMessage>, StoreError>> + Send;
+}
+
+impl AccountStore for PgStore {
+    async fn account_state(&self, account_id: &str) -> Result<AccountState, StoreError> {
         let hold: Option<TimePair> =
             sqlx::query_as("SELECT hold_until, blocked_until FROM accounts WHERE account_id = $1")
                 .bind(account_id)
@@ -97,7 +129,7 @@ impl Store {
         })
     }
 
-    pub async fn accounts(&self) -> Result<Vec<AccountSummary>, StoreError> {
+    async fn accounts(&self) -> Result<Vec<AccountSummary>, StoreError> {
         Ok(sqlx::query_as::<_, AccountSummary>(
             "WITH ids AS (SELECT account_id FROM accounts UNION SELECT account_id FROM account_limits \
                           UNION SELECT DISTINCT account_id FROM jobs) \
@@ -111,7 +143,7 @@ impl Store {
         .await?)
     }
 
-    pub async fn key_pause(&self) -> Result<Option<KeyPause>, StoreError> {
+    async fn key_pause(&self) -> Result<Option<KeyPause>, StoreError> {
         let row: (bool, Option<String>, Option<DateTime<Utc>>) =
             sqlx::query_as("SELECT paused, reason, paused_at FROM api_key_state WHERE id = 1")
                 .fetch_one(&self.pool)
@@ -125,7 +157,7 @@ impl Store {
         })
     }
 
-    pub async fn pause_key(
+    async fn pause_key(
         &self,
         reason: &str,
         now: DateTime<Utc>,
@@ -144,8 +176,7 @@ impl Store {
         Ok(())
     }
 
-    /// Whether this process should probe the paused key now; at most one process per interval does.
-    pub async fn claim_key_probe(
+    async fn claim_key_probe(
         &self,
         now: DateTime<Utc>,
         next_probe: DateTime<Utc>,
@@ -160,8 +191,7 @@ impl Store {
         Ok(claimed.is_some())
     }
 
-    /// The key works again: lift the pause and make every paused job due now.
-    pub async fn resume_key(&self, now: DateTime<Utc>) -> Result<Vec<OutboxMessage>, StoreError> {
+    async fn resume_key(&self, now: DateTime<Utc>) -> Result<Vec<OutboxMessage>, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE api_key_state SET paused = false, reason = NULL, paused_at = NULL WHERE id = 1",

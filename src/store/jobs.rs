@@ -3,7 +3,7 @@
 
 use super::outbox::{self, OutboxMessage, Topic};
 use super::{
-    JOB_COLUMNS, JobEvent, Store, StoreError, TimePair, accounts, job_from_row, record_event,
+    JOB_COLUMNS, JobEvent, PgStore, StoreError, TimePair, accounts, job_from_row, record_event,
 };
 use crate::connectsafely::RateLimit;
 use crate::job::{Job, LeadDetails, Status, worth_writing_back};
@@ -99,14 +99,76 @@ pub struct JobHistory {
 
 const ENDED_FOR_IDENTITY: &str = "('failed', 'profile_not_found', 'invalid')";
 
-impl Store {
+/// Jobs: creation, leases, transitions, look-ups and the operator's actions.
+pub trait JobStore {
     /// Records a new job with its idempotency key and outbox entries in one transaction,
     /// or finds the job this delivery or this lead already has.
-    pub async fn ingest(
+    fn ingest(
         &self,
         new: &NewJob,
         now: DateTime<Utc>,
-    ) -> Result<IngestOutcome, StoreError> {
+    ) -> impl Future<Output = Result<IngestOutcome, StoreError>> + Send;
+
+    /// Takes the job's lease if it is due and free. A watchdog outbox row, due when the lease
+    /// expires, brings the job back if this worker dies.
+    fn claim(
+        &self,
+        job_id: Uuid,
+        owner: &str,
+        lease: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+
+    /// Marks the start of a `POST /connect`; returns this attempt's number.
+    fn send_started(
+        &self,
+        job_id: Uuid,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<i32, StoreError>> + Send;
+
+    /// Applies a transition under the worker's lease (`owner`), or as the operator (`None`,
+    /// refused while a worker holds the job). Returns messages to publish right away.
+    fn transition(
+        &self,
+        job_id: Uuid,
+        owner: Option<&str>,
+        change: Transition,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(Job, Vec<OutboxMessage>), StoreError>> + Send;
+
+    /// Gives a job back without a decision (an internal error): it is tried again when due.
+    fn release(
+        &self,
+        job_id: Uuid,
+        owner: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn job(
+        &self,
+        job_id: Uuid,
+    ) -> impl Future<Output = Result<Option<JobHistory>, StoreError>> + Send;
+
+    fn jobs(&self, filter: &JobFilter)
+    -> impl Future<Output = Result<Vec<Job>, StoreError>> + Send;
+
+    /// The operator's retry: a `failed` job goes again, and parked writebacks are re-armed.
+    fn retry_job(
+        &self,
+        job_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(Job, Vec<OutboxMessage>), StoreError>> + Send;
+
+    /// The operator's cancel: a waiting job ends `failed` with "cancelled by operator".
+    fn cancel_job(
+        &self,
+        job_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(Job, Vec<OutboxMessage>), StoreError>> + Send;
+}
+
+impl JobStore for PgStore {
+    async fn ingest(&self, new: &NewJob, now: DateTime<Utc>) -> Result<IngestOutcome, StoreError> {
         // A concurrent delivery of the same key or lead makes our insert hit a unique index;
         // the second pass then finds its job.
         match self.try_ingest(new, now).await {
@@ -115,6 +177,306 @@ impl Store {
         }
     }
 
+    async fn claim(
+        &self,
+        job_id: Uuid,
+        owner: &str,
+        lease: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Claim, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE jobs SET lease_owner = $2, lease_until = $3, updated_at = $4 \
+             WHERE id = $1 AND due_at IS NOT NULL AND due_at <= $4 \
+             AND (lease_until IS NULL OR lease_until < $4) \
+             RETURNING {JOB_COLUMNS}, send_started_at IS NOT NULL AS in_doubt"
+        ))
+        .bind(job_id)
+        .bind(owner)
+        .bind(now + lease)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            let state: Option<TimePair> =
+                sqlx::query_as("SELECT due_at, lease_until FROM jobs WHERE id = $1")
+                    .bind(job_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return Ok(Claim::Skip(match state {
+                None => "no such job",
+                Some((None, _)) => "job has ended",
+                Some((Some(due), _)) if due > now => "job is not due yet",
+                Some(_) => "another worker holds the job",
+            }));
+        };
+        let job = job_from_row(&row)?;
+        let in_doubt: bool = row.try_get("in_doubt")?;
+        outbox::insert(
+            &mut tx,
+            Topic::Connect,
+            &job_id.to_string(),
+            now + lease + chrono::Duration::seconds(1),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Claim::Claimed(Box::new(ClaimedJob { job, in_doubt })))
+    }
+
+    async fn send_started(
+        &self,
+        job_id: Uuid,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i32, StoreError> {
+        let attempts: Option<i32> = sqlx::query_scalar(
+            "UPDATE jobs SET send_started_at = $3, attempts = attempts + 1, updated_at = $3 \
+             WHERE id = $1 AND lease_owner = $2 RETURNING attempts",
+        )
+        .bind(job_id)
+        .bind(owner)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        attempts.ok_or(StoreError::LeaseLost(job_id))
+    }
+
+    async fn transition(
+        &self,
+        job_id: Uuid,
+        owner: Option<&str>,
+        change: Transition,
+        now: DateTime<Utc>,
+    ) -> Result<(Job, Vec<OutboxMessage>), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS}, lease_owner, lease_until FROM jobs WHERE id = $1 FOR UPDATE"
+        ))
+        .bind(job_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
+        let before = job_from_row(&row)?;
+        let lease_owner: Option<String> = row.try_get("lease_owner")?;
+        let lease_until: Option<DateTime<Utc>> = row.try_get("lease_until")?;
+        match owner {
+            Some(owner) if lease_owner.as_deref() != Some(owner) => {
+                return Err(StoreError::LeaseLost(job_id));
+            }
+            None if lease_until.is_some_and(|t| t > now) => {
+                return Err(StoreError::Conflict(format!(
+                    "job {job_id} is being sent right now; try again in a minute"
+                )));
+            }
+            _ => {}
+        }
+        let status = change.status.unwrap_or(before.status);
+        let due_at = if status.is_final() {
+            None
+        } else {
+            Some(change.due_at.or(change.retry_at).unwrap_or(now))
+        };
+        let reported = worth_writing_back(
+            (before.status, before.retry_at, before.hold_until),
+            (status, change.retry_at, change.hold_until),
+        );
+        let (sequence, changed_at) = if reported {
+            (before.sequence + 1, now)
+        } else {
+            (before.sequence, before.changed_at)
+        };
+        let row = sqlx::query(&format!(
+            "UPDATE jobs SET status = $2, error = $3, profile_urn = COALESCE($4, profile_urn), \
+             hold_until = $5, retry_at = $6, due_at = $7, sequence = $8, changed_at = $9, \
+             lease_owner = NULL, lease_until = NULL, \
+             send_started_at = CASE WHEN $10 THEN NULL ELSE send_started_at END, updated_at = $11 \
+             WHERE id = $1 RETURNING {JOB_COLUMNS}"
+        ))
+        .bind(job_id)
+        .bind(status.as_str())
+        .bind(&change.error)
+        .bind(&change.profile_urn)
+        .bind(change.hold_until)
+        .bind(change.retry_at)
+        .bind(due_at)
+        .bind(sequence)
+        .bind(changed_at)
+        .bind(change.send_settled)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let job = job_from_row(&row)?;
+        for call in &change.calls {
+            record_event(&mut tx, job_id, now, "api_call", None, call.clone()).await?;
+        }
+        record_event(
+            &mut tx,
+            job_id,
+            now,
+            if reported { "status" } else { "deferred" },
+            Some(status),
+            json!({
+                "error": job.error, "retryAt": job.retry_at, "holdUntil": job.hold_until,
+                "profileUrn": job.profile_urn, "by": change.actor.unwrap_or("worker"),
+            }),
+        )
+        .await?;
+        outbox::delete_for(&mut tx, Topic::Connect, &job_id.to_string()).await?;
+        if let Some(due) = due_at {
+            outbox::insert(&mut tx, Topic::Connect, &job_id.to_string(), due).await?;
+        }
+        if let Some(limit) = &change.rate_limit {
+            accounts::record_rate_limit(&mut tx, &job.account_id, limit, now).await?;
+        }
+        if let Some((hold_until, blocked_until, reason)) = &change.account_hold {
+            accounts::record_hold(
+                &mut tx,
+                &job.account_id,
+                *hold_until,
+                *blocked_until,
+                reason,
+                now,
+            )
+            .await?;
+        }
+        let publish = if reported {
+            self.queue_writebacks(&mut tx, &job, now).await?
+        } else {
+            Vec::new()
+        };
+        tx.commit().await?;
+        Ok((job, publish))
+    }
+
+    async fn release(&self, job_id: Uuid, owner: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(job_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn job(&self, job_id: Uuid) -> Result<Option<JobHistory>, StoreError> {
+        let Some(row) = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(job_id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let job = job_from_row(&row)?;
+        let history = sqlx::query_as::<_, JobEvent>(
+            "SELECT at, kind, status, detail FROM job_events WHERE job_id = $1 ORDER BY id",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let writebacks = self.writebacks_of(job_id).await?;
+        Ok(Some(JobHistory {
+            job,
+            history,
+            writebacks,
+        }))
+    }
+
+    async fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1::text IS NULL OR record_id = $1) \
+             AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR account_id = $3) \
+             ORDER BY created_at DESC LIMIT $4"
+        ))
+        .bind(&filter.record_id)
+        .bind(filter.status.map(Status::as_str))
+        .bind(&filter.account_id)
+        .bind(if filter.limit > 0 { filter.limit } else { 100 })
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn retry_job(
+        &self,
+        job_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<(Job, Vec<OutboxMessage>), StoreError> {
+        let history = self
+            .job(job_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
+        let mut publish = self.rearm_parked_writebacks(job_id, now).await?;
+        let job = if history.job.status == Status::Failed {
+            let (job, more) = self
+                .transition(
+                    job_id,
+                    None,
+                    Transition {
+                        status: Some(Status::Queued),
+                        actor: Some("operator"),
+                        ..Default::default()
+                    },
+                    now,
+                )
+                .await
+                .map_err(|e| {
+                    if e.is_unique_violation() {
+                        StoreError::Conflict(
+                            "another job for this lead is open; retry refused so the lead is not invited twice".into(),
+                        )
+                    } else {
+                        e
+                    }
+                })?;
+            sqlx::query("UPDATE jobs SET attempts = 0 WHERE id = $1")
+                .bind(job_id)
+                .execute(&self.pool)
+                .await?;
+            publish.extend(more);
+            job
+        } else if publish.is_empty() {
+            return Err(StoreError::Conflict(format!(
+                "job {job_id} is {}: only failed jobs and parked writebacks can be retried",
+                history.job.status
+            )));
+        } else {
+            history.job
+        };
+        Ok((job, publish))
+    }
+
+    async fn cancel_job(
+        &self,
+        job_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<(Job, Vec<OutboxMessage>), StoreError> {
+        let current = self
+            .job(job_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
+        if current.job.status.is_final() {
+            return Err(StoreError::Conflict(format!(
+                "job {job_id} has already ended ({})",
+                current.job.status
+            )));
+        }
+        self.transition(
+            job_id,
+            None,
+            Transition {
+                status: Some(Status::Failed),
+                error: Some("cancelled by operator".into()),
+                actor: Some("operator"),
+                ..Default::default()
+            },
+            now,
+        )
+        .await
+    }
+}
+
+impl PgStore {
     async fn try_ingest(
         &self,
         new: &NewJob,
@@ -227,312 +589,6 @@ impl Store {
             status,
             publish,
         })
-    }
-
-    /// Takes the job's lease if it is due and free. A watchdog outbox row, due when the lease
-    /// expires, brings the job back if this worker dies.
-    pub async fn claim(
-        &self,
-        job_id: Uuid,
-        owner: &str,
-        lease: chrono::Duration,
-        now: DateTime<Utc>,
-    ) -> Result<Claim, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(&format!(
-            "UPDATE jobs SET lease_owner = $2, lease_until = $3, updated_at = $4 \
-             WHERE id = $1 AND due_at IS NOT NULL AND due_at <= $4 \
-             AND (lease_until IS NULL OR lease_until < $4) \
-             RETURNING {JOB_COLUMNS}, send_started_at IS NOT NULL AS in_doubt"
-        ))
-        .bind(job_id)
-        .bind(owner)
-        .bind(now + lease)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            let state: Option<TimePair> =
-                sqlx::query_as("SELECT due_at, lease_until FROM jobs WHERE id = $1")
-                    .bind(job_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            return Ok(Claim::Skip(match state {
-                None => "no such job",
-                Some((None, _)) => "job has ended",
-                Some((Some(due), _)) if due > now => "job is not due yet",
-                Some(_) => "another worker holds the job",
-            }));
-        };
-        let job = job_from_row(&row)?;
-        let in_doubt: bool = row.try_get("in_doubt")?;
-        outbox::insert(
-            &mut tx,
-            Topic::Connect,
-            &job_id.to_string(),
-            now + lease + chrono::Duration::seconds(1),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Claim::Claimed(Box::new(ClaimedJob { job, in_doubt })))
-    }
-
-    /// Marks the start of a `POST /connect`; returns this attempt's number.
-    pub async fn send_started(
-        &self,
-        job_id: Uuid,
-        owner: &str,
-        now: DateTime<Utc>,
-    ) -> Result<i32, StoreError> {
-        let attempts: Option<i32> = sqlx::query_scalar(
-            "UPDATE jobs SET send_started_at = $3, attempts = attempts + 1, updated_at = $3 \
-             WHERE id = $1 AND lease_owner = $2 RETURNING attempts",
-        )
-        .bind(job_id)
-        .bind(owner)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        attempts.ok_or(StoreError::LeaseLost(job_id))
-    }
-
-    /// Applies a transition under the worker's lease (`owner`), or as the operator (`None`,
-    /// refused while a worker holds the job). Returns messages to publish right away.
-    pub async fn transition(
-        &self,
-        job_id: Uuid,
-        owner: Option<&str>,
-        change: Transition,
-        now: DateTime<Utc>,
-    ) -> Result<(Job, Vec<OutboxMessage>), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(&format!(
-            "SELECT {JOB_COLUMNS}, lease_owner, lease_until FROM jobs WHERE id = $1 FOR UPDATE"
-        ))
-        .bind(job_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
-        let before = job_from_row(&row)?;
-        let lease_owner: Option<String> = row.try_get("lease_owner")?;
-        let lease_until: Option<DateTime<Utc>> = row.try_get("lease_until")?;
-        match owner {
-            Some(owner) if lease_owner.as_deref() != Some(owner) => {
-                return Err(StoreError::LeaseLost(job_id));
-            }
-            None if lease_until.is_some_and(|t| t > now) => {
-                return Err(StoreError::Conflict(format!(
-                    "job {job_id} is being sent right now; try again in a minute"
-                )));
-            }
-            _ => {}
-        }
-        let status = change.status.unwrap_or(before.status);
-        let due_at = if status.is_final() {
-            None
-        } else {
-            Some(change.due_at.or(change.retry_at).unwrap_or(now))
-        };
-        let reported = worth_writing_back(
-            (before.status, before.retry_at, before.hold_until),
-            (status, change.retry_at, change.hold_until),
-        );
-        let (sequence, changed_at) = if reported {
-            (before.sequence + 1, now)
-        } else {
-            (before.sequence, before.changed_at)
-        };
-        let row = sqlx::query(&format!(
-            "UPDATE jobs SET status = $2, error = $3, profile_urn = COALESCE($4, profile_urn), \
-             hold_until = $5, retry_at = $6, due_at = $7, sequence = $8, changed_at = $9, \
-             lease_owner = NULL, lease_until = NULL, \
-             send_started_at = CASE WHEN $10 THEN NULL ELSE send_started_at END, updated_at = $11 \
-             WHERE id = $1 RETURNING {JOB_COLUMNS}"
-        ))
-        .bind(job_id)
-        .bind(status.as_str())
-        .bind(&change.error)
-        .bind(&change.profile_urn)
-        .bind(change.hold_until)
-        .bind(change.retry_at)
-        .bind(due_at)
-        .bind(sequence)
-        .bind(changed_at)
-        .bind(change.send_settled)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        let job = job_from_row(&row)?;
-        for call in &change.calls {
-            record_event(&mut tx, job_id, now, "api_call", None, call.clone()).await?;
-        }
-        record_event(
-            &mut tx,
-            job_id,
-            now,
-            if reported { "status" } else { "deferred" },
-            Some(status),
-            json!({
-                "error": job.error, "retryAt": job.retry_at, "holdUntil": job.hold_until,
-                "profileUrn": job.profile_urn, "by": change.actor.unwrap_or("worker"),
-            }),
-        )
-        .await?;
-        outbox::delete_for(&mut tx, Topic::Connect, &job_id.to_string()).await?;
-        if let Some(due) = due_at {
-            outbox::insert(&mut tx, Topic::Connect, &job_id.to_string(), due).await?;
-        }
-        if let Some(limit) = &change.rate_limit {
-            accounts::record_rate_limit(&mut tx, &job.account_id, limit, now).await?;
-        }
-        if let Some((hold_until, blocked_until, reason)) = &change.account_hold {
-            accounts::record_hold(
-                &mut tx,
-                &job.account_id,
-                *hold_until,
-                *blocked_until,
-                reason,
-                now,
-            )
-            .await?;
-        }
-        let publish = if reported {
-            self.queue_writebacks(&mut tx, &job, now).await?
-        } else {
-            Vec::new()
-        };
-        tx.commit().await?;
-        Ok((job, publish))
-    }
-
-    /// Gives a job back without a decision (an internal error): it is tried again when due.
-    pub async fn release(&self, job_id: Uuid, owner: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
-        )
-        .bind(job_id)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn job(&self, job_id: Uuid) -> Result<Option<JobHistory>, StoreError> {
-        let Some(row) = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
-            .bind(job_id)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let job = job_from_row(&row)?;
-        let history = sqlx::query_as::<_, JobEvent>(
-            "SELECT at, kind, status, detail FROM job_events WHERE job_id = $1 ORDER BY id",
-        )
-        .bind(job_id)
-        .fetch_all(&self.pool)
-        .await?;
-        let writebacks = self.writebacks_of(job_id).await?;
-        Ok(Some(JobHistory {
-            job,
-            history,
-            writebacks,
-        }))
-    }
-
-    pub async fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1::text IS NULL OR record_id = $1) \
-             AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR account_id = $3) \
-             ORDER BY created_at DESC LIMIT $4"
-        ))
-        .bind(&filter.record_id)
-        .bind(filter.status.map(Status::as_str))
-        .bind(&filter.account_id)
-        .bind(if filter.limit > 0 { filter.limit } else { 100 })
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(job_from_row).collect()
-    }
-
-    /// The operator's retry: a `failed` job goes again, and parked writebacks are re-armed.
-    pub async fn retry_job(
-        &self,
-        job_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<(Job, Vec<OutboxMessage>), StoreError> {
-        let history = self
-            .job(job_id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
-        let mut publish = self.rearm_parked_writebacks(job_id, now).await?;
-        let job = if history.job.status == Status::Failed {
-            let (job, more) = self
-                .transition(
-                    job_id,
-                    None,
-                    Transition {
-                        status: Some(Status::Queued),
-                        actor: Some("operator"),
-                        ..Default::default()
-                    },
-                    now,
-                )
-                .await
-                .map_err(|e| {
-                    if e.is_unique_violation() {
-                        StoreError::Conflict(
-                            "another job for this lead is open; retry refused so the lead is not invited twice".into(),
-                        )
-                    } else {
-                        e
-                    }
-                })?;
-            sqlx::query("UPDATE jobs SET attempts = 0 WHERE id = $1")
-                .bind(job_id)
-                .execute(&self.pool)
-                .await?;
-            publish.extend(more);
-            job
-        } else if publish.is_empty() {
-            return Err(StoreError::Conflict(format!(
-                "job {job_id} is {}: only failed jobs and parked writebacks can be retried",
-                history.job.status
-            )));
-        } else {
-            history.job
-        };
-        Ok((job, publish))
-    }
-
-    /// The operator's cancel: a waiting job ends `failed` with "cancelled by operator".
-    pub async fn cancel_job(
-        &self,
-        job_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<(Job, Vec<OutboxMessage>), StoreError> {
-        let current = self
-            .job(job_id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
-        if current.job.status.is_final() {
-            return Err(StoreError::Conflict(format!(
-                "job {job_id} has already ended ({})",
-                current.job.status
-            )));
-        }
-        self.transition(
-            job_id,
-            None,
-            Transition {
-                status: Some(Status::Failed),
-                error: Some("cancelled by operator".into()),
-                actor: Some("operator"),
-                ..Default::default()
-            },
-            now,
-        )
-        .await
     }
 }
 

@@ -8,10 +8,14 @@ mod jobs;
 mod outbox;
 mod writebacks;
 
-pub use accounts::KeyPause;
-pub use jobs::{Claim, ClaimedJob, IngestOutcome, JobFilter, JobHistory, NewJob, Transition};
-pub use outbox::{OutboxMessage, Topic};
-pub use writebacks::{WritebackClaim, WritebackResult, WritebackRow, WritebackWork};
+pub use accounts::{AccountStore, AccountSummary, KeyPause};
+pub use jobs::{
+    Claim, ClaimedJob, IngestOutcome, JobFilter, JobHistory, JobStore, NewJob, Transition,
+};
+pub use outbox::{OutboxMessage, OutboxStore, Topic};
+pub use writebacks::{
+    WritebackClaim, WritebackResult, WritebackRow, WritebackStore, WritebackWork,
+};
 
 use crate::config::DatabaseConfig;
 use crate::job::{Job, LeadDetails, Status};
@@ -44,8 +48,18 @@ impl StoreError {
     }
 }
 
+/// Everything the workers and handlers need from storage, one trait per concern. PostgreSQL
+/// implements it; the planned embedded mode implements the same traits.
+pub trait Store:
+    JobStore + OutboxStore + WritebackStore + AccountStore + Clone + Send + Sync + 'static
+{
+    /// Whether the database answers now.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn close(&self) -> impl Future<Output = ()> + Send;
+}
+
 #[derive(Clone)]
-pub struct Store {
+pub struct PgStore {
     pool: PgPool,
     /// Where status changes are written back (e.g. `callback`); one writeback row each.
     writeback_targets: Vec<String>,
@@ -53,13 +67,13 @@ pub struct Store {
     relay_grace: chrono::Duration,
 }
 
-impl Store {
+impl PgStore {
     /// Connects and runs the migrations.
     pub async fn connect(
         config: &DatabaseConfig,
         writeback_targets: Vec<String>,
         relay_grace: std::time::Duration,
-    ) -> Result<Store, StoreError> {
+    ) -> Result<PgStore, StoreError> {
         let options = PgConnectOptions::from_str(config.url.expose())?;
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
@@ -67,20 +81,22 @@ impl Store {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store {
+        Ok(PgStore {
             pool,
             writeback_targets,
             relay_grace: chrono::Duration::from_std(relay_grace)
                 .unwrap_or(chrono::Duration::seconds(10)),
         })
     }
+}
 
-    pub async fn ping(&self) -> Result<(), StoreError> {
+impl Store for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
-    pub async fn close(&self) {
+    async fn close(&self) {
         self.pool.close().await;
     }
 }

@@ -2,7 +2,7 @@
 //! the state it announces. Parked jobs are outbox rows due later; the relay publishes rows
 //! when due, oldest first, with `SKIP LOCKED` so any number of relays can run.
 
-use super::{Store, StoreError};
+use super::{PgStore, StoreError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -73,9 +73,30 @@ pub(super) async fn delete_for(
     Ok(())
 }
 
-impl Store {
+/// The outbox as the relay and the publishers see it.
+pub trait OutboxStore {
     /// Forgets rows whose messages the broker confirmed.
-    pub async fn published(&self, outbox_ids: &[i64]) -> Result<(), StoreError> {
+    fn published(&self, outbox_ids: &[i64]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Publishes up to `limit` due rows, oldest first, and deletes those the broker
+    /// confirmed. The rows stay locked meanwhile, so concurrent relays skip them; a crash
+    /// leaves them for the next pass (a duplicate message at worst, which consumers ignore).
+    fn relay_due<F, Fut>(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        publish: F,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send
+    where
+        F: FnMut(OutboxMessage) -> Fut + Send,
+        Fut: Future<Output = bool> + Send;
+
+    /// When the next row falls due, so the relay can sleep until then.
+    fn next_due(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
+}
+
+impl OutboxStore for PgStore {
+    async fn published(&self, outbox_ids: &[i64]) -> Result<(), StoreError> {
         if outbox_ids.is_empty() {
             return Ok(());
         }
@@ -86,18 +107,15 @@ impl Store {
         Ok(())
     }
 
-    /// Publishes up to `limit` due rows, oldest first, and deletes those the broker
-    /// confirmed. The rows stay locked meanwhile, so concurrent relays skip them; a crash
-    /// leaves them for the next pass (a duplicate message at worst, which consumers ignore).
-    pub async fn relay_due<F, Fut>(
+    async fn relay_due<F, Fut>(
         &self,
         now: DateTime<Utc>,
         limit: i64,
         mut publish: F,
     ) -> Result<usize, StoreError>
     where
-        F: FnMut(OutboxMessage) -> Fut,
-        Fut: Future<Output = bool>,
+        F: FnMut(OutboxMessage) -> Fut + Send,
+        Fut: Future<Output = bool> + Send,
     {
         let mut tx = self.pool.begin().await?;
         let rows: Vec<(i64, String, String)> = sqlx::query_as(
@@ -133,8 +151,7 @@ impl Store {
         Ok(done.len())
     }
 
-    /// When the next row falls due, so the relay can sleep until then.
-    pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         Ok(sqlx::query_scalar("SELECT min(due_at) FROM outbox")
             .fetch_one(&self.pool)
             .await?)

@@ -2,7 +2,7 @@
 //! delivered in order per job, retried on their own schedule.
 
 use super::outbox::{self, OutboxMessage, Topic};
-use super::{Store, StoreError, record_event};
+use super::{PgStore, StoreError, record_event};
 use crate::job::Job;
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -54,43 +54,26 @@ pub enum WritebackResult {
     },
 }
 
-impl Store {
-    pub(super) async fn queue_writebacks(
-        &self,
-        tx: &mut sqlx::PgConnection,
-        job: &Job,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<OutboxMessage>, StoreError> {
-        let payload =
-            serde_json::to_value(job.snapshot()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut publish = Vec::new();
-        for target in &self.writeback_targets {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO writebacks (job_id, target, sequence, payload, next_attempt_at) \
-                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
-            )
-            .bind(job.id)
-            .bind(target)
-            .bind(job.sequence)
-            .bind(&payload)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            publish.push(
-                outbox::insert(
-                    tx,
-                    Topic::Writeback,
-                    &id.to_string(),
-                    now + self.relay_grace,
-                )
-                .await?,
-            );
-        }
-        Ok(publish)
-    }
-
+/// Writebacks: claiming one for delivery and recording how it went.
+pub trait WritebackStore {
     /// Takes a writeback's lease if it is pending, due, and the oldest pending one of its job.
-    pub async fn claim_writeback(
+    fn claim_writeback(
+        &self,
+        id: i64,
+        lease: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<WritebackClaim, StoreError>> + Send;
+
+    fn writeback_done(
+        &self,
+        work: &WritebackWork,
+        result: &WritebackResult,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl WritebackStore for PgStore {
+    async fn claim_writeback(
         &self,
         id: i64,
         lease: chrono::Duration,
@@ -155,7 +138,7 @@ impl Store {
         }))
     }
 
-    pub async fn writeback_done(
+    async fn writeback_done(
         &self,
         work: &WritebackWork,
         result: &WritebackResult,
@@ -195,6 +178,42 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+}
+
+impl PgStore {
+    pub(super) async fn queue_writebacks(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        job: &Job,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let payload =
+            serde_json::to_value(job.snapshot()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut publish = Vec::new();
+        for target in &self.writeback_targets {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO writebacks (job_id, target, sequence, payload, next_attempt_at) \
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            )
+            .bind(job.id)
+            .bind(target)
+            .bind(job.sequence)
+            .bind(&payload)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            publish.push(
+                outbox::insert(
+                    tx,
+                    Topic::Writeback,
+                    &id.to_string(),
+                    now + self.relay_grace,
+                )
+                .await?,
+            );
+        }
+        Ok(publish)
     }
 
     pub(super) async fn writebacks_of(

@@ -9,7 +9,7 @@ use crate::connectsafely::{
 use crate::job::{Job, Status};
 use crate::queue::Queue;
 use crate::retry;
-use crate::store::{Claim, Transition};
+use crate::store::{Claim, Store, Transition};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use tracing::Instrument;
@@ -18,7 +18,10 @@ use uuid::Uuid;
 /// How far ahead a job paused by a refused key is parked; the probe brings it back sooner.
 const PAUSED_PARK: chrono::Duration = chrono::Duration::days(7);
 
-pub async fn handle<Q: Queue>(services: &Services<Q>, reference: &str) -> Result<(), WorkerError> {
+pub async fn handle<Q: Queue, S: Store>(
+    services: &Services<Q, S>,
+    reference: &str,
+) -> Result<(), WorkerError> {
     let Ok(job_id) = Uuid::parse_str(reference) else {
         tracing::warn!(reference, "connect message without a job id; dropped");
         return Ok(());
@@ -27,7 +30,7 @@ pub async fn handle<Q: Queue>(services: &Services<Q>, reference: &str) -> Result
     run(services, job_id).instrument(span).await
 }
 
-async fn run<Q: Queue>(s: &Services<Q>, job_id: Uuid) -> Result<(), WorkerError> {
+async fn run<Q: Queue, S: Store>(s: &Services<Q, S>, job_id: Uuid) -> Result<(), WorkerError> {
     let lease =
         chrono::Duration::from_std(s.config.worker.lease).unwrap_or(chrono::Duration::minutes(2));
     let claimed = match s
@@ -49,7 +52,11 @@ async fn run<Q: Queue>(s: &Services<Q>, job_id: Uuid) -> Result<(), WorkerError>
     result
 }
 
-async fn attempt<Q: Queue>(s: &Services<Q>, job: &Job, in_doubt: bool) -> Result<(), WorkerError> {
+async fn attempt<Q: Queue, S: Store>(
+    s: &Services<Q, S>,
+    job: &Job,
+    in_doubt: bool,
+) -> Result<(), WorkerError> {
     let now = Utc::now();
     if let Some(pause) = s.store.key_pause().await? {
         return park_paused(s, job, &pause.reason, now).await;
@@ -172,8 +179,8 @@ async fn attempt<Q: Queue>(s: &Services<Q>, job: &Job, in_doubt: bool) -> Result
 }
 
 /// Turns a decision into the job's next state and commits it with its history.
-async fn settle<Q: Queue>(
-    s: &Services<Q>,
+async fn settle<Q: Queue, S: Store>(
+    s: &Services<Q, S>,
     job: &Job,
     decision: Decision,
     rate_limit: Option<RateLimit>,
@@ -241,8 +248,8 @@ async fn settle<Q: Queue>(
     .await
 }
 
-async fn apply<Q: Queue>(
-    s: &Services<Q>,
+async fn apply<Q: Queue, S: Store>(
+    s: &Services<Q, S>,
     job: &Job,
     transition: Transition,
 ) -> Result<(), WorkerError> {
@@ -255,8 +262,8 @@ async fn apply<Q: Queue>(
     Ok(())
 }
 
-async fn park_paused<Q: Queue>(
-    s: &Services<Q>,
+async fn park_paused<Q: Queue, S: Store>(
+    s: &Services<Q, S>,
     job: &Job,
     reason: &str,
     now: DateTime<Utc>,
@@ -274,8 +281,8 @@ async fn park_paused<Q: Queue>(
     .await
 }
 
-async fn settle_pause<Q: Queue>(
-    s: &Services<Q>,
+async fn settle_pause<Q: Queue, S: Store>(
+    s: &Services<Q, S>,
     job: &Job,
     reason: &str,
 ) -> Result<(), WorkerError> {
@@ -284,8 +291,8 @@ async fn settle_pause<Q: Queue>(
     park_paused(s, job, reason, now).await
 }
 
-async fn pause_key<Q: Queue>(
-    s: &Services<Q>,
+async fn pause_key<Q: Queue, S: Store>(
+    s: &Services<Q, S>,
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<(), WorkerError> {

@@ -26,9 +26,9 @@ pub enum WorkerError {
 }
 
 /// What the stages share.
-pub struct Services<Q: Queue> {
+pub struct Services<Q: Queue, S: Store> {
     pub config: Arc<Config>,
-    pub store: Store,
+    pub store: S,
     pub queue: Q,
     pub api: connectsafely::Client,
     pub writers: Writers,
@@ -37,8 +37,8 @@ pub struct Services<Q: Queue> {
 }
 
 /// Starts the connect and writeback consumers, the relay and the key probe.
-pub fn spawn<Q: Queue>(
-    services: Arc<Services<Q>>,
+pub fn spawn<Q: Queue, S: Store>(
+    services: Arc<Services<Q, S>>,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) {

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 const RELAY_BATCH: i64 = 200;
 
 /// Publishes messages just committed; what fails stays in the outbox for the relay.
-pub async fn publish_now<Q: Queue>(store: &Store, queue: &Q, messages: Vec<OutboxMessage>) {
+pub async fn publish_now<Q: Queue, S: Store>(store: &S, queue: &Q, messages: Vec<OutboxMessage>) {
     let mut done = Vec::with_capacity(messages.len());
     for message in messages {
         match queue.publish(message.topic, &message.reference).await {
@@ -30,8 +30,8 @@ pub async fn publish_now<Q: Queue>(store: &Store, queue: &Q, messages: Vec<Outbo
 }
 
 /// Publishes due outbox rows until shutdown. Safe to run in every process.
-pub async fn relay_loop<Q: Queue>(
-    store: Store,
+pub async fn relay_loop<Q: Queue, S: Store>(
+    store: S,
     queue: Q,
     interval: Duration,
     shutdown: CancellationToken,
@@ -73,7 +73,10 @@ pub async fn relay_loop<Q: Queue>(
 
 /// While the key is paused, one process per interval tries it with a call that costs no
 /// quota, and lifts the pause when it works.
-pub async fn probe_key_loop<Q: Queue>(services: Arc<Services<Q>>, shutdown: CancellationToken) {
+pub async fn probe_key_loop<Q: Queue, S: Store>(
+    services: Arc<Services<Q, S>>,
+    shutdown: CancellationToken,
+) {
     let interval = services.config.connectsafely.key_probe_interval;
     let tick = interval.min(Duration::from_secs(5));
     loop {

@@ -3,11 +3,14 @@
 
 use super::{Services, WorkerError};
 use crate::queue::Queue;
-use crate::store::WritebackClaim;
+use crate::store::{Store, WritebackClaim};
 use chrono::Utc;
 use tracing::Instrument;
 
-pub async fn handle<Q: Queue>(s: &Services<Q>, reference: &str) -> Result<(), WorkerError> {
+pub async fn handle<Q: Queue, S: Store>(
+    s: &Services<Q, S>,
+    reference: &str,
+) -> Result<(), WorkerError> {
     let Ok(id) = reference.parse::<i64>() else {
         tracing::warn!(reference, "writeback message without an id; dropped");
         return Ok(());
