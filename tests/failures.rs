@@ -357,6 +357,14 @@ async fn operators_retry_failed_jobs_and_cancel_waiting_ones_from_the_cli() {
         .await;
     let waiting = job_id(&body);
     app.wait_for_status(&waiting, "held", WAIT).await;
+    // A job that has ended cannot be cancelled: that would free the lead for a second invite.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_leadlink"))
+        .args(["jobs", "cancel", &failed, "--config"])
+        .arg(&config_file)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert_eq!(app.job(&failed).await["status"], "sent");
     let cancelled = cli(&["jobs", "cancel", &waiting]);
     assert_eq!(cancelled["status"], "failed");
     assert_eq!(cancelled["error"], "cancelled by operator");

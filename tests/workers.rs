@@ -68,3 +68,92 @@ async fn concurrent_duplicates_across_workers_invite_each_lead_once() {
     ingest.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_workers_never_spend_more_than_the_headers_announced() {
+    let env = TestEnv::new().await;
+    let reset = chrono::Utc::now() + chrono::Duration::hours(1);
+    env.sim_put(
+        "accounts/acc_q",
+        serde_json::json!({"limit": 3, "used": 0, "weeklyReset": reset.to_rfc3339()}),
+    )
+    .await;
+    env.sim_put("config", serde_json::json!({"latencyMs": 100}))
+        .await;
+    let worker_only = Roles {
+        ingest: false,
+        worker: true,
+    };
+    let mut ingest = env
+        .start_roles(
+            env.config(),
+            Roles {
+                ingest: true,
+                worker: false,
+            },
+        )
+        .await;
+    let mut first = env.start_roles(env.config(), worker_only).await;
+    let mut second = env.start_roles(env.config(), worker_only).await;
+
+    // One send tells leadlink where the week stands (2 of 3 left) ...
+    let (_, body) = ingest
+        .send(&webhook_id(), &lead("crm-q0", "quota-0", "acc_q"))
+        .await;
+    ingest
+        .wait_for_status(
+            body["jobId"].as_str().unwrap(),
+            "sent",
+            Duration::from_secs(20),
+        )
+        .await;
+    // ... then six more arrive at once, across two workers.
+    let answers = futures_util::future::join_all((1..=6).map(|n| {
+        let ingest = &ingest;
+        async move {
+            ingest
+                .send(
+                    &webhook_id(),
+                    &lead(&format!("crm-q{n}"), &format!("quota-{n}"), "acc_q"),
+                )
+                .await
+        }
+    }))
+    .await;
+    let ids: Vec<String> = answers
+        .iter()
+        .map(|(_, body)| body["jobId"].as_str().unwrap().to_string())
+        .collect();
+    let mut sent = 0;
+    let mut held = 0;
+    for id in &ids {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let job = ingest.job(id).await;
+            match job["status"].as_str().unwrap() {
+                "sent" => sent += 1,
+                "held" => held += 1,
+                _ if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                other => panic!("job {id} stuck in {other}"),
+            }
+            break;
+        }
+    }
+    assert_eq!(
+        (sent, held),
+        (2, 4),
+        "the week's remaining two, and the rest held"
+    );
+    let stats = env.sim_get("stats").await;
+    assert_eq!(
+        stats["rateLimited"]["hold"], 0,
+        "leadlink caused a 429 hold: {stats}"
+    );
+    first.stop().await;
+    second.stop().await;
+    ingest.stop().await;
+    env.cleanup().await;
+}

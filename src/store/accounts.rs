@@ -2,7 +2,7 @@
 
 use super::outbox::{self, OutboxMessage, Topic};
 use super::{PgStore, StoreError, TimePair};
-use crate::account::AccountState;
+use crate::account::{self, AccountState, Gate};
 use crate::connectsafely::RateLimit;
 use chrono::{DateTime, Utc};
 
@@ -62,7 +62,8 @@ pub(super) async fn record_hold(
     sqlx::query(
         "INSERT INTO accounts (account_id, hold_until, blocked_until, reason, updated_at) \
          VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (account_id) DO UPDATE SET hold_until = $2, blocked_until = $3, reason = $4, updated_at = $5",
+         ON CONFLICT (account_id) DO UPDATE SET hold_until = GREATEST(accounts.hold_until, $2), \
+         blocked_until = GREATEST(accounts.blocked_until, $3), reason = $4, updated_at = $5",
     )
     .bind(account_id)
     .bind(hold_until)
@@ -76,10 +77,13 @@ pub(super) async fn record_hold(
 
 /// What the API said about accounts and about the key.
 pub trait AccountStore {
-    fn account_state(
+    /// The account gate for one send, decided under a row lock so that concurrent workers
+    /// cannot spend the same remaining request; an open gate takes one from `remaining`.
+    fn take_send_slot(
         &self,
         account_id: &str,
-    ) -> impl Future<Output = Result<AccountState, StoreError>> + Send;
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Gate, StoreError>> + Send;
 
     fn accounts(&self) -> impl Future<Output = Result<Vec<AccountSummary>, StoreError>> + Send;
 
@@ -106,27 +110,55 @@ pub trait AccountStore {
     ) -> impl Future<Output = Result<Vec<OutboxMessage>, StoreError>> + Send;
 }
 
+pub(super) async fn key_paused(tx: &mut sqlx::PgConnection) -> Result<bool, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT paused FROM api_key_state WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?,
+    )
+}
+
 impl AccountStore for PgStore {
-    async fn account_state(&self, account_id: &str) -> Result<AccountState, StoreError> {
+    async fn take_send_slot(
+        &self,
+        account_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Gate, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let hold: Option<TimePair> =
             sqlx::query_as("SELECT hold_until, blocked_until FROM accounts WHERE account_id = $1")
                 .bind(account_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await?;
         let limit: Option<(Option<i32>, Option<DateTime<Utc>>)> = sqlx::query_as(
-            "SELECT remaining, reset_at FROM account_limits WHERE account_id = $1 AND action = 'CONNECT'",
+            "SELECT remaining, reset_at FROM account_limits \
+             WHERE account_id = $1 AND action = 'CONNECT' FOR UPDATE",
         )
         .bind(account_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         let (hold_until, blocked_until) = hold.unwrap_or_default();
         let (connect_remaining, connect_reset) = limit.unwrap_or_default();
-        Ok(AccountState {
-            hold_until,
-            blocked_until,
-            connect_remaining,
-            connect_reset,
-        })
+        let gate = account::gate(
+            &AccountState {
+                hold_until,
+                blocked_until,
+                connect_remaining,
+                connect_reset,
+            },
+            now,
+        );
+        if gate == Gate::Open && connect_remaining.is_some() {
+            sqlx::query(
+                "UPDATE account_limits SET remaining = remaining - 1 \
+                 WHERE account_id = $1 AND action = 'CONNECT'",
+            )
+            .bind(account_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(gate)
     }
 
     async fn accounts(&self) -> Result<Vec<AccountSummary>, StoreError> {

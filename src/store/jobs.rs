@@ -78,6 +78,10 @@ pub struct Transition {
     pub calls: Vec<serde_json::Value>,
     /// Who caused it, when not the worker: `operator`.
     pub actor: Option<&'static str>,
+    /// When not empty, the statuses this transition may start from (checked under the lock).
+    pub only_from: Vec<Status>,
+    /// Start counting attempts afresh (an operator's retry).
+    pub reset_attempts: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -119,11 +123,13 @@ pub trait JobStore {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
 
-    /// Marks the start of a `POST /connect`; returns this attempt's number.
+    /// Marks the start of a `POST /connect` and renews the lease to cover the call; returns
+    /// this attempt's number. Fails if the lease was lost or has run out.
     fn send_started(
         &self,
         job_id: Uuid,
         owner: &str,
+        lease: chrono::Duration,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<i32, StoreError>> + Send;
 
@@ -136,13 +142,6 @@ pub trait JobStore {
         change: Transition,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(Job, Vec<OutboxMessage>), StoreError>> + Send;
-
-    /// Gives a job back without a decision (an internal error): it is tried again when due.
-    fn release(
-        &self,
-        job_id: Uuid,
-        owner: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn job(
         &self,
@@ -203,12 +202,22 @@ impl JobStore for PgStore {
                     .bind(job_id)
                     .fetch_optional(&mut *tx)
                     .await?;
-            return Ok(Claim::Skip(match state {
-                None => "no such job",
-                Some((None, _)) => "job has ended",
-                Some((Some(due), _)) if due > now => "job is not due yet",
-                Some(_) => "another worker holds the job",
-            }));
+            let (why, comes_back_at) = match state {
+                None => ("no such job", None),
+                Some((None, _)) => ("job has ended", None),
+                Some((Some(due), _)) if due > now => ("job is not due yet", Some(due)),
+                Some((_, lease)) => (
+                    "another worker holds the job",
+                    lease.map(|l| l + chrono::Duration::seconds(1)),
+                ),
+            };
+            // This delivery may be the job's only message (a relay whose clock runs ahead,
+            // say): make sure something brings the job back before dropping it.
+            if let Some(at) = comes_back_at {
+                outbox::ensure(&mut tx, Topic::Connect, &job_id.to_string(), at).await?;
+                tx.commit().await?;
+            }
+            return Ok(Claim::Skip(why));
         };
         let job = job_from_row(&row)?;
         let in_doubt: bool = row.try_get("in_doubt")?;
@@ -227,18 +236,29 @@ impl JobStore for PgStore {
         &self,
         job_id: Uuid,
         owner: &str,
+        lease: chrono::Duration,
         now: DateTime<Utc>,
     ) -> Result<i32, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let attempts: Option<i32> = sqlx::query_scalar(
-            "UPDATE jobs SET send_started_at = $3, attempts = attempts + 1, updated_at = $3 \
-             WHERE id = $1 AND lease_owner = $2 RETURNING attempts",
+            "UPDATE jobs SET send_started_at = $3, attempts = attempts + 1, lease_until = $4, \
+             updated_at = $3 WHERE id = $1 AND lease_owner = $2 AND lease_until > $3 RETURNING attempts",
         )
         .bind(job_id)
         .bind(owner)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .bind(now + lease)
+        .fetch_optional(&mut *tx)
         .await?;
-        attempts.ok_or(StoreError::LeaseLost(job_id))
+        let attempts = attempts.ok_or(StoreError::LeaseLost(job_id))?;
+        // The watchdog follows the renewed lease.
+        sqlx::query("UPDATE outbox SET due_at = $2 WHERE topic = 'connect' AND ref = $1")
+            .bind(job_id.to_string())
+            .bind(now + lease + chrono::Duration::seconds(1))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(attempts)
     }
 
     async fn transition(
@@ -263,19 +283,30 @@ impl JobStore for PgStore {
             Some(owner) if lease_owner.as_deref() != Some(owner) => {
                 return Err(StoreError::LeaseLost(job_id));
             }
-            None if lease_until.is_some_and(|t| t > now) => {
+            None if lease_owner.is_some() => {
                 return Err(StoreError::Conflict(format!(
-                    "job {job_id} is being sent right now; try again in a minute"
+                    "a worker holds job {job_id} right now; try again in a minute{}",
+                    lease_until.map_or(String::new(), |t| format!(" (lease until {t})"))
                 )));
             }
             _ => {}
         }
+        if !change.only_from.is_empty() && !change.only_from.contains(&before.status) {
+            return Err(StoreError::Conflict(format!(
+                "job {job_id} is {} now; nothing was changed",
+                before.status
+            )));
+        }
         let status = change.status.unwrap_or(before.status);
-        let due_at = if status.is_final() {
+        let mut due_at = if status.is_final() {
             None
         } else {
             Some(change.due_at.or(change.retry_at).unwrap_or(now))
         };
+        if status == Status::Paused && !accounts::key_paused(&mut tx).await? {
+            // The key recovered while this job was being parked: the resume missed it.
+            due_at = Some(now);
+        }
         let reported = worth_writing_back(
             (before.status, before.retry_at, before.hold_until),
             (status, change.retry_at, change.hold_until),
@@ -286,7 +317,11 @@ impl JobStore for PgStore {
             (before.sequence, before.changed_at)
         };
         let row = sqlx::query(&format!(
-            "UPDATE jobs SET status = $2, error = $3, profile_urn = COALESCE($4, profile_urn), \
+            "UPDATE jobs SET status = $2, error = $3, \
+             profile_urn = COALESCE(profile_urn, (SELECT $4::text WHERE NOT EXISTS (\
+               SELECT 1 FROM jobs o WHERE o.account_id = jobs.account_id AND o.profile_urn = $4 \
+               AND o.id <> jobs.id AND o.status NOT IN {ENDED_FOR_IDENTITY}))), \
+             attempts = CASE WHEN $12 THEN 0 ELSE attempts END, \
              hold_until = $5, retry_at = $6, due_at = $7, sequence = $8, changed_at = $9, \
              lease_owner = NULL, lease_until = NULL, \
              send_started_at = CASE WHEN $10 THEN NULL ELSE send_started_at END, updated_at = $11 \
@@ -303,6 +338,7 @@ impl JobStore for PgStore {
         .bind(changed_at)
         .bind(change.send_settled)
         .bind(now)
+        .bind(change.reset_attempts)
         .fetch_one(&mut *tx)
         .await?;
         let job = job_from_row(&row)?;
@@ -346,17 +382,6 @@ impl JobStore for PgStore {
         };
         tx.commit().await?;
         Ok((job, publish))
-    }
-
-    async fn release(&self, job_id: Uuid, owner: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
-        )
-        .bind(job_id)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     async fn job(&self, job_id: Uuid) -> Result<Option<JobHistory>, StoreError> {
@@ -415,6 +440,8 @@ impl JobStore for PgStore {
                     Transition {
                         status: Some(Status::Queued),
                         actor: Some("operator"),
+                        only_from: vec![Status::Failed],
+                        reset_attempts: true,
                         ..Default::default()
                     },
                     now,
@@ -429,10 +456,6 @@ impl JobStore for PgStore {
                         e
                     }
                 })?;
-            sqlx::query("UPDATE jobs SET attempts = 0 WHERE id = $1")
-                .bind(job_id)
-                .execute(&self.pool)
-                .await?;
             publish.extend(more);
             job
         } else if publish.is_empty() {
@@ -468,6 +491,7 @@ impl JobStore for PgStore {
                 status: Some(Status::Failed),
                 error: Some("cancelled by operator".into()),
                 actor: Some("operator"),
+                only_from: Status::ALL.into_iter().filter(|s| !s.is_final()).collect(),
                 ..Default::default()
             },
             now,

@@ -60,6 +60,25 @@ pub(super) async fn insert(
     })
 }
 
+/// Inserts a row unless one is already there for this reference.
+pub(super) async fn ensure(
+    tx: &mut sqlx::PgConnection,
+    topic: Topic,
+    reference: &str,
+    due_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO outbox (topic, ref, due_at) SELECT $1, $2, $3 \
+         WHERE NOT EXISTS (SELECT 1 FROM outbox WHERE topic = $1 AND ref = $2)",
+    )
+    .bind(topic.as_str())
+    .bind(reference)
+    .bind(due_at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 pub(super) async fn delete_for(
     tx: &mut sqlx::PgConnection,
     topic: Topic,

@@ -31,6 +31,8 @@ pub struct WritebackWork {
     pub payload: serde_json::Value,
     /// This attempt's number, 1-based.
     pub attempt: i32,
+    /// The lease this claim holds; the result is recorded only under it.
+    pub lease_until: DateTime<Utc>,
 }
 
 #[derive(Debug)]
@@ -92,6 +94,22 @@ impl WritebackStore for PgStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some((job_id, target, sequence, payload, attempt)) = row else {
+            let state: Option<(String, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
+                "SELECT state, next_attempt_at, lease_until FROM writebacks WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((state, next, lease_until)) = state
+                && state == "pending"
+            {
+                // Not due or leased by someone else: make sure something brings it back.
+                let at = lease_until
+                    .map_or(next, |l| l + chrono::Duration::seconds(1))
+                    .max(next);
+                outbox::ensure(&mut tx, Topic::Writeback, &id.to_string(), at).await?;
+                tx.commit().await?;
+            }
             return Ok(WritebackClaim::Skip(
                 "writeback is not pending, not due, or leased",
             ));
@@ -135,6 +153,7 @@ impl WritebackStore for PgStore {
             sequence,
             payload,
             attempt,
+            lease_until: now + lease,
         }))
     }
 
@@ -146,23 +165,29 @@ impl WritebackStore for PgStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let id = work.id.to_string();
-        outbox::delete_for(&mut tx, Topic::Writeback, &id).await?;
         let (state, error, next) = match result {
             WritebackResult::Delivered => ("delivered", None, now),
             WritebackResult::Retry { at, error } => ("pending", Some(error.clone()), *at),
             WritebackResult::Parked { reason } => ("parked", Some(reason.clone()), now),
         };
-        sqlx::query(
+        let updated = sqlx::query(
             "UPDATE writebacks SET state = $2, last_error = $3, next_attempt_at = $4, lease_until = NULL, \
-             delivered_at = CASE WHEN $2 = 'delivered' THEN $5 ELSE delivered_at END WHERE id = $1",
+             delivered_at = CASE WHEN $2 = 'delivered' THEN $5 ELSE delivered_at END \
+             WHERE id = $1 AND state = 'pending' AND lease_until = $6",
         )
         .bind(work.id)
         .bind(state)
         .bind(&error)
         .bind(next)
         .bind(now)
+        .bind(work.lease_until)
         .execute(&mut *tx)
         .await?;
+        if updated.rows_affected() == 0 {
+            // Our lease ran out and another worker took the writeback: its result stands.
+            return Ok(());
+        }
+        outbox::delete_for(&mut tx, Topic::Writeback, &id).await?;
         if state == "pending" {
             outbox::insert(&mut tx, Topic::Writeback, &id, next).await?;
         }
@@ -229,6 +254,8 @@ impl PgStore {
         .await?)
     }
 
+    /// Re-arms parked writebacks newer than the last delivered change; older ones stay
+    /// parked, since an older state must never reach the CRM after a newer one.
     pub(super) async fn rearm_parked_writebacks(
         &self,
         job_id: Uuid,
@@ -236,8 +263,11 @@ impl PgStore {
     ) -> Result<Vec<OutboxMessage>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let ids: Vec<i64> = sqlx::query_scalar(
-            "UPDATE writebacks SET state = 'pending', attempts = 0, next_attempt_at = $2 \
-             WHERE job_id = $1 AND state = 'parked' RETURNING id",
+            "UPDATE writebacks w SET state = 'pending', attempts = 0, next_attempt_at = $2 \
+             WHERE job_id = $1 AND state = 'parked' AND sequence > COALESCE((\
+               SELECT max(d.sequence) FROM writebacks d \
+               WHERE d.job_id = $1 AND d.target = w.target AND d.state = 'delivered'), 0) \
+             RETURNING id",
         )
         .bind(job_id)
         .bind(now)

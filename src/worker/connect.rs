@@ -2,21 +2,33 @@
 
 use super::decide::{self, Context, Decision, RelationshipCheck};
 use super::{Services, WorkerError, publish_now};
-use crate::account::{self, Gate};
+use crate::account::Gate;
 use crate::connectsafely::{
     ApiError, ConnectRequest, ConnectResponse, RateLimit, RelationshipAnswer,
 };
 use crate::job::{Job, Status};
 use crate::queue::Queue;
 use crate::retry;
-use crate::store::{Claim, Store, Transition};
+use crate::store::{Claim, Store, StoreError, Transition};
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use std::time::Duration;
 use tracing::Instrument;
 use uuid::Uuid;
 
 /// How far ahead a job paused by a refused key is parked; the probe brings it back sooner.
-const PAUSED_PARK: chrono::Duration = chrono::Duration::days(7);
+const PAUSED_PARK: chrono::Duration = chrono::Duration::hours(1);
+/// Tries at committing an outcome before leaving it to the lease watchdog.
+const COMMIT_TRIES: u32 = 3;
+
+/// One claim of one job: the lease token and what the stage needs alongside it.
+struct Attempt<'a, Q: Queue, S: Store> {
+    s: &'a Services<Q, S>,
+    job: &'a Job,
+    /// Unique per claim, so two handlers of one process can never share a lease.
+    owner: String,
+    lease: chrono::Duration,
+}
 
 pub async fn handle<Q: Queue, S: Store>(
     services: &Services<Q, S>,
@@ -33,278 +45,274 @@ pub async fn handle<Q: Queue, S: Store>(
 async fn run<Q: Queue, S: Store>(s: &Services<Q, S>, job_id: Uuid) -> Result<(), WorkerError> {
     let lease =
         chrono::Duration::from_std(s.config.worker.lease).unwrap_or(chrono::Duration::minutes(2));
-    let claimed = match s
-        .store
-        .claim(job_id, &s.worker_id, lease, Utc::now())
-        .await?
-    {
+    let owner = format!("{}:{}", s.worker_id, Uuid::new_v4());
+    // On any error below the lease stays taken: the watchdog row brings the job back once it
+    // expires, with a relationship check if a send had started.
+    let claimed = match s.store.claim(job_id, &owner, lease, Utc::now()).await? {
         Claim::Skip(why) => {
             tracing::debug!(why, "nothing to do");
             return Ok(());
         }
         Claim::Claimed(claimed) => claimed,
     };
-    let result = attempt(s, &claimed.job, claimed.in_doubt).await;
-    if let Err(WorkerError::Store(_)) = &result {
-        // Give the job back at once unless a send may be in flight; the watchdog covers that.
-        let _ = s.store.release(job_id, &s.worker_id).await;
-    }
-    result
+    let attempt = Attempt {
+        s,
+        job: &claimed.job,
+        owner,
+        lease,
+    };
+    attempt.run(claimed.in_doubt).await
 }
 
-async fn attempt<Q: Queue, S: Store>(
-    s: &Services<Q, S>,
-    job: &Job,
-    in_doubt: bool,
-) -> Result<(), WorkerError> {
-    let now = Utc::now();
-    if let Some(pause) = s.store.key_pause().await? {
-        return park_paused(s, job, &pause.reason, now).await;
-    }
-    if let Gate::Held {
-        until,
-        hold_until,
-        reason,
-    } = account::gate(&s.store.account_state(&job.account_id).await?, now)
-    {
-        tracing::info!(%until, reason, "account may not send yet; job parked");
-        return apply(
-            s,
-            job,
-            Transition {
-                status: Some(Status::Held),
-                hold_until: hold_until.or(job.hold_until.filter(|h| *h > now)),
-                retry_at: Some(until),
-                ..Default::default()
-            },
-        )
-        .await;
-    }
-    let profile = job
-        .profile_urn
-        .clone()
-        .or_else(|| job.profile_id.clone())
-        .unwrap_or_default();
-    let mut calls = Vec::new();
-    if in_doubt {
-        // A previous worker died inside its call: the invitation may already be out.
-        match s.api.relationship(&job.account_id, &profile).await {
-            Ok(answer) => {
-                calls.push(relationship_call(
-                    &answer,
-                    "in doubt after an interrupted send",
-                ));
-                if let Some(decision) =
-                    decide::after_relationship(&answer, &RelationshipCheck::InDoubt)
-                {
-                    return settle(s, job, decision, None, calls, true).await;
+impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
+    async fn run(&self, in_doubt: bool) -> Result<(), WorkerError> {
+        let (s, job) = (self.s, self.job);
+        let now = Utc::now();
+        if let Some(pause) = s.store.key_pause().await? {
+            return self.park_paused(&pause.reason, now).await;
+        }
+        if let Gate::Held {
+            until,
+            hold_until,
+            reason,
+        } = s.store.take_send_slot(&job.account_id, now).await?
+        {
+            tracing::info!(%until, reason, "account may not send yet; job parked");
+            return self
+                .apply(Transition {
+                    status: Some(Status::Held),
+                    hold_until: hold_until.or(job.hold_until.filter(|h| *h > now)),
+                    retry_at: Some(until),
+                    ..Default::default()
+                })
+                .await;
+        }
+        let mut calls = Vec::new();
+        if in_doubt {
+            // A previous attempt may have gone out without our hearing the answer.
+            match s.api.relationship(&job.account_id, &self.profile()).await {
+                Ok(answer) => {
+                    calls.push(relationship_call(
+                        &answer,
+                        "in doubt after an unanswered send",
+                    ));
+                    if let Some(decision) =
+                        decide::after_relationship(&answer, &RelationshipCheck::InDoubt)
+                    {
+                        return self.settle(decision, None, calls, true).await;
+                    }
                 }
-            }
-            Err(ApiError::Unauthorized) => {
-                return settle_pause(s, job, "ConnectSafely rejected the API key (401)").await;
-            }
-            Err(error) => {
-                // Never resend blind: wait and look again.
-                let delay = retry::backoff(
-                    &s.config.retry,
-                    job.attempts.max(1) as u32,
-                    retry::jitter_sample(),
-                );
-                calls.push(json!({"call": "GET /relationship", "error": error.to_string()}));
-                return settle(
-                    s,
-                    job,
-                    Decision::Retry {
+                Err(ApiError::Unauthorized) => {
+                    let reason = "ConnectSafely rejected the API key (401)";
+                    self.pause_key(reason, now).await?;
+                    return self.park_paused(reason, now).await;
+                }
+                Err(error) => {
+                    // Never resend blind: wait and look again.
+                    let attempt = u32::try_from(job.attempts.max(1)).unwrap_or(1);
+                    let delay = retry::backoff(&s.config.retry, attempt, retry::jitter_sample());
+                    calls.push(json!({"call": "GET /relationship", "error": error.to_string()}));
+                    let decision = Decision::Retry {
                         retry_at: now + chrono::Duration::from_std(delay).unwrap_or_default(),
                         error: format!("relationship check before resend failed: {error}"),
-                    },
-                    None,
-                    calls,
-                    false,
-                )
-                .await;
+                    };
+                    return self.settle(decision, None, calls, false).await;
+                }
             }
         }
-    }
-    let attempt = s
-        .store
-        .send_started(job.id, &s.worker_id, Utc::now())
-        .await?;
-    let request = ConnectRequest {
-        account_id: (!job.account_id.is_empty()).then(|| job.account_id.clone()),
-        profile_id: job
-            .profile_urn
-            .is_none()
-            .then(|| job.profile_id.clone())
-            .flatten(),
-        profile_urn: job.profile_urn.clone(),
-        custom_message: job.message.clone(),
-    };
-    let result = s.api.connect(&request).await;
-    calls.push(connect_call(attempt, &result));
-    let now = Utc::now();
-    let context = Context {
-        attempt: attempt.max(1) as u32,
-        now,
-        policy: &s.config.retry,
-        already_connected_text: &s.config.connectsafely.already_connected_text,
-        jitter: retry::jitter_sample(),
-    };
-    let mut decision = decide::after_connect(&result, &context);
-    if let Decision::CheckRelationship { error } = &decision {
-        let check = RelationshipCheck::Unclear400 {
-            error: error.clone(),
+        let attempt = s
+            .store
+            .send_started(job.id, &self.owner, self.lease, Utc::now())
+            .await?;
+        let request = ConnectRequest {
+            account_id: (!job.account_id.is_empty()).then(|| job.account_id.clone()),
+            profile_id: job
+                .profile_urn
+                .is_none()
+                .then(|| job.profile_id.clone())
+                .flatten(),
+            profile_urn: job.profile_urn.clone(),
+            custom_message: job.message.clone(),
         };
-        decision = match s.api.relationship(&job.account_id, &profile).await {
-            Ok(answer) => {
-                calls.push(relationship_call(&answer, "unclear 400"));
-                decide::after_relationship(&answer, &check).unwrap_or(Decision::Finish {
+        let result = s.api.connect(&request).await;
+        calls.push(connect_call(attempt, &result));
+        let context = Context {
+            attempt: u32::try_from(attempt.max(1)).unwrap_or(1),
+            now: Utc::now(),
+            policy: &s.config.retry,
+            already_connected_text: &s.config.connectsafely.already_connected_text,
+            jitter: retry::jitter_sample(),
+        };
+        let mut decision = decide::after_connect(&result, &context);
+        // After a timeout or a 5xx the invitation may have gone out all the same.
+        let mut settled = !may_have_sent(&result);
+        let check = match &decision {
+            Decision::CheckRelationship { error } => Some(RelationshipCheck::Unclear400 {
+                error: error.clone(),
+            }),
+            // Giving up: find out whether one of the failed tries went out after all.
+            Decision::Finish {
+                status: Status::Failed,
+                ..
+            } if !settled => Some(RelationshipCheck::InDoubt),
+            _ => None,
+        };
+        if let Some(check) = check {
+            match s.api.relationship(&job.account_id, &self.profile()).await {
+                Ok(answer) => {
+                    calls.push(relationship_call(&answer, "settling an unclear answer"));
+                    settled = true;
+                    if let Some(found) = decide::after_relationship(&answer, &check) {
+                        decision = found;
+                    }
+                }
+                Err(e) => calls.push(json!({"call": "GET /relationship", "error": e.to_string()})),
+            }
+            if let Decision::CheckRelationship { error } = decision {
+                decision = Decision::Finish {
                     status: Status::Failed,
                     profile_urn: None,
-                    error: Some(error.clone()),
-                })
+                    error: Some(error),
+                };
             }
-            Err(e) => Decision::Finish {
-                status: Status::Failed,
-                profile_urn: None,
-                error: Some(format!("{error}; the relationship check failed too: {e}")),
+        }
+        let rate_limit = result.as_ref().ok().and_then(|r| r.rate_limit.clone());
+        self.settle(decision, rate_limit, calls, settled).await
+    }
+
+    /// The profile as the API knows it: the URN when we have it, else the slug.
+    fn profile(&self) -> String {
+        self.job
+            .profile_urn
+            .clone()
+            .or_else(|| self.job.profile_id.clone())
+            .unwrap_or_default()
+    }
+
+    /// Turns a decision into the job's next state and commits it with its history.
+    async fn settle(
+        &self,
+        decision: Decision,
+        rate_limit: Option<RateLimit>,
+        calls: Vec<serde_json::Value>,
+        send_settled: bool,
+    ) -> Result<(), WorkerError> {
+        let now = Utc::now();
+        let transition = match decision {
+            Decision::Finish {
+                status,
+                profile_urn,
+                error,
+            } => Transition {
+                status: Some(status),
+                error,
+                profile_urn,
+                ..Default::default()
+            },
+            Decision::PauseKey { error } => {
+                self.pause_key(&error, now).await?;
+                Transition {
+                    status: Some(Status::Paused),
+                    error: Some(error),
+                    due_at: Some(now + PAUSED_PARK),
+                    ..Default::default()
+                }
+            }
+            Decision::Hold {
+                hold_until,
+                blocked_until,
+                retry_at,
+                error,
+            } => {
+                tracing::warn!(account = %self.job.account_id, %hold_until, %retry_at, "account on hold");
+                Transition {
+                    status: Some(Status::Held),
+                    hold_until: Some(hold_until),
+                    retry_at: Some(retry_at),
+                    account_hold: Some((hold_until, blocked_until, error)),
+                    ..Default::default()
+                }
+            }
+            Decision::Retry { retry_at, error } => Transition {
+                status: Some(Status::Retrying),
+                error: Some(error),
+                retry_at: Some(retry_at),
+                ..Default::default()
+            },
+            Decision::CheckRelationship { error } => Transition {
+                status: Some(Status::Failed),
+                error: Some(error),
+                ..Default::default()
             },
         };
-    }
-    let rate_limit = result.as_ref().ok().and_then(|r| r.rate_limit.clone());
-    // After a timeout or a 5xx the invitation may have gone out all the same: the next
-    // attempt looks at the relationship before sending again.
-    let settled = !matches!(decision, Decision::Retry { .. });
-    settle(s, job, decision, rate_limit, calls, settled).await
-}
-
-/// Turns a decision into the job's next state and commits it with its history.
-async fn settle<Q: Queue, S: Store>(
-    s: &Services<Q, S>,
-    job: &Job,
-    decision: Decision,
-    rate_limit: Option<RateLimit>,
-    calls: Vec<serde_json::Value>,
-    send_settled: bool,
-) -> Result<(), WorkerError> {
-    let now = Utc::now();
-    let transition = match decision {
-        Decision::Finish {
-            status,
-            profile_urn,
-            error,
-        } => Transition {
-            status: Some(status),
-            error,
-            profile_urn,
-            ..Default::default()
-        },
-        Decision::PauseKey { error } => {
-            pause_key(s, &error, now).await?;
-            Transition {
-                status: Some(Status::Paused),
-                error: Some(error),
-                due_at: Some(now + PAUSED_PARK),
-                ..Default::default()
-            }
-        }
-        Decision::Hold {
-            hold_until,
-            blocked_until,
-            retry_at,
-            error,
-        } => {
-            tracing::warn!(account = %job.account_id, %hold_until, %retry_at, "account on hold");
-            Transition {
-                status: Some(Status::Held),
-                hold_until: Some(hold_until),
-                retry_at: Some(retry_at),
-                account_hold: Some((hold_until, blocked_until, error)),
-                ..Default::default()
-            }
-        }
-        Decision::Retry { retry_at, error } => Transition {
-            status: Some(Status::Retrying),
-            error: Some(error),
-            retry_at: Some(retry_at),
-            ..Default::default()
-        },
-        Decision::CheckRelationship { error } => Transition {
-            status: Some(Status::Failed),
-            error: Some(error),
-            ..Default::default()
-        },
-    };
-    apply(
-        s,
-        job,
-        Transition {
+        self.apply(Transition {
             send_settled,
             rate_limit,
             calls,
             ..transition
-        },
-    )
-    .await
-}
+        })
+        .await
+    }
 
-async fn apply<Q: Queue, S: Store>(
-    s: &Services<Q, S>,
-    job: &Job,
-    transition: Transition,
-) -> Result<(), WorkerError> {
-    let (updated, publish) = s
-        .store
-        .transition(job.id, Some(&s.worker_id), transition, Utc::now())
-        .await?;
-    tracing::info!(status = %updated.status, retry_at = ?updated.retry_at, "job settled");
-    publish_now(&s.store, &s.queue, publish).await;
-    Ok(())
-}
+    /// Commits a transition, trying again briefly: an outcome we know is worth keeping.
+    async fn apply(&self, transition: Transition) -> Result<(), WorkerError> {
+        let mut tries = 0;
+        let (job, publish) = loop {
+            tries += 1;
+            match self
+                .s
+                .store
+                .transition(
+                    self.job.id,
+                    Some(&self.owner),
+                    transition.clone(),
+                    Utc::now(),
+                )
+                .await
+            {
+                Ok(done) => break done,
+                Err(StoreError::Database(error)) if tries < COMMIT_TRIES => {
+                    tracing::warn!(%error, tries, "could not commit the outcome; trying again");
+                    tokio::time::sleep(Duration::from_millis(500 * u64::from(tries))).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        };
+        tracing::info!(status = %job.status, retry_at = ?job.retry_at, "job settled");
+        publish_now(&self.s.store, &self.s.queue, publish).await;
+        Ok(())
+    }
 
-async fn park_paused<Q: Queue, S: Store>(
-    s: &Services<Q, S>,
-    job: &Job,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> Result<(), WorkerError> {
-    apply(
-        s,
-        job,
-        Transition {
+    async fn park_paused(&self, reason: &str, now: DateTime<Utc>) -> Result<(), WorkerError> {
+        self.apply(Transition {
             status: Some(Status::Paused),
             error: Some(reason.to_string()),
             due_at: Some(now + PAUSED_PARK),
             ..Default::default()
-        },
-    )
-    .await
+        })
+        .await
+    }
+
+    async fn pause_key(&self, reason: &str, now: DateTime<Utc>) -> Result<(), WorkerError> {
+        tracing::error!(
+            reason,
+            "ConnectSafely refused the API key: every worker stops sending until it works again; \
+             fix connectsafely.api_key"
+        );
+        let interval = chrono::Duration::from_std(self.s.config.connectsafely.key_probe_interval)
+            .unwrap_or(chrono::Duration::minutes(1));
+        self.s.store.pause_key(reason, now, now + interval).await?;
+        Ok(())
+    }
 }
 
-async fn settle_pause<Q: Queue, S: Store>(
-    s: &Services<Q, S>,
-    job: &Job,
-    reason: &str,
-) -> Result<(), WorkerError> {
-    let now = Utc::now();
-    pause_key(s, reason, now).await?;
-    park_paused(s, job, reason, now).await
-}
-
-async fn pause_key<Q: Queue, S: Store>(
-    s: &Services<Q, S>,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> Result<(), WorkerError> {
-    tracing::error!(
-        reason,
-        "ConnectSafely refused the API key: every worker stops sending until it works again; \
-         fix connectsafely.api_key"
-    );
-    let interval = chrono::Duration::from_std(s.config.connectsafely.key_probe_interval)
-        .unwrap_or(chrono::Duration::minutes(1));
-    s.store.pause_key(reason, now, now + interval).await?;
-    Ok(())
+/// An answer that does not rule out that the invitation went out.
+fn may_have_sent(result: &Result<ConnectResponse, ApiError>) -> bool {
+    match result {
+        Ok(response) => response.status == 408 || response.status >= 500,
+        Err(ApiError::Unauthorized) => false,
+        Err(_) => true,
+    }
 }
 
 fn connect_call(attempt: i32, result: &Result<ConnectResponse, ApiError>) -> serde_json::Value {
