@@ -255,3 +255,36 @@ async fn health_and_readiness_are_real() {
     app.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_named_by_urn_and_by_slug_before_either_was_linked_still_settles() {
+    let env = TestEnv::new().await;
+    let reset = chrono::Utc::now() + chrono::Duration::seconds(3);
+    env.sim_put(
+        "accounts/acc_u",
+        json!({"limit": 5, "used": 5, "holdSeconds": 1, "weeklyReset": reset.to_rfc3339()}),
+    )
+    .await;
+    let mut app = env.start(env.config()).await;
+    // The first job earns the hold, so both wait and then go out together after the reset.
+    let urn = leadlink::sim::profiles::urn_for_slug("two-ways");
+    let mut by_urn = lead("crm-u1", "x", "acc_u");
+    by_urn["data"]["linkedinUrl"] = json!(null);
+    by_urn["data"]["profileUrn"] = json!(urn);
+    let (_, first) = app.send(&webhook_id(), &by_urn).await;
+    let first = first["jobId"].as_str().unwrap().to_string();
+    app.wait_for_status(&first, "held", WAIT).await;
+    let (status, second) = app
+        .send(&webhook_id(), &lead("crm-u2", "two-ways", "acc_u"))
+        .await;
+    assert_eq!(
+        status, 202,
+        "nothing linked the slug to the URN yet: {second}"
+    );
+    let second = second["jobId"].as_str().unwrap().to_string();
+    // When the slug's send returns the URN the other job holds, the outcome still commits.
+    app.wait_for_status(&first, "sent", WAIT).await;
+    app.wait_for_status(&second, "sent", WAIT).await;
+    app.stop().await;
+    env.cleanup().await;
+}

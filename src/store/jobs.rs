@@ -9,7 +9,7 @@ use crate::connectsafely::RateLimit;
 use crate::job::{Job, LeadDetails, Status, worth_writing_back};
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::Row;
+use sqlx::{Acquire, Row};
 use uuid::Uuid;
 
 /// A job to create from an accepted event.
@@ -318,10 +318,7 @@ impl JobStore for PgStore {
         };
         let row = sqlx::query(&format!(
             "UPDATE jobs SET status = $2, error = $3, \
-             profile_urn = COALESCE(profile_urn, (SELECT $4::text WHERE NOT EXISTS (\
-               SELECT 1 FROM jobs o WHERE o.account_id = jobs.account_id AND o.profile_urn = $4 \
-               AND o.id <> jobs.id AND o.status NOT IN {ENDED_FOR_IDENTITY}))), \
-             attempts = CASE WHEN $12 THEN 0 ELSE attempts END, \
+             attempts = CASE WHEN $4 THEN 0 ELSE attempts END, \
              hold_until = $5, retry_at = $6, due_at = $7, sequence = $8, changed_at = $9, \
              lease_owner = NULL, lease_until = NULL, \
              send_started_at = CASE WHEN $10 THEN NULL ELSE send_started_at END, updated_at = $11 \
@@ -330,7 +327,7 @@ impl JobStore for PgStore {
         .bind(job_id)
         .bind(status.as_str())
         .bind(&change.error)
-        .bind(&change.profile_urn)
+        .bind(change.reset_attempts)
         .bind(change.hold_until)
         .bind(change.retry_at)
         .bind(due_at)
@@ -338,10 +335,15 @@ impl JobStore for PgStore {
         .bind(changed_at)
         .bind(change.send_settled)
         .bind(now)
-        .bind(change.reset_attempts)
         .fetch_one(&mut *tx)
         .await?;
-        let job = job_from_row(&row)?;
+        let mut job = job_from_row(&row)?;
+        if let Some(urn) = &change.profile_urn
+            && job.profile_urn.is_none()
+            && link_urn(&mut tx, job_id, urn).await?
+        {
+            job.profile_urn = Some(urn.clone());
+        }
         for call in &change.calls {
             record_event(&mut tx, job_id, now, "api_call", None, call.clone()).await?;
         }
@@ -613,6 +615,35 @@ impl PgStore {
             status,
             publish,
         })
+    }
+}
+
+/// Links the URN a response returned, so later events naming the lead by URN find this job.
+/// Another open job may already hold that URN (events that named the same person in two ways
+/// before anything linked them): then the outcome still commits, unlinked.
+async fn link_urn(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    job_id: Uuid,
+    urn: &str,
+) -> Result<bool, StoreError> {
+    let mut savepoint = tx.begin().await?;
+    let linked = sqlx::query("UPDATE jobs SET profile_urn = $2 WHERE id = $1")
+        .bind(job_id)
+        .bind(urn)
+        .execute(&mut *savepoint)
+        .await
+        .map_err(StoreError::from);
+    match linked {
+        Ok(_) => {
+            savepoint.commit().await?;
+            Ok(true)
+        }
+        Err(e) if e.is_unique_violation() => {
+            savepoint.rollback().await?;
+            tracing::warn!(%job_id, urn, "another open job already has this URN; left unlinked");
+            Ok(false)
+        }
+        Err(e) => Err(e),
     }
 }
 
