@@ -537,18 +537,7 @@ impl PgStore {
             .fetch_optional(&mut *tx)
             .await?;
             if let Some((job_id, status)) = existing {
-                if let Some(key) = &new.delivery_id {
-                    insert_idempotency(&mut tx, &new.source, key, job_id).await?;
-                }
-                record_event(
-                    &mut tx,
-                    job_id,
-                    now,
-                    "duplicate_event",
-                    None,
-                    json!({"source": new.source, "recordId": new.record_id, "deliveryId": new.delivery_id}),
-                )
-                .await?;
+                remember_delivery(&mut tx, new, job_id, now, "duplicate_event", None).await?;
                 tx.commit().await?;
                 return Ok(IngestOutcome::Duplicate {
                     job_id,
@@ -584,18 +573,7 @@ impl PgStore {
         .fetch_one(&mut *tx)
         .await?;
         let job = job_from_row(&row)?;
-        if let Some(key) = &new.delivery_id {
-            insert_idempotency(&mut tx, &new.source, key, job_id).await?;
-        }
-        record_event(
-            &mut tx,
-            job_id,
-            now,
-            "accepted",
-            Some(status),
-            json!({"source": new.source, "deliveryId": new.delivery_id, "error": new.invalid_reason}),
-        )
-        .await?;
+        remember_delivery(&mut tx, new, job_id, now, "accepted", Some(status)).await?;
         let mut publish = Vec::new();
         if status == Status::Queued {
             publish.push(
@@ -647,19 +625,28 @@ async fn link_urn(
     }
 }
 
-async fn insert_idempotency(
+/// Keeps the delivery's id as an idempotency key for `job_id` and notes it in the history.
+async fn remember_delivery(
     tx: &mut sqlx::PgConnection,
-    source: &str,
-    key: &str,
+    new: &NewJob,
     job_id: Uuid,
+    now: DateTime<Utc>,
+    kind: &str,
+    status: Option<Status>,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO idempotency_keys (source, key, job_id) VALUES ($1, $2, $3)")
-        .bind(source)
-        .bind(key)
-        .bind(job_id)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
+    if let Some(key) = &new.delivery_id {
+        sqlx::query("INSERT INTO idempotency_keys (source, key, job_id) VALUES ($1, $2, $3)")
+            .bind(&new.source)
+            .bind(key)
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let detail = json!({
+        "source": new.source, "recordId": new.record_id, "deliveryId": new.delivery_id,
+        "error": new.invalid_reason,
+    });
+    record_event(tx, job_id, now, kind, status, detail).await
 }
 
 fn parse_status(text: &str) -> Result<Status, StoreError> {

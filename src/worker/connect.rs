@@ -336,3 +336,25 @@ fn relationship_call(answer: &RelationshipAnswer, why: &str) -> serde_json::Valu
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderMap;
+
+    fn answered(status: u16) -> Result<ConnectResponse, ApiError> {
+        Ok(ConnectResponse::parse(status, &HeaderMap::new(), b"{}"))
+    }
+
+    #[test]
+    fn only_unanswered_calls_and_server_errors_may_have_sent() {
+        assert!(may_have_sent(&Err(ApiError::Timeout)));
+        assert!(may_have_sent(&Err(ApiError::Transport("reset".into()))));
+        assert!(may_have_sent(&answered(502)));
+        assert!(may_have_sent(&answered(408)));
+        for definite in [200, 400, 401, 404, 429] {
+            assert!(!may_have_sent(&answered(definite)), "{definite}");
+        }
+        assert!(!may_have_sent(&Err(ApiError::Unauthorized)));
+    }
+}
