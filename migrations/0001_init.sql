@@ -33,7 +33,10 @@ CREATE TABLE jobs (
 -- One open or successful job per lead and account: the database refuses a second one.
 CREATE UNIQUE INDEX jobs_one_per_lead ON jobs (account_id, profile_key)
     WHERE profile_key IS NOT NULL AND status NOT IN ('failed', 'profile_not_found', 'invalid');
-CREATE INDEX jobs_by_urn ON jobs (account_id, profile_urn) WHERE profile_urn IS NOT NULL;
+-- The same for the URN: a lead named by URN is the same lead whether an event names it by
+-- URN or by slug.
+CREATE UNIQUE INDEX jobs_one_per_urn ON jobs (account_id, profile_urn)
+    WHERE profile_urn IS NOT NULL AND status NOT IN ('failed', 'profile_not_found', 'invalid');
 CREATE INDEX jobs_by_record ON jobs (record_id, created_at);
 CREATE INDEX jobs_by_account_status ON jobs (account_id, status, created_at);
 CREATE INDEX jobs_by_status ON jobs (status, created_at);

@@ -366,6 +366,7 @@ impl Config {
             }
         }
         let mut config = Config::default();
+        let mut unreadable: Vec<&str> = Vec::new();
         macro_rules! section {
             ($name:ident) => {
                 match figment
@@ -378,6 +379,7 @@ impl Config {
                 {
                     Ok(value) => config.$name = value,
                     Err(error) => {
+                        unreadable.push(stringify!($name));
                         for e in error {
                             problems.push(describe(stringify!($name), &e));
                         }
@@ -396,12 +398,16 @@ impl Config {
         section!(retry);
         section!(worker);
         section!(faults);
-        if problems.is_empty() {
-            config.resolve_secret_files(&mut problems);
-        }
-        if problems.is_empty() {
-            config.check(&mut problems);
-        }
+        // Check what could be read too; a section that could not be read holds defaults, so
+        // what is said about it would mislead.
+        let mut more = Vec::new();
+        config.resolve_secret_files(&mut more);
+        config.check(&mut more);
+        problems.extend(more.into_iter().filter(|problem| {
+            !unreadable
+                .iter()
+                .any(|section| problem.starts_with(&format!("{section}.")))
+        }));
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -522,9 +528,10 @@ impl Config {
         if self.connectsafely.already_connected_text.trim().is_empty() {
             problems.push("connectsafely.already_connected_text must not be empty".into());
         }
-        if self.worker.lease <= self.connectsafely.timeout {
+        // After the lease is renewed at the send, a connect and a relationship call may follow.
+        if self.worker.lease <= self.connectsafely.timeout * 2 + Duration::from_secs(1) {
             problems.push(format!(
-                "worker.lease ({}) must be longer than connectsafely.timeout ({}), or a slow call could be sent twice",
+                "worker.lease ({}) must be longer than twice connectsafely.timeout ({}) plus a second, or a slow call could be sent twice",
                 humantime::format_duration(self.worker.lease),
                 humantime::format_duration(self.connectsafely.timeout)
             ));

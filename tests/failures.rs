@@ -24,16 +24,17 @@ async fn connect_calls(env: &TestEnv, account: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_account_waits_for_its_reset_while_another_account_sends_at_once() {
     let env = TestEnv::new().await;
-    let reset = Utc::now() + chrono::Duration::seconds(5);
+    let mut config = env.config();
+    config.broker.prefetch = 1;
+    config.broker.connect_concurrency = 1;
+    let mut app = env.start(config).await;
+    // Generous windows: a loaded CI machine must not turn a hold into a send.
+    let reset = Utc::now() + chrono::Duration::seconds(10);
     env.sim_put(
         "accounts/acc_held",
         json!({"limit": 5, "used": 5, "holdSeconds": 2, "weeklyReset": reset.to_rfc3339()}),
     )
     .await;
-    let mut config = env.config();
-    config.broker.prefetch = 1;
-    config.broker.connect_concurrency = 1;
-    let mut app = env.start(config).await;
 
     let (_, first) = app
         .send(&webhook_id(), &lead("crm-h1", "held-one", "acc_held"))
@@ -66,7 +67,7 @@ async fn a_held_account_waits_for_its_reset_while_another_account_sends_at_once(
     let (_, other) = app
         .send(&webhook_id(), &lead("crm-o", "other-one", "acc_free"))
         .await;
-    app.wait_for_status(&job_id(&other), "sent", Duration::from_secs(3))
+    app.wait_for_status(&job_id(&other), "sent", Duration::from_secs(6))
         .await;
     assert!(
         Utc::now() < reset,
@@ -161,7 +162,7 @@ async fn server_errors_are_retried_and_an_ambiguous_failure_is_checked_before_re
 async fn timeouts_are_retried_without_a_second_invitation() {
     let env = TestEnv::new().await;
     let mut app = env.start(env.config()).await;
-    // Longer than connectsafely.timeout (3s): the worker gives up on the call.
+    // Longer than connectsafely.timeout (2s): the worker gives up on the call.
     env.sim_put("config", json!({"timeoutRate": 1.0, "timeoutMs": 4000}))
         .await;
     let (_, body) = app
@@ -331,6 +332,33 @@ async fn operators_retry_failed_jobs_and_cancel_waiting_ones_from_the_cli() {
         );
         serde_json::from_slice::<Value>(&output.stdout).unwrap()
     };
+
+    // check-config names every problem, from the file and the environment alike.
+    let broken = env.write_config("[broker]\nprefetch = 0\n[connectsafely]\ntimeout = \"soon\"\n");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_leadlink"))
+        .args(["check-config", "--config"])
+        .arg(&broken)
+        .env("LEADLINK_RETRY__JITTER", "7.5")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let problems = String::from_utf8_lossy(&output.stderr);
+    for needle in ["connectsafely.timeout", "retry.jitter"] {
+        assert!(
+            problems.contains(needle),
+            "{needle} not named in:\n{problems}"
+        );
+    }
+    let valid = std::process::Command::new(env!("CARGO_BIN_EXE_leadlink"))
+        .args(["check-config", "--config"])
+        .arg(&config_file)
+        .output()
+        .unwrap();
+    assert!(
+        valid.status.success(),
+        "{}",
+        String::from_utf8_lossy(&valid.stderr)
+    );
 
     env.sim_put("config", json!({"errorRate": 1.0})).await;
     let (_, body) = app

@@ -55,6 +55,23 @@ async fn qualified_lead_is_sent_once_and_written_back_in_order() {
     assert!(kinds.starts_with(&["accepted".to_string()]), "{kinds:?}");
     assert!(kinds.contains(&"api_call".to_string()), "{kinds:?}");
     assert!(kinds.contains(&"status".to_string()), "{kinds:?}");
+
+    // The rate-limit headers were recorded for the account, and its jobs can be looked up.
+    let (_, accounts) = app.admin("/admin/accounts").await;
+    let account = accounts["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["accountId"] == "acc_1")
+        .unwrap_or_else(|| panic!("acc_1 missing: {accounts}"));
+    assert_eq!(account["limit"], 90, "{account}");
+    assert_eq!(account["used"], 1, "{account}");
+    assert_eq!(account["remaining"], 89, "{account}");
+    assert!(account["resetAt"].is_string(), "{account}");
+    let (_, by_account) = app.admin("/admin/jobs?account=acc_1&status=sent").await;
+    assert_eq!(by_account["jobs"][0]["id"], id.as_str());
+    let (_, other) = app.admin("/admin/jobs?account=acc_2").await;
+    assert_eq!(other["jobs"], json!([]));
     app.stop().await;
     env.cleanup().await;
 }
@@ -257,34 +274,40 @@ async fn health_and_readiness_are_real() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lead_named_by_urn_and_by_slug_before_either_was_linked_still_settles() {
+async fn a_lead_named_by_slug_and_by_urn_before_either_was_linked_is_invited_once() {
     let env = TestEnv::new().await;
-    let reset = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let mut config = env.config();
+    // One job at a time, so the slug's job goes first after the reset.
+    config.broker.prefetch = 1;
+    config.broker.connect_concurrency = 1;
+    let mut app = env.start(config).await;
+    let reset = chrono::Utc::now() + chrono::Duration::seconds(6);
     env.sim_put(
         "accounts/acc_u",
         json!({"limit": 5, "used": 5, "holdSeconds": 1, "weeklyReset": reset.to_rfc3339()}),
     )
     .await;
-    let mut app = env.start(env.config()).await;
-    // The first job earns the hold, so both wait and then go out together after the reset.
+    let (_, by_slug) = app
+        .send(&webhook_id(), &lead("crm-u1", "two-ways", "acc_u"))
+        .await;
+    let by_slug = by_slug["jobId"].as_str().unwrap().to_string();
+    app.wait_for_status(&by_slug, "held", WAIT).await;
     let urn = leadlink::sim::profiles::urn_for_slug("two-ways");
-    let mut by_urn = lead("crm-u1", "x", "acc_u");
+    let mut by_urn = lead("crm-u2", "x", "acc_u");
     by_urn["data"]["linkedinUrl"] = json!(null);
     by_urn["data"]["profileUrn"] = json!(urn);
-    let (_, first) = app.send(&webhook_id(), &by_urn).await;
-    let first = first["jobId"].as_str().unwrap().to_string();
-    app.wait_for_status(&first, "held", WAIT).await;
-    let (status, second) = app
-        .send(&webhook_id(), &lead("crm-u2", "two-ways", "acc_u"))
-        .await;
+    let (status, second) = app.send(&webhook_id(), &by_urn).await;
     assert_eq!(
         status, 202,
         "nothing linked the slug to the URN yet: {second}"
     );
-    let second = second["jobId"].as_str().unwrap().to_string();
-    // When the slug's send returns the URN the other job holds, the outcome still commits.
-    app.wait_for_status(&first, "sent", WAIT).await;
-    app.wait_for_status(&second, "sent", WAIT).await;
+    let by_urn = second["jobId"].as_str().unwrap().to_string();
+    app.wait_for_status(&by_urn, "held", WAIT).await;
+    // The slug's send returns the URN the other job holds: its outcome still commits, and
+    // the other job checks the relationship instead of sending a second invitation.
+    app.wait_for_status(&by_slug, "sent", WAIT).await;
+    let job = app.wait_for_status(&by_urn, "sent", WAIT).await;
+    assert_eq!(env.invitations("acc_u", "two-ways").await, 1, "{job:#}");
     app.stop().await;
     env.cleanup().await;
 }

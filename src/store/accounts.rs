@@ -27,6 +27,8 @@ pub struct AccountSummary {
     pub waiting_jobs: i64,
 }
 
+/// Within one weekly window the headers may only lower what remains: an answer that left
+/// the API before another worker's send must not give back the slot that send took.
 pub(super) async fn record_rate_limit(
     tx: &mut sqlx::PgConnection,
     account_id: &str,
@@ -36,8 +38,12 @@ pub(super) async fn record_rate_limit(
     sqlx::query(
         "INSERT INTO account_limits (account_id, action, \"limit\", used, remaining, reset_at, observed_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (account_id, action) DO UPDATE SET \"limit\" = $3, used = $4, remaining = $5, \
-         reset_at = $6, observed_at = $7 WHERE account_limits.observed_at <= $7",
+         ON CONFLICT (account_id, action) DO UPDATE SET \"limit\" = $3, \
+         used = CASE WHEN account_limits.reset_at IS NOT DISTINCT FROM $6 \
+                THEN GREATEST(account_limits.used, $4) ELSE $4 END, \
+         remaining = CASE WHEN account_limits.reset_at IS NOT DISTINCT FROM $6 \
+                     THEN LEAST(account_limits.remaining, $5) ELSE $5 END, \
+         reset_at = $6, observed_at = $7",
     )
     .bind(account_id)
     .bind(&limit.action)
@@ -112,7 +118,8 @@ pub trait AccountStore {
 
 pub(super) async fn key_paused(tx: &mut sqlx::PgConnection) -> Result<bool, StoreError> {
     Ok(
-        sqlx::query_scalar("SELECT paused FROM api_key_state WHERE id = 1")
+        // FOR SHARE waits for a resume in progress, so no job is parked behind its back.
+        sqlx::query_scalar("SELECT paused FROM api_key_state WHERE id = 1 FOR SHARE")
             .fetch_one(&mut *tx)
             .await?,
     )

@@ -270,7 +270,8 @@ impl JobStore for PgStore {
     ) -> Result<(Job, Vec<OutboxMessage>), StoreError> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(&format!(
-            "SELECT {JOB_COLUMNS}, lease_owner, lease_until FROM jobs WHERE id = $1 FOR UPDATE"
+            "SELECT {JOB_COLUMNS}, lease_owner, lease_until, send_started_at IS NOT NULL AS in_doubt \
+             FROM jobs WHERE id = $1 FOR UPDATE"
         ))
         .bind(job_id)
         .fetch_optional(&mut *tx)
@@ -279,14 +280,23 @@ impl JobStore for PgStore {
         let before = job_from_row(&row)?;
         let lease_owner: Option<String> = row.try_get("lease_owner")?;
         let lease_until: Option<DateTime<Utc>> = row.try_get("lease_until")?;
+        let in_doubt: bool = row.try_get("in_doubt")?;
+        let status = change.status.unwrap_or(before.status);
         match owner {
             Some(owner) if lease_owner.as_deref() != Some(owner) => {
                 return Err(StoreError::LeaseLost(job_id));
             }
-            None if lease_owner.is_some() => {
+            None if lease_until.is_some_and(|t| t > now) => {
                 return Err(StoreError::Conflict(format!(
-                    "a worker holds job {job_id} right now; try again in a minute{}",
-                    lease_until.map_or(String::new(), |t| format!(" (lease until {t})"))
+                    "a worker holds job {job_id} until {}; try again then",
+                    lease_until.unwrap_or(now)
+                )));
+            }
+            // Ending it now would free the lead for a second invitation.
+            None if in_doubt && status == Status::Failed => {
+                return Err(StoreError::Conflict(format!(
+                    "an invitation may already be out for job {job_id} (a send got no answer); \
+                     it is checked before anything else happens to it"
                 )));
             }
             _ => {}
@@ -297,7 +307,6 @@ impl JobStore for PgStore {
                 before.status
             )));
         }
-        let status = change.status.unwrap_or(before.status);
         let mut due_at = if status.is_final() {
             None
         } else {
@@ -476,16 +485,6 @@ impl JobStore for PgStore {
         job_id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<(Job, Vec<OutboxMessage>), StoreError> {
-        let current = self
-            .job(job_id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
-        if current.job.status.is_final() {
-            return Err(StoreError::Conflict(format!(
-                "job {job_id} has already ended ({})",
-                current.job.status
-            )));
-        }
         self.transition(
             job_id,
             None,
@@ -598,7 +597,8 @@ impl PgStore {
 
 /// Links the URN a response returned, so later events naming the lead by URN find this job.
 /// Another open job may already hold that URN (events that named the same person in two ways
-/// before anything linked them): then the outcome still commits, unlinked.
+/// before anything linked them): then the outcome still commits, unlinked, and that job is
+/// marked in doubt so that it checks the relationship instead of sending a second invitation.
 async fn link_urn(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     job_id: Uuid,
@@ -618,7 +618,17 @@ async fn link_urn(
         }
         Err(e) if e.is_unique_violation() => {
             savepoint.rollback().await?;
-            tracing::warn!(%job_id, urn, "another open job already has this URN; left unlinked");
+            // That other job is for the person just invited: it must look before it sends.
+            sqlx::query(&format!(
+                "UPDATE jobs SET send_started_at = COALESCE(send_started_at, now()) \
+                 WHERE account_id = (SELECT account_id FROM jobs WHERE id = $1) \
+                 AND profile_urn = $2 AND id <> $1 AND status NOT IN {ENDED_FOR_IDENTITY}"
+            ))
+            .bind(job_id)
+            .bind(urn)
+            .execute(&mut **tx)
+            .await?;
+            tracing::warn!(%job_id, urn, "another open job has this URN; it will check the relationship before sending");
             Ok(false)
         }
         Err(e) => Err(e),

@@ -60,22 +60,24 @@ pub(super) async fn insert(
     })
 }
 
-/// Inserts a row unless one is already there for this reference.
+/// Inserts a row unless an unlocked one is already there for this reference. A locked row
+/// is being published by a relay right now, and deleted once it is: it does not count.
 pub(super) async fn ensure(
     tx: &mut sqlx::PgConnection,
     topic: Topic,
     reference: &str,
     due_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO outbox (topic, ref, due_at) SELECT $1, $2, $3 \
-         WHERE NOT EXISTS (SELECT 1 FROM outbox WHERE topic = $1 AND ref = $2)",
+    let waiting: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM outbox WHERE topic = $1 AND ref = $2 LIMIT 1 FOR UPDATE SKIP LOCKED",
     )
     .bind(topic.as_str())
     .bind(reference)
-    .bind(due_at)
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
+    if waiting.is_none() {
+        insert(tx, topic, reference, due_at).await?;
+    }
     Ok(())
 }
 

@@ -71,22 +71,6 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         if let Some(pause) = s.store.key_pause().await? {
             return self.park_paused(&pause.reason, now).await;
         }
-        if let Gate::Held {
-            until,
-            hold_until,
-            reason,
-        } = s.store.take_send_slot(&job.account_id, now).await?
-        {
-            tracing::info!(%until, reason, "account may not send yet; job parked");
-            return self
-                .apply(Transition {
-                    status: Some(Status::Held),
-                    hold_until: hold_until.or(job.hold_until.filter(|h| *h > now)),
-                    retry_at: Some(until),
-                    ..Default::default()
-                })
-                .await;
-        }
         let mut calls = Vec::new();
         if in_doubt {
             // A previous attempt may have gone out without our hearing the answer.
@@ -99,6 +83,20 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                     if let Some(decision) =
                         decide::after_relationship(&answer, &RelationshipCheck::InDoubt)
                     {
+                        return self.settle(decision, None, calls, true).await;
+                    }
+                    if !retry::may_retry(&s.config.retry, u32::try_from(job.attempts).unwrap_or(0))
+                    {
+                        // Nothing went out and the tries are spent.
+                        let decision = Decision::Finish {
+                            status: Status::Failed,
+                            profile_urn: None,
+                            error: Some(format!(
+                                "gave up after {} attempts: {}",
+                                job.attempts,
+                                job.error.clone().unwrap_or_default()
+                            )),
+                        };
                         return self.settle(decision, None, calls, true).await;
                     }
                 }
@@ -119,6 +117,26 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                     return self.settle(decision, None, calls, false).await;
                 }
             }
+        }
+        // Only now, right before a send, does the job take one of the account's requests.
+        if let Gate::Held {
+            until,
+            hold_until,
+            reason,
+        } = s.store.take_send_slot(&job.account_id, now).await?
+        {
+            tracing::info!(%until, reason, "account may not send yet; job parked");
+            return self
+                .apply(Transition {
+                    calls,
+                    // Nothing is in flight: an in-doubt check above found no invitation.
+                    send_settled: true,
+                    status: Some(Status::Held),
+                    hold_until: hold_until.or(job.hold_until.filter(|h| *h > now)),
+                    retry_at: Some(until),
+                    ..Default::default()
+                })
+                .await;
         }
         let attempt = s
             .store
@@ -166,7 +184,20 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                         decision = found;
                     }
                 }
-                Err(e) => calls.push(json!({"call": "GET /relationship", "error": e.to_string()})),
+                Err(e) => {
+                    calls.push(json!({"call": "GET /relationship", "error": e.to_string()}));
+                    if !settled {
+                        // Still unknown whether it went out: look again later rather than
+                        // end the job and free the lead for a second invitation.
+                        let delay =
+                            retry::backoff(&s.config.retry, context.attempt, context.jitter);
+                        decision = Decision::Retry {
+                            retry_at: Utc::now()
+                                + chrono::Duration::from_std(delay).unwrap_or_default(),
+                            error: format!("could not learn whether the invitation went out: {e}"),
+                        };
+                    }
+                }
             }
             if let Decision::CheckRelationship { error } = decision {
                 decision = Decision::Finish {

@@ -157,7 +157,7 @@ impl TestEnv {
             base_url = "{sim}"
             api_key = "{API_KEY}"
             default_account_id = "acc_default"
-            timeout = "3s"
+            timeout = "2s"
             key_probe_interval = "1s"
             [sources.events]
             secrets = ["{EVENTS_SECRET}"]
@@ -176,7 +176,7 @@ impl TestEnv {
             max_delay = "1s"
             jitter = 0.0
             [worker]
-            lease = "4s"
+            lease = "6s"
             relay_interval = "200ms"
             relay_grace = "2s"
             shutdown_timeout = "10s"
