@@ -1,0 +1,305 @@
+//! The store's race rules against the real PostgreSQL, with the clock passed in: leases,
+//! operator actions, writeback leases and the outbox seen by a relay mid-publish.
+
+mod common;
+
+use chrono::{DateTime, Duration, Utc};
+use common::*;
+use leadlink::job::{LeadDetails, Status};
+use leadlink::store::{
+    Claim, IngestOutcome, JobStore, NewJob, PgStore, StoreError, Transition, WritebackClaim,
+    WritebackResult, WritebackStore,
+};
+use uuid::Uuid;
+
+async fn store(env: &TestEnv) -> PgStore {
+    let config = env.config();
+    PgStore::connect(
+        &config.database,
+        vec!["callback".into()],
+        std::time::Duration::from_secs(2),
+    )
+    .await
+    .unwrap()
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc::now()
+}
+
+async fn new_job(store: &PgStore, profile: &str, now: DateTime<Utc>) -> Uuid {
+    let new = NewJob {
+        source: "events".into(),
+        record_id: format!("crm-{profile}"),
+        account_id: "acc_1".into(),
+        profile_key: Some(profile.into()),
+        profile_id: Some(profile.into()),
+        profile_urn: None,
+        message: None,
+        lead: LeadDetails::default(),
+        invalid_reason: None,
+        delivery_id: Some(webhook_id()),
+    };
+    match store.ingest(&new, now).await.unwrap() {
+        IngestOutcome::Created { job_id, .. } => job_id,
+        other => panic!("not created: {other:?}"),
+    }
+}
+
+async fn outbox_rows(env: &TestEnv, reference: &str) -> i64 {
+    let pool = sqlx::PgPool::connect(&env.database_url).await.unwrap();
+    let n = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE ref = $1")
+        .bind(reference)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_that_ran_out_cannot_send_or_settle() {
+    let env = TestEnv::new().await;
+    let store = store(&env).await;
+    let now = t0();
+    let id = new_job(&store, "lease-one", now).await;
+    let lease = Duration::seconds(10);
+    let Claim::Claimed(_) = store.claim(id, "a:1", lease, now).await.unwrap() else {
+        panic!("first claim refused")
+    };
+    // While A holds it, nobody else may take it.
+    assert!(matches!(
+        store
+            .claim(id, "b:1", lease, now + Duration::seconds(5))
+            .await
+            .unwrap(),
+        Claim::Skip(_)
+    ));
+    // A stalls past its lease; B takes over.
+    let later = now + Duration::seconds(11);
+    let Claim::Claimed(_) = store.claim(id, "b:1", lease, later).await.unwrap() else {
+        panic!("expired lease not taken over")
+    };
+    assert!(matches!(
+        store.send_started(id, "a:1", lease, later).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    let stale = store.transition(id, Some("a:1"), sent(), later).await;
+    assert!(matches!(stale, Err(StoreError::LeaseLost(_))));
+    // B's send renews its lease to cover the call: a claim just after B's original lease
+    // would have ended still finds the job taken.
+    assert_eq!(
+        store
+            .send_started(id, "b:1", lease, later + Duration::seconds(9))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(matches!(
+        store
+            .claim(id, "c:1", lease, later + Duration::seconds(12))
+            .await
+            .unwrap(),
+        Claim::Skip(_)
+    ));
+    env.cleanup().await;
+}
+
+fn sent() -> Transition {
+    Transition {
+        status: Some(Status::Sent),
+        send_settled: true,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_cannot_end_a_held_in_doubt_or_finished_job() {
+    let env = TestEnv::new().await;
+    let store = store(&env).await;
+    let now = t0();
+    let id = new_job(&store, "operator-race", now).await;
+    let lease = Duration::seconds(10);
+    store.claim(id, "w:1", lease, now).await.unwrap();
+    let busy = store.cancel_job(id, now + Duration::seconds(1)).await;
+    assert!(matches!(busy, Err(StoreError::Conflict(_))), "{busy:?}");
+    // The worker's send got no answer and it died: the invitation may be out.
+    store.send_started(id, "w:1", lease, now).await.unwrap();
+    let in_doubt = store.cancel_job(id, now + Duration::seconds(30)).await;
+    assert!(
+        matches!(in_doubt, Err(StoreError::Conflict(ref m)) if m.contains("may already be out")),
+        "{in_doubt:?}"
+    );
+    // Once it is sent, neither cancel nor retry may touch it.
+    store
+        .claim(id, "w:2", lease, now + Duration::seconds(31))
+        .await
+        .unwrap();
+    store
+        .transition(id, Some("w:2"), sent(), now + Duration::seconds(32))
+        .await
+        .unwrap();
+    for result in [
+        store.cancel_job(id, now + Duration::seconds(40)).await,
+        store.retry_job(id, now + Duration::seconds(40)).await,
+    ] {
+        assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+    }
+    let job = store.job(id).await.unwrap().unwrap().job;
+    assert_eq!(job.status, Status::Sent);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skipped_delivery_leaves_the_job_reachable_even_while_a_relay_holds_its_row() {
+    let env = TestEnv::new().await;
+    let store = store(&env).await;
+    let now = t0();
+    let id = new_job(&store, "skew-one", now).await;
+    // Park it until later: the job's only outbox row is due then.
+    store
+        .claim(id, "w:1", Duration::seconds(10), now)
+        .await
+        .unwrap();
+    let due = now + Duration::seconds(60);
+    store
+        .transition(
+            id,
+            Some("w:1"),
+            Transition {
+                status: Some(Status::Retrying),
+                retry_at: Some(due),
+                error: Some("try later".into()),
+                ..Default::default()
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(outbox_rows(&env, &id.to_string()).await, 1);
+    // A relay whose clock runs ahead has locked that row and is about to delete it ...
+    let pool = sqlx::PgPool::connect(&env.database_url).await.unwrap();
+    let mut relay = pool.begin().await.unwrap();
+    let locked: i64 = sqlx::query_scalar("SELECT id FROM outbox WHERE ref = $1 FOR UPDATE")
+        .bind(id.to_string())
+        .fetch_one(&mut *relay)
+        .await
+        .unwrap();
+    // ... and its message reaches a worker whose clock says "not due yet".
+    assert!(matches!(
+        store
+            .claim(
+                id,
+                "w:2",
+                Duration::seconds(10),
+                due - Duration::milliseconds(5)
+            )
+            .await
+            .unwrap(),
+        Claim::Skip(_)
+    ));
+    // The relay deletes what it published, by id, as `relay_due` does.
+    sqlx::query("DELETE FROM outbox WHERE id = $1")
+        .bind(locked)
+        .execute(&mut *relay)
+        .await
+        .unwrap();
+    relay.commit().await.unwrap();
+    pool.close().await;
+    assert_eq!(
+        outbox_rows(&env, &id.to_string()).await,
+        1,
+        "the job was stranded"
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writeback_result_counts_only_under_its_own_lease() {
+    let env = TestEnv::new().await;
+    let store = store(&env).await;
+    let now = t0();
+    let id = new_job(&store, "writeback-lease", now).await;
+    let writeback_id: i64 = store.job(id).await.unwrap().unwrap().writebacks[0].id;
+    let lease = Duration::seconds(5);
+    let WritebackClaim::Deliver(slow) = store
+        .claim_writeback(writeback_id, lease, now)
+        .await
+        .unwrap()
+    else {
+        panic!("not claimed")
+    };
+    let later = now + Duration::seconds(6);
+    let WritebackClaim::Deliver(fast) = store
+        .claim_writeback(writeback_id, lease, later)
+        .await
+        .unwrap()
+    else {
+        panic!("expired writeback lease not taken over")
+    };
+    store
+        .writeback_done(&fast, &WritebackResult::Delivered, later)
+        .await
+        .unwrap();
+    // The slow worker's late failure must not make a delivered change pending again.
+    let retry = WritebackResult::Retry {
+        at: later,
+        error: "timeout".into(),
+    };
+    store.writeback_done(&slow, &retry, later).await.unwrap();
+    let row = &store.job(id).await.unwrap().unwrap().writebacks[0];
+    assert_eq!(row.state, "delivered", "{row:?}");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrying_parked_writebacks_never_sends_an_older_state_after_a_newer_one() {
+    let env = TestEnv::new().await;
+    let store = store(&env).await;
+    let now = t0();
+    let id = new_job(&store, "rearm-one", now).await;
+    let lease = Duration::seconds(5);
+    // queued (sequence 1) is refused for good ...
+    let first = store.job(id).await.unwrap().unwrap().writebacks[0].id;
+    let WritebackClaim::Deliver(queued) = store.claim_writeback(first, lease, now).await.unwrap()
+    else {
+        panic!()
+    };
+    let parked = WritebackResult::Parked {
+        reason: "HTTP 410".into(),
+    };
+    store.writeback_done(&queued, &parked, now).await.unwrap();
+    // ... then the job fails (sequence 2), which is refused too.
+    store.claim(id, "w:1", lease, now).await.unwrap();
+    let failed = Transition {
+        status: Some(Status::Failed),
+        error: Some("boom".into()),
+        send_settled: true,
+        ..Default::default()
+    };
+    store
+        .transition(id, Some("w:1"), failed, now)
+        .await
+        .unwrap();
+    let second = store.job(id).await.unwrap().unwrap().writebacks[1].id;
+    let WritebackClaim::Deliver(failed_wb) =
+        store.claim_writeback(second, lease, now).await.unwrap()
+    else {
+        panic!()
+    };
+    store
+        .writeback_done(&failed_wb, &WritebackResult::Delivered, now)
+        .await
+        .unwrap();
+    // An operator retry re-queues the job; the parked "queued" from before stays parked,
+    // because "failed" (newer) was already delivered.
+    store
+        .retry_job(id, now + Duration::seconds(1))
+        .await
+        .unwrap();
+    let rows = store.job(id).await.unwrap().unwrap().writebacks;
+    assert_eq!(rows[0].state, "parked", "{rows:?}");
+    assert_eq!(rows[1].state, "delivered");
+    assert_eq!(rows[2].state, "pending", "the retry's own change goes out");
+    env.cleanup().await;
+}
