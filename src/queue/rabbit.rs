@@ -60,8 +60,11 @@ impl Rabbit {
         Ok((connection, channel))
     }
 
-    async fn publish_once(&self, topic: Topic, reference: &str) -> Result<(), QueueError> {
-        let mut guard = self.publisher.lock().await;
+    /// The publisher's confirming channel, opened again if the last one broke.
+    async fn publisher_channel<'a>(
+        &self,
+        guard: &'a mut Option<(Connection, Channel)>,
+    ) -> Result<&'a Channel, QueueError> {
         let usable = guard
             .as_ref()
             .is_some_and(|(c, ch)| c.status().connected() && ch.status().connected());
@@ -74,7 +77,12 @@ impl Rabbit {
                 .map_err(unavailable)?;
             *guard = Some((connection, channel));
         }
-        let (_, channel) = guard.as_ref().expect("publisher channel was just opened");
+        Ok(&guard.as_ref().expect("publisher channel was just opened").1)
+    }
+
+    async fn publish_once(&self, topic: Topic, reference: &str) -> Result<(), QueueError> {
+        let mut guard = self.publisher.lock().await;
+        let channel = self.publisher_channel(&mut guard).await?;
         let result = async {
             let confirm = channel
                 .basic_publish(
@@ -243,8 +251,23 @@ impl Queue for Rabbit {
     async fn ping(&self) -> Result<(), QueueError> {
         let timeout = self.config.publish_timeout;
         tokio::time::timeout(timeout, async {
-            let (connection, _channel) = self.open("ping").await?;
-            let _ = connection.close(200, "ping".into()).await;
+            // A real round trip on the publisher's connection, without opening a new one.
+            let mut guard = self.publisher.lock().await;
+            let channel = self.publisher_channel(&mut guard).await?;
+            let answer = channel
+                .queue_declare(
+                    self.queue_name(Topic::Connect).into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await;
+            if let Err(error) = answer {
+                *guard = None;
+                return Err(unavailable(error));
+            }
             Ok(())
         })
         .await
