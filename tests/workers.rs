@@ -107,6 +107,17 @@ async fn concurrent_workers_never_spend_more_than_the_headers_announced() {
             Duration::from_secs(20),
         )
         .await;
+    // A send the API refuses outright does not count against the week ...
+    let (_, body) = ingest
+        .send(&webhook_id(), &lead("crm-q404", "unknown-q", "acc_q"))
+        .await;
+    ingest
+        .wait_for_status(
+            body["jobId"].as_str().unwrap(),
+            "profile_not_found",
+            Duration::from_secs(20),
+        )
+        .await;
     // ... then six more arrive at once, across two workers.
     let answers = futures_util::future::join_all((1..=6).map(|n| {
         let ingest = &ingest;

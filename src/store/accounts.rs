@@ -27,6 +27,20 @@ pub struct AccountSummary {
     pub waiting_jobs: i64,
 }
 
+pub(super) async fn return_send_slot(
+    tx: &mut sqlx::PgConnection,
+    account_id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE account_limits SET remaining = remaining + 1 \
+         WHERE account_id = $1 AND action = 'CONNECT' AND remaining IS NOT NULL",
+    )
+    .bind(account_id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 /// Within one weekly window the headers may only lower what remains: an answer that left
 /// the API before another worker's send must not give back the slot that send took.
 pub(super) async fn record_rate_limit(

@@ -82,6 +82,9 @@ pub struct Transition {
     pub only_from: Vec<Status>,
     /// Start counting attempts afresh (an operator's retry).
     pub reset_attempts: bool,
+    /// The API refused the send outright, so the request it took from the account's week is
+    /// given back (the answer's own headers, recorded with it, keep the count honest).
+    pub send_not_counted: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -373,6 +376,9 @@ impl JobStore for PgStore {
             outbox::insert(&mut tx, Topic::Connect, &job_id.to_string(), due).await?;
         }
         if let Some(limit) = &change.rate_limit {
+            if change.send_not_counted {
+                accounts::return_send_slot(&mut tx, &job.account_id).await?;
+            }
             accounts::record_rate_limit(&mut tx, &job.account_id, limit, now).await?;
         }
         if let Some((hold_until, blocked_until, reason)) = &change.account_hold {

@@ -83,7 +83,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                     if let Some(decision) =
                         decide::after_relationship(&answer, &RelationshipCheck::InDoubt)
                     {
-                        return self.settle(decision, None, calls, true).await;
+                        return self.settle(decision, None, calls, true, false).await;
                     }
                     if !retry::may_retry(&s.config.retry, u32::try_from(job.attempts).unwrap_or(0))
                     {
@@ -97,7 +97,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                                 job.error.clone().unwrap_or_default()
                             )),
                         };
-                        return self.settle(decision, None, calls, true).await;
+                        return self.settle(decision, None, calls, true, false).await;
                     }
                 }
                 Err(ApiError::Unauthorized) => {
@@ -114,7 +114,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                         retry_at: now + chrono::Duration::from_std(delay).unwrap_or_default(),
                         error: format!("relationship check before resend failed: {error}"),
                     };
-                    return self.settle(decision, None, calls, false).await;
+                    return self.settle(decision, None, calls, false, false).await;
                 }
             }
         }
@@ -208,7 +208,11 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             }
         }
         let rate_limit = result.as_ref().ok().and_then(|r| r.rate_limit.clone());
-        self.settle(decision, rate_limit, calls, settled).await
+        let refused = result
+            .as_ref()
+            .is_ok_and(|r| !(200..300).contains(&r.status) && !may_have_sent(&result));
+        self.settle(decision, rate_limit, calls, settled, refused)
+            .await
     }
 
     /// The profile as the API knows it: the URN when we have it, else the slug.
@@ -227,6 +231,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         rate_limit: Option<RateLimit>,
         calls: Vec<serde_json::Value>,
         send_settled: bool,
+        send_not_counted: bool,
     ) -> Result<(), WorkerError> {
         let now = Utc::now();
         let transition = match decision {
@@ -278,6 +283,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         };
         self.apply(Transition {
             send_settled,
+            send_not_counted,
             rate_limit,
             calls,
             ..transition
