@@ -490,6 +490,15 @@ impl Config {
         {
             problems.push("broker.prefix must be non-empty and use only A-Z a-z 0-9 - _ .".into());
         }
+        if self
+            .server
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().is_empty())
+        {
+            problems
+                .push("server.admin_token is empty: leave it out to disable the admin API".into());
+        }
         if self.broker.prefetch == 0 {
             problems.push("broker.prefetch must be at least 1".into());
         }
@@ -700,6 +709,18 @@ mod tests {
         ] {
             assert!(all.contains(needle), "{needle} missing from:\n{all}");
         }
+    }
+
+    #[test]
+    fn an_empty_admin_token_is_refused_rather_than_matching_anyone() {
+        let text = format!("{}\n[server]\nadmin_token = \"  \"\n", minimal());
+        let Err(ConfigError::Invalid(problems)) = Config::from_toml(&text) else {
+            panic!("accepted an empty admin token");
+        };
+        assert!(
+            problems.join("\n").contains("server.admin_token"),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -3,9 +3,37 @@
 use serde::Deserialize;
 use std::fmt;
 
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
+
+/// Accepts any scalar: an environment variable holding `123456` or `true` is still a secret.
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Scalar;
+        impl serde::de::Visitor<'_> for Scalar {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret::new(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Scalar)
+    }
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
@@ -59,6 +87,14 @@ mod tests {
         assert!(!format!("{secret:?}").contains("abc"));
         assert!(!format!("{secret}").contains("abc"));
         assert_eq!(secret.expose(), "whsec_abc");
+    }
+
+    #[test]
+    fn scalars_are_secrets_too() {
+        let numeric: Secret = serde_json::from_str("123456").unwrap();
+        assert_eq!(numeric.expose(), "123456");
+        let text: Secret = serde_json::from_str("\"whsec_x\"").unwrap();
+        assert_eq!(text.expose(), "whsec_x");
     }
 
     #[test]

@@ -31,6 +31,8 @@ impl CallbackWriter {
         let signer = Signer::new(secret.expose()).map_err(|e| CrmError::Config(e.to_string()))?;
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
+            // A redirect would turn the signed POST into a GET that "succeeds".
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("leadlink/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| CrmError::Config(e.to_string()))?;

@@ -5,13 +5,14 @@ use super::{Handled, Handler, Queue, QueueError};
 use crate::config::BrokerConfig;
 use crate::secret::redact_url;
 use crate::store::Topic;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
     BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, Semaphore};
@@ -82,8 +83,9 @@ impl Rabbit {
 
     async fn publish_once(&self, topic: Topic, reference: &str) -> Result<(), QueueError> {
         let mut guard = self.publisher.lock().await;
-        let channel = self.publisher_channel(&mut guard).await?;
-        let result = async {
+        let timeout = self.config.publish_timeout;
+        let result = tokio::time::timeout(timeout, async {
+            let channel = self.publisher_channel(&mut guard).await?;
             let confirm = channel
                 .basic_publish(
                     "".into(),
@@ -111,10 +113,11 @@ impl Rabbit {
                 )));
             }
             Ok(())
-        }
-        .await;
+        })
+        .await
+        .unwrap_or(Err(QueueError::Timeout(timeout)));
         if result.is_err() {
-            // Start from a fresh connection next time.
+            // Start from a fresh connection next time: this one may be wedged.
             *guard = None;
         }
         result
@@ -169,7 +172,16 @@ impl Rabbit {
             let handler = handler.clone();
             in_flight.spawn(async move {
                 let reference = String::from_utf8_lossy(&delivery.data).into_owned();
-                let result = match handler(reference).await {
+                // A panicking handler must still settle its delivery, or the consumer stalls
+                // once `prefetch` deliveries are stuck.
+                let handled = AssertUnwindSafe(handler(reference))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| {
+                        tracing::error!("handler panicked; the message is requeued");
+                        Handled::Requeue
+                    });
+                let result = match handled {
                     Handled::Ack => delivery.ack(BasicAckOptions::default()).await,
                     Handled::Requeue => {
                         tokio::time::sleep(REQUEUE_PAUSE).await;
@@ -193,9 +205,13 @@ impl Rabbit {
             let _ = channel
                 .basic_cancel(tag.into(), BasicCancelOptions::default())
                 .await;
+            while in_flight.join_next().await.is_some() {}
+            let _ = connection.close(200, "bye".into()).await;
+        } else {
+            // The connection is gone and the broker redelivers those messages elsewhere:
+            // reconnect now, and let the old handlers finish on their own.
+            tokio::spawn(async move { while in_flight.join_next().await.is_some() {} });
         }
-        while in_flight.join_next().await.is_some() {}
-        let _ = connection.close(200, "bye".into()).await;
         outcome
     }
 }
@@ -206,10 +222,7 @@ fn unavailable(error: lapin::Error) -> QueueError {
 
 impl Queue for Rabbit {
     async fn publish(&self, topic: Topic, reference: &str) -> Result<(), QueueError> {
-        let timeout = self.config.publish_timeout;
-        tokio::time::timeout(timeout, self.publish_once(topic, reference))
-            .await
-            .map_err(|_| QueueError::Timeout(timeout))?
+        self.publish_once(topic, reference).await
     }
 
     async fn consume(
