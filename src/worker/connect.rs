@@ -107,13 +107,14 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                 }
                 Err(error) => {
                     // Never resend blind: wait and look again.
-                    let attempt = u32::try_from(job.attempts.max(1)).unwrap_or(1);
-                    let delay = retry::backoff(&s.config.retry, attempt, retry::jitter_sample());
                     calls.push(json!({"call": "GET /relationship", "error": error.to_string()}));
-                    let decision = Decision::Retry {
-                        retry_at: now + chrono::Duration::from_std(delay).unwrap_or_default(),
-                        error: format!("relationship check before resend failed: {error}"),
-                    };
+                    let decision = decide::look_again(
+                        &s.config.retry,
+                        u32::try_from(job.attempts.max(1)).unwrap_or(1),
+                        now,
+                        retry::jitter_sample(),
+                        format!("relationship check before resend failed: {error}"),
+                    );
                     return self.settle(decision, None, calls, false, false).await;
                 }
             }
@@ -187,15 +188,13 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                 Err(e) => {
                     calls.push(json!({"call": "GET /relationship", "error": e.to_string()}));
                     if !settled {
-                        // Still unknown whether it went out: look again later rather than
-                        // end the job and free the lead for a second invitation.
-                        let delay =
-                            retry::backoff(&s.config.retry, context.attempt, context.jitter);
-                        decision = Decision::Retry {
-                            retry_at: Utc::now()
-                                + chrono::Duration::from_std(delay).unwrap_or_default(),
-                            error: format!("could not learn whether the invitation went out: {e}"),
-                        };
+                        decision = decide::look_again(
+                            &s.config.retry,
+                            context.attempt,
+                            Utc::now(),
+                            context.jitter,
+                            format!("could not learn whether the invitation went out: {e}"),
+                        );
                     }
                 }
             }

@@ -151,6 +151,22 @@ pub fn after_connect(result: &Result<ConnectResponse, ApiError>, ctx: &Context<'
     }
 }
 
+/// It is unknown whether an invitation went out: look again after the backoff. Never ends
+/// the job, since that would free the lead for a second invitation.
+pub fn look_again(
+    policy: &RetryConfig,
+    attempt: u32,
+    now: DateTime<Utc>,
+    jitter: f64,
+    error: String,
+) -> Decision {
+    let delay = retry::backoff(policy, attempt, jitter);
+    Decision::Retry {
+        retry_at: now + Duration::from_std(delay).unwrap_or(Duration::hours(1)),
+        error,
+    }
+}
+
 /// Why the relationship is being looked up.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RelationshipCheck {
@@ -402,6 +418,24 @@ mod tests {
             after_connect(&Err(ApiError::Timeout), &ctx),
             Decision::Retry { .. }
         ));
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_looked_at_again_however_many_attempts() {
+        let d = look_again(
+            &policy(),
+            9,
+            t("2026-11-30T10:00:00Z"),
+            0.0,
+            "unknown".into(),
+        );
+        assert_eq!(
+            d,
+            Decision::Retry {
+                retry_at: t("2026-11-30T11:00:00Z"),
+                error: "unknown".into()
+            }
+        );
     }
 
     fn found(connected: bool, invitation_sent: bool) -> RelationshipAnswer {

@@ -17,12 +17,11 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// API failures are decisions (`decide`), not errors: only the store can fail a stage.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Api(#[from] connectsafely::ApiError),
 }
 
 /// What the stages share.
