@@ -1,5 +1,6 @@
 //! Writers that tell a CRM (or the user's own backend) where a lead stands.
 
+pub mod api;
 mod callback;
 
 pub use callback::CallbackWriter;
