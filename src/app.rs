@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::connectsafely;
-use crate::crm::{CrmError, Writers};
+use crate::crm::{Clients, CrmError, Enricher, Writers};
 use crate::ingest::{self, IngestState};
 use crate::queue::{Queue, Rabbit};
 use crate::secret::Secret;
@@ -81,13 +81,9 @@ impl Running {
 
 pub async fn start(config: Config, roles: Roles) -> Result<Running, AppError> {
     let config = Arc::new(config);
-    let writers = Writers::from_config(&config)?;
-    let store = PgStore::connect(
-        &config.database,
-        writers.targets(),
-        config.worker.relay_grace,
-    )
-    .await?;
+    let clients = Clients::from_config(&config)?;
+    let writers = Writers::from_config(&config, &clients)?;
+    let store = PgStore::connect(&config.database, config.worker.relay_grace).await?;
     let queue = Rabbit::new(config.broker.clone());
     // Declares the topology; a broker that is down now is not fatal: the outbox waits for it.
     if let Err(error) = queue.ping().await {
@@ -137,6 +133,8 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, AppError> {
                 config.connectsafely.timeout,
             )?,
             writers,
+            enricher: Enricher::new(&config, &clients),
+            template: config.message_template(),
             worker_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4()),
         });
         worker::spawn(services, &shutdown, &mut tasks);

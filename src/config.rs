@@ -3,6 +3,10 @@
 //! Every secret may be written inline, set through the environment, or read from a file
 //! named by the sibling `<key>_file` key.
 
+use crate::crm::hubspot::HubSpotCrmConfig;
+use crate::crm::salesforce::SalesforceCrmConfig;
+use crate::ingest::hubspot::payload::HubSpotSourceConfig;
+use crate::ingest::salesforce::config::SalesforceSourceConfig;
 use crate::lead::{MessageTemplate, Overflow};
 use crate::secret::Secret;
 use crate::signature::standard_webhooks;
@@ -155,6 +159,29 @@ impl Default for ConnectSafelyConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SourcesConfig {
     pub events: Option<EventsSourceConfig>,
+    pub hubspot: Option<HubSpotSourceConfig>,
+    pub salesforce: Option<SalesforceSourceConfig>,
+}
+
+/// The CRMs leadlink reads leads from and writes statuses to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CrmConfig {
+    pub hubspot: Option<HubSpotCrmConfig>,
+    pub salesforce: Option<SalesforceCrmConfig>,
+    /// How often a CRM whose credentials were refused is tried again.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+}
+
+impl Default for CrmConfig {
+    fn default() -> Self {
+        Self {
+            hubspot: None,
+            salesforce: None,
+            probe_interval: Duration::from_secs(60),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -307,6 +334,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub connectsafely: ConnectSafelyConfig,
     pub sources: SourcesConfig,
+    pub crm: CrmConfig,
     pub writeback: WritebackConfig,
     pub message: MessageConfig,
     pub retry: RetryConfig,
@@ -314,13 +342,14 @@ pub struct Config {
     pub faults: FaultsConfig,
 }
 
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "server",
     "log",
     "broker",
     "database",
     "connectsafely",
     "sources",
+    "crm",
     "writeback",
     "message",
     "retry",
@@ -393,6 +422,7 @@ impl Config {
         section!(database);
         section!(connectsafely);
         section!(sources);
+        section!(crm);
         section!(writeback);
         section!(message);
         section!(retry);
@@ -463,6 +493,46 @@ impl Config {
                     path.display()
                 )),
             }
+        }
+        if let Some(hubspot) = &mut self.sources.hubspot {
+            read_secret_file(
+                "sources.hubspot.client_secret",
+                &mut hubspot.client_secret,
+                &hubspot.client_secret_file,
+                problems,
+            );
+        }
+        if let Some(salesforce) = &mut self.sources.salesforce {
+            read_secret_file(
+                "sources.salesforce.token",
+                &mut salesforce.token,
+                &salesforce.token_file,
+                problems,
+            );
+            if let Some(hmac) = &mut salesforce.callout.hmac {
+                read_secret_file(
+                    "sources.salesforce.callout.hmac.secret",
+                    &mut hmac.secret,
+                    &hmac.secret_file,
+                    problems,
+                );
+            }
+        }
+        if let Some(hubspot) = &mut self.crm.hubspot {
+            read_secret_file(
+                "crm.hubspot.access_token",
+                &mut hubspot.access_token,
+                &hubspot.access_token_file,
+                problems,
+            );
+        }
+        if let Some(salesforce) = &mut self.crm.salesforce {
+            read_secret_file(
+                "crm.salesforce.client_secret",
+                &mut salesforce.client_secret,
+                &salesforce.client_secret_file,
+                problems,
+            );
         }
         if let Some(callback) = &mut self.writeback.callback {
             read_secret_file(
@@ -575,6 +645,7 @@ impl Config {
                 }
             }
         }
+        self.check_crms(problems);
         if let Some(template) = &self.message.template
             && let Err(e) = MessageTemplate::new(template)
         {
@@ -593,6 +664,38 @@ impl Config {
             if retry.base_delay > retry.max_delay {
                 problems.push(format!("{name}.base_delay must not exceed max_delay"));
             }
+        }
+    }
+
+    /// Each CRM source writes back to its CRM and reads leads from it, so a source needs
+    /// its `[crm.*]` section.
+    fn check_crms(&self, problems: &mut Vec<String>) {
+        if let Some(hubspot) = &self.sources.hubspot {
+            hubspot.check(problems);
+            if self.crm.hubspot.is_none() {
+                problems.push(
+                    "sources.hubspot needs [crm.hubspot] (access_token) to read contacts and write statuses back"
+                        .into(),
+                );
+            }
+        }
+        if let Some(salesforce) = &self.sources.salesforce {
+            salesforce.check(problems);
+            if self.crm.salesforce.is_none() {
+                problems.push(
+                    "sources.salesforce needs [crm.salesforce] (my_domain_url, client_id, client_secret) to read records and write statuses back"
+                        .into(),
+                );
+            }
+        }
+        if let Some(hubspot) = &self.crm.hubspot {
+            hubspot.check(problems);
+        }
+        if let Some(salesforce) = &self.crm.salesforce {
+            salesforce.check(problems);
+        }
+        if self.crm.probe_interval.is_zero() {
+            problems.push("crm.probe_interval must be longer than zero".into());
         }
     }
 

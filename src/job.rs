@@ -101,11 +101,17 @@ pub struct Job {
     pub id: Uuid,
     pub source: String,
     pub record_id: String,
+    /// The CRM object the record is: HubSpot `contact`, Salesforce `Lead` or `Contact`.
+    pub record_object: Option<String>,
     pub account_id: String,
     pub profile_id: Option<String>,
     pub profile_urn: Option<String>,
     pub message: Option<String>,
     pub lead: LeadDetails,
+    /// The lead is still to be read from the CRM (the event carried only ids).
+    pub enrich: bool,
+    /// Where this job's status changes are written back.
+    pub writeback_targets: Vec<String>,
     pub status: Status,
     pub error: Option<String>,
     pub hold_until: Option<DateTime<Utc>>,
@@ -123,6 +129,8 @@ pub struct Job {
 pub struct StatusSnapshot {
     pub job_id: Uuid,
     pub record_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_object: Option<String>,
     pub account_id: String,
     pub status: Status,
     pub profile_urn: Option<String>,
@@ -139,6 +147,7 @@ impl Job {
         StatusSnapshot {
             job_id: self.id,
             record_id: self.record_id.clone(),
+            record_object: self.record_object.clone(),
             account_id: self.account_id.clone(),
             status: self.status,
             profile_urn: self.profile_urn.clone(),

@@ -186,8 +186,7 @@ async fn wait_for_signal() {
 async fn open_store(config_path: Option<PathBuf>) -> anyhow::Result<(Config, PgStore)> {
     let config = Config::load(config_path.as_deref())?;
     init_logging(config.log.format, "warn");
-    let writers = leadlink::crm::Writers::from_config(&config)?;
-    let store = PgStore::connect(&config.database, writers.targets(), Duration::ZERO).await?;
+    let store = PgStore::connect(&config.database, Duration::ZERO).await?;
     Ok((config, store))
 }
 

@@ -14,13 +14,9 @@ use uuid::Uuid;
 
 async fn store(env: &TestEnv) -> PgStore {
     let config = env.config();
-    PgStore::connect(
-        &config.database,
-        vec!["callback".into()],
-        std::time::Duration::from_secs(2),
-    )
-    .await
-    .unwrap()
+    PgStore::connect(&config.database, std::time::Duration::from_secs(2))
+        .await
+        .unwrap()
 }
 
 fn t0() -> DateTime<Utc> {
@@ -31,6 +27,7 @@ async fn new_job(store: &PgStore, profile: &str, now: DateTime<Utc>) -> Uuid {
     let new = NewJob {
         source: "events".into(),
         record_id: format!("crm-{profile}"),
+        record_object: None,
         account_id: "acc_1".into(),
         profile_key: Some(profile.into()),
         profile_id: Some(profile.into()),
@@ -39,6 +36,9 @@ async fn new_job(store: &PgStore, profile: &str, now: DateTime<Utc>) -> Uuid {
         lead: LeadDetails::default(),
         invalid_reason: None,
         delivery_id: Some(webhook_id()),
+        enrich: false,
+        one_open_job_per_record: false,
+        writeback_targets: vec!["callback".into()],
     };
     match store.ingest(&new, now).await.unwrap() {
         IngestOutcome::Created { job_id, .. } => job_id,

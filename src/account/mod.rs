@@ -2,6 +2,17 @@
 //!
 //! The facts come from the API: holds and weekly resets from 429 bodies, usage from the
 //! `X-RateLimit-*` headers. The weekly reset is computed locally only when the API said nothing.
+//!
+//! [`gate`] is the hold and spent-week check the worker uses today; [`pacing::decide`] adds
+//! the quota endpoint, the reserve, pacing and pauses, configured by [`policy`].
+
+pub mod pacing;
+pub mod policy;
+pub mod projection;
+pub mod quota;
+#[cfg(test)]
+mod simulation;
+pub mod window;
 
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 

@@ -1,11 +1,16 @@
 //! The ConnectSafely API client and its typed responses.
 //!
 //! The client only performs calls and parses what came back; what to do with a response is
-//! decided in `worker::decide`.
+//! decided in `worker::decide`. The account reads (quota, status, list) are in [`account`].
+
+mod account;
+
+pub use account::{AccountStatus, Quota, QuotaWindow, RemoteAccount};
 
 use crate::secret::Secret;
 use chrono::{DateTime, Utc};
 use reqwest::header::HeaderMap;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -19,6 +24,22 @@ pub enum ApiError {
     Unauthorized,
     #[error("ConnectSafely answered {status}: {message}")]
     Status { status: u16, message: String },
+    /// A 429 to a read call: a per-minute API limit (reads cost no quota, so this is never
+    /// the weekly hold); wait `retry_after`. `connect` returns its 429s as answers instead.
+    #[error("ConnectSafely rate-limited the call (429{}): {message}", retry_hint(.retry_after))]
+    RateLimited {
+        retry_after: Option<Duration>,
+        message: String,
+    },
+    #[error("ConnectSafely has no account {account_id} (404): {message}")]
+    AccountNotFound { account_id: String, message: String },
+    /// A 2xx whose body is not what the call documents.
+    #[error("unreadable ConnectSafely answer to {call}: {reason}")]
+    Unreadable { call: &'static str, reason: String },
+}
+
+fn retry_hint(retry_after: &Option<Duration>) -> String {
+    retry_after.map_or_else(String::new, |d| format!(", retry after {}s", d.as_secs()))
 }
 
 impl ApiError {
@@ -74,28 +95,15 @@ pub struct ConnectResponse {
 
 impl ConnectResponse {
     pub fn parse(status: u16, headers: &HeaderMap, body: &[u8]) -> ConnectResponse {
-        let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_else(|_| {
-            serde_json::Value::String(String::from_utf8_lossy(body).chars().take(500).collect())
-        });
+        let json = body_json(body);
         let field = |name: &str| json.get(name).and_then(|v| v.as_str());
-        let error = field("error")
-            .or_else(|| field("message").filter(|_| status >= 400))
-            .map(str::to_string)
-            .or_else(|| json.as_str().filter(|s| !s.is_empty()).map(str::to_string));
-        let error = match (error, field("code")) {
-            (Some(message), Some(code)) => Some(format!("{code}: {message}")),
-            (error, _) => error,
-        };
         ConnectResponse {
             status,
             profile_urn: field("profileUrn").map(str::to_string),
-            error,
+            error: error_text(status, &json),
             hold_until: field("holdUntil").and_then(parse_time),
             weekly_reset: field("weeklyReset").and_then(parse_time),
-            retry_after: headers
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after),
+            retry_after: retry_after(headers),
             rate_limit: RateLimit::from_headers(headers),
             body: json,
         }
@@ -113,6 +121,66 @@ pub struct Relationship {
     pub invitation_received: bool,
     pub status: Option<String>,
     pub profile_urn: Option<String>,
+}
+
+/// The body as JSON, or its first 500 characters as a JSON string when it is not JSON.
+fn body_json(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(body).chars().take(500).collect())
+    })
+}
+
+/// The error text, from either documented error shape (`error`, or `code` and `message`).
+fn error_text(status: u16, json: &serde_json::Value) -> Option<String> {
+    let field = |name: &str| json.get(name).and_then(|v| v.as_str());
+    let error = field("error")
+        .or_else(|| field("message").filter(|_| status >= 400))
+        .map(str::to_string)
+        .or_else(|| json.as_str().filter(|s| !s.is_empty()).map(str::to_string));
+    match (error, field("code")) {
+        (Some(message), Some(code)) => Some(format!("{code}: {message}")),
+        (error, _) => error,
+    }
+}
+
+/// A whole answer to a read call, taken in before deciding what it means.
+struct Answer {
+    status: u16,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    /// The answer if it is a 2xx, or the error it stands for. `account_id` names the account
+    /// a 404 is about; a call that can 404 for something else handles that 404 itself.
+    fn success(self, account_id: Option<&str>) -> Result<Answer, ApiError> {
+        if (200..300).contains(&self.status) {
+            return Ok(self);
+        }
+        let message = error_text(self.status, &body_json(&self.body))
+            .unwrap_or_else(|| format!("HTTP {}", self.status));
+        Err(match (self.status, account_id) {
+            (401, _) => ApiError::Unauthorized,
+            (429, _) => ApiError::RateLimited {
+                retry_after: retry_after(&self.headers),
+                message,
+            },
+            (404, Some(account_id)) => ApiError::AccountNotFound {
+                account_id: account_id.to_string(),
+                message,
+            },
+            (status, _) => ApiError::Status { status, message },
+        })
+    }
+
+    /// The body as `T`; the error names the field that did not fit.
+    fn parse<T: DeserializeOwned>(&self, call: &'static str) -> Result<T, ApiError> {
+        let mut json = serde_json::Deserializer::from_slice(&self.body);
+        serde_path_to_error::deserialize(&mut json).map_err(|e| ApiError::Unreadable {
+            call,
+            reason: e.to_string(),
+        })
+    }
 }
 
 /// A relationship lookup: the profile may simply not exist.
@@ -185,53 +253,74 @@ impl Client {
             encode_segment(account_id),
             encode_segment(profile)
         );
-        let response = self.get(&url).await?;
-        match response.status().as_u16() {
-            200 => response
-                .json::<Relationship>()
-                .await
-                .map(RelationshipAnswer::Found)
-                .map_err(|e| ApiError::Transport(format!("unreadable relationship: {e}"))),
-            404 => Ok(RelationshipAnswer::ProfileNotFound),
-            401 => Err(ApiError::Unauthorized),
-            status => Err(ApiError::Status {
-                status,
-                message: response.text().await.unwrap_or_default(),
-            }),
+        let answer = self.get(&url).await?;
+        if answer.status == 404 {
+            return Ok(RelationshipAnswer::ProfileNotFound);
         }
+        answer
+            .success(None)?
+            .parse("GET /relationship")
+            .map(RelationshipAnswer::Found)
     }
 
-    /// Whether the key works, with a call that costs no quota (`GET /accounts`).
+    /// Whether the key works, with a call that costs no quota (`GET /accounts`). Only the
+    /// status matters: a body this client cannot read still proves the key.
     pub async fn probe_key(&self) -> Result<(), ApiError> {
-        let response = self.get(&format!("{}/accounts", self.base_url)).await?;
-        match response.status().as_u16() {
-            200..=299 => Ok(()),
-            401 => Err(ApiError::Unauthorized),
-            status => Err(ApiError::Status {
-                status,
-                message: response.text().await.unwrap_or_default(),
-            }),
-        }
+        self.get_accounts().await.map(drop)
     }
 
-    async fn get(&self, url: &str) -> Result<reqwest::Response, ApiError> {
-        self.http
+    /// `GET /accounts`, shared by [`Client::probe_key`] and [`Client::accounts`].
+    async fn get_accounts(&self) -> Result<Answer, ApiError> {
+        self.get(&format!("{}/accounts", self.base_url))
+            .await?
+            .success(None)
+    }
+
+    async fn get(&self, url: &str) -> Result<Answer, ApiError> {
+        let response = self
+            .http
             .get(url)
             .bearer_auth(self.api_key.expose())
             .send()
             .await
-            .map_err(ApiError::from_reqwest)
+            .map_err(ApiError::from_reqwest)?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .map_err(ApiError::from_reqwest)?
+            .to_vec();
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
+/// Everything but RFC 3986's unreserved characters, so ids like `acc_1` travel as written.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn encode_segment(segment: &str) -> String {
-    percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(segment, SEGMENT).to_string()
 }
 
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text.trim())
         .ok()
         .map(|t| t.with_timezone(&Utc))
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
 }
 
 /// `Retry-After` is seconds, or an HTTP date.
@@ -315,6 +404,64 @@ mod tests {
         );
         assert_eq!(r.profile_urn.as_deref(), Some("urn:li:fsd_profile:ACoAA1"));
         assert_eq!(r.error, None);
+    }
+
+    #[tokio::test]
+    async fn relationship_maps_found_not_found_and_errors() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        let answers = [
+            (
+                "john-doe",
+                ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "connected": false, "invitationSent": true, "status": "INVITATION_SENT",
+                "profileUrn": "urn:li:fsd_profile:ACoAA1", "accountId": "acc_1"})),
+            ),
+            (
+                "unknown-x",
+                ResponseTemplate::new(404).set_body_json(serde_json::json!({
+                "error": "LinkedIn profile not found: unknown-x"})),
+            ),
+            (
+                "busy",
+                ResponseTemplate::new(429).insert_header("Retry-After", "3"),
+            ),
+            (
+                "garbled",
+                ResponseTemplate::new(200).set_body_string("<html>"),
+            ),
+        ];
+        for (profile, response) in answers {
+            Mock::given(method("GET"))
+                .and(path(format!("/relationship/acc_1/{profile}")))
+                .respond_with(response)
+                .mount(&server)
+                .await;
+        }
+        let client = Client::new(&server.uri(), Secret::new("k"), Duration::from_secs(5)).unwrap();
+        let RelationshipAnswer::Found(found) =
+            client.relationship("acc_1", "john-doe").await.unwrap()
+        else {
+            panic!("expected Found");
+        };
+        assert!(found.invitation_sent && !found.connected);
+        assert_eq!(
+            found.profile_urn.as_deref(),
+            Some("urn:li:fsd_profile:ACoAA1")
+        );
+        assert_eq!(
+            client.relationship("acc_1", "unknown-x").await.unwrap(),
+            RelationshipAnswer::ProfileNotFound
+        );
+        assert!(matches!(
+            client.relationship("acc_1", "busy").await,
+            Err(ApiError::RateLimited { retry_after: Some(d), .. }) if d == Duration::from_secs(3)
+        ));
+        assert!(matches!(
+            client.relationship("acc_1", "garbled").await,
+            Err(ApiError::Unreadable { .. })
+        ));
     }
 
     #[test]

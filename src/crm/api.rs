@@ -17,10 +17,29 @@ pub enum CallOutcome<T> {
         error: String,
     },
     /// The record is gone (deleted, merged, converted): retrying cannot help.
-    Gone { reason: String },
+    Gone {
+        reason: String,
+    },
     /// Refused for another permanent reason (unknown property, validation error).
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
     /// Our credentials do not work: a configuration problem for a person to fix. Callers
     /// pause this CRM's calls instead of failing jobs.
-    AuthFailed { reason: String },
+    AuthFailed {
+        reason: String,
+    },
+}
+
+impl<T> CallOutcome<T> {
+    /// Transforms what a successful call returned; failures pass through unchanged.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> CallOutcome<U> {
+        match self {
+            CallOutcome::Done(value) => CallOutcome::Done(f(value)),
+            CallOutcome::Retry { after, error } => CallOutcome::Retry { after, error },
+            CallOutcome::Gone { reason } => CallOutcome::Gone { reason },
+            CallOutcome::Refused { reason } => CallOutcome::Refused { reason },
+            CallOutcome::AuthFailed { reason } => CallOutcome::AuthFailed { reason },
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The vendor-neutral writeback: a Standard Webhooks-signed POST to the user's endpoint.
 
-use super::{Attempt, CrmError};
+use super::CrmError;
+use super::api::CallOutcome;
 use crate::config::CallbackConfig;
 use crate::secret::Secret;
 use crate::signature::standard_webhooks::Signer;
@@ -48,14 +49,18 @@ impl CallbackWriter {
         self.timeout
     }
 
-    pub async fn deliver(&self, work: &WritebackWork, now: DateTime<Utc>) -> Attempt {
+    pub async fn deliver(&self, work: &WritebackWork, now: DateTime<Utc>) -> CallOutcome<()> {
         let body = serde_json::json!({"type": Self::EVENT_TYPE, "data": work.payload});
         let body = body.to_string().into_bytes();
         // The same id on every attempt of one change, so the receiver can drop repeats.
         let message_id = format!("{}-{}", work.job_id, work.sequence);
         let headers = match self.signer.headers(&message_id, now, &body) {
             Ok(headers) => headers,
-            Err(e) => return Attempt::Unreachable(format!("could not sign: {e}")),
+            Err(e) => {
+                return CallOutcome::Refused {
+                    reason: format!("could not sign: {e}"),
+                };
+            }
         };
         let mut request = self
             .http
@@ -81,14 +86,55 @@ impl CallbackWriter {
                     .chars()
                     .take(300)
                     .collect();
-                Attempt::Answered {
-                    status,
-                    retry_after,
-                    body,
-                }
+                outcome(status, retry_after, body)
             }
             // Without the URL, which may carry a token.
-            Err(e) => Attempt::Unreachable(e.without_url().to_string()),
+            Err(e) => CallOutcome::Retry {
+                after: None,
+                error: e.without_url().to_string(),
+            },
         }
+    }
+}
+
+/// The receiver's answer: 2xx delivered, throttling and server errors retried, any other
+/// refusal parked with its reason.
+fn outcome(status: u16, retry_after: Option<Duration>, body: String) -> CallOutcome<()> {
+    match status {
+        200..=299 => CallOutcome::Done(()),
+        408 | 425 | 429 | 500..=599 => CallOutcome::Retry {
+            after: retry_after,
+            error: format!("HTTP {status}: {body}"),
+        },
+        _ => CallOutcome::Refused {
+            reason: format!("refused with HTTP {status}: {body}"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_map_to_outcomes() {
+        assert_eq!(outcome(204, None, String::new()), CallOutcome::Done(()));
+        assert_eq!(
+            outcome(429, Some(Duration::from_secs(3)), "slow".into()),
+            CallOutcome::Retry {
+                after: Some(Duration::from_secs(3)),
+                error: "HTTP 429: slow".into()
+            }
+        );
+        assert!(matches!(
+            outcome(502, None, String::new()),
+            CallOutcome::Retry { .. }
+        ));
+        assert_eq!(
+            outcome(404, None, "no".into()),
+            CallOutcome::Refused {
+                reason: "refused with HTTP 404: no".into()
+            }
+        );
     }
 }

@@ -1,15 +1,32 @@
-//! Writers that tell a CRM (or the user's own backend) where a lead stands.
+//! Writers that tell a CRM (or the user's own backend) where a lead stands, and the reads
+//! that learn a lead from the CRM it came from.
 
 pub mod api;
 mod callback;
+pub mod enrich;
+pub mod hubspot;
+mod mapping;
+pub mod salesforce;
 
 pub use callback::CallbackWriter;
+pub use enrich::Enricher;
 
 use crate::config::{Config, RetryConfig};
+use crate::job::StatusSnapshot;
 use crate::retry;
 use crate::store::{WritebackResult, WritebackWork};
+use api::CallOutcome;
 use chrono::{DateTime, Utc};
+use hubspot::HubSpotClient;
+use mapping::{Empty, FieldNames};
+use salesforce::SalesforceClient;
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
+
+/// The CRM targets, by the names stored on jobs and writeback rows.
+pub const HUBSPOT: &str = "hubspot";
+pub const SALESFORCE: &str = "salesforce";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CrmError {
@@ -17,42 +34,46 @@ pub enum CrmError {
     Config(String),
 }
 
-/// How one delivery attempt went, before retry rules apply.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Attempt {
-    /// An HTTP answer: status, `Retry-After`, and a short excerpt of the body.
-    Answered {
-        status: u16,
-        retry_after: Option<Duration>,
-        body: String,
-    },
-    /// No answer: connection refused, timeout.
-    Unreachable(String),
+/// The writeback targets of a job from `source`: the signed callback when configured, and
+/// the CRM the job came from.
+pub fn targets_for(config: &Config, source: &str) -> Vec<String> {
+    let mut targets = Vec::new();
+    if config.writeback.callback.is_some() {
+        targets.push(CallbackWriter::TARGET.to_string());
+    }
+    let crm_configured = match source {
+        HUBSPOT => config.crm.hubspot.is_some(),
+        SALESFORCE => config.crm.salesforce.is_some(),
+        _ => false,
+    };
+    if crm_configured {
+        targets.push(source.to_string());
+    }
+    targets
 }
 
-/// What to do after an attempt: a pure rule shared by every target.
-pub fn classify(
-    attempt: &Attempt,
+/// What to do after a delivery attempt: a pure rule shared by every target. Credentials a
+/// CRM refused pause the target (`pause_until`) without spending the writeback's tries.
+pub fn settle(
+    outcome: CallOutcome<()>,
     number: u32,
     policy: &RetryConfig,
     now: DateTime<Utc>,
     jitter: f64,
+    pause_until: DateTime<Utc>,
 ) -> WritebackResult {
-    let (error, retry_after) = match attempt {
-        Attempt::Answered {
-            status: 200..=299, ..
-        } => return WritebackResult::Delivered,
-        Attempt::Answered {
-            status: status @ (408 | 425 | 429 | 500..=599),
-            retry_after,
-            body,
-        } => (format!("HTTP {status}: {body}"), *retry_after),
-        Attempt::Answered { status, body, .. } => {
-            return WritebackResult::Parked {
-                reason: format!("refused with HTTP {status}: {body}"),
+    let (error, retry_after) = match outcome {
+        CallOutcome::Done(()) => return WritebackResult::Delivered,
+        CallOutcome::Gone { reason } | CallOutcome::Refused { reason } => {
+            return WritebackResult::Parked { reason };
+        }
+        CallOutcome::AuthFailed { reason } => {
+            return WritebackResult::Paused {
+                until: pause_until,
+                reason,
             };
         }
-        Attempt::Unreachable(error) => (error.clone(), None),
+        CallOutcome::Retry { after, error } => (error, after),
     };
     if !retry::may_retry(policy, number) {
         return WritebackResult::Parked {
@@ -69,55 +90,191 @@ pub fn classify(
     }
 }
 
+struct HubSpotWriter {
+    client: HubSpotClient,
+    config: hubspot::HubSpotCrmConfig,
+}
+
+struct SalesforceWriter {
+    client: SalesforceClient,
+    config: salesforce::SalesforceCrmConfig,
+}
+
 /// Every configured target, by the name stored on each writeback row.
 pub struct Writers {
     callback: Option<CallbackWriter>,
+    hubspot: Option<HubSpotWriter>,
+    salesforce: Option<SalesforceWriter>,
     policy: RetryConfig,
+    probe_interval: Duration,
+    /// CRMs whose credentials were refused, until when this process leaves them alone.
+    paused: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 impl Writers {
-    pub fn from_config(config: &Config) -> Result<Writers, CrmError> {
+    pub fn from_config(config: &Config, clients: &Clients) -> Result<Writers, CrmError> {
         let callback = match &config.writeback.callback {
             Some(c) => Some(CallbackWriter::new(c)?),
             None => None,
         };
+        let hubspot = clients
+            .hubspot
+            .clone()
+            .zip(config.crm.hubspot.clone())
+            .map(|(client, config)| HubSpotWriter { client, config });
+        let salesforce = clients
+            .salesforce
+            .clone()
+            .zip(config.crm.salesforce.clone())
+            .map(|(client, config)| SalesforceWriter { client, config });
         Ok(Writers {
             callback,
+            hubspot,
+            salesforce,
             policy: config.writeback.retry.as_retry(),
+            probe_interval: config.crm.probe_interval,
+            paused: Mutex::new(HashMap::new()),
         })
-    }
-
-    /// The target names that get a writeback row for each status change.
-    pub fn targets(&self) -> Vec<String> {
-        self.callback
-            .iter()
-            .map(|_| CallbackWriter::TARGET.to_string())
-            .collect()
     }
 
     /// How long a delivery may take before another worker may try it.
     pub fn lease(&self) -> Duration {
-        self.callback.as_ref().map_or(Duration::from_secs(60), |c| {
-            c.timeout() * 2 + Duration::from_secs(5)
-        })
+        let slowest = [
+            self.callback.as_ref().map(CallbackWriter::timeout),
+            self.hubspot.as_ref().map(|h| h.config.timeout),
+            self.salesforce.as_ref().map(|s| s.config.timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(Duration::from_secs(30));
+        // Salesforce may fetch a token and try once more inside one delivery.
+        slowest * 3 + Duration::from_secs(5)
     }
 
     pub async fn deliver(&self, work: &WritebackWork, now: DateTime<Utc>) -> WritebackResult {
-        let attempt = match (work.target.as_str(), &self.callback) {
-            (CallbackWriter::TARGET, Some(callback)) => callback.deliver(work, now).await,
-            (target, _) => {
+        let target = work.target.as_str();
+        if let Some(until) = self.paused_until(target, now) {
+            return WritebackResult::Paused {
+                until,
+                reason: format!("{target} writebacks are paused: its credentials were refused"),
+            };
+        }
+        let outcome = match (target, &self.callback, &self.hubspot, &self.salesforce) {
+            (CallbackWriter::TARGET, Some(callback), _, _) => callback.deliver(work, now).await,
+            (HUBSPOT, _, Some(writer), _) => match snapshot_of(work) {
+                Ok(snapshot) => {
+                    let names = hubspot_names(&writer.config);
+                    let properties = mapping::fields(&names, &snapshot, Empty::EmptyString);
+                    writer
+                        .client
+                        .update_contact(&snapshot.record_id, properties)
+                        .await
+                }
+                Err(outcome) => outcome,
+            },
+            (SALESFORCE, _, _, Some(writer)) => match snapshot_of(work) {
+                Ok(snapshot) => {
+                    let names = salesforce_names(&writer.config);
+                    let fields = mapping::fields(&names, &snapshot, Empty::Null);
+                    let object = snapshot.record_object.as_deref().unwrap_or("Lead");
+                    writer
+                        .client
+                        .update_record(object, &snapshot.record_id, fields)
+                        .await
+                }
+                Err(outcome) => outcome,
+            },
+            (target, ..) => {
                 return WritebackResult::Parked {
                     reason: format!("target `{target}` is not configured in this process"),
                 };
             }
         };
-        classify(
-            &attempt,
+        let pause_until = now
+            + chrono::Duration::from_std(self.probe_interval)
+                .unwrap_or(chrono::Duration::minutes(1));
+        let result = settle(
+            outcome,
             work.attempt.max(1) as u32,
             &self.policy,
             now,
             retry::jitter_sample(),
-        )
+            pause_until,
+        );
+        let mut paused = self.paused.lock().expect("pause lock");
+        if let WritebackResult::Paused { reason, .. } = &result {
+            tracing::error!(
+                target,
+                reason,
+                "the CRM refused leadlink's credentials: its writebacks are paused (job statuses \
+                 unchanged) until a call works again; fix crm.{target}"
+            );
+            paused.insert(target.to_string(), pause_until);
+        } else {
+            paused.remove(target);
+        }
+        result
+    }
+
+    fn paused_until(&self, target: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let paused = self.paused.lock().expect("pause lock");
+        paused.get(target).copied().filter(|until| *until > now)
+    }
+}
+
+fn snapshot_of(work: &WritebackWork) -> Result<StatusSnapshot, CallOutcome<()>> {
+    serde_json::from_value(work.payload.clone()).map_err(|e| CallOutcome::Refused {
+        reason: format!("stored writeback is unreadable: {e}"),
+    })
+}
+
+fn hubspot_names(config: &hubspot::HubSpotCrmConfig) -> FieldNames<'_> {
+    let p = &config.properties;
+    FieldNames {
+        status: &p.status,
+        profile_urn: &p.profile_urn,
+        hold_until: &p.hold_until,
+        retry_at: &p.retry_at,
+        last_error: &p.last_error,
+        status_changed_at: &p.status_changed_at,
+    }
+}
+
+fn salesforce_names(config: &salesforce::SalesforceCrmConfig) -> FieldNames<'_> {
+    let f = &config.fields;
+    FieldNames {
+        status: &f.status,
+        profile_urn: &f.profile_urn,
+        hold_until: &f.hold_until,
+        retry_at: &f.retry_at,
+        last_error: &f.last_error,
+        status_changed_at: &f.status_changed_at,
+    }
+}
+
+/// One API client per configured CRM, shared by enrichment and writebacks so that they
+/// share HubSpot's rate budget and Salesforce's token.
+#[derive(Clone, Default)]
+pub struct Clients {
+    pub hubspot: Option<HubSpotClient>,
+    pub salesforce: Option<SalesforceClient>,
+}
+
+impl Clients {
+    pub fn from_config(config: &Config) -> Result<Clients, CrmError> {
+        let hubspot = match &config.crm.hubspot {
+            Some(c) => Some(HubSpotClient::new(c).map_err(|e| CrmError::Config(e.to_string()))?),
+            None => None,
+        };
+        let salesforce = match &config.crm.salesforce {
+            Some(c) => Some(SalesforceClient::new(c).map_err(|e| CrmError::Config(e.to_string()))?),
+            None => None,
+        };
+        Ok(Clients {
+            hubspot,
+            salesforce,
+        })
     }
 }
 
@@ -134,62 +291,93 @@ mod tests {
         }
     }
 
-    fn answered(status: u16, retry_after: Option<u64>) -> Attempt {
-        Attempt::Answered {
-            status,
-            retry_after: retry_after.map(Duration::from_secs),
-            body: "x".into(),
-        }
-    }
-
     fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-11-30T10:00:00Z")
             .unwrap()
             .with_timezone(&Utc)
     }
 
+    fn settle_now(outcome: CallOutcome<()>, number: u32) -> WritebackResult {
+        settle(
+            outcome,
+            number,
+            &policy(),
+            now(),
+            0.0,
+            now() + chrono::Duration::minutes(1),
+        )
+    }
+
+    fn retry(after: Option<u64>) -> CallOutcome<()> {
+        CallOutcome::Retry {
+            after: after.map(Duration::from_secs),
+            error: "HTTP 503: x".into(),
+        }
+    }
+
     #[test]
     fn success_is_delivered() {
         assert_eq!(
-            classify(&answered(204, None), 1, &policy(), now(), 0.0),
+            settle_now(CallOutcome::Done(()), 1),
             WritebackResult::Delivered
         );
     }
 
     #[test]
-    fn permanent_4xx_is_parked_with_the_reason() {
-        let WritebackResult::Parked { reason } =
-            classify(&answered(404, None), 1, &policy(), now(), 0.0)
-        else {
-            panic!()
-        };
-        assert!(reason.contains("404"), "{reason}");
+    fn gone_and_refused_records_are_parked_with_the_reason() {
+        for outcome in [
+            CallOutcome::Gone {
+                reason: "contact 7 was merged".into(),
+            },
+            CallOutcome::Refused {
+                reason: "unknown property".into(),
+            },
+        ] {
+            let WritebackResult::Parked { reason } = settle_now(outcome, 1) else {
+                panic!()
+            };
+            assert!(
+                reason.contains("merged") || reason.contains("unknown"),
+                "{reason}"
+            );
+        }
+    }
+
+    #[test]
+    fn refused_credentials_pause_without_spending_tries() {
+        let result = settle_now(
+            CallOutcome::AuthFailed {
+                reason: "401".into(),
+            },
+            3,
+        );
+        assert_eq!(
+            result,
+            WritebackResult::Paused {
+                until: now() + chrono::Duration::minutes(1),
+                reason: "401".into()
+            }
+        );
     }
 
     #[test]
     fn throttling_and_server_errors_are_retried_then_parked() {
         assert_eq!(
-            classify(&answered(429, Some(30)), 1, &policy(), now(), 0.0),
+            settle_now(retry(Some(30)), 1),
             WritebackResult::Retry {
                 at: now() + chrono::Duration::seconds(30),
-                error: "HTTP 429: x".into()
+                error: "HTTP 503: x".into()
             }
         );
         assert_eq!(
-            classify(&answered(503, None), 2, &policy(), now(), 0.0),
+            settle_now(retry(None), 2),
             WritebackResult::Retry {
                 at: now() + chrono::Duration::seconds(20),
                 error: "HTTP 503: x".into()
             }
         );
         assert!(matches!(
-            classify(
-                &Attempt::Unreachable("refused".into()),
-                3,
-                &policy(),
-                now(),
-                0.0
-            ),
+            settle_now(retry(None), 3),
             WritebackResult::Parked { .. }
         ));
     }

@@ -2,10 +2,9 @@
 
 use super::{IngestError, IngestState};
 use crate::job::LeadDetails;
-use crate::lead::{self, LeadFields};
+use crate::lead::{self, LeadFields, LeadInput};
 use crate::queue::Queue;
-use crate::store::{IngestOutcome, NewJob, Store};
-use crate::worker::publish_now;
+use crate::store::{NewJob, Store};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -60,12 +59,7 @@ pub async fn receive<Q: Queue, S: Store>(
         .map_err(|e| IngestError::Unauthorized(format!("signature rejected: {e}")))?;
     let envelope: Envelope = parse(&body, "")?;
     if envelope.kind != QUALIFIED {
-        let count = {
-            let mut ignored = state.ignored.lock().expect("counter lock");
-            let count = ignored.entry(envelope.kind.clone()).or_default();
-            *count += 1;
-            *count
-        };
+        let count = super::count_ignored(&state, &envelope.kind);
         tracing::info!(event_type = %envelope.kind, count, "event type ignored");
         return Ok((
             StatusCode::OK,
@@ -75,33 +69,7 @@ pub async fn receive<Q: Queue, S: Store>(
     }
     let event: LeadEvent = parse(envelope.data.to_string().as_bytes(), "data.")?;
     let new = new_job(&state, event, delivery_id)?;
-    let outcome = state.store.ingest(&new, Utc::now()).await?;
-    match outcome {
-        IngestOutcome::Created {
-            job_id,
-            status,
-            publish,
-        } => {
-            tracing::info!(%job_id, %status, "job accepted");
-            if state.config.faults.exit_after_commit {
-                tracing::warn!(%job_id, "fault injection: exiting between commit and publish");
-                std::process::exit(3);
-            }
-            // The job is durable now; publishing must not hold up the answer (HubSpot gives
-            // up after 5 s), and the relay covers a publish that fails.
-            let (store, queue) = (state.store.clone(), state.queue.clone());
-            tokio::spawn(async move { publish_now(&store, &queue, publish).await });
-            Ok((StatusCode::ACCEPTED, axum::Json(json!({"jobId": job_id}))).into_response())
-        }
-        IngestOutcome::Duplicate { job_id, status } => {
-            tracing::info!(%job_id, %status, "duplicate event; existing job returned");
-            Ok((
-                StatusCode::OK,
-                axum::Json(json!({"jobId": job_id, "duplicate": true, "status": status})),
-            )
-                .into_response())
-        }
-    }
+    super::job_answer(super::accept(&state, &new).await?)
 }
 
 /// Deserialises with the failing field's path in the error.
@@ -166,57 +134,37 @@ fn new_job<Q: Queue, S: Store>(
         last_name: event.last_name.clone(),
         company: event.company.clone(),
     };
-    let profile = lead::resolve_profile(
-        linkedin_url.as_deref(),
-        profile_id.as_deref(),
-        profile_urn.as_deref(),
-    );
-    let message = lead::build_message(
-        event.message.as_deref(),
+    let input = LeadInput {
+        linkedin_url: linkedin_url.as_deref(),
+        profile_id: profile_id.as_deref(),
+        profile_urn: profile_urn.as_deref(),
+        message: event.message.as_deref(),
+        fields: &fields,
+    };
+    let resolved = lead::resolve_lead(
+        &input,
         state.template.as_ref(),
-        &fields,
         state.config.message.overflow,
     );
-    // A well-formed lead we cannot use is accepted and ends `invalid`, so the CRM hears why.
-    let invalid_reason = match (&profile, &message) {
-        (Err(e), _) | (_, Err(e)) => Some(e.to_string()),
-        _ => None,
-    };
-    // Keep both forms when both came: the slug is the identity, the URN is what is sent,
-    // and either finds the lead's job later.
-    let slug = profile_id
-        .as_deref()
-        .map(lead::ProfileRef::from_profile_id)
-        .or_else(|| linkedin_url.as_deref().map(lead::ProfileRef::from_url))
-        .and_then(Result::ok);
-    let urn = match &profile {
-        Ok(lead::ProfileRef::Urn(urn)) => Some(urn.clone()),
-        _ => None,
-    };
-    let (profile_key, profile_id, profile_urn) = match (&profile, slug) {
-        (Err(_), _) => (None, profile_id, profile_urn),
-        (Ok(_), Some(slug)) => (
-            Some(slug.canonical().to_string()),
-            Some(slug.canonical().to_string()),
-            urn,
-        ),
-        (Ok(_), None) => (urn.clone(), None, urn),
-    };
     Ok(NewJob {
         source: SOURCE.into(),
         record_id: event.record_id,
+        record_object: None,
         account_id,
-        profile_key,
-        profile_id,
-        profile_urn,
-        message: message.ok().flatten().map(|m| m.as_str().to_string()),
+        profile_key: resolved.profile_key,
+        profile_id: resolved.profile_id,
+        profile_urn: resolved.profile_urn,
+        message: resolved.message,
         lead: LeadDetails {
             linkedin_url,
             first_name: event.first_name,
             last_name: event.last_name,
             company: event.company,
         },
-        invalid_reason,
+        invalid_reason: resolved.invalid_reason,
         delivery_id: Some(delivery_id),
+        enrich: false,
+        one_open_job_per_record: false,
+        writeback_targets: crate::crm::targets_for(&state.config, SOURCE),
     })
 }

@@ -2,18 +2,24 @@
 
 mod admin;
 mod events;
+pub mod hubspot;
+pub mod salesforce;
 
 use crate::config::Config;
-use crate::lead::MessageTemplate;
+use crate::crm::enrich::{CrmLead, route_account};
+use crate::job::LeadDetails;
+use crate::lead::{self, LeadFields, LeadInput, MessageTemplate, ResolvedLead};
 use crate::queue::Queue;
 use crate::signature::standard_webhooks::Verifier;
-use crate::store::{Store, StoreError};
+use crate::store::{IngestOutcome, NewJob, Store, StoreError};
+use crate::worker::publish_now;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use chrono::Utc;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -92,10 +98,144 @@ pub struct IngestState<Q: Queue, S: Store> {
     pub ignored: Mutex<BTreeMap<String, u64>>,
 }
 
+/// Commits a job (or finds the one this delivery or lead already has) and publishes it
+/// without holding up the answer.
+pub(crate) async fn accept<Q: Queue, S: Store>(
+    state: &IngestState<Q, S>,
+    new: &NewJob,
+) -> Result<IngestOutcome, IngestError> {
+    let outcome = state.store.ingest(new, Utc::now()).await?;
+    match &outcome {
+        IngestOutcome::Created {
+            job_id,
+            status,
+            publish,
+        } => {
+            tracing::info!(%job_id, %status, source = %new.source, record = %new.record_id, "job accepted");
+            if state.config.faults.exit_after_commit {
+                tracing::warn!(%job_id, "fault injection: exiting between commit and publish");
+                std::process::exit(3);
+            }
+            // The job is durable now; publishing must not hold up the answer (HubSpot gives
+            // up after 5 s), and the relay covers a publish that fails.
+            let (store, queue, publish) =
+                (state.store.clone(), state.queue.clone(), publish.clone());
+            tokio::spawn(async move { publish_now(&store, &queue, publish).await });
+        }
+        IngestOutcome::Duplicate { job_id, status } => {
+            tracing::info!(%job_id, %status, "duplicate event; existing job returned");
+        }
+    }
+    Ok(outcome)
+}
+
+/// Where a CRM event's job sends from and whom it is about, before its lead is known.
+pub(crate) struct CrmRecord {
+    pub source: &'static str,
+    pub record_id: String,
+    pub object: &'static str,
+    pub delivery_id: Option<String>,
+    pub fallback_account: Option<String>,
+}
+
+/// A job for a CRM record. With the LinkedIn URL in the event the lead is resolved now;
+/// without it the connect stage reads the record first (`enrich`).
+pub(crate) fn crm_job<Q: Queue, S: Store>(
+    state: &IngestState<Q, S>,
+    record: CrmRecord,
+    lead: Option<CrmLead>,
+) -> NewJob {
+    let lead = lead.unwrap_or_default();
+    let account_id = route_account(
+        &state.config.crm,
+        record.source,
+        lead.owner_id.as_deref(),
+        record.fallback_account.as_deref(),
+    );
+    let enrich = lead.linkedin_url.is_none();
+    let fields = LeadFields {
+        first_name: lead.first_name.clone(),
+        last_name: lead.last_name.clone(),
+        company: lead.company.clone(),
+    };
+    let resolved = if enrich {
+        ResolvedLead::default()
+    } else {
+        let input = LeadInput {
+            linkedin_url: lead.linkedin_url.as_deref(),
+            profile_id: None,
+            profile_urn: None,
+            message: None,
+            fields: &fields,
+        };
+        lead::resolve_lead(
+            &input,
+            state.template.as_ref(),
+            state.config.message.overflow,
+        )
+    };
+    NewJob {
+        source: record.source.into(),
+        record_id: record.record_id,
+        record_object: Some(record.object.into()),
+        account_id,
+        profile_key: resolved.profile_key,
+        profile_id: resolved.profile_id,
+        profile_urn: resolved.profile_urn,
+        message: resolved.message,
+        lead: LeadDetails {
+            linkedin_url: lead.linkedin_url,
+            first_name: lead.first_name,
+            last_name: lead.last_name,
+            company: lead.company,
+        },
+        invalid_reason: resolved.invalid_reason,
+        delivery_id: record.delivery_id,
+        enrich,
+        one_open_job_per_record: true,
+        writeback_targets: crate::crm::targets_for(&state.config, record.source),
+    }
+}
+
+/// The answer for one event: 202 with the new job, or 200 with the job it already has.
+pub(crate) fn job_answer(outcome: IngestOutcome) -> Result<Response, IngestError> {
+    Ok(match outcome {
+        IngestOutcome::Created { job_id, .. } => {
+            (StatusCode::ACCEPTED, axum::Json(json!({"jobId": job_id}))).into_response()
+        }
+        IngestOutcome::Duplicate { job_id, status } => (
+            StatusCode::OK,
+            axum::Json(json!({"jobId": job_id, "duplicate": true, "status": status})),
+        )
+            .into_response(),
+    })
+}
+
+/// Counts an acknowledged event that leadlink does not act on.
+pub(crate) fn count_ignored<Q: Queue, S: Store>(state: &IngestState<Q, S>, kind: &str) -> u64 {
+    let mut ignored = state.ignored.lock().expect("counter lock");
+    let count = ignored.entry(kind.to_string()).or_default();
+    *count += 1;
+    *count
+}
+
 pub fn router<Q: Queue, S: Store>(state: Arc<IngestState<Q, S>>) -> Router {
     let body_limit = usize::try_from(state.config.server.body_limit.as_u64()).unwrap_or(usize::MAX);
     Router::new()
         .route("/webhooks/events", post(events::receive::<Q, S>))
+        .route("/webhooks/hubspot", post(hubspot::receive_batch::<Q, S>))
+        .route(
+            "/webhooks/hubspot/workflow",
+            post(hubspot::receive_workflow::<Q, S>),
+        )
+        .route(
+            "/webhooks/salesforce",
+            post(salesforce::receive_outbound::<Q, S>),
+        )
+        .route(
+            "/webhooks/salesforce/events",
+            post(salesforce::receive_callout::<Q, S>),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<Q, S>))
         .route("/admin/jobs", get(admin::list_jobs::<Q, S>))

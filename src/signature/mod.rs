@@ -2,6 +2,8 @@
 //! injected so that timestamp windows are testable. One module per scheme; the pieces every
 //! scheme needs (constant-time comparison, the timestamp window, header access) live here.
 
+pub mod hmac_callout;
+pub mod hubspot;
 pub mod standard_webhooks;
 
 use chrono::{DateTime, Duration, Utc};

@@ -17,8 +17,10 @@ use uuid::Uuid;
 pub struct NewJob {
     pub source: String,
     pub record_id: String,
+    pub record_object: Option<String>,
     pub account_id: String,
-    /// The lead's identity (slug or URN); `None` when the event had no usable profile.
+    /// The lead's identity (slug or URN); `None` when the event had no usable profile or
+    /// the lead is still to be read from the CRM (`enrich`).
     pub profile_key: Option<String>,
     pub profile_id: Option<String>,
     pub profile_urn: Option<String>,
@@ -28,6 +30,11 @@ pub struct NewJob {
     pub invalid_reason: Option<String>,
     /// The source's delivery id, the idempotency key.
     pub delivery_id: Option<String>,
+    /// The connect stage reads the lead from the CRM before anything else.
+    pub enrich: bool,
+    /// A CRM record has one open job: a further event for it attaches to that job.
+    pub one_open_job_per_record: bool,
+    pub writeback_targets: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,9 +89,30 @@ pub struct Transition {
     pub only_from: Vec<Status>,
     /// Start counting attempts afresh (an operator's retry).
     pub reset_attempts: bool,
+    /// This try counts against the retry budget although nothing was sent (a failed CRM read).
+    pub count_attempt: bool,
     /// The API refused the send outright, so the request it took from the account's week is
     /// given back (the answer's own headers, recorded with it, keep the count honest).
     pub send_not_counted: bool,
+}
+
+/// What the CRM told the connect stage about a job's lead.
+#[derive(Debug, Clone)]
+pub struct Enrichment {
+    pub account_id: String,
+    /// `None` for a lead the CRM gave no usable profile for; the job then ends `invalid`.
+    pub profile_key: Option<String>,
+    pub profile_id: Option<String>,
+    pub profile_urn: Option<String>,
+    pub message: Option<String>,
+    pub lead: LeadDetails,
+}
+
+#[derive(Debug)]
+pub enum Enriched {
+    Ready(Box<Job>),
+    /// Another open or successful job already has this lead on this account.
+    SameLeadAs(Box<Job>),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -105,6 +133,8 @@ pub struct JobHistory {
 }
 
 const ENDED_FOR_IDENTITY: &str = "('failed', 'profile_not_found', 'invalid')";
+const ENDED: &str = "('sent', 'already_connected', 'invitation_pending', 'profile_not_found', \
+     'failed', 'invalid')";
 
 /// Jobs: creation, leases, transitions, look-ups and the operator's actions.
 pub trait JobStore {
@@ -125,6 +155,16 @@ pub trait JobStore {
         lease: chrono::Duration,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+
+    /// Records the lead the CRM returned for a leased job, unless another job already has
+    /// that lead on that account (the unique indexes decide, so concurrent workers agree).
+    fn enrich(
+        &self,
+        job_id: Uuid,
+        owner: &str,
+        enrichment: &Enrichment,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Enriched, StoreError>> + Send;
 
     /// Marks the start of a `POST /connect` and renews the lease to cover the call; returns
     /// this attempt's number. Fails if the lease was lost or has run out.
@@ -235,6 +275,64 @@ impl JobStore for PgStore {
         Ok(Claim::Claimed(Box::new(ClaimedJob { job, in_doubt })))
     }
 
+    async fn enrich(
+        &self,
+        job_id: Uuid,
+        owner: &str,
+        e: &Enrichment,
+        now: DateTime<Utc>,
+    ) -> Result<Enriched, StoreError> {
+        let lead = serde_json::to_value(&e.lead).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(&format!(
+            "UPDATE jobs SET account_id = $3, profile_key = $4, profile_id = $5, profile_urn = $6, \
+             message = $7, lead = $8, enrich = false, attempts = 0, updated_at = $9 \
+             WHERE id = $1 AND lease_owner = $2 RETURNING {JOB_COLUMNS}"
+        ))
+        .bind(job_id)
+        .bind(owner)
+        .bind(&e.account_id)
+        .bind(&e.profile_key)
+        .bind(&e.profile_id)
+        .bind(&e.profile_urn)
+        .bind(&e.message)
+        .bind(&lead)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::from);
+        match updated {
+            Ok(Some(row)) => {
+                let job = job_from_row(&row)?;
+                let detail = json!({"accountId": e.account_id, "profileId": e.profile_id,
+                    "profileUrn": e.profile_urn, "lead": lead});
+                record_event(&mut tx, job_id, now, "enriched", None, detail).await?;
+                tx.commit().await?;
+                Ok(Enriched::Ready(Box::new(job)))
+            }
+            Ok(None) => Err(StoreError::LeaseLost(job_id)),
+            Err(error) if error.is_unique_violation() => {
+                tx.rollback().await?;
+                let row = sqlx::query(&format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE account_id = $1 AND id <> $2 \
+                     AND (profile_key = $3 OR profile_urn = $3 OR profile_key = $4 OR profile_urn = $4) \
+                     AND status NOT IN {ENDED_FOR_IDENTITY} ORDER BY created_at LIMIT 1"
+                ))
+                .bind(&e.account_id)
+                .bind(job_id)
+                .bind(&e.profile_key)
+                .bind(&e.profile_urn)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Conflict("the job that had this lead ended meanwhile".into())
+                })?;
+                Ok(Enriched::SameLeadAs(Box::new(job_from_row(&row)?)))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
     async fn send_started(
         &self,
         job_id: Uuid,
@@ -330,7 +428,7 @@ impl JobStore for PgStore {
         };
         let row = sqlx::query(&format!(
             "UPDATE jobs SET status = $2, error = $3, \
-             attempts = CASE WHEN $4 THEN 0 ELSE attempts END, \
+             attempts = CASE WHEN $4 THEN 0 WHEN $12 THEN attempts + 1 ELSE attempts END, \
              hold_until = $5, retry_at = $6, due_at = $7, sequence = $8, changed_at = $9, \
              lease_owner = NULL, lease_until = NULL, \
              send_started_at = CASE WHEN $10 THEN NULL ELSE send_started_at END, updated_at = $11 \
@@ -347,6 +445,7 @@ impl JobStore for PgStore {
         .bind(changed_at)
         .bind(change.send_settled)
         .bind(now)
+        .bind(change.count_attempt)
         .fetch_one(&mut *tx)
         .await?;
         let mut job = job_from_row(&row)?;
@@ -530,6 +629,24 @@ impl PgStore {
                 });
             }
         }
+        if new.one_open_job_per_record {
+            let existing: Option<(Uuid, String)> = sqlx::query_as(&format!(
+                "SELECT id, status FROM jobs WHERE source = $1 AND record_id = $2 \
+                 AND status NOT IN {ENDED} ORDER BY created_at LIMIT 1"
+            ))
+            .bind(&new.source)
+            .bind(&new.record_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((job_id, status)) = existing {
+                remember_delivery(&mut tx, new, job_id, now, "duplicate_event", None).await?;
+                tx.commit().await?;
+                return Ok(IngestOutcome::Duplicate {
+                    job_id,
+                    status: parse_status(&status)?,
+                });
+            }
+        }
         if let Some(profile_key) = &new.profile_key {
             let existing: Option<(Uuid, String)> = sqlx::query_as(&format!(
                 "SELECT id, status FROM jobs WHERE account_id = $1 \
@@ -559,8 +676,10 @@ impl PgStore {
         let due_at = (status == Status::Queued).then_some(now);
         let row = sqlx::query(&format!(
             "INSERT INTO jobs (id, source, record_id, account_id, profile_key, profile_id, profile_urn, \
-             message, lead, status, error, sequence, changed_at, due_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $13) RETURNING {JOB_COLUMNS}"
+             message, lead, status, error, sequence, changed_at, due_at, record_object, enrich, \
+             writeback_targets) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $13, $14, $15, $16) \
+             RETURNING {JOB_COLUMNS}"
         ))
         .bind(job_id)
         .bind(&new.source)
@@ -575,6 +694,9 @@ impl PgStore {
         .bind(&new.invalid_reason)
         .bind(now)
         .bind(due_at)
+        .bind(&new.record_object)
+        .bind(new.enrich && status == Status::Queued)
+        .bind(&new.writeback_targets)
         .fetch_one(&mut *tx)
         .await?;
         let job = job_from_row(&row)?;

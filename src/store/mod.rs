@@ -4,13 +4,16 @@
 //! Workers and handlers talk to it through domain operations only; no SQL leaves this module.
 
 mod accounts;
+mod crm_pauses;
 mod jobs;
 mod outbox;
 mod writebacks;
 
 pub use accounts::{AccountStore, AccountSummary, KeyPause};
+pub use crm_pauses::{CrmPause, CrmPauseStore};
 pub use jobs::{
-    Claim, ClaimedJob, IngestOutcome, JobFilter, JobHistory, JobStore, NewJob, Transition,
+    Claim, ClaimedJob, Enriched, Enrichment, IngestOutcome, JobFilter, JobHistory, JobStore,
+    NewJob, Transition,
 };
 pub use outbox::{OutboxMessage, OutboxStore, Topic};
 pub use writebacks::{
@@ -51,7 +54,15 @@ impl StoreError {
 /// Everything the workers and handlers need from storage, one trait per concern. PostgreSQL
 /// implements it; the planned embedded mode implements the same traits.
 pub trait Store:
-    JobStore + OutboxStore + WritebackStore + AccountStore + Clone + Send + Sync + 'static
+    JobStore
+    + OutboxStore
+    + WritebackStore
+    + AccountStore
+    + CrmPauseStore
+    + Clone
+    + Send
+    + Sync
+    + 'static
 {
     /// Whether the database answers now.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -61,8 +72,6 @@ pub trait Store:
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
-    /// Where status changes are written back (e.g. `callback`); one writeback row each.
-    writeback_targets: Vec<String>,
     /// How long a freshly written outbox row is left to the process that wrote it.
     relay_grace: chrono::Duration,
 }
@@ -71,7 +80,6 @@ impl PgStore {
     /// Connects and runs the migrations.
     pub async fn connect(
         config: &DatabaseConfig,
-        writeback_targets: Vec<String>,
         relay_grace: std::time::Duration,
     ) -> Result<PgStore, StoreError> {
         let options = PgConnectOptions::from_str(config.url.expose())?;
@@ -83,7 +91,6 @@ impl PgStore {
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(PgStore {
             pool,
-            writeback_targets,
             relay_grace: chrono::Duration::from_std(relay_grace)
                 .unwrap_or(chrono::Duration::seconds(10)),
         })
@@ -104,8 +111,9 @@ impl Store for PgStore {
 /// Two optional instants, as many small queries return.
 type TimePair = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
-const JOB_COLUMNS: &str = "id, source, record_id, account_id, profile_id, profile_urn, message, lead, \
-     status, error, hold_until, retry_at, attempts, sequence, changed_at, due_at, created_at";
+const JOB_COLUMNS: &str = "id, source, record_id, record_object, account_id, profile_id, profile_urn, \
+     message, lead, enrich, writeback_targets, status, error, hold_until, retry_at, attempts, sequence, \
+     changed_at, due_at, created_at";
 
 fn job_from_row(row: &sqlx::postgres::PgRow) -> Result<Job, StoreError> {
     let status: String = row.try_get("status")?;
@@ -114,12 +122,15 @@ fn job_from_row(row: &sqlx::postgres::PgRow) -> Result<Job, StoreError> {
         id: row.try_get("id")?,
         source: row.try_get("source")?,
         record_id: row.try_get("record_id")?,
+        record_object: row.try_get("record_object")?,
         account_id: row.try_get("account_id")?,
         profile_id: row.try_get("profile_id")?,
         profile_urn: row.try_get("profile_urn")?,
         message: row.try_get("message")?,
         lead: serde_json::from_value::<LeadDetails>(lead)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        enrich: row.try_get("enrich")?,
+        writeback_targets: row.try_get("writeback_targets")?,
         status: Status::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status}")))?,
         error: row.try_get("error")?,

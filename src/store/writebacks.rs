@@ -54,6 +54,11 @@ pub enum WritebackResult {
     Parked {
         reason: String,
     },
+    /// The target's credentials were refused: tried again at `until`, the try not counted.
+    Paused {
+        until: DateTime<Utc>,
+        reason: String,
+    },
 }
 
 /// Writebacks: claiming one for delivery and recording how it went.
@@ -165,14 +170,18 @@ impl WritebackStore for PgStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let id = work.id.to_string();
-        let (state, error, next) = match result {
-            WritebackResult::Delivered => ("delivered", None, now),
-            WritebackResult::Retry { at, error } => ("pending", Some(error.clone()), *at),
-            WritebackResult::Parked { reason } => ("parked", Some(reason.clone()), now),
+        let (state, error, next, counted) = match result {
+            WritebackResult::Delivered => ("delivered", None, now, true),
+            WritebackResult::Retry { at, error } => ("pending", Some(error.clone()), *at, true),
+            WritebackResult::Parked { reason } => ("parked", Some(reason.clone()), now, true),
+            WritebackResult::Paused { until, reason } => {
+                ("pending", Some(reason.clone()), *until, false)
+            }
         };
         let updated = sqlx::query(
             "UPDATE writebacks SET state = $2, last_error = $3, next_attempt_at = $4, lease_until = NULL, \
-             delivered_at = CASE WHEN $2 = 'delivered' THEN $5 ELSE delivered_at END \
+             delivered_at = CASE WHEN $2 = 'delivered' THEN $5 ELSE delivered_at END, \
+             attempts = CASE WHEN $7 THEN attempts ELSE attempts - 1 END \
              WHERE id = $1 AND state = 'pending' AND lease_until = $6",
         )
         .bind(work.id)
@@ -181,6 +190,7 @@ impl WritebackStore for PgStore {
         .bind(next)
         .bind(now)
         .bind(work.lease_until)
+        .bind(counted)
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
@@ -198,7 +208,7 @@ impl WritebackStore for PgStore {
             "writeback",
             None,
             json!({"target": work.target, "sequence": work.sequence, "attempt": work.attempt,
-                   "result": state, "error": error}),
+                   "result": if counted { state } else { "paused" }, "error": error}),
         )
         .await?;
         tx.commit().await?;
@@ -216,7 +226,7 @@ impl PgStore {
         let payload =
             serde_json::to_value(job.snapshot()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut publish = Vec::new();
-        for target in &self.writeback_targets {
+        for target in &job.writeback_targets {
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO writebacks (job_id, target, sequence, payload, next_attempt_at) \
                  VALUES ($1, $2, $3, $4, $5) RETURNING id",

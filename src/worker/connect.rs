@@ -22,11 +22,11 @@ const PAUSED_PARK: chrono::Duration = chrono::Duration::hours(1);
 const COMMIT_TRIES: u32 = 3;
 
 /// One claim of one job: the lease token and what the stage needs alongside it.
-struct Attempt<'a, Q: Queue, S: Store> {
-    s: &'a Services<Q, S>,
-    job: &'a Job,
+pub(super) struct Attempt<'a, Q: Queue, S: Store> {
+    pub(super) s: &'a Services<Q, S>,
+    pub(super) job: &'a Job,
     /// Unique per claim, so two handlers of one process can never share a lease.
-    owner: String,
+    pub(super) owner: String,
     lease: chrono::Duration,
 }
 
@@ -55,9 +55,22 @@ async fn run<Q: Queue, S: Store>(s: &Services<Q, S>, job_id: Uuid) -> Result<(),
         }
         Claim::Claimed(claimed) => claimed,
     };
+    let mut job = claimed.job;
+    if job.enrich {
+        let reading = Attempt {
+            s,
+            job: &job,
+            owner: owner.clone(),
+            lease,
+        };
+        let Some(enriched) = reading.enrich().await? else {
+            return Ok(());
+        };
+        job = enriched;
+    }
     let attempt = Attempt {
         s,
-        job: &claimed.job,
+        job: &job,
         owner,
         lease,
     };
@@ -291,7 +304,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
     }
 
     /// Commits a transition, trying again briefly: an outcome we know is worth keeping.
-    async fn apply(&self, transition: Transition) -> Result<(), WorkerError> {
+    pub(super) async fn apply(&self, transition: Transition) -> Result<(), WorkerError> {
         let mut tries = 0;
         let (job, publish) = loop {
             tries += 1;

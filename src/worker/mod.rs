@@ -3,6 +3,7 @@
 
 mod connect;
 pub mod decide;
+pub mod enrich;
 mod relay;
 mod writeback;
 
@@ -10,7 +11,8 @@ pub use relay::publish_now;
 
 use crate::config::Config;
 use crate::connectsafely;
-use crate::crm::Writers;
+use crate::crm::{Enricher, Writers};
+use crate::lead::MessageTemplate;
 use crate::queue::{Handled, Handler, Queue};
 use crate::store::{Store, StoreError, Topic};
 use std::sync::Arc;
@@ -31,6 +33,9 @@ pub struct Services<Q: Queue, S: Store> {
     pub queue: Q,
     pub api: connectsafely::Client,
     pub writers: Writers,
+    /// Reads leads from the CRM for events that carried only ids.
+    pub enricher: Enricher,
+    pub template: Option<MessageTemplate>,
     /// Names this process in job leases.
     pub worker_id: String,
 }

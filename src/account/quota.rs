@@ -1,0 +1,170 @@
+//! The week's connection-request quota as the API last reported it, and what may be spent.
+//!
+//! The API's `used` counts every action on the account, other tools' and people's too, so
+//! its numbers are the authority: leadlink only subtracts its own sends made since.
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+/// Where a quota reading came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaSource {
+    /// The `X-RateLimit-*` headers of a response.
+    Headers,
+    /// `GET /account/{id}/quota`.
+    Endpoint,
+}
+
+/// One reading of an account's weekly CONNECT quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub limit: u32,
+    pub used: u32,
+    pub remaining: u32,
+    /// When the window ends and `used` returns to 0 (the API's, never computed here).
+    pub reset_at: DateTime<Utc>,
+    pub observed_at: DateTime<Utc>,
+    pub source: QuotaSource,
+}
+
+impl Quota {
+    /// Whether this reading describes the window running at `now`.
+    pub fn is_current(&self, now: DateTime<Utc>) -> bool {
+        now < self.reset_at
+    }
+}
+
+/// What leadlink may still send this window: the API's remaining (or limit - used, whichever
+/// is smaller), less the `reserve` kept for people, less our sends since the reading.
+pub fn remaining_for_us(quota: &Quota, reserve: u32, sends_since_observed: u32) -> i64 {
+    let remaining = quota.remaining.min(quota.limit.saturating_sub(quota.used));
+    i64::from(remaining) - i64::from(reserve) - i64::from(sends_since_observed)
+}
+
+/// When a known quota has nothing left for us: its reset. An old reading of the running
+/// window is good enough for this, as `used` only grows within a window.
+pub fn spent_until(
+    quota: Option<&Quota>,
+    reserve: u32,
+    sends_since_observed: u32,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    quota
+        .filter(|q| q.is_current(now) && remaining_for_us(q, reserve, sends_since_observed) <= 0)
+        .map(|q| q.reset_at)
+}
+
+/// Whether the quota must be read from the endpoint before a send: nothing is known, the
+/// reading is older than `stale_after` (another tool may have spent some), its window has
+/// reset, or a hold (`hold_ended`, the end of the last hold or block) ended since.
+pub fn needs_quota_read(
+    known: Option<&Quota>,
+    hold_ended: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    stale_after: TimeDelta,
+) -> bool {
+    let Some(quota) = known else {
+        return true;
+    };
+    let after_hold = hold_ended.is_some_and(|end| end <= now && quota.observed_at < end);
+    !quota.is_current(now) || now - quota.observed_at >= stale_after || after_hold
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn quota(used: u32, observed: &str) -> Quota {
+        Quota {
+            limit: 90,
+            used,
+            remaining: 90 - used,
+            reset_at: at("2026-11-09T00:00:00Z"),
+            observed_at: at(observed),
+            source: QuotaSource::Endpoint,
+        }
+    }
+
+    #[test]
+    fn reserve_and_our_later_sends_come_off_the_remaining() {
+        let q = quota(80, "2026-11-04T10:00:00Z");
+        assert_eq!(remaining_for_us(&q, 0, 0), 10);
+        assert_eq!(remaining_for_us(&q, 5, 3), 2);
+        assert_eq!(remaining_for_us(&q, 5, 6), -1);
+        // Headers that disagree: the smaller figure wins.
+        let odd = Quota { remaining: 20, ..q };
+        assert_eq!(remaining_for_us(&odd, 0, 0), 10);
+    }
+
+    #[test]
+    fn spent_until_the_reset_of_the_running_window_only() {
+        let q = quota(85, "2026-11-04T10:00:00Z");
+        let now = at("2026-11-06T10:00:00Z");
+        assert_eq!(spent_until(Some(&q), 5, 0, now), Some(q.reset_at));
+        assert_eq!(spent_until(Some(&q), 0, 4, now), None);
+        assert_eq!(spent_until(Some(&q), 0, 5, now), Some(q.reset_at));
+        assert_eq!(spent_until(Some(&q), 5, 0, q.reset_at), None);
+        assert_eq!(spent_until(None, 5, 0, now), None);
+    }
+
+    #[test]
+    fn read_when_unknown_stale_reset_or_after_a_hold() {
+        let stale = TimeDelta::minutes(15);
+        let q = quota(10, "2026-11-04T10:00:00Z");
+        assert!(needs_quota_read(
+            None,
+            None,
+            at("2026-11-04T10:00:00Z"),
+            stale
+        ));
+        assert!(!needs_quota_read(
+            Some(&q),
+            None,
+            at("2026-11-04T10:14:59Z"),
+            stale
+        ));
+        assert!(needs_quota_read(
+            Some(&q),
+            None,
+            at("2026-11-04T10:15:00Z"),
+            stale
+        ));
+        let fresh_after_reset = Quota {
+            observed_at: at("2026-11-08T23:59:00Z"),
+            ..q
+        };
+        assert!(needs_quota_read(
+            Some(&fresh_after_reset),
+            None,
+            at("2026-11-09T00:00:00Z"),
+            stale
+        ));
+        // A hold that ended after the reading: read again; one that ended before: no need.
+        let hold = Some(at("2026-11-04T10:05:00Z"));
+        assert!(!needs_quota_read(
+            Some(&q),
+            hold,
+            at("2026-11-04T10:04:00Z"),
+            stale
+        ));
+        assert!(needs_quota_read(
+            Some(&q),
+            hold,
+            at("2026-11-04T10:06:00Z"),
+            stale
+        ));
+        let read_after = Quota {
+            observed_at: at("2026-11-04T10:06:00Z"),
+            ..q
+        };
+        assert!(!needs_quota_read(
+            Some(&read_after),
+            hold,
+            at("2026-11-04T10:07:00Z"),
+            stale
+        ));
+    }
+}

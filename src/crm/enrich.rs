@@ -1,0 +1,220 @@
+//! A lead as a CRM record holds it, read by the connect stage when the event carried only
+//! ids, and the owner routing that picks the rep's LinkedIn account.
+
+use super::api::{CallOutcome, RecordFields};
+use super::hubspot::{HubSpotClient, HubSpotCrmConfig};
+use super::salesforce::{SalesforceClient, SalesforceCrmConfig};
+use super::{Clients, HUBSPOT, SALESFORCE};
+use crate::config::{Config, CrmConfig};
+use crate::job::Job;
+
+/// HubSpot's owner property and standard name fields.
+const HUBSPOT_OWNER: &str = "hubspot_owner_id";
+const HUBSPOT_NAMES: [&str; 3] = ["firstname", "lastname", "company"];
+const SALESFORCE_OWNER: &str = "OwnerId";
+
+/// The lead's data in a CRM record, whatever the CRM calls its fields.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CrmLead {
+    pub linkedin_url: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub company: Option<String>,
+    pub owner_id: Option<String>,
+}
+
+/// A HubSpot contact's properties as a lead.
+pub fn hubspot_lead(properties: &RecordFields, linkedin_url_property: &str) -> CrmLead {
+    let get = |name: &str| present(properties.get(name));
+    CrmLead {
+        linkedin_url: get(linkedin_url_property),
+        first_name: get("firstname"),
+        last_name: get("lastname"),
+        company: get("company"),
+        owner_id: get(HUBSPOT_OWNER),
+    }
+}
+
+/// A Salesforce Lead's or Contact's fields as a lead.
+pub fn salesforce_lead(fields: &RecordFields, linkedin_url_field: &str) -> CrmLead {
+    let get = |name: &str| present(fields.get(name));
+    CrmLead {
+        linkedin_url: get(linkedin_url_field),
+        first_name: get("FirstName"),
+        last_name: get("LastName"),
+        company: get("Company"),
+        owner_id: get(SALESFORCE_OWNER),
+    }
+}
+
+fn present(value: Option<&String>) -> Option<String> {
+    value
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+/// The ConnectSafely account for a record of `source`: its owner's, when
+/// `[crm.<source>.owners]` maps it, else the fallback.
+pub fn route_account(
+    crm: &CrmConfig,
+    source: &str,
+    owner_id: Option<&str>,
+    fallback: Option<&str>,
+) -> String {
+    let owners_account = owner_id.and_then(|owner| match source {
+        HUBSPOT => crm
+            .hubspot
+            .as_ref()
+            .and_then(|c| c.owners.get(owner))
+            .map(String::as_str),
+        SALESFORCE => crm
+            .salesforce
+            .as_ref()
+            .and_then(|c| c.account_for_owner(owner)),
+        _ => None,
+    });
+    owners_account.or(fallback).unwrap_or_default().to_string()
+}
+
+/// Reads leads from the CRMs that are configured.
+pub struct Enricher {
+    hubspot: Option<(HubSpotClient, HubSpotCrmConfig)>,
+    salesforce: Option<(SalesforceClient, SalesforceCrmConfig)>,
+    crm: CrmConfig,
+    hubspot_fallback: Option<String>,
+    salesforce_fallback: Option<String>,
+}
+
+impl Enricher {
+    pub fn new(config: &Config, clients: &Clients) -> Enricher {
+        let default = config.connectsafely.default_account_id.clone();
+        Enricher {
+            hubspot: clients.hubspot.clone().zip(config.crm.hubspot.clone()),
+            salesforce: clients
+                .salesforce
+                .clone()
+                .zip(config.crm.salesforce.clone()),
+            crm: config.crm.clone(),
+            hubspot_fallback: config
+                .sources
+                .hubspot
+                .as_ref()
+                .and_then(|s| s.account_id.clone())
+                .or(default.clone()),
+            salesforce_fallback: config
+                .sources
+                .salesforce
+                .as_ref()
+                .and_then(|s| s.account_id.clone())
+                .or(default),
+        }
+    }
+
+    /// The lead behind a job's record, read from the CRM the job came from.
+    pub async fn read(&self, job: &Job) -> CallOutcome<CrmLead> {
+        match (job.source.as_str(), &self.hubspot, &self.salesforce) {
+            (HUBSPOT, Some((client, config)), _) => {
+                let mut properties = vec![config.linkedin_url_property.clone()];
+                properties.extend(HUBSPOT_NAMES.map(str::to_owned));
+                properties.push(HUBSPOT_OWNER.to_owned());
+                client
+                    .read_contact(&job.record_id, &properties)
+                    .await
+                    .map(|fields| hubspot_lead(&fields, &config.linkedin_url_property))
+            }
+            (SALESFORCE, _, Some((client, config))) => {
+                let object = job.record_object.as_deref().unwrap_or("Lead");
+                let mut fields = vec![
+                    config.linkedin_url_field.clone(),
+                    "FirstName".to_owned(),
+                    "LastName".to_owned(),
+                    SALESFORCE_OWNER.to_owned(),
+                ];
+                // Contacts have no Company field; their company is on the Account.
+                if object == "Lead" {
+                    fields.push("Company".to_owned());
+                }
+                client
+                    .read_record(object, &job.record_id, &fields)
+                    .await
+                    .map(|fields| salesforce_lead(&fields, &config.linkedin_url_field))
+            }
+            (source, ..) => CallOutcome::Refused {
+                reason: format!("no CRM is configured to read `{source}` records ([crm.{source}])"),
+            },
+        }
+    }
+
+    /// The account that sends for a record of `source` owned by `owner_id`.
+    pub fn account_for(&self, source: &str, owner_id: Option<&str>) -> String {
+        let fallback = match source {
+            HUBSPOT => self.hubspot_fallback.as_deref(),
+            _ => self.salesforce_fallback.as_deref(),
+        };
+        route_account(&self.crm, source, owner_id, fallback)
+    }
+
+    /// The LinkedIn URL field's name in `source`, for error messages.
+    pub fn url_field(&self, source: &str) -> &str {
+        match (source, &self.hubspot, &self.salesforce) {
+            (HUBSPOT, Some((_, c)), _) => &c.linkedin_url_property,
+            (SALESFORCE, _, Some((_, c))) => &c.linkedin_url_field,
+            _ => "LinkedIn URL",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_route_to_their_account_and_others_to_the_fallback() {
+        let mut hubspot = HubSpotCrmConfig::default();
+        hubspot.owners.insert("42".into(), "acc_rep".into());
+        let crm = CrmConfig {
+            hubspot: Some(hubspot),
+            ..CrmConfig::default()
+        };
+        let route = |owner, fallback| route_account(&crm, HUBSPOT, owner, fallback);
+        assert_eq!(route(Some("42"), Some("acc_default")), "acc_rep");
+        assert_eq!(route(Some("7"), Some("acc_default")), "acc_default");
+        assert_eq!(route(None, None), "");
+        assert_eq!(route_account(&crm, SALESFORCE, Some("42"), None), "");
+    }
+
+    #[test]
+    fn record_fields_become_a_lead_and_blank_values_count_as_absent() {
+        let fields = RecordFields::from([
+            (
+                "hs_linkedin_url".into(),
+                "https://linkedin.com/in/ada".into(),
+            ),
+            ("firstname".into(), "Ada".into()),
+            ("company".into(), "  ".into()),
+            ("hubspot_owner_id".into(), "42".into()),
+        ]);
+        let lead = hubspot_lead(&fields, "hs_linkedin_url");
+        assert_eq!(
+            lead.linkedin_url.as_deref(),
+            Some("https://linkedin.com/in/ada")
+        );
+        assert_eq!(lead.first_name.as_deref(), Some("Ada"));
+        assert_eq!(lead.company, None);
+        assert_eq!(lead.owner_id.as_deref(), Some("42"));
+        let fields = RecordFields::from([
+            (
+                "LinkedIn_URL__c".into(),
+                "https://linkedin.com/in/bo".into(),
+            ),
+            ("OwnerId".into(), "005xx".into()),
+        ]);
+        let lead = salesforce_lead(&fields, "LinkedIn_URL__c");
+        assert_eq!(
+            lead.linkedin_url.as_deref(),
+            Some("https://linkedin.com/in/bo")
+        );
+        assert_eq!(lead.owner_id.as_deref(), Some("005xx"));
+    }
+}

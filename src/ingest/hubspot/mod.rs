@@ -1,0 +1,151 @@
+//! `POST /webhooks/hubspot` (app-subscription batches) and `POST /webhooks/hubspot/workflow`
+//! (workflow "Send a webhook" actions), both signed with the app's client secret.
+
+pub mod payload;
+
+use super::{CrmRecord, IngestError, IngestState};
+use crate::crm::HUBSPOT;
+use crate::crm::enrich::hubspot_lead;
+use crate::queue::Queue;
+use crate::signature::hubspot as signature;
+use crate::store::{IngestOutcome, Store};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use payload::{HubSpotSourceConfig, Judged};
+use serde_json::json;
+use std::sync::Arc;
+
+/// The CRM object HubSpot jobs are about.
+const CONTACT: &str = "contact";
+
+fn source<Q: Queue, S: Store>(
+    state: &IngestState<Q, S>,
+) -> Result<&HubSpotSourceConfig, IngestError> {
+    state.config.sources.hubspot.as_ref().ok_or_else(|| {
+        IngestError::NotFound("the HubSpot source is not configured ([sources.hubspot])".into())
+    })
+}
+
+/// Checks HubSpot's signature over the URL HubSpot called (the public one, not ours).
+fn verify(
+    config: &HubSpotSourceConfig,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), IngestError> {
+    let path_and_query = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let (Some(signed_uri), Some(secret)) = (
+        config.signed_uri(path_and_query),
+        config.client_secret.as_ref(),
+    ) else {
+        return Err(IngestError::NotFound(
+            "sources.hubspot needs public_url and client_secret".into(),
+        ));
+    };
+    signature::verify(
+        &Method::POST,
+        &signed_uri,
+        body,
+        headers,
+        secret,
+        Utc::now(),
+    )
+    .map(|_| ())
+    .map_err(|e| IngestError::Unauthorized(format!("signature rejected: {e}")))
+}
+
+/// App subscriptions: each event is judged on its own and the batch is answered 200 unless
+/// nothing could be committed, since HubSpot retries the whole batch on any error.
+pub async fn receive_batch<Q: Queue, S: Store>(
+    State(state): State<Arc<IngestState<Q, S>>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, IngestError> {
+    let config = source(&state)?;
+    verify(config, &uri, &headers, &body)?;
+    let judged = payload::parse_batch(&body).map_err(|e| IngestError::BadRequest {
+        field: None,
+        message: e.to_string(),
+    })?;
+    let triggers = config.triggers();
+    let (mut accepted, mut duplicates, mut ignored, mut malformed) = (0, 0, 0, 0);
+    for item in judged {
+        let event = match item {
+            Judged::Event(event) => event,
+            Judged::Malformed { index, reason } => {
+                tracing::warn!(index, reason, "malformed HubSpot event skipped");
+                super::count_ignored(&state, "hubspot.malformed");
+                malformed += 1;
+                continue;
+            }
+        };
+        let Some(qualification) = payload::qualifies(&event, &triggers) else {
+            super::count_ignored(&state, &format!("hubspot.{}", event.subscription_type));
+            ignored += 1;
+            continue;
+        };
+        tracing::debug!(contact = %event.object_id, %qualification, "HubSpot contact qualified");
+        let record = CrmRecord {
+            source: HUBSPOT,
+            record_id: event.object_id.clone(),
+            object: CONTACT,
+            delivery_id: Some(event.idempotency_key()),
+            fallback_account: default_account(&state, config),
+        };
+        let new = super::crm_job(&state, record, None);
+        match super::accept(&state, &new).await? {
+            IngestOutcome::Created { .. } => accepted += 1,
+            IngestOutcome::Duplicate { .. } => duplicates += 1,
+        }
+    }
+    Ok((
+        StatusCode::OK,
+        axum::Json(json!({
+            "accepted": accepted, "duplicates": duplicates, "ignored": ignored,
+            "malformed": malformed,
+        })),
+    )
+        .into_response())
+}
+
+/// Workflow actions: the payload carries the contact's properties, so the job needs no read
+/// from HubSpot when the LinkedIn URL is among them.
+pub async fn receive_workflow<Q: Queue, S: Store>(
+    State(state): State<Arc<IngestState<Q, S>>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, IngestError> {
+    let config = source(&state)?;
+    verify(config, &uri, &headers, &body)?;
+    let record = payload::parse_workflow(&body).map_err(|e| IngestError::BadRequest {
+        field: None,
+        message: e.to_string(),
+    })?;
+    let crm = state.config.crm.hubspot.as_ref();
+    let url_property = crm.map_or("hs_linkedin_url", |c| c.linkedin_url_property.as_str());
+    let lead = hubspot_lead(&record.fields, url_property);
+    let record = CrmRecord {
+        source: HUBSPOT,
+        record_id: record.contact_id,
+        object: CONTACT,
+        // Workflow requests carry no delivery id: the open job per contact is the guard.
+        delivery_id: None,
+        fallback_account: default_account(&state, config),
+    };
+    super::job_answer(super::accept(&state, &super::crm_job(&state, record, Some(lead))).await?)
+}
+
+fn default_account<Q: Queue, S: Store>(
+    state: &IngestState<Q, S>,
+    config: &HubSpotSourceConfig,
+) -> Option<String> {
+    config
+        .account_id
+        .clone()
+        .or_else(|| state.config.connectsafely.default_account_id.clone())
+}

@@ -1,0 +1,64 @@
+//! CRMs whose credentials were refused: shown to people until a call works again.
+
+use super::{PgStore, StoreError};
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct CrmPause {
+    pub crm: String,
+    pub reason: String,
+    pub paused_at: DateTime<Utc>,
+}
+
+pub trait CrmPauseStore {
+    fn pause_crm(
+        &self,
+        crm: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn resume_crm(&self, crm: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn crm_pauses(&self) -> impl Future<Output = Result<Vec<CrmPause>, StoreError>> + Send;
+}
+
+impl CrmPauseStore for PgStore {
+    async fn pause_crm(
+        &self,
+        crm: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO crm_pauses (crm, reason, paused_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (crm) DO UPDATE SET reason = EXCLUDED.reason",
+        )
+        .bind(crm)
+        .bind(reason)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn resume_crm(&self, crm: &str) -> Result<(), StoreError> {
+        let resumed = sqlx::query("DELETE FROM crm_pauses WHERE crm = $1")
+            .bind(crm)
+            .execute(&self.pool)
+            .await?;
+        if resumed.rows_affected() > 0 {
+            tracing::warn!(crm, "the CRM accepts leadlink's credentials again");
+        }
+        Ok(())
+    }
+
+    async fn crm_pauses(&self) -> Result<Vec<CrmPause>, StoreError> {
+        Ok(sqlx::query_as::<_, CrmPause>(
+            "SELECT crm, reason, paused_at FROM crm_pauses ORDER BY crm",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

@@ -1,0 +1,249 @@
+//! The connect stage's first step for a job whose event carried only the CRM record's id:
+//! read the lead from the CRM, route it to its owner's account, and find out whether another
+//! job already has that lead.
+
+use super::WorkerError;
+use super::connect::Attempt;
+use crate::config::RetryConfig;
+use crate::crm::api::CallOutcome;
+use crate::crm::enrich::CrmLead;
+use crate::job::{Job, LeadDetails, Status};
+use crate::lead::{self, LeadFields, LeadInput, MessageTemplate, Overflow};
+use crate::queue::Queue;
+use crate::retry;
+use crate::store::{Enriched, Enrichment, Store, Transition};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+/// How soon a job that waits for another job's outcome looks again, at the least.
+const SAME_LEAD_RECHECK: chrono::Duration = chrono::Duration::seconds(30);
+
+/// The job's lead as the CRM gave it, and why it cannot be used, if it cannot.
+pub fn lead_from_crm(
+    crm: &CrmLead,
+    account_id: String,
+    template: Option<&MessageTemplate>,
+    overflow: Overflow,
+    url_field: &str,
+) -> (Enrichment, Option<String>) {
+    let fields = LeadFields {
+        first_name: crm.first_name.clone(),
+        last_name: crm.last_name.clone(),
+        company: crm.company.clone(),
+    };
+    let input = LeadInput {
+        linkedin_url: crm.linkedin_url.as_deref(),
+        profile_id: None,
+        profile_urn: None,
+        message: None,
+        fields: &fields,
+    };
+    let resolved = lead::resolve_lead(&input, template, overflow);
+    let invalid = match (&crm.linkedin_url, resolved.invalid_reason) {
+        (None, _) => Some(format!(
+            "the CRM record has no LinkedIn URL (field `{url_field}`)"
+        )),
+        (Some(_), reason) => reason,
+    };
+    let enrichment = Enrichment {
+        account_id,
+        profile_key: resolved.profile_key,
+        profile_id: resolved.profile_id,
+        profile_urn: resolved.profile_urn,
+        message: resolved.message,
+        lead: LeadDetails {
+            linkedin_url: crm.linkedin_url.clone(),
+            first_name: crm.first_name.clone(),
+            last_name: crm.last_name.clone(),
+            company: crm.company.clone(),
+        },
+    };
+    (enrichment, invalid)
+}
+
+/// What the stage does with the CRM's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AfterRead {
+    Lead(CrmLead),
+    /// The CRM refused our credentials: not the lead's fault, so the job is `paused` until
+    /// a read works again.
+    Pause {
+        reason: String,
+    },
+    Retry {
+        retry_at: DateTime<Utc>,
+        error: String,
+    },
+    Fail {
+        error: String,
+    },
+}
+
+pub fn after_read(
+    outcome: CallOutcome<CrmLead>,
+    attempt: u32,
+    policy: &RetryConfig,
+    now: DateTime<Utc>,
+    jitter: f64,
+) -> AfterRead {
+    let (error, after) = match outcome {
+        CallOutcome::Done(lead) => return AfterRead::Lead(lead),
+        CallOutcome::Gone { reason } => {
+            return AfterRead::Fail {
+                error: format!("the CRM record is gone: {reason}"),
+            };
+        }
+        CallOutcome::Refused { reason } => {
+            return AfterRead::Fail {
+                error: format!("the CRM refused to read the record: {reason}"),
+            };
+        }
+        CallOutcome::AuthFailed { reason } => return AfterRead::Pause { reason },
+        CallOutcome::Retry { after, error } => (error, after),
+    };
+    if !retry::may_retry(policy, attempt) {
+        return AfterRead::Fail {
+            error: format!("could not read the CRM record after {attempt} attempts: {error}"),
+        };
+    }
+    let delay = match after {
+        Some(asked) => retry::after_retry_after(policy, asked, jitter),
+        None => retry::backoff(policy, attempt, jitter),
+    };
+    AfterRead::Retry {
+        retry_at: now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1)),
+        error: format!("could not read the CRM record: {error}"),
+    }
+}
+
+/// The state of a job whose lead another job already has: that job's outcome once it has
+/// one, its waiting state until then.
+pub fn same_lead(other: &Job, now: DateTime<Utc>) -> Transition {
+    let note = format!(
+        "same LinkedIn profile as job {} (record {})",
+        other.id, other.record_id
+    );
+    if other.status.is_final() {
+        return Transition {
+            status: Some(other.status),
+            profile_urn: other.profile_urn.clone(),
+            calls: vec![json!({"sameLeadAs": other.id, "status": other.status})],
+            ..Default::default()
+        };
+    }
+    Transition {
+        status: Some(other.status),
+        error: Some(format!("{note}; waiting for its outcome")),
+        hold_until: other.hold_until,
+        retry_at: other.retry_at,
+        due_at: Some(other.due_at.unwrap_or(now).max(now + SAME_LEAD_RECHECK)),
+        calls: vec![json!({"sameLeadAs": other.id, "status": other.status})],
+        ..Default::default()
+    }
+}
+
+impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
+    /// Reads the lead; `Some(job)` when the job may go on to the send, `None` when it has
+    /// been settled here.
+    pub(super) async fn enrich(&self) -> Result<Option<Job>, WorkerError> {
+        let (s, job) = (self.s, self.job);
+        let now = Utc::now();
+        let outcome = s.enricher.read(job).await;
+        let call = json!({"call": "read CRM record", "source": job.source, "record": job.record_id,
+                          "result": describe(&outcome)});
+        let attempt = u32::try_from(job.attempts).unwrap_or(0) + 1;
+        let transition = match after_read(
+            outcome,
+            attempt,
+            &s.config.retry,
+            now,
+            retry::jitter_sample(),
+        ) {
+            AfterRead::Lead(crm) => return self.use_lead(crm, call).await,
+            AfterRead::Pause { reason } => {
+                tracing::error!(crm = %job.source, reason, "the CRM refused leadlink's credentials: reads wait until they work again; fix crm.{}", job.source);
+                s.store.pause_crm(&job.source, &reason, now).await?;
+                let interval = chrono::Duration::from_std(s.config.crm.probe_interval)
+                    .unwrap_or(chrono::Duration::minutes(1));
+                Transition {
+                    status: Some(Status::Paused),
+                    error: Some(format!("{} credentials refused: {reason}", job.source)),
+                    due_at: Some(now + interval),
+                    ..Default::default()
+                }
+            }
+            AfterRead::Retry { retry_at, error } => Transition {
+                status: Some(Status::Retrying),
+                error: Some(error),
+                retry_at: Some(retry_at),
+                count_attempt: true,
+                ..Default::default()
+            },
+            AfterRead::Fail { error } => Transition {
+                status: Some(Status::Failed),
+                error: Some(error),
+                ..Default::default()
+            },
+        };
+        self.apply(Transition {
+            calls: vec![call],
+            ..transition
+        })
+        .await?;
+        Ok(None)
+    }
+
+    async fn use_lead(
+        &self,
+        crm: CrmLead,
+        call: serde_json::Value,
+    ) -> Result<Option<Job>, WorkerError> {
+        let (s, job) = (self.s, self.job);
+        s.store.resume_crm(&job.source).await?;
+        let account_id = s.enricher.account_for(&job.source, crm.owner_id.as_deref());
+        let (enrichment, invalid) = lead_from_crm(
+            &crm,
+            account_id,
+            s.template.as_ref(),
+            s.config.message.overflow,
+            s.enricher.url_field(&job.source),
+        );
+        let enriched = s
+            .store
+            .enrich(job.id, &self.owner, &enrichment, Utc::now())
+            .await?;
+        match (enriched, invalid) {
+            (_, Some(reason)) => {
+                self.apply(Transition {
+                    status: Some(Status::Invalid),
+                    error: Some(reason),
+                    calls: vec![call],
+                    send_settled: true,
+                    ..Default::default()
+                })
+                .await?;
+                Ok(None)
+            }
+            (Enriched::SameLeadAs(other), None) => {
+                tracing::info!(other = %other.id, "another job has this lead");
+                let mut transition = same_lead(&other, Utc::now());
+                transition.calls.insert(0, call);
+                self.apply(transition).await?;
+                Ok(None)
+            }
+            (Enriched::Ready(job), None) => Ok(Some(*job)),
+        }
+    }
+}
+
+fn describe(outcome: &CallOutcome<CrmLead>) -> serde_json::Value {
+    match outcome {
+        CallOutcome::Done(lead) => {
+            json!({"linkedinUrl": lead.linkedin_url, "ownerId": lead.owner_id})
+        }
+        CallOutcome::Retry { error, .. } => json!({"retry": error}),
+        CallOutcome::Gone { reason } => json!({"gone": reason}),
+        CallOutcome::Refused { reason } => json!({"refused": reason}),
+        CallOutcome::AuthFailed { reason } => json!({"authFailed": reason}),
+    }
+}
