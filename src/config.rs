@@ -3,6 +3,7 @@
 //! Every secret may be written inline, set through the environment, or read from a file
 //! named by the sibling `<key>_file` key.
 
+use crate::account::policy::AccountsConfig;
 use crate::crm::hubspot::HubSpotCrmConfig;
 use crate::crm::salesforce::SalesforceCrmConfig;
 use crate::ingest::hubspot::payload::HubSpotSourceConfig;
@@ -335,6 +336,7 @@ pub struct Config {
     pub connectsafely: ConnectSafelyConfig,
     pub sources: SourcesConfig,
     pub crm: CrmConfig,
+    pub accounts: AccountsConfig,
     pub writeback: WritebackConfig,
     pub message: MessageConfig,
     pub retry: RetryConfig,
@@ -342,7 +344,7 @@ pub struct Config {
     pub faults: FaultsConfig,
 }
 
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "server",
     "log",
     "broker",
@@ -350,6 +352,7 @@ const SECTIONS: [&str; 12] = [
     "connectsafely",
     "sources",
     "crm",
+    "accounts",
     "writeback",
     "message",
     "retry",
@@ -423,6 +426,7 @@ impl Config {
         section!(connectsafely);
         section!(sources);
         section!(crm);
+        section!(accounts);
         section!(writeback);
         section!(message);
         section!(retry);
@@ -646,6 +650,7 @@ impl Config {
             }
         }
         self.check_crms(problems);
+        self.accounts.check(problems);
         if let Some(template) = &self.message.template
             && let Err(e) = MessageTemplate::new(template)
         {

@@ -1,9 +1,11 @@
 //! What the API told us about accounts (holds, rate-limit headers) and about the key.
 
 use super::outbox::{self, OutboxMessage, Topic};
-use super::{PgStore, StoreError, TimePair};
-use crate::account::{self, AccountState, Gate};
+use super::send_gate::{self, AccountReading, SendGate};
+use super::{PgStore, StoreError};
+use crate::account::policy::AccountPolicy;
 use crate::connectsafely::RateLimit;
+use crate::job::Job;
 use chrono::{DateTime, Utc};
 
 /// The key is refused since `since`; nobody sends until a probe succeeds.
@@ -30,7 +32,12 @@ pub struct AccountSummary {
 pub(super) async fn return_send_slot(
     tx: &mut sqlx::PgConnection,
     account_id: &str,
+    job_id: uuid::Uuid,
 ) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM account_sends WHERE job_id = $1")
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
         "UPDATE account_limits SET remaining = remaining + 1 \
          WHERE account_id = $1 AND action = 'CONNECT' AND remaining IS NOT NULL",
@@ -97,13 +104,25 @@ pub(super) async fn record_hold(
 
 /// What the API said about accounts and about the key.
 pub trait AccountStore {
-    /// The account gate for one send, decided under a row lock so that concurrent workers
-    /// cannot spend the same remaining request; an open gate takes one from `remaining`.
+    /// The account gate for one send, decided under the account's row lock so that
+    /// concurrent workers cannot spend the same request or send at once; `Send` takes the
+    /// account's send lease and one request of its week.
     fn take_send_slot(
         &self,
-        account_id: &str,
+        job: &Job,
+        policy: &AccountPolicy,
+        lease: chrono::Duration,
+        fresh_reading: bool,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Gate, StoreError>> + Send;
+    ) -> impl Future<Output = Result<SendGate, StoreError>> + Send;
+
+    /// Records what the quota and status endpoints said about an account.
+    fn record_account_reading(
+        &self,
+        account_id: &str,
+        reading: &AccountReading,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn accounts(&self) -> impl Future<Output = Result<Vec<AccountSummary>, StoreError>> + Send;
 
@@ -142,44 +161,22 @@ pub(super) async fn key_paused(tx: &mut sqlx::PgConnection) -> Result<bool, Stor
 impl AccountStore for PgStore {
     async fn take_send_slot(
         &self,
-        account_id: &str,
+        job: &Job,
+        policy: &AccountPolicy,
+        lease: chrono::Duration,
+        fresh_reading: bool,
         now: DateTime<Utc>,
-    ) -> Result<Gate, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let hold: Option<TimePair> =
-            sqlx::query_as("SELECT hold_until, blocked_until FROM accounts WHERE account_id = $1")
-                .bind(account_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let limit: Option<(Option<i32>, Option<DateTime<Utc>>)> = sqlx::query_as(
-            "SELECT remaining, reset_at FROM account_limits \
-             WHERE account_id = $1 AND action = 'CONNECT' FOR UPDATE",
-        )
-        .bind(account_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (hold_until, blocked_until) = hold.unwrap_or_default();
-        let (connect_remaining, connect_reset) = limit.unwrap_or_default();
-        let gate = account::gate(
-            &AccountState {
-                hold_until,
-                blocked_until,
-                connect_remaining,
-                connect_reset,
-            },
-            now,
-        );
-        if gate == Gate::Open && connect_remaining.is_some() {
-            sqlx::query(
-                "UPDATE account_limits SET remaining = remaining - 1 \
-                 WHERE account_id = $1 AND action = 'CONNECT'",
-            )
-            .bind(account_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(gate)
+    ) -> Result<SendGate, StoreError> {
+        send_gate::take_send_slot(self, job, policy, lease, fresh_reading, now).await
+    }
+
+    async fn record_account_reading(
+        &self,
+        account_id: &str,
+        reading: &AccountReading,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        send_gate::record_reading(self, account_id, reading, now).await
     }
 
     async fn accounts(&self) -> Result<Vec<AccountSummary>, StoreError> {

@@ -474,12 +474,13 @@ impl JobStore for PgStore {
         if let Some(due) = due_at {
             outbox::insert(&mut tx, Topic::Connect, &job_id.to_string(), due).await?;
         }
+        if change.send_not_counted {
+            accounts::return_send_slot(&mut tx, &job.account_id, job_id).await?;
+        }
         if let Some(limit) = &change.rate_limit {
-            if change.send_not_counted {
-                accounts::return_send_slot(&mut tx, &job.account_id).await?;
-            }
             accounts::record_rate_limit(&mut tx, &job.account_id, limit, now).await?;
         }
+        super::send_gate::release_account(&mut tx, job_id).await?;
         if let Some((hold_until, blocked_until, reason)) = &change.account_hold {
             accounts::record_hold(
                 &mut tx,

@@ -7,6 +7,7 @@ mod accounts;
 mod crm_pauses;
 mod jobs;
 mod outbox;
+mod send_gate;
 mod writebacks;
 
 pub use accounts::{AccountStore, AccountSummary, KeyPause};
@@ -16,6 +17,7 @@ pub use jobs::{
     NewJob, Transition,
 };
 pub use outbox::{OutboxMessage, OutboxStore, Topic};
+pub use send_gate::{AccountReading, SendGate};
 pub use writebacks::{
     WritebackClaim, WritebackResult, WritebackRow, WritebackStore, WritebackWork,
 };

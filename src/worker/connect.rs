@@ -2,7 +2,6 @@
 
 use super::decide::{self, Context, Decision, RelationshipCheck};
 use super::{Services, WorkerError, publish_now};
-use crate::account::Gate;
 use crate::connectsafely::{
     ApiError, ConnectRequest, ConnectResponse, RateLimit, RelationshipAnswer,
 };
@@ -27,7 +26,7 @@ pub(super) struct Attempt<'a, Q: Queue, S: Store> {
     pub(super) job: &'a Job,
     /// Unique per claim, so two handlers of one process can never share a lease.
     pub(super) owner: String,
-    lease: chrono::Duration,
+    pub(super) lease: chrono::Duration,
 }
 
 pub async fn handle<Q: Queue, S: Store>(
@@ -133,24 +132,11 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             }
         }
         // Only now, right before a send, does the job take one of the account's requests.
-        if let Gate::Held {
-            until,
-            hold_until,
-            reason,
-        } = s.store.take_send_slot(&job.account_id, now).await?
-        {
-            tracing::info!(%until, reason, "account may not send yet; job parked");
-            return self
-                .apply(Transition {
-                    calls,
-                    // Nothing is in flight: an in-doubt check above found no invitation.
-                    send_settled: true,
-                    status: Some(Status::Held),
-                    hold_until: hold_until.or(job.hold_until.filter(|h| *h > now)),
-                    retry_at: Some(until),
-                    ..Default::default()
-                })
-                .await;
+        if !self.pass_account_gate(&mut calls).await? {
+            return Ok(());
+        }
+        if !in_doubt && !self.relationship_allows_send(&mut calls).await? {
+            return Ok(());
         }
         let attempt = s
             .store
@@ -237,7 +223,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
     }
 
     /// Turns a decision into the job's next state and commits it with its history.
-    async fn settle(
+    pub(super) async fn settle(
         &self,
         decision: Decision,
         rate_limit: Option<RateLimit>,
@@ -332,7 +318,11 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         Ok(())
     }
 
-    async fn park_paused(&self, reason: &str, now: DateTime<Utc>) -> Result<(), WorkerError> {
+    pub(super) async fn park_paused(
+        &self,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), WorkerError> {
         self.apply(Transition {
             status: Some(Status::Paused),
             error: Some(reason.to_string()),
@@ -342,7 +332,11 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         .await
     }
 
-    async fn pause_key(&self, reason: &str, now: DateTime<Utc>) -> Result<(), WorkerError> {
+    pub(super) async fn pause_key(
+        &self,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), WorkerError> {
         tracing::error!(
             reason,
             "ConnectSafely refused the API key: every worker stops sending until it works again; \
@@ -374,7 +368,7 @@ fn connect_call(attempt: i32, result: &Result<ConnectResponse, ApiError>) -> ser
     }
 }
 
-fn relationship_call(answer: &RelationshipAnswer, why: &str) -> serde_json::Value {
+pub(super) fn relationship_call(answer: &RelationshipAnswer, why: &str) -> serde_json::Value {
     match answer {
         RelationshipAnswer::Found(r) => json!({
             "call": "GET /relationship", "why": why, "connected": r.connected,

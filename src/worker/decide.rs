@@ -174,6 +174,8 @@ pub enum RelationshipCheck {
     InDoubt,
     /// A 400 that did not say why.
     Unclear400 { error: String },
+    /// Before a first send: never invite someone connected or already invited.
+    BeforeSend,
 }
 
 /// `None` means: nothing is known that forbids sending; go ahead.
@@ -200,12 +202,13 @@ pub fn after_relationship(
         RelationshipAnswer::Found(rel) if rel.invitation_sent => match check {
             // Ours: the earlier send went out before its worker died.
             RelationshipCheck::InDoubt => finish(Status::Sent, rel.profile_urn.clone(), None),
-            RelationshipCheck::Unclear400 { .. } => {
+            // Nothing of ours went out: someone else's invitation is pending.
+            RelationshipCheck::Unclear400 { .. } | RelationshipCheck::BeforeSend => {
                 finish(Status::InvitationPending, rel.profile_urn.clone(), None)
             }
         },
         RelationshipAnswer::Found(_) => match check {
-            RelationshipCheck::InDoubt => None,
+            RelationshipCheck::InDoubt | RelationshipCheck::BeforeSend => None,
             RelationshipCheck::Unclear400 { error } => {
                 finish(Status::Failed, None, Some(error.clone()))
             }

@@ -4,6 +4,7 @@
 mod connect;
 pub mod decide;
 pub mod enrich;
+mod gate;
 mod relay;
 mod writeback;
 

@@ -175,6 +175,9 @@ impl TestEnv {
             base_delay = "500ms"
             max_delay = "1s"
             jitter = 0.0
+            [accounts.defaults]
+            pacing = false
+            quota_refresh = "2s"
             [worker]
             lease = "6s"
             relay_interval = "200ms"

@@ -1,0 +1,327 @@
+//! The account gate for one send, decided under the account's row lock so that every
+//! worker agrees: quota, holds, pacing and health (pure rules in `account::pacing`), one send
+//! at a time per account, and the account's backlog released oldest first.
+
+use super::outbox::{self, Topic};
+use super::{PgStore, StoreError};
+use crate::account::pacing::{self, AccountFacts, Decision};
+use crate::account::policy::AccountPolicy;
+use crate::account::projection::projected_sends;
+use crate::account::quota::{Quota, QuotaSource};
+use crate::job::{Job, Status};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// How long a job waits for an account busy with another send, or for an older job of
+/// the account to go first.
+const BUSY_RETRY: chrono::Duration = chrono::Duration::seconds(1);
+
+/// Statuses of jobs that wait for their account's gate, and so form its backlog.
+const BACKLOG: &str = "('queued', 'scheduled', 'held')";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendGate {
+    /// Send now: the account's send lease and one request of its week are this job's.
+    Send,
+    /// Read the account's quota and status from the API, record them, and ask again.
+    NeedReading,
+    /// Not now: park the job until `until`, with `status` (`None` keeps the job's status).
+    Wait {
+        status: Option<Status>,
+        until: DateTime<Utc>,
+        hold_until: Option<DateTime<Utc>>,
+        reason: String,
+    },
+}
+
+/// What `GET /account/{id}/quota` and `GET /account/status` said.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AccountReading {
+    pub quota: Option<Quota>,
+    /// `Some(reason)` when the account cannot send; `None` when it can.
+    pub disabled: Option<String>,
+}
+
+type AccountRow = (
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    Option<DateTime<Utc>>,
+    Option<Uuid>,
+    Option<DateTime<Utc>>,
+);
+
+type LimitRow = (
+    Option<i32>,
+    Option<i32>,
+    Option<i32>,
+    Option<DateTime<Utc>>,
+    DateTime<Utc>,
+    String,
+);
+
+/// `fresh_reading`: the endpoints were just read; if the decision still asks for a quota
+/// (the API reported none for CONNECT), the send goes ahead on what is known.
+pub(super) async fn take_send_slot(
+    store: &PgStore,
+    job: &Job,
+    policy: &AccountPolicy,
+    lease: chrono::Duration,
+    fresh_reading: bool,
+    now: DateTime<Utc>,
+) -> Result<SendGate, StoreError> {
+    let account = job.account_id.as_str();
+    let mut tx = store.pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO accounts (account_id, updated_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(account)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let (hold_until, blocked_until, disabled, status_checked_at, sending_job, sending_until): AccountRow =
+        sqlx::query_as(
+            "SELECT hold_until, blocked_until, disabled_reason, status_checked_at, sending_job, \
+             sending_until FROM accounts WHERE account_id = $1 FOR UPDATE",
+        )
+        .bind(account)
+        .fetch_one(&mut *tx)
+        .await?;
+    if sending_job.is_some_and(|other| other != job.id) && sending_until.is_some_and(|t| t > now) {
+        return Ok(SendGate::Wait {
+            status: None,
+            until: now + BUSY_RETRY,
+            hold_until: None,
+            reason: "another send on this account is in progress".into(),
+        });
+    }
+    // A disabled account is asked again now and then, so that it resumes by itself.
+    if !fresh_reading
+        && disabled.is_some()
+        && status_checked_at.is_none_or(|t| now - t >= policy.quota_refresh)
+    {
+        return Ok(SendGate::NeedReading);
+    }
+    let limits: Option<LimitRow> = sqlx::query_as(
+        "SELECT \"limit\", used, remaining, reset_at, observed_at, source FROM account_limits \
+         WHERE account_id = $1 AND action = 'CONNECT'",
+    )
+    .bind(account)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (day_start, day_end) = pacing::local_day(policy, now);
+    let (sends_today, last_send_at): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE at >= $2 AND at < $3), max(at) FROM account_sends \
+         WHERE account_id = $1",
+    )
+    .bind(account)
+    .bind(day_start)
+    .bind(day_end)
+    .fetch_one(&mut *tx)
+    .await?;
+    let facts = AccountFacts {
+        disabled,
+        hold_until,
+        blocked_until,
+        quota: limits.and_then(quota_from_row),
+        // The store takes each send off `remaining` as it happens.
+        sends_since_quota: 0,
+        sends_today: u32::try_from(sends_today).unwrap_or(u32::MAX),
+        last_send_at,
+    };
+    let decision = pacing::decide(
+        policy,
+        &facts,
+        now,
+        pacing::jitter_sample(account, last_send_at),
+    );
+    let gate = match decision {
+        Decision::NeedQuota if !fresh_reading => SendGate::NeedReading,
+        Decision::Paused { reason } => SendGate::Wait {
+            status: Some(Status::Paused),
+            until: now + policy.quota_refresh,
+            hold_until: None,
+            reason,
+        },
+        Decision::Held {
+            until,
+            hold_until,
+            reason,
+        } => SendGate::Wait {
+            status: Some(Status::Held),
+            until,
+            hold_until,
+            reason: reason.to_string(),
+        },
+        Decision::Scheduled { reason, .. } => {
+            // Each job of the backlog gets its own turn as its ETA, so they do not all wake
+            // at once; the projection starts from the same facts the decision used.
+            let ahead = backlog_ahead(&mut tx, job).await?;
+            let turns = projected_sends(account, policy, &facts, now, ahead + 1);
+            let until = turns.last().copied().unwrap_or(now + policy.quota_refresh);
+            SendGate::Wait {
+                status: Some(Status::Scheduled),
+                until,
+                hold_until: None,
+                reason: reason.to_string(),
+            }
+        }
+        Decision::Send | Decision::NeedQuota => match older_waiting_job(&mut tx, job, now).await? {
+            Some(older) => {
+                // The account's backlog goes oldest first: wake the older job and wait.
+                sqlx::query("UPDATE jobs SET due_at = $2 WHERE id = $1")
+                    .bind(older)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                outbox::delete_for(&mut tx, Topic::Connect, &older.to_string()).await?;
+                outbox::insert(&mut tx, Topic::Connect, &older.to_string(), now).await?;
+                SendGate::Wait {
+                    status: None,
+                    until: now + BUSY_RETRY,
+                    hold_until: None,
+                    reason: format!("an older job of this account goes first ({older})"),
+                }
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE accounts SET sending_job = $2, sending_until = $3 WHERE account_id = $1",
+                )
+                .bind(account)
+                .bind(job.id)
+                .bind(now + lease)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE account_limits SET remaining = remaining - 1 \
+                     WHERE account_id = $1 AND action = 'CONNECT' AND remaining IS NOT NULL",
+                )
+                .bind(account)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO account_sends (account_id, job_id, at) VALUES ($1, $2, $3)",
+                )
+                .bind(account)
+                .bind(job.id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                SendGate::Send
+            }
+        },
+    };
+    tx.commit().await?;
+    Ok(gate)
+}
+
+fn quota_from_row(row: LimitRow) -> Option<Quota> {
+    let (limit, used, remaining, reset_at, observed_at, source) = row;
+    let count = |v: Option<i32>| v.map(|v| u32::try_from(v.max(0)).unwrap_or(0));
+    Some(Quota {
+        limit: count(limit)?,
+        used: count(used)?,
+        remaining: count(remaining)?,
+        reset_at: reset_at?,
+        observed_at,
+        source: if source == "endpoint" {
+            QuotaSource::Endpoint
+        } else {
+            QuotaSource::Headers
+        },
+    })
+}
+
+/// How many of the account's waiting jobs are older than `job`.
+async fn backlog_ahead(tx: &mut sqlx::PgConnection, job: &Job) -> Result<usize, StoreError> {
+    let ahead: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM jobs WHERE account_id = $1 AND id <> $2 AND created_at < $3 \
+         AND status IN {BACKLOG} AND due_at IS NOT NULL AND NOT enrich"
+    ))
+    .bind(&job.account_id)
+    .bind(job.id)
+    .bind(job.created_at)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(usize::try_from(ahead).unwrap_or(0))
+}
+
+/// The account's oldest waiting job, if it is older than `job` and no worker holds it.
+async fn older_waiting_job(
+    tx: &mut sqlx::PgConnection,
+    job: &Job,
+    now: DateTime<Utc>,
+) -> Result<Option<Uuid>, StoreError> {
+    Ok(sqlx::query_scalar(&format!(
+        "SELECT id FROM jobs WHERE account_id = $1 AND id <> $2 AND created_at < $3 \
+         AND status IN {BACKLOG} AND due_at IS NOT NULL AND NOT enrich \
+         AND (lease_until IS NULL OR lease_until < $4) ORDER BY created_at LIMIT 1"
+    ))
+    .bind(&job.account_id)
+    .bind(job.id)
+    .bind(job.created_at)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?)
+}
+
+/// Records an account reading. The endpoint's numbers are the authority (other tools' use
+/// counts), except that a send in flight on the account may not be in them yet.
+pub(super) async fn record_reading(
+    store: &PgStore,
+    account: &str,
+    reading: &AccountReading,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut tx = store.pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO accounts (account_id, disabled_reason, status_checked_at, updated_at) \
+         VALUES ($1, $2, $3, $3) ON CONFLICT (account_id) DO UPDATE SET \
+         disabled_reason = $2, status_checked_at = $3, updated_at = $3",
+    )
+    .bind(account)
+    .bind(&reading.disabled)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if let Some(quota) = &reading.quota {
+        let in_flight: bool = sqlx::query_scalar(
+            "SELECT coalesce(sending_until > $2, false) FROM accounts WHERE account_id = $1",
+        )
+        .bind(account)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let remaining = i64::from(quota.remaining) - i64::from(in_flight);
+        sqlx::query(
+            "INSERT INTO account_limits (account_id, action, \"limit\", used, remaining, reset_at, \
+             observed_at, source) VALUES ($1, 'CONNECT', $2, $3, $4, $5, $6, 'endpoint') \
+             ON CONFLICT (account_id, action) DO UPDATE SET \"limit\" = $2, used = $3, \
+             remaining = $4, reset_at = $5, observed_at = $6, source = 'endpoint'",
+        )
+        .bind(account)
+        .bind(i32::try_from(quota.limit).unwrap_or(i32::MAX))
+        .bind(i32::try_from(quota.used).unwrap_or(i32::MAX))
+        .bind(i32::try_from(remaining.max(0)).unwrap_or(i32::MAX))
+        .bind(quota.reset_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Frees the account's send lease held by `job_id`, once its send has an outcome.
+pub(super) async fn release_account(
+    tx: &mut sqlx::PgConnection,
+    job_id: Uuid,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE accounts SET sending_job = NULL, sending_until = NULL WHERE sending_job = $1",
+    )
+    .bind(job_id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! The connect stage's account gate: ask the store (quota, holds, pacing, health, one send
+//! per account at a time), read the account from the API when the store asks for it, and
+//! park the job with the gate's status when it may not send now.
+
+use super::WorkerError;
+use super::connect::Attempt;
+use super::decide::{self, RelationshipCheck};
+use crate::account::next_weekly_reset;
+use crate::account::quota::{Quota, QuotaSource};
+use crate::connectsafely::{ApiError, QuotaWindow};
+use crate::job::Status;
+use crate::queue::Queue;
+use crate::retry;
+use crate::store::{AccountReading, SendGate, Store, Transition};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+/// The quota window as leadlink keeps it; the reset is the API's when it gave one.
+pub fn quota_from_window(window: &QuotaWindow, now: DateTime<Utc>) -> Quota {
+    let count = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+    Quota {
+        limit: count(window.limit),
+        used: count(window.used),
+        remaining: count(window.remaining),
+        reset_at: window.reset_at.unwrap_or_else(|| next_weekly_reset(now)),
+        observed_at: now,
+        source: QuotaSource::Endpoint,
+    }
+}
+
+impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
+    /// `true` when the job holds the account's send lease and one of its requests; `false`
+    /// when the job has been parked (or settled) instead.
+    pub(super) async fn pass_account_gate(
+        &self,
+        calls: &mut Vec<serde_json::Value>,
+    ) -> Result<bool, WorkerError> {
+        let (s, job) = (self.s, self.job);
+        let policy = s.config.accounts.policy_for(&job.account_id);
+        let mut fresh_reading = false;
+        loop {
+            let now = Utc::now();
+            let gate = s
+                .store
+                .take_send_slot(job, &policy, self.lease, fresh_reading, now)
+                .await?;
+            let (status, until, hold_until, reason) = match gate {
+                SendGate::Send => return Ok(true),
+                SendGate::NeedReading => {
+                    if !self.read_account(calls).await? {
+                        return Ok(false);
+                    }
+                    fresh_reading = true;
+                    continue;
+                }
+                SendGate::Wait {
+                    status,
+                    until,
+                    hold_until,
+                    reason,
+                } => (status, until, hold_until, reason),
+            };
+            tracing::info!(%until, reason, ?status, "account may not send this job now; parked");
+            let status = status.unwrap_or(job.status);
+            let keeps_status = status == job.status;
+            self.apply(Transition {
+                calls: std::mem::take(calls),
+                // Nothing is in flight: any in-doubt check before this found no invitation.
+                send_settled: true,
+                status: Some(status),
+                error: (status == Status::Paused).then(|| reason.clone()),
+                hold_until: hold_until.or(job.hold_until.filter(|h| *h > now)),
+                retry_at: if keeps_status && status != Status::Held && status != Status::Scheduled {
+                    job.retry_at
+                } else {
+                    Some(until)
+                },
+                due_at: Some(until),
+                ..Default::default()
+            })
+            .await?;
+            return Ok(false);
+        }
+    }
+
+    /// Reads the account's quota and status; `false` when that failed and the job was
+    /// parked to try again later.
+    async fn read_account(&self, calls: &mut Vec<serde_json::Value>) -> Result<bool, WorkerError> {
+        let (s, job) = (self.s, self.job);
+        let quota = s.api.quota(&job.account_id).await;
+        let status = match &quota {
+            Ok(_) => Some(s.api.account_status(&job.account_id).await),
+            Err(_) => None,
+        };
+        let now = Utc::now();
+        let failure = match (&quota, &status) {
+            (Ok(quota), Some(Ok(status))) => {
+                let reading = AccountReading {
+                    quota: quota.connect.as_ref().map(|w| quota_from_window(w, now)),
+                    disabled: status.blocks_sending(),
+                };
+                calls.push(json!({"call": "GET /account quota and status",
+                    "quota": quota.connect.as_ref().map(|w| json!({"used": w.used, "limit": w.limit,
+                        "remaining": w.remaining, "resetAt": w.reset_at})),
+                    "status": status.status, "enabled": status.enabled}));
+                if let Some(reason) = &reading.disabled {
+                    tracing::warn!(account = %job.account_id, reason, "ConnectSafely reports the account unable to send; its jobs are paused");
+                }
+                s.store
+                    .record_account_reading(&job.account_id, &reading, now)
+                    .await?;
+                return Ok(true);
+            }
+            (Err(e), _) | (_, Some(Err(e))) => e,
+            (Ok(_), None) => return Ok(true),
+        };
+        calls.push(json!({"call": "GET /account quota and status", "error": failure.to_string()}));
+        if matches!(failure, ApiError::Unauthorized) {
+            let reason = "ConnectSafely rejected the API key (401)";
+            self.pause_key(reason, now).await?;
+            self.park_paused(reason, now).await?;
+            return Ok(false);
+        }
+        // Never send on an account whose quota could not be learnt: look again later.
+        let decision = decide::look_again(
+            &s.config.retry,
+            u32::try_from(job.attempts.max(1)).unwrap_or(1),
+            now,
+            retry::jitter_sample(),
+            format!("could not read the account's quota: {failure}"),
+        );
+        self.settle(decision, None, std::mem::take(calls), true, false)
+            .await?;
+        Ok(false)
+    }
+
+    /// The relationship check before a first send. `false` when it settled the job (already
+    /// connected, someone else's invitation pending, unknown profile) or could not be made;
+    /// the request taken from the account's week is given back then.
+    pub(super) async fn relationship_allows_send(
+        &self,
+        calls: &mut Vec<serde_json::Value>,
+    ) -> Result<bool, WorkerError> {
+        let (s, job) = (self.s, self.job);
+        let policy = s.config.accounts.policy_for(&job.account_id);
+        // The endpoint takes a profile id; a job known only by URN skips the check.
+        let Some(profile_id) = job
+            .profile_id
+            .as_deref()
+            .filter(|_| policy.relationship_check)
+        else {
+            return Ok(true);
+        };
+        let decision = match s.api.relationship(&job.account_id, profile_id).await {
+            Ok(answer) => {
+                calls.push(super::connect::relationship_call(&answer, "before sending"));
+                match decide::after_relationship(&answer, &RelationshipCheck::BeforeSend) {
+                    None => return Ok(true),
+                    Some(decision) => decision,
+                }
+            }
+            Err(ApiError::Unauthorized) => decide::Decision::PauseKey {
+                error: "ConnectSafely rejected the API key (401)".into(),
+            },
+            Err(error) => {
+                calls.push(json!({"call": "GET /relationship", "why": "before sending", "error": error.to_string()}));
+                decide::look_again(
+                    &s.config.retry,
+                    u32::try_from(job.attempts.max(1)).unwrap_or(1),
+                    Utc::now(),
+                    retry::jitter_sample(),
+                    format!("relationship check before sending failed: {error}"),
+                )
+            }
+        };
+        self.settle(decision, None, std::mem::take(calls), true, true)
+            .await?;
+        Ok(false)
+    }
+}
