@@ -4,6 +4,7 @@
 //! named by the sibling `<key>_file` key.
 
 use crate::account::policy::AccountsConfig;
+use crate::connectsafely::limits::RateLimits;
 use crate::crm::hubspot::HubSpotCrmConfig;
 use crate::crm::salesforce::SalesforceCrmConfig;
 use crate::ingest::hubspot::payload::HubSpotSourceConfig;
@@ -140,6 +141,8 @@ pub struct ConnectSafelyConfig {
     /// How often a paused (401) key is tried again.
     #[serde(with = "humantime_serde")]
     pub key_probe_interval: Duration,
+    /// The API's per-minute limits, kept across every worker.
+    pub rate_limits: RateLimits,
 }
 
 impl Default for ConnectSafelyConfig {
@@ -152,6 +155,7 @@ impl Default for ConnectSafelyConfig {
             timeout: Duration::from_secs(30),
             already_connected_text: "already connected".into(),
             key_probe_interval: Duration::from_secs(60),
+            rate_limits: RateLimits::default(),
         }
     }
 }
@@ -608,6 +612,7 @@ impl Config {
             }
             Some(_) => {}
         }
+        self.connectsafely.rate_limits.check(problems);
         if self.connectsafely.already_connected_text.trim().is_empty() {
             problems.push("connectsafely.already_connected_text must not be empty".into());
         }

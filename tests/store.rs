@@ -5,10 +5,11 @@ mod common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::*;
+use leadlink::account::quota::{Quota, QuotaSource};
 use leadlink::job::{LeadDetails, Status};
 use leadlink::store::{
-    Claim, IngestOutcome, JobStore, NewJob, PgStore, StoreError, Transition, WritebackClaim,
-    WritebackResult, WritebackStore,
+    AccountReading, AccountStore, ApiBudgetStore, Claim, IngestOutcome, JobStore, NewJob, PgStore,
+    SendGate, StoreError, Transition, WritebackClaim, WritebackResult, WritebackStore,
 };
 use uuid::Uuid;
 
@@ -301,5 +302,206 @@ async fn retrying_parked_writebacks_never_sends_an_older_state_after_a_newer_one
     assert_eq!(rows[0].state, "parked", "{rows:?}");
     assert_eq!(rows[1].state, "delivered");
     assert_eq!(rows[2].state, "pending", "the retry's own change goes out");
+    env.cleanup().await;
+}
+
+fn unpaced() -> leadlink::account::policy::AccountPolicy {
+    leadlink::account::policy::AccountPolicy {
+        pacing: false,
+        ..Default::default()
+    }
+}
+
+async fn claimed(store: &PgStore, id: Uuid, owner: &str, now: DateTime<Utc>) -> leadlink::job::Job {
+    match store
+        .claim(id, owner, Duration::seconds(30), now)
+        .await
+        .unwrap()
+    {
+        Claim::Claimed(claimed) => claimed.job,
+        Claim::Skip(why) => panic!("claim refused: {why}"),
+    }
+}
+
+fn reading(remaining: u32, now: DateTime<Utc>) -> AccountReading {
+    AccountReading {
+        quota: Some(Quota {
+            limit: 90,
+            used: 90 - remaining,
+            remaining,
+            reset_at: now + Duration::days(3),
+            observed_at: now,
+            source: QuotaSource::Endpoint,
+        }),
+        disabled: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_sends_one_job_at_a_time_oldest_first_and_a_dead_sender_frees_it() {
+    let env = TestEnv::new().await;
+    let store = store(&env).await;
+    let now = t0();
+    let policy = unpaced();
+    let lease = Duration::seconds(10);
+    let older = new_job(&store, "gate-older", now).await;
+    let newer = new_job(&store, "gate-newer", now).await;
+    let newer_job = claimed(&store, newer, "w:1", now).await;
+    // Nothing is known about the account: the quota is read first.
+    assert_eq!(
+        store
+            .take_send_slot(&newer_job, &policy, lease, false, now)
+            .await
+            .unwrap(),
+        SendGate::NeedReading
+    );
+    store
+        .record_account_reading("acc_1", &reading(5, now), now)
+        .await
+        .unwrap();
+    // The newer job yields to the older one, which is woken now.
+    let SendGate::Wait { reason, .. } = store
+        .take_send_slot(&newer_job, &policy, lease, true, now)
+        .await
+        .unwrap()
+    else {
+        panic!("the newer job went before the older one");
+    };
+    assert!(reason.contains("older"), "{reason}");
+    let older_job = claimed(&store, older, "w:2", now).await;
+    assert_eq!(
+        store
+            .take_send_slot(&older_job, &policy, lease, false, now)
+            .await
+            .unwrap(),
+        SendGate::Send
+    );
+    // While the older job's send holds the account, the newer one waits ...
+    let busy = store
+        .take_send_slot(
+            &newer_job,
+            &policy,
+            lease,
+            false,
+            now + Duration::seconds(1),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&busy, SendGate::Wait { reason, .. } if reason.contains("in progress")),
+        "{busy:?}"
+    );
+    // ... parked by its worker ...
+    let after = now + lease + Duration::seconds(1);
+    store
+        .transition(
+            newer,
+            Some("w:1"),
+            Transition {
+                due_at: Some(after),
+                ..Default::default()
+            },
+            now + Duration::seconds(1),
+        )
+        .await
+        .unwrap();
+    // ... until the sender's account lease runs out (it died mid-send).
+    let newer_job = claimed(&store, newer, "w:3", after).await;
+    assert_eq!(
+        store
+            .take_send_slot(&newer_job, &policy, lease, false, after)
+            .await
+            .unwrap(),
+        SendGate::Send
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_week_another_tool_spent_holds_jobs_until_the_reset_and_a_disabled_account_pauses() {
+    let env = TestEnv::new().await;
+    let store = store(&env).await;
+    let now = t0();
+    let policy = unpaced();
+    let id = new_job(&store, "spent-week", now).await;
+    let job = claimed(&store, id, "w:1", now).await;
+    store
+        .record_account_reading("acc_1", &reading(0, now), now)
+        .await
+        .unwrap();
+    let SendGate::Wait { status, until, .. } = store
+        .take_send_slot(&job, &policy, Duration::seconds(10), false, now)
+        .await
+        .unwrap()
+    else {
+        panic!("sent on a spent week");
+    };
+    assert_eq!(status, Some(Status::Held));
+    assert!((until - (now + Duration::days(3))).num_milliseconds().abs() < 1);
+    let disabled = AccountReading {
+        disabled: Some("account is disabled".into()),
+        ..reading(5, now)
+    };
+    store
+        .record_account_reading("acc_1", &disabled, now)
+        .await
+        .unwrap();
+    let SendGate::Wait { status, reason, .. } = store
+        .take_send_slot(&job, &policy, Duration::seconds(10), false, now)
+        .await
+        .unwrap()
+    else {
+        panic!("sent from a disabled account");
+    };
+    assert_eq!(status, Some(Status::Paused));
+    assert!(reason.contains("disabled"), "{reason}");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_minute_budget_is_shared_and_slides() {
+    let env = TestEnv::new().await;
+    let store = store(&env).await;
+    let now = t0();
+    let scopes = [("key".to_string(), 3), ("writes:acc_1".to_string(), 2)];
+    assert_eq!(store.take_api_calls(&scopes, now).await.unwrap(), None);
+    assert_eq!(
+        store
+            .take_api_calls(&scopes, now + Duration::seconds(10))
+            .await
+            .unwrap(),
+        None
+    );
+    // The account's writes are spent: nothing is counted, and the answer says when.
+    let until = store
+        .take_api_calls(&scopes, now + Duration::seconds(20))
+        .await
+        .unwrap()
+        .expect("a third write in a minute was allowed");
+    assert!(until > now + Duration::seconds(60) && until < now + Duration::seconds(61));
+    // The key still has room for another account's call.
+    assert_eq!(
+        store
+            .take_api_calls(&[("key".to_string(), 3)], now + Duration::seconds(20))
+            .await
+            .unwrap(),
+        None
+    );
+    // A minute after the first call there is room again, for one call ...
+    assert_eq!(
+        store
+            .take_api_calls(&scopes, now + Duration::seconds(61))
+            .await
+            .unwrap(),
+        None
+    );
+    // ... and the next waits for the call made at +10 s to leave the window.
+    let until = store
+        .take_api_calls(&scopes, now + Duration::seconds(62))
+        .await
+        .unwrap()
+        .expect("the window did not slide");
+    let expected = now + Duration::seconds(70);
+    assert!((until - expected).num_milliseconds().abs() <= 2, "{until}");
     env.cleanup().await;
 }

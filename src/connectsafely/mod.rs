@@ -4,6 +4,7 @@
 //! decided in `worker::decide`. The account reads (quota, status, list) are in [`account`].
 
 mod account;
+pub mod limits;
 
 pub use account::{AccountStatus, Quota, QuotaWindow, RemoteAccount};
 

@@ -4,6 +4,7 @@
 //! Workers and handlers talk to it through domain operations only; no SQL leaves this module.
 
 mod accounts;
+mod api_calls;
 mod crm_pauses;
 mod jobs;
 mod outbox;
@@ -11,6 +12,7 @@ mod send_gate;
 mod writebacks;
 
 pub use accounts::{AccountStore, AccountSummary, KeyPause};
+pub use api_calls::ApiBudgetStore;
 pub use crm_pauses::{CrmPause, CrmPauseStore};
 pub use jobs::{
     Claim, ClaimedJob, Enriched, Enrichment, IngestOutcome, JobFilter, JobHistory, JobStore,
@@ -61,6 +63,7 @@ pub trait Store:
     + WritebackStore
     + AccountStore
     + CrmPauseStore
+    + ApiBudgetStore
     + Clone
     + Send
     + Sync

@@ -2,6 +2,7 @@
 
 use super::decide::{self, Context, Decision, RelationshipCheck};
 use super::{Services, WorkerError, publish_now};
+use crate::connectsafely::limits::ApiCall;
 use crate::connectsafely::{
     ApiError, ConnectRequest, ConnectResponse, RateLimit, RelationshipAnswer,
 };
@@ -82,6 +83,15 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         let now = Utc::now();
         if let Some(pause) = s.store.key_pause().await? {
             return self.park_paused(&pause.reason, now).await;
+        }
+        // The calls this attempt may make, counted up front: stopping half-way for the
+        // per-minute budget would leave a send in the middle.
+        let mut budget = vec![ApiCall::Relationship, ApiCall::Connect];
+        if in_doubt {
+            budget.push(ApiCall::Relationship);
+        }
+        if !self.api_budget(&budget).await? {
+            return Ok(());
         }
         let mut calls = Vec::new();
         if in_doubt {

@@ -7,6 +7,7 @@ use super::connect::Attempt;
 use super::decide::{self, RelationshipCheck};
 use crate::account::next_weekly_reset;
 use crate::account::quota::{Quota, QuotaSource};
+use crate::connectsafely::limits::ApiCall;
 use crate::connectsafely::{ApiError, QuotaWindow};
 use crate::job::Status;
 use crate::queue::Queue;
@@ -14,6 +15,9 @@ use crate::retry;
 use crate::store::{AccountReading, SendGate, Store, Transition};
 use chrono::{DateTime, Utc};
 use serde_json::json;
+
+/// A wait for the per-minute budget short enough to sleep through while holding the job.
+const SHORT_BUDGET_WAIT: chrono::Duration = chrono::Duration::seconds(2);
 
 /// The quota window as leadlink keeps it; the reset is the API's when it gave one.
 pub fn quota_from_window(window: &QuotaWindow, now: DateTime<Utc>) -> Quota {
@@ -68,7 +72,13 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                 // Nothing is in flight: any in-doubt check before this found no invitation.
                 send_settled: true,
                 status: Some(status),
-                error: (status == Status::Paused).then(|| reason.clone()),
+                error: if status == Status::Paused {
+                    Some(reason.clone())
+                } else if keeps_status {
+                    job.error.clone()
+                } else {
+                    None
+                },
                 hold_until: hold_until.or(job.hold_until.filter(|h| *h > now)),
                 retry_at: if keeps_status && status != Status::Held && status != Status::Scheduled {
                     job.retry_at
@@ -83,10 +93,48 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         }
     }
 
+    /// Takes room for `calls` in the per-minute API budget shared by every worker, waiting
+    /// a moment if need be; `false` when the wait would be long and the job was parked until
+    /// the budget has room.
+    pub(super) async fn api_budget(&self, calls: &[ApiCall]) -> Result<bool, WorkerError> {
+        let (s, job) = (self.s, self.job);
+        let limits = &s.config.connectsafely.rate_limits;
+        let scopes: Vec<(String, u32)> = calls
+            .iter()
+            .flat_map(|call| limits.scopes(*call, &job.account_id))
+            .collect();
+        loop {
+            let now = Utc::now();
+            let Some(until) = s.store.take_api_calls(&scopes, now).await? else {
+                return Ok(true);
+            };
+            if until - now <= SHORT_BUDGET_WAIT {
+                tokio::time::sleep((until - now).to_std().unwrap_or_default()).await;
+                continue;
+            }
+            tracing::info!(%until, "per-minute API budget spent; job parked until it has room");
+            self.apply(Transition {
+                error: job.error.clone(),
+                retry_at: job.retry_at,
+                hold_until: job.hold_until,
+                due_at: Some(until),
+                ..Default::default()
+            })
+            .await?;
+            return Ok(false);
+        }
+    }
+
     /// Reads the account's quota and status; `false` when that failed and the job was
     /// parked to try again later.
     async fn read_account(&self, calls: &mut Vec<serde_json::Value>) -> Result<bool, WorkerError> {
         let (s, job) = (self.s, self.job);
+        if !self
+            .api_budget(&[ApiCall::AccountEndpoint, ApiCall::AccountEndpoint])
+            .await?
+        {
+            return Ok(false);
+        }
         let quota = s.api.quota(&job.account_id).await;
         let status = match &quota {
             Ok(_) => Some(s.api.account_status(&job.account_id).await),

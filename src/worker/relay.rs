@@ -120,6 +120,14 @@ pub async fn probe_key_loop<Q: Queue, S: Store>(
                 continue;
             }
         }
+        // The probe counts against the key's per-minute budget like any call.
+        let key = (
+            "key".to_string(),
+            services.config.connectsafely.rate_limits.key_per_minute,
+        );
+        if !matches!(services.store.take_api_calls(&[key], now).await, Ok(None)) {
+            continue;
+        }
         match services.api.probe_key().await {
             Ok(()) => match services.store.resume_key(Utc::now()).await {
                 Ok(publish) => {

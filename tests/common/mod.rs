@@ -159,6 +159,11 @@ impl TestEnv {
             default_account_id = "acc_default"
             timeout = "2s"
             key_probe_interval = "1s"
+            [connectsafely.rate_limits]
+            key_per_minute = 100000
+            account_writes_per_minute = 100000
+            account_reads_per_minute = 100000
+            account_endpoints_per_minute = 100000
             [sources.events]
             secrets = ["{EVENTS_SECRET}"]
             [writeback.callback]

@@ -78,7 +78,8 @@ pub async fn receive_outbound<Q: Queue, S: Store>(
             ));
         }
     };
-    let configured = config.organization_id.as_deref().unwrap_or_default();
+    // Trimmed as the config check trims it, or a pasted space would refuse every message.
+    let configured = config.organization_id.as_deref().unwrap_or_default().trim();
     if !outbound::same_org(configured, &message.organization_id) {
         return Err(IngestError::Forbidden(format!(
             "Outbound Message from another organization ({})",

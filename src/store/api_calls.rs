@@ -1,0 +1,68 @@
+//! The per-minute API budget shared by every worker: calls counted per scope in the last
+//! minute, decided under an advisory lock per scope (the rule is `connectsafely::limits`).
+
+use super::{PgStore, StoreError};
+use crate::connectsafely::limits::{WINDOW, wait_for_room};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+pub trait ApiBudgetStore {
+    /// Counts one call per `(scope, limit)` entry (a scope may repeat), or none of them if a
+    /// scope is full: then the instant it has room again.
+    fn take_api_calls(
+        &self,
+        scopes: &[(String, u32)],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
+}
+
+impl ApiBudgetStore for PgStore {
+    async fn take_api_calls(
+        &self,
+        scopes: &[(String, u32)],
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        // Sorted, so two workers lock the same scopes in the same order.
+        let mut wanted: BTreeMap<&str, (usize, u32)> = BTreeMap::new();
+        for (scope, limit) in scopes {
+            let entry = wanted.entry(scope.as_str()).or_insert((0, *limit));
+            entry.0 += 1;
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut wait: Option<DateTime<Utc>> = None;
+        for (scope, (count, limit)) in &wanted {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))")
+                .bind(scope)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM api_calls WHERE scope = $1 AND at <= $2")
+                .bind(scope)
+                .bind(now - WINDOW)
+                .execute(&mut *tx)
+                .await?;
+            let recent: Vec<DateTime<Utc>> =
+                sqlx::query_scalar("SELECT at FROM api_calls WHERE scope = $1")
+                    .bind(scope)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            if let Some(until) = wait_for_room(&recent, *count, *limit, now) {
+                wait = wait.max(Some(until));
+            }
+        }
+        if wait.is_some() {
+            tx.rollback().await?;
+            return Ok(wait);
+        }
+        for (scope, (count, _)) in &wanted {
+            for _ in 0..*count {
+                sqlx::query("INSERT INTO api_calls (scope, at) VALUES ($1, $2)")
+                    .bind(scope)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(None)
+    }
+}
