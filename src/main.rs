@@ -7,7 +7,7 @@ use leadlink::config::{Config, LogFormat};
 use leadlink::job::Status;
 use leadlink::queue::Rabbit;
 use leadlink::sim::{self, SimOptions};
-use leadlink::store::{AccountStore, JobFilter, JobStore, PgStore};
+use leadlink::store::{AccountStore, CrmPauseStore, JobFilter, JobStore, PgStore};
 use leadlink::worker::publish_now;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,8 +55,13 @@ enum Command {
         #[command(subcommand)]
         action: JobsAction,
     },
-    /// What is known about each LinkedIn account: holds, the week's usage, waiting jobs.
-    Accounts,
+    /// What is known about each LinkedIn account: its week, holds and pauses, today's sends,
+    /// the next allowed send and its backlog. `--remote` lists the key's accounts as
+    /// ConnectSafely knows them (`GET /accounts`), to find their ids.
+    Accounts {
+        #[arg(long)]
+        remote: bool,
+    },
     /// Check a configuration and name every problem in it.
     CheckConfig,
 }
@@ -138,15 +143,38 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Command::Jobs { action } => jobs(cli.config, action).await,
-        Command::Accounts => {
-            let (_, store) = open_store(cli.config).await?;
-            let accounts = store.accounts().await?;
-            let key = store.key_pause().await?;
+        Command::Accounts { remote: true } => {
+            let config = Config::load(cli.config.as_deref())?;
+            init_logging(config.log.format, "warn");
+            let api_key = config
+                .connectsafely
+                .api_key
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("connectsafely.api_key is missing"))?;
+            let client = leadlink::connectsafely::Client::new(
+                &config.connectsafely.base_url,
+                api_key,
+                config.connectsafely.timeout,
+            )?;
+            let accounts = client.accounts().await?;
             println!(
                 "{}",
-                serde_json::to_string_pretty(
-                    &serde_json::json!({"accounts": accounts, "apiKeyPaused": key.map(|k| k.reason)})
-                )?
+                serde_json::to_string_pretty(&serde_json::json!({ "accounts": accounts }))?
+            );
+            Ok(())
+        }
+        Command::Accounts { remote: false } => {
+            let (config, store) = open_store(cli.config).await?;
+            let accounts = store.accounts(&config.accounts, chrono::Utc::now()).await?;
+            let key = store.key_pause().await?;
+            let crms = store.crm_pauses().await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "accounts": accounts,
+                    "apiKeyPaused": key.map(|k| k.reason),
+                    "pausedCrms": crms,
+                }))?
             );
             Ok(())
         }

@@ -3,70 +3,15 @@
 
 mod common;
 
+use common::process::*;
 use common::proxy::Proxy;
 use common::*;
 use leadlink::app::Roles;
 use serde_json::{Value, json};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts the real binary with `config` and extra environment.
-fn spawn_binary(env: &TestEnv, role: &str, config: &str, vars: &[(&str, &str)]) -> Child {
-    spawn_binary_logging_to(env, role, config, vars, Stdio::inherit())
-}
-
-fn spawn_binary_logging_to(
-    env: &TestEnv,
-    role: &str,
-    config: &str,
-    vars: &[(&str, &str)],
-    stderr: Stdio,
-) -> Child {
-    let path = env.write_config(config);
-    let mut command = Command::new(env!("CARGO_BIN_EXE_leadlink"));
-    command
-        .arg(role)
-        .arg("--config")
-        .arg(path)
-        .stdout(Stdio::null())
-        .stderr(stderr);
-    for (key, value) in vars {
-        command.env(key, value);
-    }
-    command.spawn().expect("leadlink binary starts")
-}
-
-/// A leadlink process started from the binary, once it listens on `port`.
-async fn process_at(env: &TestEnv, port: u16) -> TestApp {
-    eventually(WAIT, "the child process listens", || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-    })
-    .await;
-    TestApp {
-        addr: Some(format!("127.0.0.1:{port}").parse().unwrap()),
-        running: None,
-        http: env.http.clone(),
-    }
-}
-
-fn with_listen(config: &str, port: u16) -> String {
-    config.replace(
-        "listen = \"127.0.0.1:0\"",
-        &format!("listen = \"127.0.0.1:{port}\""),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_killed_between_commit_and_publish_loses_nothing() {

@@ -94,11 +94,16 @@ pub async fn accounts<Q: Queue, S: Store>(
     headers: HeaderMap,
 ) -> Result<Json<Value>, IngestError> {
     authorize(&state, &headers)?;
-    let accounts = state.store.accounts().await?;
+    let accounts = state
+        .store
+        .accounts(&state.config.accounts, chrono::Utc::now())
+        .await?;
     let key = state.store.key_pause().await?;
+    let crms = state.store.crm_pauses().await?;
     Ok(Json(json!({
         "accounts": accounts,
         "apiKey": key.map_or(json!({"paused": false}), |p| json!({"paused": true, "reason": p.reason, "since": p.since})),
+        "pausedCrms": crms,
     })))
 }
 
@@ -108,5 +113,6 @@ pub async fn stats<Q: Queue, S: Store>(
 ) -> Result<Json<Value>, IngestError> {
     authorize(&state, &headers)?;
     let ignored = state.ignored.lock().expect("counter lock").clone();
-    Ok(Json(json!({"ignoredEvents": ignored})))
+    let crms = state.store.crm_pauses().await?;
+    Ok(Json(json!({"ignoredEvents": ignored, "pausedCrms": crms})))
 }

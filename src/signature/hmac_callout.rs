@@ -14,7 +14,7 @@
 //!
 //! ```apex
 //! HttpRequest req = new HttpRequest();
-//! req.setEndpoint('callout:LeadLink/webhooks/salesforce/callout'); // a named credential
+//! req.setEndpoint('callout:LeadLink/webhooks/salesforce/events'); // a named credential
 //! req.setMethod('POST');
 //! req.setHeader('Content-Type', 'application/json');
 //! String ts = String.valueOf(DateTime.now().getTime() / 1000);

@@ -3,7 +3,10 @@
 use super::outbox::{self, OutboxMessage, Topic};
 use super::send_gate::{self, AccountReading, SendGate};
 use super::{PgStore, StoreError};
-use crate::account::policy::AccountPolicy;
+use crate::account::pacing::{self, Decision};
+use crate::account::policy::{AccountPolicy, AccountsConfig};
+use crate::account::quota::QuotaSource;
+use crate::account::window;
 use crate::connectsafely::RateLimit;
 use crate::job::Job;
 use chrono::{DateTime, Utc};
@@ -15,18 +18,34 @@ pub struct KeyPause {
     pub since: DateTime<Utc>,
 }
 
-/// One account as shown to operators.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+/// One account as shown to operators: its week, holds and pauses, today's sends, when it
+/// may send next, and its backlog.
+#[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountSummary {
     pub account_id: String,
+    /// `paused = true` in the configuration.
+    pub paused: bool,
+    /// Why ConnectSafely says the account cannot send (disabled, in error).
+    pub disabled: Option<String>,
     pub hold_until: Option<DateTime<Utc>>,
     pub blocked_until: Option<DateTime<Utc>>,
-    pub limit: Option<i32>,
-    pub used: Option<i32>,
-    pub remaining: Option<i32>,
+    pub limit: Option<u32>,
+    pub used: Option<u32>,
+    pub remaining: Option<u32>,
     pub reset_at: Option<DateTime<Utc>>,
-    pub waiting_jobs: i64,
+    /// When the week's numbers were read, and from where (`headers` or `endpoint`).
+    pub quota_observed_at: Option<DateTime<Utc>>,
+    pub quota_source: Option<String>,
+    pub sends_today: u32,
+    pub daily_cap: u32,
+    pub last_send_at: Option<DateTime<Utc>>,
+    /// When the next send may go out (`None` while paused or disabled), and why not sooner.
+    pub next_send_at: Option<DateTime<Utc>>,
+    pub next_send_reason: String,
+    /// Jobs waiting to be sent from this account.
+    pub backlog: i64,
+    pub sending_job: Option<uuid::Uuid>,
 }
 
 pub(super) async fn return_send_slot(
@@ -124,7 +143,12 @@ pub trait AccountStore {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    fn accounts(&self) -> impl Future<Output = Result<Vec<AccountSummary>, StoreError>> + Send;
+    /// Every account leadlink knows of, as operators see it at `now`.
+    fn accounts(
+        &self,
+        config: &AccountsConfig,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<AccountSummary>, StoreError>> + Send;
 
     fn key_pause(&self) -> impl Future<Output = Result<Option<KeyPause>, StoreError>> + Send;
 
@@ -179,18 +203,62 @@ impl AccountStore for PgStore {
         send_gate::record_reading(self, account_id, reading, now).await
     }
 
-    async fn accounts(&self) -> Result<Vec<AccountSummary>, StoreError> {
-        Ok(sqlx::query_as::<_, AccountSummary>(
+    async fn accounts(
+        &self,
+        config: &AccountsConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<AccountSummary>, StoreError> {
+        let ids: Vec<(String, i64)> = sqlx::query_as(
             "WITH ids AS (SELECT account_id FROM accounts UNION SELECT account_id FROM account_limits \
                           UNION SELECT DISTINCT account_id FROM jobs) \
-             SELECT ids.account_id, a.hold_until, a.blocked_until, l.\"limit\", l.used, l.remaining, l.reset_at, \
-               (SELECT count(*) FROM jobs j WHERE j.account_id = ids.account_id AND j.due_at IS NOT NULL) AS waiting_jobs \
-             FROM ids LEFT JOIN accounts a USING (account_id) \
-             LEFT JOIN account_limits l ON l.account_id = ids.account_id AND l.action = 'CONNECT' \
-             ORDER BY ids.account_id",
+             SELECT ids.account_id, (SELECT count(*) FROM jobs j WHERE j.account_id = ids.account_id \
+                AND j.due_at IS NOT NULL) AS backlog FROM ids ORDER BY ids.account_id",
         )
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut summaries = Vec::with_capacity(ids.len());
+        for (account_id, backlog) in ids {
+            let policy = config.policy_for(&account_id);
+            let known = send_gate::load(&mut conn, &account_id, &policy, now, false).await?;
+            let facts = &known.facts;
+            let sample = pacing::jitter_sample(&account_id, facts.last_send_at);
+            let (next_send_at, next_send_reason) = match pacing::decide(&policy, facts, now, sample)
+            {
+                Decision::Send => (Some(now), "may send now".to_string()),
+                Decision::NeedQuota => (Some(now), "may send after reading its quota".to_string()),
+                Decision::Scheduled { at, reason } => (Some(at), reason.to_string()),
+                Decision::Held { until, reason, .. } => (Some(until), reason.to_string()),
+                Decision::Paused { reason } => (None, reason),
+            };
+            let quota = facts.quota.as_ref();
+            summaries.push(AccountSummary {
+                paused: policy.paused,
+                disabled: facts.disabled.clone(),
+                hold_until: facts.hold_until,
+                blocked_until: facts.blocked_until,
+                limit: quota.map(|q| q.limit),
+                used: quota.map(|q| q.used),
+                remaining: quota.map(|q| q.remaining),
+                reset_at: quota.map(|q| q.reset_at),
+                quota_observed_at: quota.map(|q| q.observed_at),
+                quota_source: quota.map(|q| match q.source {
+                    QuotaSource::Endpoint => "endpoint".to_string(),
+                    QuotaSource::Headers => "headers".to_string(),
+                }),
+                sends_today: facts.sends_today,
+                daily_cap: policy.daily_cap_on(window::local_date(policy.timezone, now)),
+                last_send_at: facts.last_send_at,
+                next_send_at,
+                next_send_reason,
+                backlog,
+                sending_job: known
+                    .sending_job
+                    .filter(|_| known.sending_until.is_some_and(|t| t > now)),
+                account_id,
+            });
+        }
+        Ok(summaries)
     }
 
     async fn key_pause(&self) -> Result<Option<KeyPause>, StoreError> {

@@ -79,15 +79,10 @@ pub(super) async fn take_send_slot(
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    let (hold_until, blocked_until, disabled, status_checked_at, sending_job, sending_until): AccountRow =
-        sqlx::query_as(
-            "SELECT hold_until, blocked_until, disabled_reason, status_checked_at, sending_job, \
-             sending_until FROM accounts WHERE account_id = $1 FOR UPDATE",
-        )
-        .bind(account)
-        .fetch_one(&mut *tx)
-        .await?;
-    if sending_job.is_some_and(|other| other != job.id) && sending_until.is_some_and(|t| t > now) {
+    let known = load(&mut tx, account, policy, now, true).await?;
+    if known.sending_job.is_some_and(|other| other != job.id)
+        && known.sending_until.is_some_and(|t| t > now)
+    {
         return Ok(SendGate::Wait {
             status: None,
             until: now + BUSY_RETRY,
@@ -97,38 +92,15 @@ pub(super) async fn take_send_slot(
     }
     // A disabled account is asked again now and then, so that it resumes by itself.
     if !fresh_reading
-        && disabled.is_some()
-        && status_checked_at.is_none_or(|t| now - t >= policy.quota_refresh)
+        && known.facts.disabled.is_some()
+        && known
+            .status_checked_at
+            .is_none_or(|t| now - t >= policy.quota_refresh)
     {
         return Ok(SendGate::NeedReading);
     }
-    let limits: Option<LimitRow> = sqlx::query_as(
-        "SELECT \"limit\", used, remaining, reset_at, observed_at, source FROM account_limits \
-         WHERE account_id = $1 AND action = 'CONNECT'",
-    )
-    .bind(account)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let (day_start, day_end) = pacing::local_day(policy, now);
-    let (sends_today, last_send_at): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE at >= $2 AND at < $3), max(at) FROM account_sends \
-         WHERE account_id = $1",
-    )
-    .bind(account)
-    .bind(day_start)
-    .bind(day_end)
-    .fetch_one(&mut *tx)
-    .await?;
-    let facts = AccountFacts {
-        disabled,
-        hold_until,
-        blocked_until,
-        quota: limits.and_then(quota_from_row),
-        // The store takes each send off `remaining` as it happens.
-        sends_since_quota: 0,
-        sends_today: u32::try_from(sends_today).unwrap_or(u32::MAX),
-        last_send_at,
-    };
+    let facts = known.facts;
+    let last_send_at = facts.last_send_at;
     let decision = pacing::decide(
         policy,
         &facts,
@@ -213,6 +185,66 @@ pub(super) async fn take_send_slot(
     };
     tx.commit().await?;
     Ok(gate)
+}
+
+/// What the store knows about an account, as the pure decision takes it.
+pub(super) struct Known {
+    pub facts: AccountFacts,
+    pub status_checked_at: Option<DateTime<Utc>>,
+    pub sending_job: Option<Uuid>,
+    pub sending_until: Option<DateTime<Utc>>,
+}
+
+/// Reads an account's facts; `lock` takes its row lock for the rest of the transaction.
+pub(super) async fn load(
+    conn: &mut sqlx::PgConnection,
+    account: &str,
+    policy: &AccountPolicy,
+    now: DateTime<Utc>,
+    lock: bool,
+) -> Result<Known, StoreError> {
+    let row: Option<AccountRow> = sqlx::query_as(&format!(
+        "SELECT hold_until, blocked_until, disabled_reason, status_checked_at, sending_job, \
+         sending_until FROM accounts WHERE account_id = $1{}",
+        if lock { " FOR UPDATE" } else { "" }
+    ))
+    .bind(account)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (hold_until, blocked_until, disabled, status_checked_at, sending_job, sending_until) =
+        row.unwrap_or_default();
+    let limits: Option<LimitRow> = sqlx::query_as(
+        "SELECT \"limit\", used, remaining, reset_at, observed_at, source FROM account_limits \
+         WHERE account_id = $1 AND action = 'CONNECT'",
+    )
+    .bind(account)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (day_start, day_end) = pacing::local_day(policy, now);
+    let (sends_today, last_send_at): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE at >= $2 AND at < $3), max(at) FROM account_sends \
+         WHERE account_id = $1",
+    )
+    .bind(account)
+    .bind(day_start)
+    .bind(day_end)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Known {
+        facts: AccountFacts {
+            disabled,
+            hold_until,
+            blocked_until,
+            quota: limits.and_then(quota_from_row),
+            // The store takes each send off `remaining` as it happens.
+            sends_since_quota: 0,
+            sends_today: u32::try_from(sends_today).unwrap_or(u32::MAX),
+            last_send_at,
+        },
+        status_checked_at,
+        sending_job,
+        sending_until,
+    })
 }
 
 fn quota_from_row(row: LimitRow) -> Option<Quota> {

@@ -2,6 +2,7 @@
 //! and its own callback receiver, so tests run in parallel and repeatedly.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod process;
 pub mod proxy;
 
 use axum::Router;

@@ -1,0 +1,289 @@
+//! Account safety with the real broker and database: weekly quota across worker processes,
+//! pacing, a disabled account, and a worker killed while it holds an account.
+
+mod common;
+
+use chrono::{DateTime, Datelike, Duration as TimeDelta, Utc};
+use common::process::*;
+use common::*;
+use leadlink::app::Roles;
+use leadlink::config::Config;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+const INGEST_ONLY: Roles = Roles {
+    ingest: true,
+    worker: false,
+};
+
+fn job_id(body: &Value) -> String {
+    body["jobId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no job id: {body}"))
+        .to_string()
+}
+
+async fn jobs_with(app: &TestApp, account: &str, status: &str) -> usize {
+    let (_, body) = app
+        .admin(&format!("/admin/jobs?account={account}&status={status}"))
+        .await;
+    body["jobs"].as_array().map_or(0, Vec::len)
+}
+
+async fn account_view(app: &TestApp, account: &str) -> Value {
+    let (_, body) = app.admin("/admin/accounts").await;
+    body["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["accountId"] == account)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// 429s of either kind the simulator answered.
+async fn rate_limited(env: &TestEnv) -> (u64, u64) {
+    let stats = env.sim_get("stats").await;
+    (
+        stats["rateLimited"]["hold"].as_u64().unwrap(),
+        stats["rateLimited"]["perMinute"].as_u64().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_worker_processes_keep_a_spent_week_and_another_account_keeps_sending() {
+    let env = TestEnv::new().await;
+    // Another tool already used 3 of this account's 8 requests before leadlink started.
+    let reset = Utc::now() + TimeDelta::hours(1);
+    env.sim_put(
+        "accounts/acc_week",
+        json!({"limit": 8, "used": 3, "weeklyReset": reset.to_rfc3339()}),
+    )
+    .await;
+    env.sim_put("config", json!({"latencyMs": 30})).await;
+    let config_text = env.config_text();
+    let ingest = env
+        .start_roles(Config::from_toml(&config_text).unwrap(), INGEST_ONLY)
+        .await;
+    let mut workers = [
+        spawn_binary(&env, "worker", &config_text, &[]),
+        spawn_binary(&env, "worker", &config_text, &[]),
+    ];
+    let events = (0..10)
+        .map(|n| lead(&format!("crm-w{n}"), &format!("week-{n}"), "acc_week"))
+        .chain((0..4).map(|n| lead(&format!("crm-f{n}"), &format!("free-{n}"), "acc_free")));
+    let answers = futures_util::future::join_all(events.map(|event| {
+        let ingest = &ingest;
+        async move { ingest.send(&webhook_id(), &event).await }
+    }))
+    .await;
+    assert!(
+        answers.iter().all(|(status, _)| *status == 202),
+        "{answers:?}"
+    );
+
+    eventually(WAIT, "the free account sends all four", || async {
+        jobs_with(&ingest, "acc_free", "sent").await == 4
+    })
+    .await;
+    eventually(WAIT, "5 sent and 5 held on the spent account", || async {
+        jobs_with(&ingest, "acc_week", "sent").await == 5
+            && jobs_with(&ingest, "acc_week", "held").await == 5
+    })
+    .await;
+    assert_eq!(rate_limited(&env).await, (0, 0), "leadlink caused a 429");
+    let invitations = env.sim_get("invitations").await;
+    let per_lead = invitations["accounts"]["acc_week"].as_object().unwrap();
+    assert_eq!(per_lead.len(), 5, "{invitations}");
+    assert!(per_lead.values().all(|n| n == 1), "{invitations}");
+
+    // The account view: the week spent, today's sends, the next send at the reset, the
+    // backlog; and the CLI lists the held jobs.
+    let view = account_view(&ingest, "acc_week").await;
+    assert_eq!(view["remaining"], 0, "{view}");
+    assert_eq!(view["sendsToday"], 5, "{view}");
+    assert_eq!(view["backlog"], 5, "{view}");
+    let next: DateTime<Utc> = view["nextSendAt"].as_str().unwrap().parse().unwrap();
+    assert!((next - reset).num_seconds().abs() <= 1, "{view}");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_leadlink"))
+        .args(["jobs", "list", "--account", "acc_week", "--status", "held"])
+        .arg("--config")
+        .arg(env.write_config(&config_text))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let listed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(listed["jobs"].as_array().unwrap().len(), 5, "{listed}");
+
+    for worker in &mut workers {
+        worker.kill().unwrap();
+        worker.wait().unwrap();
+    }
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_while_it_holds_an_account_frees_it_within_the_lease() {
+    let env = TestEnv::new().await;
+    // The simulator records the invitation, then answers only after 3 s.
+    env.sim_put("config", json!({"latencyMs": 3000})).await;
+    let config_text = env.config_text();
+    let config = Config::from_toml(&config_text).unwrap();
+    let lease = config.worker.lease;
+    let ingest = env.start_roles(config.clone(), INGEST_ONLY).await;
+    let mut worker = spawn_binary(&env, "worker", &config_text, &[]);
+    let (_, first) = ingest
+        .send(&webhook_id(), &lead("crm-k1", "kill-one", "acc_k"))
+        .await;
+    let first = job_id(&first);
+    eventually(WAIT, "the first invitation is out", || async {
+        env.total_invitations().await == 1
+    })
+    .await;
+    let view = account_view(&ingest, "acc_k").await;
+    assert_eq!(view["sendingJob"], first.as_str(), "{view}");
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    let killed_at = std::time::Instant::now();
+    env.sim_put("config", json!({"latencyMs": 0})).await;
+
+    let (_, second) = ingest
+        .send(&webhook_id(), &lead("crm-k2", "kill-two", "acc_k"))
+        .await;
+    let second = job_id(&second);
+    let mut replacement = env
+        .start_roles(
+            config,
+            Roles {
+                ingest: false,
+                worker: true,
+            },
+        )
+        .await;
+    ingest.wait_for_status(&second, "sent", WAIT).await;
+    let freed_after = killed_at.elapsed();
+    assert!(
+        freed_after < lease + Duration::from_secs(8),
+        "the account stayed taken for {freed_after:?} (lease {lease:?})"
+    );
+    // The dead worker's job is settled by the relationship check, not sent again.
+    ingest.wait_for_status(&first, "sent", WAIT).await;
+    assert_eq!(env.invitations("acc_k", "kill-one").await, 1);
+    assert_eq!(env.invitations("acc_k", "kill-two").await, 1);
+    replacement.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_the_api_reports_disabled_is_paused_until_it_recovers() {
+    let env = TestEnv::new().await;
+    env.sim_put("accounts/acc_off", json!({"enabled": false}))
+        .await;
+    let app = env.start(env.config()).await;
+    let (_, body) = app
+        .send(&webhook_id(), &lead("crm-off", "off-one", "acc_off"))
+        .await;
+    let id = job_id(&body);
+    let paused = app.wait_for_status(&id, "paused", WAIT).await;
+    assert!(
+        paused["error"].as_str().unwrap().contains("disabled"),
+        "{paused}"
+    );
+    assert_eq!(env.total_invitations().await, 0);
+    // Another account is not affected.
+    let (_, other) = app
+        .send(&webhook_id(), &lead("crm-on", "on-one", "acc_on"))
+        .await;
+    app.wait_for_status(&job_id(&other), "sent", WAIT).await;
+
+    env.sim_put("accounts/acc_off", json!({"enabled": true}))
+        .await;
+    app.wait_for_status(&id, "sent", WAIT).await;
+    eventually(WAIT, "queued, paused, sent written back", || async {
+        env.callback_statuses(&id) == ["queued", "paused", "sent"]
+    })
+    .await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pacing_schedules_outside_working_days_spaces_sends_and_keeps_the_daily_cap() {
+    let env = TestEnv::new().await;
+    let now = Utc::now();
+    let day_after_tomorrow = (now + TimeDelta::days(2)).weekday();
+    let window_opens = (now + TimeDelta::days(2))
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    let text = format!(
+        r#"{}
+        [accounts.acc_later]
+        pacing = true
+        working_hours = "00:00-24:00"
+        working_days = ["{day_after_tomorrow}"]
+        jitter = "0s"
+        [accounts.acc_spaced]
+        pacing = true
+        working_hours = "00:00-24:00"
+        working_days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+        min_spacing = "3s"
+        jitter = "0s"
+        daily_cap = 3
+        "#,
+        env.config_text()
+    );
+    let app = env.start(Config::from_toml(&text).unwrap()).await;
+
+    // Outside the working days: scheduled for the window's opening, with no API call.
+    let (_, later) = app
+        .send(&webhook_id(), &lead("crm-later", "later-one", "acc_later"))
+        .await;
+    let later = job_id(&later);
+    let scheduled = app.wait_for_status(&later, "scheduled", WAIT).await;
+    let retry_at: DateTime<Utc> = scheduled["retryAt"].as_str().unwrap().parse().unwrap();
+    assert_eq!(retry_at, window_opens, "{scheduled}");
+
+    // Four leads on an account spaced 3 s apart with a daily cap of 3: three go out, each
+    // at least 3 s after the one before, oldest first; the fourth waits for tomorrow.
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let (_, body) = app
+            .send(
+                &webhook_id(),
+                &lead(&format!("crm-s{n}"), &format!("spaced-{n}"), "acc_spaced"),
+            )
+            .await;
+        ids.push(job_id(&body));
+    }
+    let mut sent_at = Vec::new();
+    for id in &ids[..3] {
+        let job = app.wait_for_status(id, "sent", WAIT).await;
+        sent_at.push(
+            job["changedAt"]
+                .as_str()
+                .unwrap()
+                .parse::<DateTime<Utc>>()
+                .unwrap(),
+        );
+    }
+    for pair in sent_at.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= TimeDelta::milliseconds(2900),
+            "sends closer than the spacing, or out of order: {sent_at:?}"
+        );
+    }
+    let capped = app.wait_for_status(&ids[3], "scheduled", WAIT).await;
+    let tomorrow = (Utc::now() + TimeDelta::days(1))
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    let retry_at: DateTime<Utc> = capped["retryAt"].as_str().unwrap().parse().unwrap();
+    assert_eq!(retry_at, tomorrow, "{capped}");
+    assert_eq!(env.total_invitations().await, 3);
+    assert_eq!(rate_limited(&env).await, (0, 0));
+    env.cleanup().await;
+}
