@@ -10,9 +10,11 @@ ALTER TABLE jobs ADD COLUMN enrich boolean NOT NULL DEFAULT false;
 ALTER TABLE jobs ADD COLUMN writeback_targets text[] NOT NULL DEFAULT '{}';
 UPDATE jobs SET writeback_targets = '{callback}';
 
--- A CRM record with an open job attaches further events to it.
-CREATE INDEX jobs_open_by_record ON jobs (source, record_id)
-    WHERE status NOT IN ('sent', 'already_connected', 'invitation_pending',
+-- A CRM record has at most one open job: further events attach to it, and the database
+-- settles concurrent deliveries for one record (HubSpot sends up to 10 requests at once).
+CREATE UNIQUE INDEX jobs_open_by_record ON jobs (source, record_id)
+    WHERE source IN ('hubspot', 'salesforce')
+      AND status NOT IN ('sent', 'already_connected', 'invitation_pending',
                          'profile_not_found', 'failed', 'invalid');
 
 -- A CRM whose credentials stopped working: its writebacks and reads wait until a call

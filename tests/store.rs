@@ -325,6 +325,7 @@ async fn claimed(store: &PgStore, id: Uuid, owner: &str, now: DateTime<Utc>) -> 
 
 fn reading(remaining: u32, now: DateTime<Utc>) -> AccountReading {
     AccountReading {
+        asked_at: now,
         quota: Some(Quota {
             limit: 90,
             used: 90 - remaining,
@@ -392,24 +393,25 @@ async fn an_account_sends_one_job_at_a_time_oldest_first_and_a_dead_sender_frees
         "{busy:?}"
     );
     // ... parked by its worker ...
-    let after = now + lease + Duration::seconds(1);
     store
         .transition(
             newer,
             Some("w:1"),
             Transition {
-                due_at: Some(after),
+                due_at: Some(now + Duration::seconds(2)),
                 ..Default::default()
             },
             now + Duration::seconds(1),
         )
         .await
         .unwrap();
-    // ... until the sender's account lease runs out (it died mid-send).
-    let newer_job = claimed(&store, newer, "w:3", after).await;
+    // ... until the sender died mid-send and its leases ran out: its job, still the oldest,
+    // takes the account again (its worker will check the relationship before any resend).
+    let after = now + Duration::seconds(31);
+    let older_job = claimed(&store, older, "w:4", after).await;
     assert_eq!(
         store
-            .take_send_slot(&newer_job, &policy, lease, false, after)
+            .take_send_slot(&older_job, &policy, lease, false, after)
             .await
             .unwrap(),
         SendGate::Send

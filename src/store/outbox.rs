@@ -121,10 +121,15 @@ impl OutboxStore for PgStore {
         if outbox_ids.is_empty() {
             return Ok(());
         }
-        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
-            .bind(outbox_ids)
-            .execute(&self.pool)
-            .await?;
+        // A row a relay holds is being published by it and deleted with its commit: waiting
+        // for that lock would only hold a pooled connection for nothing.
+        sqlx::query(
+            "DELETE FROM outbox WHERE id IN \
+             (SELECT id FROM outbox WHERE id = ANY($1) FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(outbox_ids)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -37,6 +37,8 @@ pub enum SendGate {
 /// What `GET /account/{id}/quota` and `GET /account/status` said.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccountReading {
+    /// When the endpoints were asked: a send that started since may or may not be in them.
+    pub asked_at: DateTime<Utc>,
     pub quota: Option<Quota>,
     /// `Some(reason)` when the account cannot send; `None` when it can.
     pub disabled: Option<String>,
@@ -139,15 +141,17 @@ pub(super) async fn take_send_slot(
             }
         }
         Decision::Send | Decision::NeedQuota => match older_waiting_job(&mut tx, job, now).await? {
-            Some(older) => {
+            Some((older, held_by_a_worker)) => {
                 // The account's backlog goes oldest first: wake the older job and wait.
-                sqlx::query("UPDATE jobs SET due_at = $2 WHERE id = $1")
-                    .bind(older)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                outbox::delete_for(&mut tx, Topic::Connect, &older.to_string()).await?;
-                outbox::insert(&mut tx, Topic::Connect, &older.to_string(), now).await?;
+                if !held_by_a_worker {
+                    sqlx::query("UPDATE jobs SET due_at = $2 WHERE id = $1")
+                        .bind(older)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    outbox::delete_for(&mut tx, Topic::Connect, &older.to_string()).await?;
+                    outbox::insert(&mut tx, Topic::Connect, &older.to_string(), now).await?;
+                }
                 SendGate::Wait {
                     status: None,
                     until: now + BUSY_RETRY,
@@ -278,16 +282,17 @@ async fn backlog_ahead(tx: &mut sqlx::PgConnection, job: &Job) -> Result<usize, 
     Ok(usize::try_from(ahead).unwrap_or(0))
 }
 
-/// The account's oldest waiting job, if it is older than `job` and no worker holds it.
+/// The account's oldest waiting job if it is older than `job`, and whether a worker holds
+/// it now (then it is on its way to the gate already).
 async fn older_waiting_job(
     tx: &mut sqlx::PgConnection,
     job: &Job,
     now: DateTime<Utc>,
-) -> Result<Option<Uuid>, StoreError> {
-    Ok(sqlx::query_scalar(&format!(
-        "SELECT id FROM jobs WHERE account_id = $1 AND id <> $2 AND created_at < $3 \
-         AND status IN {BACKLOG} AND due_at IS NOT NULL AND NOT enrich \
-         AND (lease_until IS NULL OR lease_until < $4) ORDER BY created_at LIMIT 1"
+) -> Result<Option<(Uuid, bool)>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT id, coalesce(lease_until > $4, false) FROM jobs WHERE account_id = $1 AND id <> $2 \
+         AND created_at < $3 AND status IN {BACKLOG} AND due_at IS NOT NULL AND NOT enrich \
+         ORDER BY created_at LIMIT 1"
     ))
     .bind(&job.account_id)
     .bind(job.id)
@@ -317,26 +322,34 @@ pub(super) async fn record_reading(
     .execute(&mut *tx)
     .await?;
     if let Some(quota) = &reading.quota {
-        let in_flight: bool = sqlx::query_scalar(
-            "SELECT coalesce(sending_until > $2, false) FROM accounts WHERE account_id = $1",
+        // A send that started since the endpoints were asked may be missing from their
+        // numbers; our own count has it, so the lower of the two stands then.
+        let overlapped: bool = sqlx::query_scalar(
+            "SELECT coalesce((SELECT sending_until > $2 FROM accounts WHERE account_id = $1), false) \
+             OR EXISTS (SELECT 1 FROM account_sends WHERE account_id = $1 AND at >= $3)",
         )
         .bind(account)
         .bind(now)
+        .bind(reading.asked_at)
         .fetch_one(&mut *tx)
         .await?;
-        let remaining = i64::from(quota.remaining) - i64::from(in_flight);
         sqlx::query(
             "INSERT INTO account_limits (account_id, action, \"limit\", used, remaining, reset_at, \
              observed_at, source) VALUES ($1, 'CONNECT', $2, $3, $4, $5, $6, 'endpoint') \
-             ON CONFLICT (account_id, action) DO UPDATE SET \"limit\" = $2, used = $3, \
-             remaining = $4, reset_at = $5, observed_at = $6, source = 'endpoint'",
+             ON CONFLICT (account_id, action) DO UPDATE SET \"limit\" = $2, \
+             used = CASE WHEN $7 AND account_limits.reset_at IS NOT DISTINCT FROM $5 \
+                    THEN GREATEST(account_limits.used, $3) ELSE $3 END, \
+             remaining = CASE WHEN $7 AND account_limits.reset_at IS NOT DISTINCT FROM $5 \
+                         THEN LEAST(account_limits.remaining, $4) ELSE $4 END, \
+             reset_at = $5, observed_at = $6, source = 'endpoint'",
         )
         .bind(account)
         .bind(i32::try_from(quota.limit).unwrap_or(i32::MAX))
         .bind(i32::try_from(quota.used).unwrap_or(i32::MAX))
-        .bind(i32::try_from(remaining.max(0)).unwrap_or(i32::MAX))
+        .bind(i32::try_from(quota.remaining).unwrap_or(i32::MAX))
         .bind(quota.reset_at)
         .bind(now)
+        .bind(overlapped)
         .execute(&mut *tx)
         .await?;
     }

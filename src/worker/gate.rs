@@ -135,6 +135,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         {
             return Ok(false);
         }
+        let asked_at = Utc::now();
         let quota = s.api.quota(&job.account_id).await;
         let status = match &quota {
             Ok(_) => Some(s.api.account_status(&job.account_id).await),
@@ -144,6 +145,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         let failure = match (&quota, &status) {
             (Ok(quota), Some(Ok(status))) => {
                 let reading = AccountReading {
+                    asked_at,
                     quota: quota.connect.as_ref().map(|w| quota_from_window(w, now)),
                     disabled: status.blocks_sending(),
                 };

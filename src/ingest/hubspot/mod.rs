@@ -14,12 +14,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
+use futures_util::{StreamExt, TryStreamExt, stream};
 use payload::{HubSpotSourceConfig, Judged};
 use serde_json::json;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The CRM object HubSpot jobs are about.
 const CONTACT: &str = "contact";
+/// How many of a batch's contacts are committed at once.
+const CONCURRENT_ACCEPTS: usize = 4;
 
 fn source<Q: Queue, S: Store>(
     state: &IngestState<Q, S>,
@@ -57,8 +61,9 @@ fn verify(
     .map_err(|e| IngestError::Unauthorized(format!("signature rejected: {e}")))
 }
 
-/// App subscriptions: each event is judged on its own and the batch is answered 200 unless
-/// nothing could be committed, since HubSpot retries the whole batch on any error.
+/// App subscriptions: each event is judged on its own (a bad one is skipped, not fatal) and
+/// the batch is answered 200 once every qualified event is committed; HubSpot retries the
+/// whole batch on any error, and what was committed is a duplicate then.
 pub async fn receive_batch<Q: Queue, S: Store>(
     State(state): State<Arc<IngestState<Q, S>>>,
     uri: Uri,
@@ -72,7 +77,11 @@ pub async fn receive_batch<Q: Queue, S: Store>(
         message: e.to_string(),
     })?;
     let triggers = config.triggers();
-    let (mut accepted, mut duplicates, mut ignored, mut malformed) = (0, 0, 0, 0);
+    let (mut ignored, mut malformed) = (0, 0);
+    // Events for one contact, in the batch's order: they are committed one after the other,
+    // so that a second event for a contact finds the job the first one made.
+    let mut by_contact: Vec<Vec<payload::Event>> = Vec::new();
+    let mut group_of: HashMap<String, usize> = HashMap::new();
     for item in judged {
         let event = match item {
             Judged::Event(event) => event,
@@ -89,19 +98,44 @@ pub async fn receive_batch<Q: Queue, S: Store>(
             continue;
         };
         tracing::debug!(contact = %event.object_id, %qualification, "HubSpot contact qualified");
-        let record = CrmRecord {
-            source: HUBSPOT,
-            record_id: event.object_id.clone(),
-            object: CONTACT,
-            delivery_id: Some(event.idempotency_key()),
-            fallback_account: default_account(&state, config),
-        };
-        let new = super::crm_job(&state, record, None);
-        match super::accept(&state, &new).await? {
-            IngestOutcome::Created { .. } => accepted += 1,
-            IngestOutcome::Duplicate { .. } => duplicates += 1,
-        }
+        let group = *group_of.entry(event.object_id.clone()).or_insert_with(|| {
+            by_contact.push(Vec::new());
+            by_contact.len() - 1
+        });
+        by_contact[group].push(event);
     }
+    // One transaction per event, a few contacts at a time: HubSpot sends up to 100 events and
+    // gives up after 5 s, and one after the other they add up. A failure answers the whole
+    // batch with an error; HubSpot retries it, and what was committed is a duplicate then.
+    let state = &state;
+    let fallback_account = default_account(state, config);
+    let (accepted, duplicates) = stream::iter(by_contact)
+        .map(|events| {
+            let fallback_account = fallback_account.clone();
+            async move {
+                let (mut accepted, mut duplicates) = (0, 0);
+                for event in events {
+                    let record = CrmRecord {
+                        source: HUBSPOT,
+                        record_id: event.object_id.clone(),
+                        object: CONTACT,
+                        delivery_id: Some(event.idempotency_key()),
+                        fallback_account: fallback_account.clone(),
+                    };
+                    let new = super::crm_job(state, record, None);
+                    match super::accept(state, &new).await? {
+                        IngestOutcome::Created { .. } => accepted += 1,
+                        IngestOutcome::Duplicate { .. } => duplicates += 1,
+                    }
+                }
+                Ok::<_, IngestError>((accepted, duplicates))
+            }
+        })
+        .buffer_unordered(CONCURRENT_ACCEPTS)
+        .try_fold((0, 0), |(a, d), (accepted, duplicates)| async move {
+            Ok((a + accepted, d + duplicates))
+        })
+        .await?;
     Ok((
         StatusCode::OK,
         axum::Json(json!({

@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use config::SalesforceSourceConfig;
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 fn source<Q: Queue, S: Store>(
@@ -91,6 +92,9 @@ pub async fn receive_outbound<Q: Queue, S: Store>(
         if let Some(rule) = &config.qualify
             && !rule.matches(&notification.fields)
         {
+            if !notification.fields.contains_key(&rule.field) {
+                tracing::warn!(field = %rule.field, "the Outbound Message does not carry the qualify field; add it to the message's fields, or every notification is dropped");
+            }
             super::count_ignored(&state, "salesforce.not_qualified");
             tracing::info!(record = %notification.record_id, field = %rule.field, "notification does not qualify; acknowledged");
             continue;
@@ -122,8 +126,13 @@ pub async fn receive_callout<Q: Queue, S: Store>(
     })?;
     let delivery_id = match signed {
         Signed::StandardWebhooks(id) => id,
-        // A plain HMAC carries no delivery id: a resend of one signed request repeats both.
-        Signed::Hmac(timestamp) => format!("{}/{timestamp}", callout.record_id),
+        // A plain HMAC carries no delivery id: a resend of one signed request repeats its
+        // timestamp and body, while two callouts signed in the same second differ in body.
+        Signed::Hmac(timestamp) => {
+            let digest = Sha256::digest(&body);
+            let short: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+            format!("{}/{timestamp}/{short}", callout.record_id)
+        }
     };
     let mut fields = callout.fields;
     if let Some(url) = callout.linkedin_url {

@@ -1,0 +1,941 @@
+//! The HubSpot source and writeback end to end: the real RabbitMQ and PostgreSQL, the
+//! simulator as ConnectSafely, and wiremock as HubSpot's CRM v3 contacts API.
+
+mod common;
+
+use axum::http::Method;
+use chrono::{DateTime, Utc};
+use common::*;
+use leadlink::config::Config;
+use leadlink::secret::Secret;
+use leadlink::signature::hubspot::sign_v3;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wiremock::matchers::{header, method, path, path_regex, query_param};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const WAIT: Duration = Duration::from_secs(20);
+const CLIENT_SECRET: &str = "hs-client-secret-0b7c2a1e";
+const TOKEN: &str = "pat-na1-11111111-2222-3333-4444-555555555555";
+/// The base URL HubSpot calls, which its signatures cover.
+const PUBLIC_URL: &str = "https://hooks.example.com";
+const BATCH: &str = "/webhooks/hubspot";
+const WORKFLOW: &str = "/webhooks/hubspot/workflow";
+const CONTACTS: &str = "/crm/v3/objects/contacts";
+
+// ---- helpers -------------------------------------------------------------------------------
+
+/// The test configuration plus the HubSpot source and CRM, pointed at `hubspot`. `crm_extra`
+/// goes at the end of `[crm.hubspot]` (keys, then sub-tables).
+fn config(env: &TestEnv, hubspot: &MockServer, crm_extra: &str) -> Config {
+    let text = format!(
+        r#"{base}
+[crm]
+probe_interval = "1s"
+[sources.hubspot]
+client_secret = "{CLIENT_SECRET}"
+public_url = "{PUBLIC_URL}"
+triggers = [
+  {{ property = "hs_lead_status", value = "QUALIFIED" }},
+  {{ property = "lifecyclestage", value = "salesqualifiedlead" }},
+]
+[crm.hubspot]
+base_url = "{uri}"
+access_token = "{TOKEN}"
+timeout = "2s"
+{crm_extra}
+"#,
+        base = env.config_text(),
+        uri = hubspot.uri(),
+    );
+    Config::from_toml(&text).unwrap_or_else(|e| panic!("config: {e}\n{text}"))
+}
+
+fn profile_url(slug: &str) -> String {
+    format!("https://www.linkedin.com/in/{slug}/")
+}
+
+/// A `contact.propertyChange` event as HubSpot sends it.
+fn change(event_id: u64, object_id: u64, property: &str, value: &str) -> Value {
+    json!({
+        "eventId": event_id, "subscriptionId": 2_345_678, "portalId": 62515, "appId": 54321,
+        "occurredAt": Utc::now().timestamp_millis(), "subscriptionType": "contact.propertyChange",
+        "attemptNumber": 0, "objectId": object_id, "propertyName": property,
+        "propertyValue": value, "changeSource": "CRM"
+    })
+}
+
+fn qualified(event_id: u64, object_id: u64) -> Value {
+    change(event_id, object_id, "hs_lead_status", "QUALIFIED")
+}
+
+/// Posts `body` to `path` signed with v3 by `secret` at `at`, as HubSpot would.
+async fn post_v3(
+    app: &TestApp,
+    path: &str,
+    body: &[u8],
+    secret: &str,
+    at: DateTime<Utc>,
+) -> (u16, Value) {
+    let signed_uri = format!("{PUBLIC_URL}{path}");
+    let headers = sign_v3(&Method::POST, &signed_uri, body, &Secret::new(secret), at).unwrap();
+    let mut request = app
+        .http
+        .post(app.url(path))
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    answer(request.body(body.to_vec()).send().await.unwrap()).await
+}
+
+async fn answer(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn send_batch(app: &TestApp, events: &Value) -> (u16, Value) {
+    let body = serde_json::to_vec(events).unwrap();
+    post_v3(app, BATCH, &body, CLIENT_SECRET, Utc::now()).await
+}
+
+/// `GET /crm/v3/objects/contacts/{id}` answers the contact with these properties.
+async fn contact(hubspot: &MockServer, id: u64, properties: Value) {
+    Mock::given(method("GET"))
+        .and(path(format!("{CONTACTS}/{id}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": id.to_string(), "properties": properties,
+            "createdAt": "2025-01-01T00:00:00Z", "updatedAt": "2025-01-02T00:00:00Z",
+            "archived": false
+        })))
+        .mount(hubspot)
+        .await;
+}
+
+/// Every `PATCH` of a contact answers 200 (at the lowest priority, so tests can put
+/// failures in front of it).
+async fn accept_patches(hubspot: &MockServer) {
+    Mock::given(method("PATCH"))
+        .and(path_regex(r"^/crm/v3/objects/contacts/\d+$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "1"})))
+        .with_priority(10)
+        .mount(hubspot)
+        .await;
+}
+
+/// The `properties` of each PATCH HubSpot received for contact `id`, in arrival order.
+async fn patches(hubspot: &MockServer, id: u64) -> Vec<Value> {
+    let target = format!("{CONTACTS}/{id}");
+    hubspot
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.method.as_str() == "PATCH" && r.url.path() == target)
+        .map(|r| {
+            let body: Value = serde_json::from_slice(&r.body).unwrap();
+            body["properties"].clone()
+        })
+        .collect()
+}
+
+async fn patched_statuses(hubspot: &MockServer, id: u64, property: &str) -> Vec<String> {
+    patches(hubspot, id)
+        .await
+        .iter()
+        .map(|p| p[property].as_str().unwrap_or("(none)").to_string())
+        .collect()
+}
+
+async fn requests(hubspot: &MockServer, verb: &str) -> Vec<Request> {
+    hubspot
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.method.as_str() == verb)
+        .collect()
+}
+
+/// The jobs of a CRM record.
+async fn jobs_of(app: &TestApp, record: &str) -> Vec<Value> {
+    let (status, body) = app.admin(&format!("/admin/jobs?record={record}")).await;
+    assert_eq!(status, 200, "{body}");
+    body["jobs"].as_array().unwrap().clone()
+}
+
+/// The id of the one job of `record`, waiting for it to be committed.
+async fn job_of(app: &TestApp, record: &str) -> String {
+    let jobs = jobs_of(app, record).await;
+    assert_eq!(jobs.len(), 1, "record {record}: {jobs:#?}");
+    assert_eq!(jobs[0]["source"], "hubspot");
+    jobs[0]["id"].as_str().unwrap().to_string()
+}
+
+fn hubspot_writebacks(job: &Value) -> Vec<Value> {
+    job["writebacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["target"] == "hubspot")
+        .cloned()
+        .collect()
+}
+
+fn changed_at(properties: &Value) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(properties["linkedin_status_changed_at"].as_str().unwrap())
+        .unwrap_or_else(|e| panic!("changed-at in {properties}: {e}"))
+        .with_timezone(&Utc)
+}
+
+// ---- tests ---------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_mixed_batch_makes_jobs_only_for_qualified_contacts() {
+    let env = TestEnv::new().await;
+    let hubspot = MockServer::start().await;
+    contact(
+        &hubspot,
+        101,
+        json!({"hs_linkedin_url": profile_url("hs-ada"), "firstname": "Ada"}),
+    )
+    .await;
+    contact(
+        &hubspot,
+        104,
+        json!({"hs_linkedin_url": profile_url("hs-bo"), "firstname": "Bo"}),
+    )
+    .await;
+    accept_patches(&hubspot).await;
+    let mut app = env.start(config(&env, &hubspot, "")).await;
+
+    let events = json!([
+        qualified(1, 101),
+        change(2, 102, "hs_lead_status", "NEW"),
+        {"eventId": 3, "portalId": 62515, "objectId": 103, "occurredAt": 1_700_000_000_000_i64,
+         "subscriptionType": "contact.deletion", "attemptNumber": 0},
+        qualified(1, 101),
+        change(4, 101, "lifecyclestage", "salesqualifiedlead"),
+        {"eventId": 5, "portalId": 62515, "subscriptionType": "contact.propertyChange",
+         "propertyName": "hs_lead_status", "propertyValue": "QUALIFIED"},
+        qualified(6, 104),
+    ]);
+    let (status, body) = send_batch(&app, &events).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"accepted": 2, "duplicates": 2, "ignored": 2, "malformed": 1})
+    );
+
+    let ada = job_of(&app, "101").await;
+    let bo = job_of(&app, "104").await;
+    for unqualified in ["102", "103"] {
+        assert_eq!(jobs_of(&app, unqualified).await, Vec::<Value>::new());
+    }
+    // The second qualifying change attached to the open job (the repeated event is caught
+    // by its delivery id before that).
+    let history = app.job(&ada).await["history"].clone();
+    let attached: Vec<&Value> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "duplicate_event")
+        .collect();
+    assert_eq!(attached.len(), 1, "{history:#}");
+    assert_eq!(attached[0]["detail"]["deliveryId"], "62515/4/101");
+
+    let job = app.wait_for_status(&ada, "sent", WAIT).await;
+    assert_eq!(job["accountId"], "acc_default");
+    assert_eq!(job["lead"]["firstName"], "Ada");
+    app.wait_for_status(&bo, "sent", WAIT).await;
+    assert_eq!(env.invitations("acc_default", "hs-ada").await, 1);
+    assert_eq!(env.invitations("acc_default", "hs-bo").await, 1);
+    assert_eq!(env.total_invitations().await, 2);
+
+    // HubSpot retries the whole batch: every qualified event is now a duplicate.
+    let (status, body) = send_batch(&app, &events).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"accepted": 0, "duplicates": 4, "ignored": 2, "malformed": 1})
+    );
+    assert_eq!(jobs_of(&app, "101").await.len(), 1);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(env.total_invitations().await, 2);
+
+    // A body that is not a batch at all is refused as a whole.
+    let (status, _) = post_v3(
+        &app,
+        BATCH,
+        b"{\"not\":\"an array\"}",
+        CLIENT_SECRET,
+        Utc::now(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrichment_reads_the_contact_and_routes_it_to_its_owners_account() {
+    let env = TestEnv::new().await;
+    let hubspot = MockServer::start().await;
+    // Only the expected read is answered; anything else gets wiremock's 404 (job failed).
+    for (id, slug, owner) in [(201, "owned-by-rep", "123"), (202, "owned-by-other", "999")] {
+        Mock::given(method("GET"))
+            .and(path(format!("{CONTACTS}/{id}")))
+            .and(query_param(
+                "properties",
+                "hs_linkedin_url,firstname,lastname,company,hubspot_owner_id",
+            ))
+            .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "id": id.to_string(),
+                "properties": {"hs_linkedin_url": profile_url(slug), "firstname": "Grace",
+                               "lastname": "Hopper", "company": "Navy",
+                               "hubspot_owner_id": owner, "hs_object_id": id.to_string()}
+            })))
+            .mount(&hubspot)
+            .await;
+    }
+    accept_patches(&hubspot).await;
+    let extra = "[crm.hubspot.owners]\n\"123\" = \"acc_rep\"\n";
+    let mut app = env.start(config(&env, &hubspot, extra)).await;
+
+    let (status, body) = send_batch(&app, &json!([qualified(1, 201), qualified(2, 202)])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 2, "{body}");
+    let rep = job_of(&app, "201").await;
+    let other = job_of(&app, "202").await;
+    let rep_job = app.wait_for_status(&rep, "sent", WAIT).await;
+    let other_job = app.wait_for_status(&other, "sent", WAIT).await;
+    assert_eq!(rep_job["accountId"], "acc_rep");
+    assert_eq!(other_job["accountId"], "acc_default");
+    assert_eq!(rep_job["lead"]["lastName"], "Hopper");
+    assert_eq!(rep_job["lead"]["company"], "Navy");
+    assert_eq!(env.invitations("acc_rep", "owned-by-rep").await, 1);
+    assert_eq!(env.invitations("acc_default", "owned-by-rep").await, 0);
+    assert_eq!(env.invitations("acc_default", "owned-by-other").await, 1);
+    assert_eq!(env.invitations("acc_rep", "owned-by-other").await, 0);
+
+    // One read per contact, each with the private-app token.
+    let reads = requests(&hubspot, "GET").await;
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    for read in &reads {
+        assert_eq!(
+            read.headers.get("authorization").unwrap().to_str().unwrap(),
+            format!("Bearer {TOKEN}")
+        );
+    }
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_status_is_written_back_in_order() {
+    let env = TestEnv::new().await;
+    let hubspot = MockServer::start().await;
+    contact(
+        &hubspot,
+        301,
+        json!({"hs_linkedin_url": profile_url("in-order")}),
+    )
+    .await;
+    accept_patches(&hubspot).await;
+    let mut app = env.start(config(&env, &hubspot, "")).await;
+    let (status, body) = send_batch(&app, &json!([qualified(1, 301)])).await;
+    assert_eq!(
+        (status, body["accepted"].clone()),
+        (200, json!(1)),
+        "{body}"
+    );
+    let id = job_of(&app, "301").await;
+    let job = app.wait_for_status(&id, "sent", WAIT).await;
+
+    eventually(WAIT, "queued and sent patched", || async {
+        patches(&hubspot, 301).await.len() >= 2
+    })
+    .await;
+    // Nothing more arrives later.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let bodies = patches(&hubspot, 301).await;
+    let statuses: Vec<&str> = bodies
+        .iter()
+        .map(|p| p["linkedin_connection_status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["queued", "sent"], "{bodies:#?}");
+    let (queued, sent) = (&bodies[0], &bodies[1]);
+    assert_eq!(queued["linkedin_profile_urn"], "");
+    assert_eq!(queued["linkedin_last_error"], "");
+    assert_eq!(sent["linkedin_profile_urn"], job["profileUrn"]);
+    assert!(
+        sent["linkedin_profile_urn"]
+            .as_str()
+            .unwrap()
+            .starts_with("urn:li:fsd_profile:"),
+        "{sent}"
+    );
+    assert!(changed_at(queued) <= changed_at(sent));
+    for key in ["linkedin_hold_until", "linkedin_retry_at"] {
+        assert_eq!(sent[key], "", "{sent}");
+    }
+    // Only the configured status properties are written, never the LinkedIn URL.
+    assert_eq!(sent.as_object().unwrap().len(), 6, "{sent}");
+    assert!(sent.get("hs_linkedin_url").is_none());
+    for patch in requests(&hubspot, "PATCH").await {
+        assert_eq!(
+            patch
+                .headers
+                .get("authorization")
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            format!("Bearer {TOKEN}")
+        );
+    }
+
+    let writebacks = hubspot_writebacks(&app.job(&id).await);
+    let states: Vec<(i64, &str)> = writebacks
+        .iter()
+        .map(|w| {
+            (
+                w["sequence"].as_i64().unwrap(),
+                w["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(states, [(1, "delivered"), (2, "delivered")]);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_property_names_are_read_and_written() {
+    let env = TestEnv::new().await;
+    let hubspot = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!("{CONTACTS}/351")))
+        .and(query_param(
+            "properties",
+            "li_profile,firstname,lastname,company,hubspot_owner_id",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "351",
+            "properties": {"li_profile": profile_url("custom-names"),
+                           "hs_linkedin_url": profile_url("not-this-one")}
+        })))
+        .mount(&hubspot)
+        .await;
+    accept_patches(&hubspot).await;
+    let extra = "linkedin_url_property = \"li_profile\"\n[crm.hubspot.properties]\nstatus = \"li_status\"\nprofile_urn = \"li_urn\"\n";
+    let mut app = env.start(config(&env, &hubspot, extra)).await;
+    send_batch(&app, &json!([qualified(1, 351)])).await;
+    let id = job_of(&app, "351").await;
+    app.wait_for_status(&id, "sent", WAIT).await;
+    assert_eq!(env.invitations("acc_default", "custom-names").await, 1);
+    assert_eq!(env.invitations("acc_default", "not-this-one").await, 0);
+
+    eventually(WAIT, "queued and sent patched", || async {
+        patched_statuses(&hubspot, 351, "li_status").await == ["queued", "sent"]
+    })
+    .await;
+    let sent = patches(&hubspot, 351).await.pop().unwrap();
+    assert!(sent.get("linkedin_connection_status").is_none(), "{sent}");
+    assert!(
+        sent["li_urn"].as_str().unwrap().starts_with("urn:li:"),
+        "{sent}"
+    );
+    // The names left at their defaults are still written.
+    assert!(sent["linkedin_status_changed_at"].is_string(), "{sent}");
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_and_unavailable_writebacks_are_retried_then_delivered() {
+    let env = TestEnv::new().await;
+    let hubspot = MockServer::start().await;
+    contact(
+        &hubspot,
+        401,
+        json!({"hs_linkedin_url": profile_url("slow-crm")}),
+    )
+    .await;
+    // Each PATCH's arrival, to check that Retry-After was honoured.
+    let arrivals: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let log = arrivals.clone();
+    Mock::given(method("PATCH"))
+        .and(path(format!("{CONTACTS}/401")))
+        .respond_with(move |_: &Request| {
+            log.lock().unwrap().push(Instant::now());
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "2")
+                .set_body_json(json!({
+                    "status": "error",
+                    "message": "You have reached your ten_secondly_rolling limit.",
+                    "errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING"
+                }))
+        })
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&hubspot)
+        .await;
+    let log = arrivals.clone();
+    Mock::given(method("PATCH"))
+        .and(path(format!("{CONTACTS}/401")))
+        .respond_with(move |_: &Request| {
+            log.lock().unwrap().push(Instant::now());
+            ResponseTemplate::new(503).set_body_string("upstream unavailable")
+        })
+        .up_to_n_times(1)
+        .with_priority(2)
+        .mount(&hubspot)
+        .await;
+    accept_patches(&hubspot).await;
+    let mut app = env.start(config(&env, &hubspot, "")).await;
+    send_batch(&app, &json!([qualified(1, 401)])).await;
+    let id = job_of(&app, "401").await;
+    app.wait_for_status(&id, "sent", WAIT).await;
+
+    eventually(WAIT, "both statuses delivered to HubSpot", || async {
+        let job = app.job(&id).await;
+        let writebacks = hubspot_writebacks(&job);
+        writebacks.len() == 2 && writebacks.iter().all(|w| w["state"] == "delivered")
+    })
+    .await;
+    let statuses = patched_statuses(&hubspot, 401, "linkedin_connection_status").await;
+    assert_eq!(statuses, ["queued", "queued", "queued", "sent"]);
+    let job = app.job(&id).await;
+    assert_eq!(job["status"], "sent", "a failing CRM never touches the job");
+    let writebacks = hubspot_writebacks(&job);
+    assert_eq!(writebacks[0]["attempts"], 3, "{writebacks:#?}");
+    assert_eq!(writebacks[1]["attempts"], 1, "{writebacks:#?}");
+    // The failed tries are in the history with HubSpot's answers.
+    let errors: Vec<String> = job["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "writeback" && e["detail"]["target"] == "hubspot")
+        .filter_map(|e| e["detail"]["error"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].contains("HTTP 429"), "{errors:?}");
+    assert!(errors[1].contains("HTTP 503"), "{errors:?}");
+    // Retry-After: 2 was waited out (the backoff alone would be 300 ms).
+    let arrivals = arrivals.lock().unwrap().clone();
+    assert_eq!(arrivals.len(), 2);
+    assert!(
+        arrivals[1] - arrivals[0] >= Duration::from_millis(1900),
+        "{:?}",
+        arrivals[1] - arrivals[0]
+    );
+    assert_eq!(env.invitations("acc_default", "slow-crm").await, 1);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_contact_parks_its_writebacks_and_fails_its_read() {
+    let env = TestEnv::new().await;
+    let hubspot = MockServer::start().await;
+    // 501 exists when read, and is deleted before the writebacks arrive.
+    contact(
+        &hubspot,
+        501,
+        json!({"hs_linkedin_url": profile_url("deleted-later")}),
+    )
+    .await;
+    Mock::given(method("PATCH"))
+        .and(path(format!("{CONTACTS}/501")))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({
+            "status": "error", "message": "resource not found",
+            "correlationId": "aeb5f871-7f07-4993-9211-075dc63e7cbf", "category": "OBJECT_NOT_FOUND"
+        })))
+        .mount(&hubspot)
+        .await;
+    // 502 is gone already: its read is a 404.
+    Mock::given(method("GET"))
+        .and(path(format!("{CONTACTS}/502")))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({
+            "status": "error", "message": "resource not found", "category": "OBJECT_NOT_FOUND"
+        })))
+        .mount(&hubspot)
+        .await;
+    let mut app = env.start(config(&env, &hubspot, "")).await;
+    send_batch(&app, &json!([qualified(1, 501), qualified(2, 502)])).await;
+    let deleted = job_of(&app, "501").await;
+    let gone = job_of(&app, "502").await;
+
+    app.wait_for_status(&deleted, "sent", WAIT).await;
+    eventually(WAIT, "501's HubSpot writebacks parked", || async {
+        let writebacks = hubspot_writebacks(&app.job(&deleted).await);
+        writebacks.len() == 2 && writebacks.iter().all(|w| w["state"] == "parked")
+    })
+    .await;
+    let job = app.job(&deleted).await;
+    assert_eq!(job["status"], "sent");
+    for writeback in hubspot_writebacks(&job) {
+        let error = writeback["lastError"].as_str().unwrap();
+        assert!(error.contains("deleted or merged"), "{error}");
+        assert!(
+            error.contains("OBJECT_NOT_FOUND: resource not found"),
+            "{error}"
+        );
+        // A permanent error is not retried.
+        assert_eq!(writeback["attempts"], 1, "{writeback}");
+    }
+    // The callback target is not held up by HubSpot's refusal.
+    eventually(WAIT, "callbacks delivered", || async {
+        env.callback_statuses(&deleted) == ["queued", "sent"]
+    })
+    .await;
+    assert_eq!(patches(&hubspot, 501).await.len(), 2);
+
+    let failed = app.wait_for_status(&gone, "failed", WAIT).await;
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("gone"), "{error}");
+    assert!(error.contains("404"), "{error}");
+    assert_eq!(env.total_invitations().await, 1);
+    // A read that 404s is not tried again.
+    let reads = requests(&hubspot, "GET").await;
+    assert_eq!(
+        reads
+            .iter()
+            .filter(|r| r.url.path() == format!("{CONTACTS}/502"))
+            .count(),
+        1
+    );
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_stale_and_missing_signatures_are_refused_and_change_nothing() {
+    let env = TestEnv::new().await;
+    let hubspot = MockServer::start().await;
+    contact(
+        &hubspot,
+        601,
+        json!({"hs_linkedin_url": profile_url("never")}),
+    )
+    .await;
+    accept_patches(&hubspot).await;
+    let mut app = env.start(config(&env, &hubspot, "")).await;
+    let body = serde_json::to_vec(&json!([qualified(1, 601)])).unwrap();
+    let workflow = serde_json::to_vec(
+        &json!({"objectId": 601, "properties": {"hs_linkedin_url": profile_url("never")}}),
+    )
+    .unwrap();
+
+    let (status, answer_body) = post_v3(&app, BATCH, &body, "not-the-secret", Utc::now()).await;
+    assert_eq!(status, 401, "{answer_body}");
+    let stale = Utc::now() - chrono::Duration::minutes(6);
+    let (status, answer_body) = post_v3(&app, BATCH, &body, CLIENT_SECRET, stale).await;
+    assert_eq!(status, 401, "{answer_body}");
+    assert!(
+        answer_body.to_string().to_lowercase().contains("timestamp"),
+        "{answer_body}"
+    );
+    let unsigned = app
+        .http
+        .post(app.url(BATCH))
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status().as_u16(), 401);
+    // Signed for another body (tampered in transit).
+    let signed_uri = format!("{PUBLIC_URL}{BATCH}");
+    let other = serde_json::to_vec(&json!([qualified(1, 602)])).unwrap();
+    let mut request = app.http.post(app.url(BATCH));
+    for (name, value) in sign_v3(
+        &Method::POST,
+        &signed_uri,
+        &other,
+        &Secret::new(CLIENT_SECRET),
+        Utc::now(),
+    )
+    .unwrap()
+    {
+        request = request.header(name, value);
+    }
+    let (status, _) = answer(request.body(body.clone()).send().await.unwrap()).await;
+    assert_eq!(status, 401);
+    // A wrong v1 signature, and a workflow request with the wrong secret.
+    let (status, _) = post_v1(&app, &body, &v1_signature("not-the-secret", &body)).await;
+    assert_eq!(status, 401);
+    let (status, _) = post_v3(&app, WORKFLOW, &workflow, "not-the-secret", Utc::now()).await;
+    assert_eq!(status, 401);
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(jobs_of(&app, "601").await, Vec::<Value>::new());
+    assert_eq!(jobs_of(&app, "602").await, Vec::<Value>::new());
+    assert!(hubspot.received_requests().await.unwrap().is_empty());
+    assert_eq!(env.total_invitations().await, 0);
+
+    // The same request correctly signed is taken: the refusals were about the signatures.
+    let (status, answer_body) = post_v3(&app, BATCH, &body, CLIENT_SECRET, Utc::now()).await;
+    assert_eq!((status, answer_body["accepted"].clone()), (200, json!(1)));
+    job_of(&app, "601").await;
+    app.stop().await;
+    env.cleanup().await;
+}
+
+fn v1_signature(secret: &str, body: &[u8]) -> String {
+    Sha256::new()
+        .chain_update(secret.as_bytes())
+        .chain_update(body)
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+async fn post_v1(app: &TestApp, body: &[u8], signature: &str) -> (u16, Value) {
+    let response = app
+        .http
+        .post(app.url(BATCH))
+        .header("content-type", "application/json")
+        .header("X-HubSpot-Signature", signature)
+        .header("X-HubSpot-Signature-Version", "v1")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    answer(response).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_subscriptions_signed_with_v1_are_accepted() {
+    let env = TestEnv::new().await;
+    let hubspot = MockServer::start().await;
+    contact(
+        &hubspot,
+        651,
+        json!({"hs_linkedin_url": profile_url("v-one")}),
+    )
+    .await;
+    accept_patches(&hubspot).await;
+    let mut app = env.start(config(&env, &hubspot, "")).await;
+    let body = serde_json::to_vec(&json!([qualified(1, 651)])).unwrap();
+    let (status, answer_body) = post_v1(&app, &body, &v1_signature(CLIENT_SECRET, &body)).await;
+    assert_eq!(status, 200, "{answer_body}");
+    assert_eq!(answer_body["accepted"], 1);
+    let id = job_of(&app, "651").await;
+    app.wait_for_status(&id, "sent", WAIT).await;
+    assert_eq!(env.invitations("acc_default", "v-one").await, 1);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_without_a_linkedin_url_is_invalid_and_written_back() {
+    let env = TestEnv::new().await;
+    let hubspot = MockServer::start().await;
+    contact(
+        &hubspot,
+        701,
+        json!({"firstname": "No", "lastname": "Profile", "hs_linkedin_url": ""}),
+    )
+    .await;
+    accept_patches(&hubspot).await;
+    let mut app = env.start(config(&env, &hubspot, "")).await;
+    send_batch(&app, &json!([qualified(1, 701)])).await;
+    let id = job_of(&app, "701").await;
+    let job = app.wait_for_status(&id, "invalid", WAIT).await;
+    let error = job["error"].as_str().unwrap();
+    assert!(error.contains("hs_linkedin_url"), "{error}");
+
+    eventually(WAIT, "queued and invalid patched", || async {
+        patched_statuses(&hubspot, 701, "linkedin_connection_status").await == ["queued", "invalid"]
+    })
+    .await;
+    let invalid = patches(&hubspot, 701).await.pop().unwrap();
+    let written = invalid["linkedin_last_error"].as_str().unwrap();
+    assert!(written.contains("hs_linkedin_url"), "{invalid}");
+    assert_eq!(invalid["linkedin_profile_urn"], "");
+    assert_eq!(env.total_invitations().await, 0);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_payload_with_the_url_needs_no_read() {
+    let env = TestEnv::new().await;
+    let hubspot = MockServer::start().await;
+    accept_patches(&hubspot).await;
+    let extra = "[crm.hubspot.owners]\n\"123\" = \"acc_rep\"\n";
+    let mut app = env.start(config(&env, &hubspot, extra)).await;
+    let payload = json!({
+        "objectId": 801,
+        "properties": {
+            "hs_linkedin_url": {"value": profile_url("from-workflow")},
+            "firstname": "Wanda", "lastname": "Flow", "company": "Acme",
+            "hubspot_owner_id": 123, "email": "wanda@example.com"
+        }
+    });
+    let body = serde_json::to_vec(&payload).unwrap();
+    let (status, first) = post_v3(&app, WORKFLOW, &body, CLIENT_SECRET, Utc::now()).await;
+    assert_eq!(status, 202, "{first}");
+    let id = first["jobId"].as_str().unwrap().to_string();
+    // A second run of the workflow while the job is open attaches to it.
+    let (status, again) = post_v3(&app, WORKFLOW, &body, CLIENT_SECRET, Utc::now()).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["jobId"], id.as_str());
+    assert_eq!(again["duplicate"], true);
+
+    let job = app.wait_for_status(&id, "sent", WAIT).await;
+    assert_eq!(job["recordId"], "801");
+    assert_eq!(job["accountId"], "acc_rep");
+    assert_eq!(job["lead"]["firstName"], "Wanda");
+    assert_eq!(env.invitations("acc_rep", "from-workflow").await, 1);
+    assert_eq!(env.total_invitations().await, 1);
+    eventually(WAIT, "queued and sent patched", || async {
+        patched_statuses(&hubspot, 801, "linkedin_connection_status").await == ["queued", "sent"]
+    })
+    .await;
+    assert!(
+        requests(&hubspot, "GET").await.is_empty(),
+        "the workflow payload carried the URL: no read expected"
+    );
+
+    // A flat payload without a record id is refused.
+    let flat = serde_json::to_vec(&json!({"firstname": "Nobody"})).unwrap();
+    let (status, _) = post_v3(&app, WORKFLOW, &flat, CLIENT_SECRET, Utc::now()).await;
+    assert_eq!(status, 400);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_pause_hubspot_writebacks_until_they_work_again() {
+    let env = TestEnv::new().await;
+    let hubspot = MockServer::start().await;
+    contact(
+        &hubspot,
+        901,
+        json!({"hs_linkedin_url": profile_url("token-revoked")}),
+    )
+    .await;
+    let token_works = Arc::new(AtomicBool::new(false));
+    let works = token_works.clone();
+    Mock::given(method("PATCH"))
+        .and(path(format!("{CONTACTS}/901")))
+        .respond_with(move |_: &Request| {
+            if works.load(Ordering::SeqCst) {
+                ResponseTemplate::new(200).set_body_json(json!({"id": "901"}))
+            } else {
+                ResponseTemplate::new(401).set_body_json(json!({
+                    "status": "error", "category": "INVALID_AUTHENTICATION",
+                    "message": "Authentication credentials not found."
+                }))
+            }
+        })
+        .mount(&hubspot)
+        .await;
+    let mut app = env.start(config(&env, &hubspot, "")).await;
+    send_batch(&app, &json!([qualified(1, 901)])).await;
+    let id = job_of(&app, "901").await;
+    app.wait_for_status(&id, "sent", WAIT).await;
+
+    // Probed again after probe_interval, and still refused.
+    eventually(WAIT, "two refused PATCHes", || async {
+        patches(&hubspot, 901).await.len() >= 2
+    })
+    .await;
+    let job = app.job(&id).await;
+    assert_eq!(
+        job["status"], "sent",
+        "the job is not failed for the CRM's credentials"
+    );
+    let writebacks = hubspot_writebacks(&job);
+    assert_eq!(writebacks[0]["state"], "pending", "{writebacks:#?}");
+    assert_eq!(writebacks[0]["attempts"], 0, "a paused try is not counted");
+    let error = writebacks[0]["lastError"].as_str().unwrap();
+    assert!(error.contains("401") || error.contains("paused"), "{error}");
+    // Every refused PATCH was the oldest change: the newer one waits behind it.
+    assert!(
+        patched_statuses(&hubspot, 901, "linkedin_connection_status")
+            .await
+            .iter()
+            .all(|s| s == "queued")
+    );
+    // The callback is another target and is not paused.
+    eventually(WAIT, "callbacks delivered", || async {
+        env.callback_statuses(&id) == ["queued", "sent"]
+    })
+    .await;
+
+    token_works.store(true, Ordering::SeqCst);
+    eventually(WAIT, "HubSpot writebacks delivered", || async {
+        let writebacks = hubspot_writebacks(&app.job(&id).await);
+        writebacks.len() == 2 && writebacks.iter().all(|w| w["state"] == "delivered")
+    })
+    .await;
+    let statuses = patched_statuses(&hubspot, 901, "linkedin_connection_status").await;
+    assert_eq!(statuses.last().unwrap(), "sent");
+    assert_eq!(
+        statuses.iter().filter(|s| *s == "sent").count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(app.job(&id).await["status"], "sent");
+    assert_eq!(env.invitations("acc_default", "token-revoked").await, 1);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+/// HubSpot sends up to 10 requests at once: events for one contact racing each other still
+/// make one job (the unique index over open jobs per record settles it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_for_one_contact_make_one_job() {
+    let env = TestEnv::new().await;
+    let hubspot = MockServer::start().await;
+    contact(
+        &hubspot,
+        1001,
+        json!({"hs_linkedin_url": profile_url("raced")}),
+    )
+    .await;
+    accept_patches(&hubspot).await;
+    let mut app = env.start(config(&env, &hubspot, "")).await;
+    // HubSpot sends up to 10 requests at once: here each carries another qualifying change
+    // of the same contact.
+    let sends = (0..10u64).map(|n| {
+        let app = &app;
+        let (property, value) = if n % 2 == 0 {
+            ("hs_lead_status", "QUALIFIED")
+        } else {
+            ("lifecyclestage", "salesqualifiedlead")
+        };
+        async move { send_batch(app, &json!([change(100 + n, 1001, property, value)])).await }
+    });
+    let answers = futures_util::future::join_all(sends).await;
+    let accepted: u64 = answers
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, 200, "{body}");
+            body["accepted"].as_u64().unwrap()
+        })
+        .sum();
+    assert_eq!(accepted, 1, "{answers:?}");
+    let id = job_of(&app, "1001").await;
+    app.wait_for_status(&id, "sent", WAIT).await;
+    eventually(WAIT, "queued and sent patched", || async {
+        patched_statuses(&hubspot, 1001, "linkedin_connection_status").await == ["queued", "sent"]
+    })
+    .await;
+    assert_eq!(requests(&hubspot, "GET").await.len(), 1);
+    assert_eq!(env.invitations("acc_default", "raced").await, 1);
+    app.stop().await;
+    env.cleanup().await;
+}
