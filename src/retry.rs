@@ -1,6 +1,7 @@
 //! Retry delays: exponential backoff with jitter, and `Retry-After` honoured with a floor.
 
 use crate::config::RetryConfig;
+use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 /// The smallest wait we accept from a `Retry-After`, so a `0` cannot make us hammer an API.
@@ -29,6 +30,22 @@ pub fn after_retry_after(
 ) -> Duration {
     let base = retry_after.max(RETRY_AFTER_FLOOR).min(RETRY_AFTER_CAP);
     base.mul_f64(1.0 + policy.jitter * jitter_sample.abs().min(1.0))
+}
+
+/// When to try again after `attempt` failed tries: the server's `Retry-After` when it gave
+/// one, else the backoff.
+pub fn next_try_at(
+    policy: &RetryConfig,
+    attempt: u32,
+    retry_after: Option<Duration>,
+    now: DateTime<Utc>,
+    jitter_sample: f64,
+) -> DateTime<Utc> {
+    let delay = match retry_after {
+        Some(asked) => after_retry_after(policy, asked, jitter_sample),
+        None => backoff(policy, attempt, jitter_sample),
+    };
+    now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1))
 }
 
 /// Whether another try is allowed after `attempt` tries.

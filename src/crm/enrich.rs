@@ -7,6 +7,7 @@ use super::salesforce::{SalesforceClient, SalesforceCrmConfig};
 use super::{Clients, HUBSPOT, SALESFORCE};
 use crate::config::{Config, CrmConfig};
 use crate::job::Job;
+use crate::lead::LeadFields;
 
 /// HubSpot's owner property and standard name fields.
 const HUBSPOT_OWNER: &str = "hubspot_owner_id";
@@ -21,6 +22,17 @@ pub struct CrmLead {
     pub last_name: Option<String>,
     pub company: Option<String>,
     pub owner_id: Option<String>,
+}
+
+impl CrmLead {
+    /// The fields a message template may use.
+    pub fn fields(&self) -> LeadFields {
+        LeadFields {
+            first_name: self.first_name.clone(),
+            last_name: self.last_name.clone(),
+            company: self.company.clone(),
+        }
+    }
 }
 
 /// A HubSpot contact's properties as a lead.

@@ -80,12 +80,8 @@ pub fn settle(
             reason: format!("gave up after {number} attempts: {error}"),
         };
     }
-    let delay = match retry_after {
-        Some(asked) => retry::after_retry_after(policy, asked, jitter),
-        None => retry::backoff(policy, number, jitter),
-    };
     WritebackResult::Retry {
-        at: now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1)),
+        at: retry::next_try_at(policy, number, retry_after, now, jitter),
         error,
     }
 }

@@ -8,7 +8,7 @@ pub mod salesforce;
 use crate::config::Config;
 use crate::crm::enrich::{CrmLead, route_account};
 use crate::job::LeadDetails;
-use crate::lead::{self, LeadFields, LeadInput, MessageTemplate, ResolvedLead};
+use crate::lead::{self, LeadInput, MessageTemplate, ResolvedLead};
 use crate::queue::Queue;
 use crate::signature::standard_webhooks::Verifier;
 use crate::store::{IngestOutcome, NewJob, Store, StoreError};
@@ -153,11 +153,7 @@ pub(crate) fn crm_job<Q: Queue, S: Store>(
         record.fallback_account.as_deref(),
     );
     let enrich = lead.linkedin_url.is_none();
-    let fields = LeadFields {
-        first_name: lead.first_name.clone(),
-        last_name: lead.last_name.clone(),
-        company: lead.company.clone(),
-    };
+    let fields = lead.fields();
     let resolved = if enrich {
         ResolvedLead::default()
     } else {

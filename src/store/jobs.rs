@@ -639,13 +639,8 @@ impl PgStore {
             .bind(&new.record_id)
             .fetch_optional(&mut *tx)
             .await?;
-            if let Some((job_id, status)) = existing {
-                remember_delivery(&mut tx, new, job_id, now, "duplicate_event", None).await?;
-                tx.commit().await?;
-                return Ok(IngestOutcome::Duplicate {
-                    job_id,
-                    status: parse_status(&status)?,
-                });
+            if let Some(existing) = existing {
+                return attach(tx, new, existing, now).await;
             }
         }
         if let Some(profile_key) = &new.profile_key {
@@ -659,13 +654,8 @@ impl PgStore {
             .bind(&new.profile_urn)
             .fetch_optional(&mut *tx)
             .await?;
-            if let Some((job_id, status)) = existing {
-                remember_delivery(&mut tx, new, job_id, now, "duplicate_event", None).await?;
-                tx.commit().await?;
-                return Ok(IngestOutcome::Duplicate {
-                    job_id,
-                    status: parse_status(&status)?,
-                });
+            if let Some(existing) = existing {
+                return attach(tx, new, existing, now).await;
             }
         }
         let job_id = Uuid::now_v7();
@@ -762,6 +752,21 @@ async fn link_urn(
         }
         Err(e) => Err(e),
     }
+}
+
+/// A delivery for a job that already exists: remembered on that job, which is the answer.
+async fn attach(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    new: &NewJob,
+    (job_id, status): (Uuid, String),
+    now: DateTime<Utc>,
+) -> Result<IngestOutcome, StoreError> {
+    remember_delivery(&mut tx, new, job_id, now, "duplicate_event", None).await?;
+    tx.commit().await?;
+    Ok(IngestOutcome::Duplicate {
+        job_id,
+        status: parse_status(&status)?,
+    })
 }
 
 /// Keeps the delivery's id as an idempotency key for `job_id` and notes it in the history.

@@ -55,12 +55,14 @@ impl Context<'_> {
                 error: Some(format!("gave up after {} attempts: {error}", self.attempt)),
             };
         }
-        let delay = match retry_after {
-            Some(asked) => retry::after_retry_after(self.policy, asked, self.jitter),
-            None => retry::backoff(self.policy, self.attempt, self.jitter),
-        };
         Decision::Retry {
-            retry_at: self.now + Duration::from_std(delay).unwrap_or(Duration::hours(1)),
+            retry_at: retry::next_try_at(
+                self.policy,
+                self.attempt,
+                retry_after,
+                self.now,
+                self.jitter,
+            ),
             error,
         }
     }

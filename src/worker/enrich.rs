@@ -8,7 +8,7 @@ use crate::config::RetryConfig;
 use crate::crm::api::CallOutcome;
 use crate::crm::enrich::CrmLead;
 use crate::job::{Job, LeadDetails, Status};
-use crate::lead::{self, LeadFields, LeadInput, MessageTemplate, Overflow};
+use crate::lead::{self, LeadInput, MessageTemplate, Overflow};
 use crate::queue::Queue;
 use crate::retry;
 use crate::store::{Enriched, Enrichment, Store, Transition};
@@ -26,11 +26,7 @@ pub fn lead_from_crm(
     overflow: Overflow,
     url_field: &str,
 ) -> (Enrichment, Option<String>) {
-    let fields = LeadFields {
-        first_name: crm.first_name.clone(),
-        last_name: crm.last_name.clone(),
-        company: crm.company.clone(),
-    };
+    let fields = crm.fields();
     let input = LeadInput {
         linkedin_url: crm.linkedin_url.as_deref(),
         profile_id: None,
@@ -106,12 +102,8 @@ pub fn after_read(
             error: format!("could not read the CRM record after {attempt} attempts: {error}"),
         };
     }
-    let delay = match after {
-        Some(asked) => retry::after_retry_after(policy, asked, jitter),
-        None => retry::backoff(policy, attempt, jitter),
-    };
     AfterRead::Retry {
-        retry_at: now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1)),
+        retry_at: retry::next_try_at(policy, attempt, after, now, jitter),
         error: format!("could not read the CRM record: {error}"),
     }
 }
