@@ -5,10 +5,11 @@ ALTER TABLE jobs ADD COLUMN record_object text;
 -- The lead's LinkedIn URL and fields are still to be read from the CRM (the event carried
 -- only ids); the connect stage does that before anything else.
 ALTER TABLE jobs ADD COLUMN enrich boolean NOT NULL DEFAULT false;
--- Where this job's status changes go. Jobs from before this migration went to the callback,
--- the only target there was.
+-- Where this job's status changes go. Jobs from before this migration that were written
+-- back went to the callback, the only target there was.
 ALTER TABLE jobs ADD COLUMN writeback_targets text[] NOT NULL DEFAULT '{}';
-UPDATE jobs SET writeback_targets = '{callback}';
+UPDATE jobs SET writeback_targets = '{callback}'
+    WHERE EXISTS (SELECT 1 FROM writebacks w WHERE w.job_id = jobs.id AND w.target = 'callback');
 
 -- A CRM record has at most one open job: further events attach to it, and the database
 -- settles concurrent deliveries for one record (HubSpot sends up to 10 requests at once).

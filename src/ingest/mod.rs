@@ -104,29 +104,49 @@ pub(crate) async fn accept<Q: Queue, S: Store>(
     state: &IngestState<Q, S>,
     new: &NewJob,
 ) -> Result<IngestOutcome, IngestError> {
-    let outcome = state.store.ingest(new, Utc::now()).await?;
-    match &outcome {
-        IngestOutcome::Created {
-            job_id,
-            status,
-            publish,
-        } => {
-            tracing::info!(%job_id, %status, source = %new.source, record = %new.record_id, "job accepted");
-            if state.config.faults.exit_after_commit {
-                tracing::warn!(%job_id, "fault injection: exiting between commit and publish");
-                std::process::exit(3);
+    let mut outcomes = accept_many(state, std::slice::from_ref(new)).await?;
+    outcomes
+        .pop()
+        .ok_or_else(|| IngestError::Unavailable("no outcome for the job".into()))
+}
+
+/// The same for a batch, committed in one transaction (a CRM's batch of up to 100 events is
+/// answered within its timeout that way), outcomes in the given order.
+pub(crate) async fn accept_many<Q: Queue, S: Store>(
+    state: &IngestState<Q, S>,
+    news: &[NewJob],
+) -> Result<Vec<IngestOutcome>, IngestError> {
+    if news.is_empty() {
+        return Ok(Vec::new());
+    }
+    let outcomes = state.store.ingest_batch(news, Utc::now()).await?;
+    let mut publish = Vec::new();
+    for (new, outcome) in news.iter().zip(&outcomes) {
+        match outcome {
+            IngestOutcome::Created {
+                job_id,
+                status,
+                publish: messages,
+            } => {
+                tracing::info!(%job_id, %status, source = %new.source, record = %new.record_id, "job accepted");
+                publish.extend(messages.iter().cloned());
             }
-            // The job is durable now; publishing must not hold up the answer (HubSpot gives
-            // up after 5 s), and the relay covers a publish that fails.
-            let (store, queue, publish) =
-                (state.store.clone(), state.queue.clone(), publish.clone());
-            tokio::spawn(async move { publish_now(&store, &queue, publish).await });
-        }
-        IngestOutcome::Duplicate { job_id, status } => {
-            tracing::info!(%job_id, %status, "duplicate event; existing job returned");
+            IngestOutcome::Duplicate { job_id, status } => {
+                tracing::info!(%job_id, %status, record = %new.record_id, "duplicate event; existing job returned");
+            }
         }
     }
-    Ok(outcome)
+    if !publish.is_empty() {
+        if state.config.faults.exit_after_commit {
+            tracing::warn!("fault injection: exiting between commit and publish");
+            std::process::exit(3);
+        }
+        // The jobs are durable now; publishing must not hold up the answer (HubSpot gives
+        // up after 5 s), and the relay covers a publish that fails.
+        let (store, queue) = (state.store.clone(), state.queue.clone());
+        tokio::spawn(async move { publish_now(&store, &queue, publish).await });
+    }
+    Ok(outcomes)
 }
 
 /// Where a CRM event's job sends from and whom it is about, before its lead is known.

@@ -53,10 +53,14 @@ pub(super) async fn return_send_slot(
     account_id: &str,
     job_id: uuid::Uuid,
 ) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM account_sends WHERE job_id = $1")
-        .bind(job_id)
-        .execute(&mut *tx)
-        .await?;
+    // Only the latest: an earlier attempt of the job may have gone out.
+    sqlx::query(
+        "DELETE FROM account_sends WHERE job_id = $1 \
+         AND at = (SELECT max(at) FROM account_sends WHERE job_id = $1)",
+    )
+    .bind(job_id)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query(
         "UPDATE account_limits SET remaining = remaining + 1 \
          WHERE account_id = $1 AND action = 'CONNECT' AND remaining IS NOT NULL",
@@ -83,7 +87,7 @@ pub(super) async fn record_rate_limit(
                 THEN GREATEST(account_limits.used, $4) ELSE $4 END, \
          remaining = CASE WHEN account_limits.reset_at IS NOT DISTINCT FROM $6 \
                      THEN LEAST(account_limits.remaining, $5) ELSE $5 END, \
-         reset_at = $6, observed_at = $7",
+         reset_at = $6, observed_at = $7, source = 'headers'",
     )
     .bind(account_id)
     .bind(&limit.action)

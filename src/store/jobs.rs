@@ -91,6 +91,8 @@ pub struct Transition {
     pub reset_attempts: bool,
     /// This try counts against the retry budget although nothing was sent (a failed CRM read).
     pub count_attempt: bool,
+    /// The job is parked because ConnectSafely refused the key: the probe's resume wakes it.
+    pub key_pause: bool,
     /// The API refused the send outright, so the request it took from the account's week is
     /// given back (the answer's own headers, recorded with it, keep the count honest).
     pub send_not_counted: bool,
@@ -145,6 +147,14 @@ pub trait JobStore {
         new: &NewJob,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<IngestOutcome, StoreError>> + Send;
+
+    /// The same for several deliveries (a CRM's batch), in one transaction: one commit for
+    /// the batch, outcomes in the given order.
+    fn ingest_batch(
+        &self,
+        news: &[NewJob],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<IngestOutcome>, StoreError>> + Send;
 
     /// Takes the job's lease if it is due and free. A watchdog outbox row, due when the lease
     /// expires, brings the job back if this worker dies.
@@ -211,12 +221,45 @@ pub trait JobStore {
 
 impl JobStore for PgStore {
     async fn ingest(&self, new: &NewJob, now: DateTime<Utc>) -> Result<IngestOutcome, StoreError> {
-        // A concurrent delivery of the same key or lead makes our insert hit a unique index;
-        // the second pass then finds its job.
-        match self.try_ingest(new, now).await {
-            Err(e) if e.is_unique_violation() => self.try_ingest(new, now).await,
-            other => other,
+        let mut outcomes = self.ingest_batch(std::slice::from_ref(new), now).await?;
+        outcomes
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("no outcome for an ingested job".into()))
+    }
+
+    async fn ingest_batch(
+        &self,
+        news: &[NewJob],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        // Records in a fixed order, so that two batches naming the same records lock them in
+        // the same order; the outcomes go back in the given order.
+        let mut order: Vec<usize> = (0..news.len()).collect();
+        order.sort_by(|a, b| news[*a].record_id.cmp(&news[*b].record_id).then(a.cmp(b)));
+        let mut outcomes: Vec<Option<IngestOutcome>> = vec![None; news.len()];
+        let mut tx = self.pool.begin().await?;
+        for index in order {
+            let mut tries = 0;
+            let outcome = loop {
+                tries += 1;
+                let mut savepoint = tx.begin().await?;
+                match ingest_one(&mut savepoint, &news[index], now, self.relay_grace).await {
+                    Ok(outcome) => {
+                        savepoint.commit().await?;
+                        break outcome;
+                    }
+                    // A concurrent delivery of the same key or lead made our insert hit a
+                    // unique index once it committed: the next pass finds its job.
+                    Err(e) if e.is_unique_violation() && tries < 3 => {
+                        savepoint.rollback().await?;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            outcomes[index] = Some(outcome);
         }
+        tx.commit().await?;
+        Ok(outcomes.into_iter().flatten().collect())
     }
 
     async fn claim(
@@ -352,6 +395,12 @@ impl JobStore for PgStore {
         .fetch_optional(&mut *tx)
         .await?;
         let attempts = attempts.ok_or(StoreError::LeaseLost(job_id))?;
+        // The account's send lease covers the call too, or another job could send beside it.
+        sqlx::query("UPDATE accounts SET sending_until = $2 WHERE sending_job = $1")
+            .bind(job_id)
+            .bind(now + lease)
+            .execute(&mut *tx)
+            .await?;
         // The watchdog follows the renewed lease.
         sqlx::query("UPDATE outbox SET due_at = $2 WHERE topic = 'connect' AND ref = $1")
             .bind(job_id.to_string())
@@ -413,7 +462,7 @@ impl JobStore for PgStore {
         } else {
             Some(change.due_at.or(change.retry_at).unwrap_or(now))
         };
-        if status == Status::Paused && !accounts::key_paused(&mut tx).await? {
+        if change.key_pause && !accounts::key_paused(&mut tx).await? {
             // The key recovered while this job was being parked: the resume missed it.
             due_at = Some(now);
         }
@@ -480,7 +529,7 @@ impl JobStore for PgStore {
         if let Some(limit) = &change.rate_limit {
             accounts::record_rate_limit(&mut tx, &job.account_id, limit, now).await?;
         }
-        super::send_gate::release_account(&mut tx, job_id).await?;
+        super::send_gate::release_account(&mut tx, job_id, now).await?;
         if let Some((hold_until, blocked_until, reason)) = &change.account_hold {
             accounts::record_hold(
                 &mut tx,
@@ -493,7 +542,7 @@ impl JobStore for PgStore {
             .await?;
         }
         let publish = if reported {
-            self.queue_writebacks(&mut tx, &job, now).await?
+            super::writebacks::queue_writebacks(&mut tx, &job, now, self.relay_grace).await?
         } else {
             Vec::new()
         };
@@ -607,65 +656,65 @@ impl JobStore for PgStore {
     }
 }
 
-impl PgStore {
-    async fn try_ingest(
-        &self,
-        new: &NewJob,
-        now: DateTime<Utc>,
-    ) -> Result<IngestOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(key) = &new.delivery_id {
-            let seen: Option<(Uuid, String)> = sqlx::query_as(
-                "SELECT j.id, j.status FROM idempotency_keys k JOIN jobs j ON j.id = k.job_id \
+/// One delivery inside the caller's transaction: its job is found or created.
+async fn ingest_one(
+    tx: &mut sqlx::PgConnection,
+    new: &NewJob,
+    now: DateTime<Utc>,
+    relay_grace: chrono::Duration,
+) -> Result<IngestOutcome, StoreError> {
+    if let Some(key) = &new.delivery_id {
+        let seen: Option<(Uuid, String)> = sqlx::query_as(
+            "SELECT j.id, j.status FROM idempotency_keys k JOIN jobs j ON j.id = k.job_id \
                  WHERE k.source = $1 AND k.key = $2",
-            )
-            .bind(&new.source)
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some((job_id, status)) = seen {
-                return Ok(IngestOutcome::Duplicate {
-                    job_id,
-                    status: parse_status(&status)?,
-                });
-            }
+        )
+        .bind(&new.source)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((job_id, status)) = seen {
+            return Ok(IngestOutcome::Duplicate {
+                job_id,
+                status: parse_status(&status)?,
+            });
         }
-        if new.one_open_job_per_record {
-            let existing: Option<(Uuid, String)> = sqlx::query_as(&format!(
-                "SELECT id, status FROM jobs WHERE source = $1 AND record_id = $2 \
+    }
+    if new.one_open_job_per_record {
+        let existing: Option<(Uuid, String)> = sqlx::query_as(&format!(
+            "SELECT id, status FROM jobs WHERE source = $1 AND record_id = $2 \
                  AND status NOT IN {ENDED} ORDER BY created_at LIMIT 1"
-            ))
-            .bind(&new.source)
-            .bind(&new.record_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(existing) = existing {
-                return attach(tx, new, existing, now).await;
-            }
+        ))
+        .bind(&new.source)
+        .bind(&new.record_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(existing) = existing {
+            return attach(&mut *tx, new, existing, now).await;
         }
-        if let Some(profile_key) = &new.profile_key {
-            let existing: Option<(Uuid, String)> = sqlx::query_as(&format!(
-                "SELECT id, status FROM jobs WHERE account_id = $1 \
+    }
+    if let Some(profile_key) = &new.profile_key {
+        let existing: Option<(Uuid, String)> = sqlx::query_as(&format!(
+            "SELECT id, status FROM jobs WHERE account_id = $1 \
                  AND (profile_key = $2 OR profile_urn = $3 OR profile_key = $3) \
                  AND status NOT IN {ENDED_FOR_IDENTITY} ORDER BY created_at LIMIT 1"
-            ))
-            .bind(&new.account_id)
-            .bind(profile_key)
-            .bind(&new.profile_urn)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(existing) = existing {
-                return attach(tx, new, existing, now).await;
-            }
+        ))
+        .bind(&new.account_id)
+        .bind(profile_key)
+        .bind(&new.profile_urn)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(existing) = existing {
+            return attach(&mut *tx, new, existing, now).await;
         }
-        let job_id = Uuid::now_v7();
-        let status = if new.invalid_reason.is_some() {
-            Status::Invalid
-        } else {
-            Status::Queued
-        };
-        let due_at = (status == Status::Queued).then_some(now);
-        let row = sqlx::query(&format!(
+    }
+    let job_id = Uuid::now_v7();
+    let status = if new.invalid_reason.is_some() {
+        Status::Invalid
+    } else {
+        Status::Queued
+    };
+    let due_at = (status == Status::Queued).then_some(now);
+    let row = sqlx::query(&format!(
             "INSERT INTO jobs (id, source, record_id, account_id, profile_key, profile_id, profile_urn, \
              message, lead, status, error, sequence, changed_at, due_at, record_object, enrich, \
              writeback_targets) \
@@ -690,28 +739,26 @@ impl PgStore {
         .bind(&new.writeback_targets)
         .fetch_one(&mut *tx)
         .await?;
-        let job = job_from_row(&row)?;
-        remember_delivery(&mut tx, new, job_id, now, "accepted", Some(status)).await?;
-        let mut publish = Vec::new();
-        if status == Status::Queued {
-            publish.push(
-                outbox::insert(
-                    &mut tx,
-                    Topic::Connect,
-                    &job_id.to_string(),
-                    now + self.relay_grace,
-                )
-                .await?,
-            );
-        }
-        publish.extend(self.queue_writebacks(&mut tx, &job, now).await?);
-        tx.commit().await?;
-        Ok(IngestOutcome::Created {
-            job_id,
-            status,
-            publish,
-        })
+    let job = job_from_row(&row)?;
+    remember_delivery(&mut *tx, new, job_id, now, "accepted", Some(status)).await?;
+    let mut publish = Vec::new();
+    if status == Status::Queued {
+        publish.push(
+            outbox::insert(
+                &mut *tx,
+                Topic::Connect,
+                &job_id.to_string(),
+                now + relay_grace,
+            )
+            .await?,
+        );
     }
+    publish.extend(super::writebacks::queue_writebacks(&mut *tx, &job, now, relay_grace).await?);
+    Ok(IngestOutcome::Created {
+        job_id,
+        status,
+        publish,
+    })
 }
 
 /// Links the URN a response returned, so later events naming the lead by URN find this job.
@@ -756,13 +803,12 @@ async fn link_urn(
 
 /// A delivery for a job that already exists: remembered on that job, which is the answer.
 async fn attach(
-    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    tx: &mut sqlx::PgConnection,
     new: &NewJob,
     (job_id, status): (Uuid, String),
     now: DateTime<Utc>,
 ) -> Result<IngestOutcome, StoreError> {
-    remember_delivery(&mut tx, new, job_id, now, "duplicate_event", None).await?;
-    tx.commit().await?;
+    remember_delivery(tx, new, job_id, now, "duplicate_event", None).await?;
     Ok(IngestOutcome::Duplicate {
         job_id,
         status: parse_status(&status)?,

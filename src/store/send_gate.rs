@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// How long a job waits for an account busy with another send, or for an older job of
-/// the account to go first.
-const BUSY_RETRY: chrono::Duration = chrono::Duration::seconds(1);
+/// the account to go first, at the most: the send's end wakes the next job sooner.
+const BUSY_RETRY: chrono::Duration = chrono::Duration::seconds(10);
 
 /// Statuses of jobs that wait for their account's gate, and so form its backlog.
 const BACKLOG: &str = "('queued', 'scheduled', 'held')";
@@ -37,7 +37,8 @@ pub enum SendGate {
 /// What `GET /account/{id}/quota` and `GET /account/status` said.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccountReading {
-    /// When the endpoints were asked: a send that started since may or may not be in them.
+    /// When the gate asked for the reading: a send that started since, or headers recorded
+    /// since, may or may not be in the endpoints' numbers.
     pub asked_at: DateTime<Utc>,
     pub quota: Option<Quota>,
     /// `Some(reason)` when the account cannot send; `None` when it can.
@@ -326,7 +327,9 @@ pub(super) async fn record_reading(
         // numbers; our own count has it, so the lower of the two stands then.
         let overlapped: bool = sqlx::query_scalar(
             "SELECT coalesce((SELECT sending_until > $2 FROM accounts WHERE account_id = $1), false) \
-             OR EXISTS (SELECT 1 FROM account_sends WHERE account_id = $1 AND at >= $3)",
+             OR EXISTS (SELECT 1 FROM account_sends WHERE account_id = $1 AND at >= $3) \
+             OR EXISTS (SELECT 1 FROM account_limits WHERE account_id = $1 \
+                        AND action = 'CONNECT' AND observed_at > $3)",
         )
         .bind(account)
         .bind(now)
@@ -357,16 +360,37 @@ pub(super) async fn record_reading(
     Ok(())
 }
 
-/// Frees the account's send lease held by `job_id`, once its send has an outcome.
+/// Frees the account's send lease held by `job_id`, once its send has an outcome, and wakes
+/// the oldest job that was waiting for it (rather than have every waiter poll).
 pub(super) async fn release_account(
     tx: &mut sqlx::PgConnection,
     job_id: Uuid,
+    now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE accounts SET sending_job = NULL, sending_until = NULL WHERE sending_job = $1",
+    let account: Option<String> = sqlx::query_scalar(
+        "UPDATE accounts SET sending_job = NULL, sending_until = NULL WHERE sending_job = $1 \
+         RETURNING account_id",
     )
     .bind(job_id)
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
+    let Some(account) = account else {
+        return Ok(());
+    };
+    let next: Option<Uuid> = sqlx::query_scalar(&format!(
+        "UPDATE jobs SET due_at = $3 WHERE id = (SELECT id FROM jobs WHERE account_id = $1 \
+         AND id <> $2 AND status IN {BACKLOG} AND NOT enrich AND due_at > $3 AND due_at <= $4 \
+         ORDER BY created_at LIMIT 1) RETURNING id"
+    ))
+    .bind(&account)
+    .bind(job_id)
+    .bind(now)
+    .bind(now + BUSY_RETRY)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(next) = next {
+        outbox::delete_for(&mut *tx, Topic::Connect, &next.to_string()).await?;
+        outbox::insert(&mut *tx, Topic::Connect, &next.to_string(), now).await?;
+    }
     Ok(())
 }

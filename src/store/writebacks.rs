@@ -216,41 +216,35 @@ impl WritebackStore for PgStore {
     }
 }
 
-impl PgStore {
-    pub(super) async fn queue_writebacks(
-        &self,
-        tx: &mut sqlx::PgConnection,
-        job: &Job,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<OutboxMessage>, StoreError> {
-        let payload =
-            serde_json::to_value(job.snapshot()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut publish = Vec::new();
-        for target in &job.writeback_targets {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO writebacks (job_id, target, sequence, payload, next_attempt_at) \
+/// One writeback row per target of the job for its current change, with their outbox rows.
+pub(super) async fn queue_writebacks(
+    tx: &mut sqlx::PgConnection,
+    job: &Job,
+    now: DateTime<Utc>,
+    relay_grace: chrono::Duration,
+) -> Result<Vec<OutboxMessage>, StoreError> {
+    let payload =
+        serde_json::to_value(job.snapshot()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut publish = Vec::new();
+    for target in &job.writeback_targets {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO writebacks (job_id, target, sequence, payload, next_attempt_at) \
                  VALUES ($1, $2, $3, $4, $5) RETURNING id",
-            )
-            .bind(job.id)
-            .bind(target)
-            .bind(job.sequence)
-            .bind(&payload)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            publish.push(
-                outbox::insert(
-                    tx,
-                    Topic::Writeback,
-                    &id.to_string(),
-                    now + self.relay_grace,
-                )
-                .await?,
-            );
-        }
-        Ok(publish)
+        )
+        .bind(job.id)
+        .bind(target)
+        .bind(job.sequence)
+        .bind(&payload)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        publish
+            .push(outbox::insert(tx, Topic::Writeback, &id.to_string(), now + relay_grace).await?);
     }
+    Ok(publish)
+}
 
+impl PgStore {
     pub(super) async fn writebacks_of(
         &self,
         job_id: Uuid,

@@ -84,13 +84,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         if let Some(pause) = s.store.key_pause().await? {
             return self.park_paused(&pause.reason, now).await;
         }
-        // The calls this attempt may make, counted up front: stopping half-way for the
-        // per-minute budget would leave a send in the middle.
-        let mut budget = vec![ApiCall::Relationship, ApiCall::Connect];
-        if in_doubt {
-            budget.push(ApiCall::Relationship);
-        }
-        if !self.api_budget(&budget).await? {
+        if in_doubt && !self.api_budget(&[ApiCall::Relationship], false).await? {
             return Ok(());
         }
         let mut calls = Vec::new();
@@ -143,6 +137,14 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         }
         // Only now, right before a send, does the job take one of the account's requests.
         if !self.pass_account_gate(&mut calls).await? {
+            return Ok(());
+        }
+        // Counted once the account lets the job send, so that waiting jobs spend nothing.
+        let mut budget = vec![ApiCall::Connect];
+        if !in_doubt {
+            budget.push(ApiCall::Relationship);
+        }
+        if !self.api_budget(&budget, true).await? {
             return Ok(());
         }
         if !in_doubt && !self.relationship_allows_send(&mut calls).await? {
@@ -259,6 +261,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                     status: Some(Status::Paused),
                     error: Some(error),
                     due_at: Some(now + PAUSED_PARK),
+                    key_pause: true,
                     ..Default::default()
                 }
             }
@@ -337,6 +340,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             status: Some(Status::Paused),
             error: Some(reason.to_string()),
             due_at: Some(now + PAUSED_PARK),
+            key_pause: true,
             ..Default::default()
         })
         .await

@@ -200,30 +200,31 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             s.config.message.overflow,
             s.enricher.url_field(&job.source),
         );
-        let enriched = s
+        if let Some(reason) = invalid {
+            // One commit: a job left half-enriched must not reach the send.
+            self.apply(Transition {
+                status: Some(Status::Invalid),
+                error: Some(reason),
+                calls: vec![call],
+                send_settled: true,
+                ..Default::default()
+            })
+            .await?;
+            return Ok(None);
+        }
+        match s
             .store
             .enrich(job.id, &self.owner, &enrichment, Utc::now())
-            .await?;
-        match (enriched, invalid) {
-            (_, Some(reason)) => {
-                self.apply(Transition {
-                    status: Some(Status::Invalid),
-                    error: Some(reason),
-                    calls: vec![call],
-                    send_settled: true,
-                    ..Default::default()
-                })
-                .await?;
-                Ok(None)
-            }
-            (Enriched::SameLeadAs(other), None) => {
+            .await?
+        {
+            Enriched::SameLeadAs(other) => {
                 tracing::info!(other = %other.id, "another job has this lead");
                 let mut transition = same_lead(&other, Utc::now());
                 transition.calls.insert(0, call);
                 self.apply(transition).await?;
                 Ok(None)
             }
-            (Enriched::Ready(job), None) => Ok(Some(*job)),
+            Enriched::Ready(job) => Ok(Some(*job)),
         }
     }
 }

@@ -51,7 +51,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             let (status, until, hold_until, reason) = match gate {
                 SendGate::Send => return Ok(true),
                 SendGate::NeedReading => {
-                    if !self.read_account(calls).await? {
+                    if !self.read_account(calls, now).await? {
                         return Ok(false);
                     }
                     fresh_reading = true;
@@ -95,8 +95,12 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
 
     /// Takes room for `calls` in the per-minute API budget shared by every worker, waiting
     /// a moment if need be; `false` when the wait would be long and the job was parked until
-    /// the budget has room.
-    pub(super) async fn api_budget(&self, calls: &[ApiCall]) -> Result<bool, WorkerError> {
+    /// the budget has room (giving back the send slot it holds, if `holds_slot`).
+    pub(super) async fn api_budget(
+        &self,
+        calls: &[ApiCall],
+        holds_slot: bool,
+    ) -> Result<bool, WorkerError> {
         let (s, job) = (self.s, self.job);
         let limits = &s.config.connectsafely.rate_limits;
         let scopes: Vec<(String, u32)> = calls
@@ -118,6 +122,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                 retry_at: job.retry_at,
                 hold_until: job.hold_until,
                 due_at: Some(until),
+                send_not_counted: holds_slot,
                 ..Default::default()
             })
             .await?;
@@ -127,15 +132,19 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
 
     /// Reads the account's quota and status; `false` when that failed and the job was
     /// parked to try again later.
-    async fn read_account(&self, calls: &mut Vec<serde_json::Value>) -> Result<bool, WorkerError> {
+    /// `asked_at`: when the gate asked for the reading (see `AccountReading::asked_at`).
+    async fn read_account(
+        &self,
+        calls: &mut Vec<serde_json::Value>,
+        asked_at: DateTime<Utc>,
+    ) -> Result<bool, WorkerError> {
         let (s, job) = (self.s, self.job);
         if !self
-            .api_budget(&[ApiCall::AccountEndpoint, ApiCall::AccountEndpoint])
+            .api_budget(&[ApiCall::AccountEndpoint, ApiCall::AccountEndpoint], false)
             .await?
         {
             return Ok(false);
         }
-        let asked_at = Utc::now();
         let quota = s.api.quota(&job.account_id).await;
         let status = match &quota {
             Ok(_) => Some(s.api.account_status(&job.account_id).await),

@@ -2,8 +2,9 @@
 //! It never touches the connect: a failing CRM cannot cause a second invitation.
 
 use super::{Services, WorkerError};
+use crate::crm::CallbackWriter;
 use crate::queue::Queue;
-use crate::store::{Store, WritebackClaim};
+use crate::store::{Store, WritebackClaim, WritebackResult};
 use chrono::Utc;
 use tracing::Instrument;
 
@@ -29,6 +30,16 @@ pub async fn handle<Q: Queue, S: Store>(
     async {
         let result = s.writers.deliver(&work, Utc::now()).await;
         tracing::info!(?result, "writeback attempt");
+        // Shown to people (`pausedCrms`) while the CRM refuses our credentials.
+        match &result {
+            WritebackResult::Paused { reason, .. } if work.target != CallbackWriter::TARGET => {
+                s.store.pause_crm(&work.target, reason, Utc::now()).await?;
+            }
+            WritebackResult::Delivered if work.target != CallbackWriter::TARGET => {
+                s.store.resume_crm(&work.target).await?;
+            }
+            _ => {}
+        }
         s.store.writeback_done(&work, &result, Utc::now()).await?;
         Ok(())
     }

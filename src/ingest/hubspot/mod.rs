@@ -14,16 +14,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use futures_util::{StreamExt, TryStreamExt, stream};
 use payload::{HubSpotSourceConfig, Judged};
 use serde_json::json;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The CRM object HubSpot jobs are about.
 const CONTACT: &str = "contact";
-/// How many of a batch's contacts are committed at once.
-const CONCURRENT_ACCEPTS: usize = 4;
 
 fn source<Q: Queue, S: Store>(
     state: &IngestState<Q, S>,
@@ -78,10 +74,8 @@ pub async fn receive_batch<Q: Queue, S: Store>(
     })?;
     let triggers = config.triggers();
     let (mut ignored, mut malformed) = (0, 0);
-    // Events for one contact, in the batch's order: they are committed one after the other,
-    // so that a second event for a contact finds the job the first one made.
-    let mut by_contact: Vec<Vec<payload::Event>> = Vec::new();
-    let mut group_of: HashMap<String, usize> = HashMap::new();
+    let fallback_account = default_account(&state, config);
+    let mut news = Vec::new();
     for item in judged {
         let event = match item {
             Judged::Event(event) => event,
@@ -98,44 +92,24 @@ pub async fn receive_batch<Q: Queue, S: Store>(
             continue;
         };
         tracing::debug!(contact = %event.object_id, %qualification, "HubSpot contact qualified");
-        let group = *group_of.entry(event.object_id.clone()).or_insert_with(|| {
-            by_contact.push(Vec::new());
-            by_contact.len() - 1
-        });
-        by_contact[group].push(event);
+        let record = CrmRecord {
+            source: HUBSPOT,
+            record_id: event.object_id.clone(),
+            object: CONTACT,
+            delivery_id: Some(event.idempotency_key()),
+            fallback_account: fallback_account.clone(),
+        };
+        news.push(super::crm_job(&state, record, None));
     }
-    // One transaction per event, a few contacts at a time: HubSpot sends up to 100 events and
-    // gives up after 5 s, and one after the other they add up. A failure answers the whole
-    // batch with an error; HubSpot retries it, and what was committed is a duplicate then.
-    let state = &state;
-    let fallback_account = default_account(state, config);
-    let (accepted, duplicates) = stream::iter(by_contact)
-        .map(|events| {
-            let fallback_account = fallback_account.clone();
-            async move {
-                let (mut accepted, mut duplicates) = (0, 0);
-                for event in events {
-                    let record = CrmRecord {
-                        source: HUBSPOT,
-                        record_id: event.object_id.clone(),
-                        object: CONTACT,
-                        delivery_id: Some(event.idempotency_key()),
-                        fallback_account: fallback_account.clone(),
-                    };
-                    let new = super::crm_job(state, record, None);
-                    match super::accept(state, &new).await? {
-                        IngestOutcome::Created { .. } => accepted += 1,
-                        IngestOutcome::Duplicate { .. } => duplicates += 1,
-                    }
-                }
-                Ok::<_, IngestError>((accepted, duplicates))
-            }
-        })
-        .buffer_unordered(CONCURRENT_ACCEPTS)
-        .try_fold((0, 0), |(a, d), (accepted, duplicates)| async move {
-            Ok((a + accepted, d + duplicates))
-        })
-        .await?;
+    // One transaction for the batch: HubSpot sends up to 100 events and gives up after 5 s.
+    // A second event for a contact finds the job the first one made in it. A failure answers
+    // the whole batch with an error; HubSpot retries it, and nothing of it was committed.
+    let outcomes = super::accept_many(&state, &news).await?;
+    let accepted = outcomes
+        .iter()
+        .filter(|o| matches!(o, IngestOutcome::Created { .. }))
+        .count();
+    let duplicates = outcomes.len() - accepted;
     Ok((
         StatusCode::OK,
         axum::Json(json!({

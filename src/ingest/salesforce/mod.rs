@@ -88,6 +88,7 @@ pub async fn receive_outbound<Q: Queue, S: Store>(
         )));
     }
     let url_field = url_field(&state);
+    let mut news = Vec::with_capacity(message.notifications.len());
     for notification in message.notifications {
         if let Some(rule) = &config.qualify
             && !rule.matches(&notification.fields)
@@ -107,8 +108,10 @@ pub async fn receive_outbound<Q: Queue, S: Store>(
             delivery_id: Some(notification.id),
             fallback_account: default_account(&state, config),
         };
-        super::accept(&state, &super::crm_job(&state, record, Some(lead))).await?;
+        news.push(super::crm_job(&state, record, Some(lead)));
     }
+    // One transaction for the message: the Ack covers every notification in it.
+    super::accept_many(&state, &news).await?;
     Ok(soap(StatusCode::OK, outbound::ACK.to_string()))
 }
 
