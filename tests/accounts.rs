@@ -198,6 +198,13 @@ async fn an_account_the_api_reports_disabled_is_paused_until_it_recovers() {
         "{paused}"
     );
     assert_eq!(env.total_invitations().await, 0);
+    // Paused, the job waits to be looked at again (quota_refresh, 2 s here); it does not spin.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let history = app.job(&id).await["history"].as_array().unwrap().len();
+    assert!(
+        history < 12,
+        "a paused job kept going round: {history} history entries"
+    );
     // Another account is not affected.
     let (_, other) = app
         .send(&webhook_id(), &lead("crm-on", "on-one", "acc_on"))

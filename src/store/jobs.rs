@@ -236,30 +236,15 @@ impl JobStore for PgStore {
         // the same order; the outcomes go back in the given order.
         let mut order: Vec<usize> = (0..news.len()).collect();
         order.sort_by(|a, b| news[*a].record_id.cmp(&news[*b].record_id).then(a.cmp(b)));
-        let mut outcomes: Vec<Option<IngestOutcome>> = vec![None; news.len()];
-        let mut tx = self.pool.begin().await?;
-        for index in order {
-            let mut tries = 0;
-            let outcome = loop {
-                tries += 1;
-                let mut savepoint = tx.begin().await?;
-                match ingest_one(&mut savepoint, &news[index], now, self.relay_grace).await {
-                    Ok(outcome) => {
-                        savepoint.commit().await?;
-                        break outcome;
-                    }
-                    // A concurrent delivery of the same key or lead made our insert hit a
-                    // unique index once it committed: the next pass finds its job.
-                    Err(e) if e.is_unique_violation() && tries < 3 => {
-                        savepoint.rollback().await?;
-                    }
-                    Err(e) => return Err(e),
-                }
-            };
-            outcomes[index] = Some(outcome);
+        // Most batches meet no concurrent delivery of the same key or lead: they go in one
+        // transaction without savepoints. One that does is done again with a savepoint per
+        // delivery, so that the delivery that hit a unique index can look again.
+        match self.ingest_in_order(news, &order, false, now).await {
+            Err(e) if e.is_unique_violation() => {
+                self.ingest_in_order(news, &order, true, now).await
+            }
+            other => other,
         }
-        tx.commit().await?;
-        Ok(outcomes.into_iter().flatten().collect())
     }
 
     async fn claim(
@@ -653,6 +638,46 @@ impl JobStore for PgStore {
             now,
         )
         .await
+    }
+}
+
+impl PgStore {
+    async fn ingest_in_order(
+        &self,
+        news: &[NewJob],
+        order: &[usize],
+        savepoints: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        let mut outcomes: Vec<Option<IngestOutcome>> = vec![None; news.len()];
+        let mut tx = self.pool.begin().await?;
+        for &index in order {
+            let new = &news[index];
+            let outcome = if savepoints {
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    let mut savepoint = tx.begin().await?;
+                    match ingest_one(&mut savepoint, new, now, self.relay_grace).await {
+                        Ok(outcome) => {
+                            savepoint.commit().await?;
+                            break outcome;
+                        }
+                        // A concurrent delivery of the same key or lead committed first: the
+                        // next pass finds its job.
+                        Err(e) if e.is_unique_violation() && tries < 3 => {
+                            savepoint.rollback().await?;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            } else {
+                ingest_one(&mut tx, new, now, self.relay_grace).await?
+            };
+            outcomes[index] = Some(outcome);
+        }
+        tx.commit().await?;
+        Ok(outcomes.into_iter().flatten().collect())
     }
 }
 

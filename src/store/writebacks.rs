@@ -216,32 +216,42 @@ impl WritebackStore for PgStore {
     }
 }
 
-/// One writeback row per target of the job for its current change, with their outbox rows.
+/// One writeback row per target of the job for its current change, with their outbox rows,
+/// in one statement (ingest writes these for every event of a CRM's batch).
 pub(super) async fn queue_writebacks(
     tx: &mut sqlx::PgConnection,
     job: &Job,
     now: DateTime<Utc>,
     relay_grace: chrono::Duration,
 ) -> Result<Vec<OutboxMessage>, StoreError> {
+    if job.writeback_targets.is_empty() {
+        return Ok(Vec::new());
+    }
     let payload =
         serde_json::to_value(job.snapshot()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let mut publish = Vec::new();
-    for target in &job.writeback_targets {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO writebacks (job_id, target, sequence, payload, next_attempt_at) \
-                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
-        )
-        .bind(job.id)
-        .bind(target)
-        .bind(job.sequence)
-        .bind(&payload)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        publish
-            .push(outbox::insert(tx, Topic::Writeback, &id.to_string(), now + relay_grace).await?);
-    }
-    Ok(publish)
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "WITH w AS (INSERT INTO writebacks (job_id, target, sequence, payload, next_attempt_at) \
+                    SELECT $1, target, $2, $3, $4 FROM unnest($5::text[]) AS target RETURNING id) \
+         INSERT INTO outbox (topic, ref, due_at) SELECT $6, id::text, $7 FROM w \
+         RETURNING id, ref",
+    )
+    .bind(job.id)
+    .bind(job.sequence)
+    .bind(&payload)
+    .bind(now)
+    .bind(&job.writeback_targets)
+    .bind(Topic::Writeback.as_str())
+    .bind(now + relay_grace)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(outbox_id, reference)| OutboxMessage {
+            outbox_id,
+            topic: Topic::Writeback,
+            reference,
+        })
+        .collect())
 }
 
 impl PgStore {
