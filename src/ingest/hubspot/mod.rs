@@ -29,13 +29,15 @@ fn source<Q: Queue, S: Store>(
     })
 }
 
-/// Checks HubSpot's signature over the URL HubSpot called (the public one, not ours).
-fn verify(
-    config: &HubSpotSourceConfig,
+/// The source's configuration, once HubSpot's signature over the URL HubSpot called (the
+/// public one, not ours) is checked.
+fn verified_source<'a, Q: Queue, S: Store>(
+    state: &'a IngestState<Q, S>,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(), IngestError> {
+) -> Result<&'a HubSpotSourceConfig, IngestError> {
+    let config = source(state)?;
     let path_and_query = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let (Some(signed_uri), Some(secret)) = (
         config.signed_uri(path_and_query),
@@ -53,25 +55,29 @@ fn verify(
         secret,
         Utc::now(),
     )
-    .map(|_| ())
+    .map(|_| config)
     .map_err(|e| IngestError::Unauthorized(format!("signature rejected: {e}")))
 }
 
+impl From<payload::PayloadError> for IngestError {
+    fn from(error: payload::PayloadError) -> Self {
+        IngestError::BadRequest {
+            field: None,
+            message: error.to_string(),
+        }
+    }
+}
+
 /// App subscriptions: each event is judged on its own (a bad one is skipped, not fatal) and
-/// the batch is answered 200 once every qualified event is committed; HubSpot retries the
-/// whole batch on any error, and what was committed is a duplicate then.
+/// the batch is answered 200 once every qualified event is committed.
 pub async fn receive_batch<Q: Queue, S: Store>(
     State(state): State<Arc<IngestState<Q, S>>>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, IngestError> {
-    let config = source(&state)?;
-    verify(config, &uri, &headers, &body)?;
-    let judged = payload::parse_batch(&body).map_err(|e| IngestError::BadRequest {
-        field: None,
-        message: e.to_string(),
-    })?;
+    let config = verified_source(&state, &uri, &headers, &body)?;
+    let judged = payload::parse_batch(&body)?;
     let triggers = config.triggers();
     let (mut ignored, mut malformed) = (0, 0);
     let fallback_account = default_account(&state, config);
@@ -128,12 +134,8 @@ pub async fn receive_workflow<Q: Queue, S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, IngestError> {
-    let config = source(&state)?;
-    verify(config, &uri, &headers, &body)?;
-    let record = payload::parse_workflow(&body).map_err(|e| IngestError::BadRequest {
-        field: None,
-        message: e.to_string(),
-    })?;
+    let config = verified_source(&state, &uri, &headers, &body)?;
+    let record = payload::parse_workflow(&body)?;
     let crm = state.config.crm.hubspot.as_ref();
     let url_property = crm.map_or("hs_linkedin_url", |c| c.linkedin_url_property.as_str());
     let lead = hubspot_lead(&record.fields, url_property);
