@@ -507,3 +507,55 @@ async fn the_per_minute_budget_is_shared_and_slides() {
     assert!((until - expected).num_milliseconds().abs() <= 2, "{until}");
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_commits_together_in_order_with_one_creation_time_each() {
+    let env = TestEnv::new().await;
+    let store = store(&env).await;
+    let now = t0();
+    let new = |profile: &str, delivery: &str| NewJob {
+        source: "events".into(),
+        record_id: format!("crm-{profile}"),
+        record_object: None,
+        account_id: "acc_1".into(),
+        profile_key: Some(profile.into()),
+        profile_id: Some(profile.into()),
+        profile_urn: None,
+        message: None,
+        lead: LeadDetails::default(),
+        invalid_reason: None,
+        delivery_id: Some(delivery.into()),
+        enrich: false,
+        one_open_job_per_record: false,
+        writeback_targets: vec!["callback".into()],
+    };
+    // The same lead twice under two deliveries: the second attaches to the first's job.
+    let batch = [
+        new("batch-c", "d1"),
+        new("batch-a", "d2"),
+        new("batch-b", "d3"),
+        new("batch-a", "d4"),
+    ];
+    let outcomes = store.ingest_batch(&batch, now).await.unwrap();
+    let ids: Vec<Uuid> = outcomes
+        .iter()
+        .map(|o| match o {
+            IngestOutcome::Created { job_id, .. } | IngestOutcome::Duplicate { job_id, .. } => {
+                *job_id
+            }
+        })
+        .collect();
+    assert!(
+        matches!(outcomes[3], IngestOutcome::Duplicate { .. }),
+        "{outcomes:?}"
+    );
+    assert_eq!(ids[3], ids[1], "the repeated lead did not attach");
+    let mut created = Vec::new();
+    for id in &ids[..3] {
+        created.push(store.job(*id).await.unwrap().unwrap().job.created_at);
+    }
+    created.sort();
+    created.dedup();
+    assert_eq!(created.len(), 3, "jobs of one batch share a creation time");
+    env.cleanup().await;
+}

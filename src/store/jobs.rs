@@ -108,6 +108,9 @@ pub struct Enrichment {
     pub profile_urn: Option<String>,
     pub message: Option<String>,
     pub lead: LeadDetails,
+    /// The lead can be sent: the job no longer needs the CRM. An unusable lead is recorded
+    /// without it, so a crash before its `invalid` is committed makes the job read again.
+    pub complete: bool,
 }
 
 #[derive(Debug)]
@@ -235,12 +238,15 @@ impl JobStore for PgStore {
         // Records in a fixed order, so that two batches naming the same records lock them in
         // the same order; the outcomes go back in the given order.
         let mut order: Vec<usize> = (0..news.len()).collect();
-        order.sort_by(|a, b| news[*a].record_id.cmp(&news[*b].record_id).then(a.cmp(b)));
+        order.sort_by(|a, b| {
+            let key = |i: &usize| (&news[*i].record_id, &news[*i].delivery_id);
+            key(a).cmp(&key(b)).then(a.cmp(b))
+        });
         // Most batches meet no concurrent delivery of the same key or lead: they go in one
         // transaction without savepoints. One that does is done again with a savepoint per
         // delivery, so that the delivery that hit a unique index can look again.
         match self.ingest_in_order(news, &order, false, now).await {
-            Err(e) if e.is_unique_violation() => {
+            Err(e) if e.is_unique_violation() || e.is_deadlock() => {
                 self.ingest_in_order(news, &order, true, now).await
             }
             other => other,
@@ -314,7 +320,7 @@ impl JobStore for PgStore {
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(&format!(
             "UPDATE jobs SET account_id = $3, profile_key = $4, profile_id = $5, profile_urn = $6, \
-             message = $7, lead = $8, enrich = false, attempts = 0, updated_at = $9 \
+             message = $7, lead = $8, enrich = NOT $10, attempts = 0, updated_at = $9 \
              WHERE id = $1 AND lease_owner = $2 RETURNING {JOB_COLUMNS}"
         ))
         .bind(job_id)
@@ -326,6 +332,7 @@ impl JobStore for PgStore {
         .bind(&e.message)
         .bind(&lead)
         .bind(now)
+        .bind(e.complete)
         .fetch_optional(&mut *tx)
         .await
         .map_err(StoreError::from);
@@ -514,7 +521,7 @@ impl JobStore for PgStore {
         if let Some(limit) = &change.rate_limit {
             accounts::record_rate_limit(&mut tx, &job.account_id, limit, now).await?;
         }
-        super::send_gate::release_account(&mut tx, job_id, now).await?;
+        super::send_gate::release_account(&mut tx, job_id, now, !change.send_not_counted).await?;
         if let Some((hold_until, blocked_until, reason)) = &change.account_hold {
             accounts::record_hold(
                 &mut tx,
@@ -742,8 +749,9 @@ async fn ingest_one(
     let row = sqlx::query(&format!(
             "INSERT INTO jobs (id, source, record_id, account_id, profile_key, profile_id, profile_urn, \
              message, lead, status, error, sequence, changed_at, due_at, record_object, enrich, \
-             writeback_targets) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $13, $14, $15, $16) \
+             writeback_targets, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $13, $14, $15, $16, \
+             clock_timestamp()) \
              RETURNING {JOB_COLUMNS}"
         ))
         .bind(job_id)

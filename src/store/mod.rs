@@ -53,6 +53,11 @@ impl StoreError {
     fn is_unique_violation(&self) -> bool {
         matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505"))
     }
+
+    /// Two transactions waited on each other and PostgreSQL ended this one.
+    fn is_deadlock(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.code().as_deref() == Some("40P01"))
+    }
 }
 
 /// Everything the workers and handlers need from storage, one trait per concern. PostgreSQL

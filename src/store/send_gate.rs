@@ -283,8 +283,9 @@ async fn backlog_ahead(tx: &mut sqlx::PgConnection, job: &Job) -> Result<usize, 
     Ok(usize::try_from(ahead).unwrap_or(0))
 }
 
-/// The account's oldest waiting job if it is older than `job`, and whether a worker holds
-/// it now (then it is on its way to the gate already).
+/// The account's oldest waiting job if it is older than `job` and waits for the gate (a job
+/// parked longer waits for something else: a retry, the per-minute budget), and whether a
+/// worker holds it now (then it is on its way to the gate already).
 async fn older_waiting_job(
     tx: &mut sqlx::PgConnection,
     job: &Job,
@@ -292,13 +293,14 @@ async fn older_waiting_job(
 ) -> Result<Option<(Uuid, bool)>, StoreError> {
     Ok(sqlx::query_as(&format!(
         "SELECT id, coalesce(lease_until > $4, false) FROM jobs WHERE account_id = $1 AND id <> $2 \
-         AND created_at < $3 AND status IN {BACKLOG} AND due_at IS NOT NULL AND NOT enrich \
-         ORDER BY created_at LIMIT 1"
+         AND created_at < $3 AND status IN {BACKLOG} AND NOT enrich \
+         AND due_at IS NOT NULL AND due_at <= $5 ORDER BY created_at LIMIT 1"
     ))
     .bind(&job.account_id)
     .bind(job.id)
     .bind(job.created_at)
     .bind(now)
+    .bind(now + BUSY_RETRY)
     .fetch_optional(&mut *tx)
     .await?)
 }
@@ -362,10 +364,13 @@ pub(super) async fn record_reading(
 
 /// Frees the account's send lease held by `job_id`, once its send has an outcome, and wakes
 /// the oldest job that was waiting for it (rather than have every waiter poll).
+/// `wake` is false when nothing was sent (the slot was given back): the next job would meet
+/// the same obstacle.
 pub(super) async fn release_account(
     tx: &mut sqlx::PgConnection,
     job_id: Uuid,
     now: DateTime<Utc>,
+    wake: bool,
 ) -> Result<(), StoreError> {
     let account: Option<String> = sqlx::query_scalar(
         "UPDATE accounts SET sending_job = NULL, sending_until = NULL WHERE sending_job = $1 \
@@ -374,7 +379,7 @@ pub(super) async fn release_account(
     .bind(job_id)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(account) = account else {
+    let Some(account) = account.filter(|_| wake) else {
         return Ok(());
     };
     let next: Option<Uuid> = sqlx::query_scalar(&format!(

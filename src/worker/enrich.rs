@@ -41,12 +41,15 @@ pub fn lead_from_crm(
         )),
         (Some(_), reason) => reason,
     };
+    let complete = invalid.is_none();
     let enrichment = Enrichment {
         account_id,
-        profile_key: resolved.profile_key,
+        // An unusable lead claims no identity, so it can never collide with another job.
+        profile_key: resolved.profile_key.filter(|_| complete),
         profile_id: resolved.profile_id,
-        profile_urn: resolved.profile_urn,
+        profile_urn: resolved.profile_urn.filter(|_| complete),
         message: resolved.message,
+        complete,
         lead: LeadDetails {
             linkedin_url: crm.linkedin_url.clone(),
             first_name: crm.first_name.clone(),
@@ -200,18 +203,6 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             s.config.message.overflow,
             s.enricher.url_field(&job.source),
         );
-        if let Some(reason) = invalid {
-            // One commit: a job left half-enriched must not reach the send.
-            self.apply(Transition {
-                status: Some(Status::Invalid),
-                error: Some(reason),
-                calls: vec![call],
-                send_settled: true,
-                ..Default::default()
-            })
-            .await?;
-            return Ok(None);
-        }
         match s
             .store
             .enrich(job.id, &self.owner, &enrichment, Utc::now())
@@ -224,7 +215,20 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                 self.apply(transition).await?;
                 Ok(None)
             }
-            Enriched::Ready(job) => Ok(Some(*job)),
+            Enriched::Ready(job) => match invalid {
+                None => Ok(Some(*job)),
+                Some(reason) => {
+                    self.apply(Transition {
+                        status: Some(Status::Invalid),
+                        error: Some(reason),
+                        calls: vec![call],
+                        send_settled: true,
+                        ..Default::default()
+                    })
+                    .await?;
+                    Ok(None)
+                }
+            },
         }
     }
 }
