@@ -2,8 +2,8 @@
 //! ids, and the owner routing that picks the rep's LinkedIn account.
 
 use super::api::{CallOutcome, RecordFields};
-use super::hubspot::{HubSpotClient, HubSpotCrmConfig};
-use super::salesforce::{SalesforceClient, SalesforceCrmConfig};
+use super::hubspot::HubSpotCrmConfig;
+use super::salesforce::SalesforceCrmConfig;
 use super::{Clients, HUBSPOT, SALESFORCE};
 use crate::config::{Config, CrmConfig};
 use crate::job::Job;
@@ -89,10 +89,42 @@ pub fn route_account(
     owners_account.or(fallback).unwrap_or_default().to_string()
 }
 
+/// The account for `source`'s records whose owner is not mapped: the source's `account_id`,
+/// else `connectsafely.default_account_id`.
+pub fn fallback_account(config: &Config, source: &str) -> Option<String> {
+    let own = match source {
+        HUBSPOT => config
+            .sources
+            .hubspot
+            .as_ref()
+            .and_then(|s| s.account_id.clone()),
+        SALESFORCE => config
+            .sources
+            .salesforce
+            .as_ref()
+            .and_then(|s| s.account_id.clone()),
+        _ => None,
+    };
+    own.or_else(|| config.connectsafely.default_account_id.clone())
+}
+
+/// The field of `source`'s records that holds the LinkedIn URL.
+pub fn url_field(crm: &CrmConfig, source: &str) -> String {
+    match source {
+        HUBSPOT => crm.hubspot.as_ref().map_or_else(
+            || HubSpotCrmConfig::default().linkedin_url_property,
+            |c| c.linkedin_url_property.clone(),
+        ),
+        _ => crm.salesforce.as_ref().map_or_else(
+            || SalesforceCrmConfig::default().linkedin_url_field,
+            |c| c.linkedin_url_field.clone(),
+        ),
+    }
+}
+
 /// Reads leads from the CRMs that are configured.
 pub struct Enricher {
-    hubspot: Option<(HubSpotClient, HubSpotCrmConfig)>,
-    salesforce: Option<(SalesforceClient, SalesforceCrmConfig)>,
+    clients: Clients,
     crm: CrmConfig,
     hubspot_fallback: Option<String>,
     salesforce_fallback: Option<String>,
@@ -100,32 +132,23 @@ pub struct Enricher {
 
 impl Enricher {
     pub fn new(config: &Config, clients: &Clients) -> Enricher {
-        let default = config.connectsafely.default_account_id.clone();
         Enricher {
-            hubspot: clients.hubspot.clone().zip(config.crm.hubspot.clone()),
-            salesforce: clients
-                .salesforce
-                .clone()
-                .zip(config.crm.salesforce.clone()),
+            clients: clients.clone(),
             crm: config.crm.clone(),
-            hubspot_fallback: config
-                .sources
-                .hubspot
-                .as_ref()
-                .and_then(|s| s.account_id.clone())
-                .or(default.clone()),
-            salesforce_fallback: config
-                .sources
-                .salesforce
-                .as_ref()
-                .and_then(|s| s.account_id.clone())
-                .or(default),
+            hubspot_fallback: fallback_account(config, HUBSPOT),
+            salesforce_fallback: fallback_account(config, SALESFORCE),
         }
     }
 
     /// The lead behind a job's record, read from the CRM the job came from.
     pub async fn read(&self, job: &Job) -> CallOutcome<CrmLead> {
-        match (job.source.as_str(), &self.hubspot, &self.salesforce) {
+        let hubspot = self.clients.hubspot.as_ref().zip(self.crm.hubspot.as_ref());
+        let salesforce = self
+            .clients
+            .salesforce
+            .as_ref()
+            .zip(self.crm.salesforce.as_ref());
+        match (job.source.as_str(), hubspot, salesforce) {
             (HUBSPOT, Some((client, config)), _) => {
                 let mut properties = vec![config.linkedin_url_property.clone()];
                 properties.extend(HUBSPOT_NAMES.map(str::to_owned));
@@ -168,12 +191,8 @@ impl Enricher {
     }
 
     /// The LinkedIn URL field's name in `source`, for error messages.
-    pub fn url_field(&self, source: &str) -> &str {
-        match (source, &self.hubspot, &self.salesforce) {
-            (HUBSPOT, Some((_, c)), _) => &c.linkedin_url_property,
-            (SALESFORCE, _, Some((_, c))) => &c.linkedin_url_field,
-            _ => "LinkedIn URL",
-        }
+    pub fn url_field(&self, source: &str) -> String {
+        url_field(&self.crm, source)
     }
 }
 

@@ -6,7 +6,7 @@ pub mod hubspot;
 pub mod salesforce;
 
 use crate::config::Config;
-use crate::crm::enrich::{CrmLead, route_account};
+use crate::crm::enrich::{CrmLead, fallback_account, route_account};
 use crate::job::LeadDetails;
 use crate::lead::{self, LeadInput, MessageTemplate, ResolvedLead};
 use crate::queue::Queue;
@@ -155,7 +155,6 @@ pub(crate) struct CrmRecord {
     pub record_id: String,
     pub object: &'static str,
     pub delivery_id: Option<String>,
-    pub fallback_account: Option<String>,
 }
 
 /// A job for a CRM record. With the LinkedIn URL in the event the lead is resolved now;
@@ -170,7 +169,7 @@ pub(crate) fn crm_job<Q: Queue, S: Store>(
         &state.config.crm,
         record.source,
         lead.owner_id.as_deref(),
-        record.fallback_account.as_deref(),
+        fallback_account(&state.config, record.source).as_deref(),
     );
     let enrich = lead.linkedin_url.is_none();
     let fields = lead.fields();

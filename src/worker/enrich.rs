@@ -201,7 +201,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             account_id,
             s.template.as_ref(),
             s.config.message.overflow,
-            s.enricher.url_field(&job.source),
+            &s.enricher.url_field(&job.source),
         );
         match s
             .store

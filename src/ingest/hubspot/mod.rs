@@ -5,7 +5,7 @@ pub mod payload;
 
 use super::{CrmRecord, IngestError, IngestState};
 use crate::crm::HUBSPOT;
-use crate::crm::enrich::hubspot_lead;
+use crate::crm::enrich::{hubspot_lead, url_field};
 use crate::queue::Queue;
 use crate::signature::hubspot as signature;
 use crate::store::{IngestOutcome, Store};
@@ -80,7 +80,6 @@ pub async fn receive_batch<Q: Queue, S: Store>(
     let judged = payload::parse_batch(&body)?;
     let triggers = config.triggers();
     let (mut ignored, mut malformed) = (0, 0);
-    let fallback_account = default_account(&state, config);
     let mut news = Vec::new();
     for item in judged {
         let event = match item {
@@ -103,7 +102,6 @@ pub async fn receive_batch<Q: Queue, S: Store>(
             record_id: event.object_id.clone(),
             object: CONTACT,
             delivery_id: Some(event.idempotency_key()),
-            fallback_account: fallback_account.clone(),
         };
         news.push(super::crm_job(&state, record, None));
     }
@@ -134,28 +132,15 @@ pub async fn receive_workflow<Q: Queue, S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, IngestError> {
-    let config = verified_source(&state, &uri, &headers, &body)?;
+    verified_source(&state, &uri, &headers, &body)?;
     let record = payload::parse_workflow(&body)?;
-    let crm = state.config.crm.hubspot.as_ref();
-    let url_property = crm.map_or("hs_linkedin_url", |c| c.linkedin_url_property.as_str());
-    let lead = hubspot_lead(&record.fields, url_property);
+    let lead = hubspot_lead(&record.fields, &url_field(&state.config.crm, HUBSPOT));
     let record = CrmRecord {
         source: HUBSPOT,
         record_id: record.contact_id,
         object: CONTACT,
         // Workflow requests carry no delivery id: the open job per contact is the guard.
         delivery_id: None,
-        fallback_account: default_account(&state, config),
     };
     super::job_answer(super::accept(&state, &super::crm_job(&state, record, Some(lead))).await?)
-}
-
-fn default_account<Q: Queue, S: Store>(
-    state: &IngestState<Q, S>,
-    config: &HubSpotSourceConfig,
-) -> Option<String> {
-    config
-        .account_id
-        .clone()
-        .or_else(|| state.config.connectsafely.default_account_id.clone())
 }

@@ -7,7 +7,7 @@ pub mod outbound;
 
 use super::{CrmRecord, IngestError, IngestState};
 use crate::crm::SALESFORCE;
-use crate::crm::enrich::salesforce_lead;
+use crate::crm::enrich::{salesforce_lead, url_field};
 use crate::queue::Queue;
 use crate::signature::{constant_time_eq, hmac_callout, standard_webhooks};
 use crate::store::Store;
@@ -87,7 +87,7 @@ pub async fn receive_outbound<Q: Queue, S: Store>(
             message.organization_id
         )));
     }
-    let url_field = url_field(&state);
+    let url_field = url_field(&state.config.crm, SALESFORCE);
     let mut news = Vec::with_capacity(message.notifications.len());
     for notification in message.notifications {
         if let Some(rule) = &config.qualify
@@ -106,7 +106,6 @@ pub async fn receive_outbound<Q: Queue, S: Store>(
             record_id: notification.record_id,
             object: notification.object.as_str(),
             delivery_id: Some(notification.id),
-            fallback_account: default_account(&state, config),
         };
         news.push(super::crm_job(&state, record, Some(lead)));
     }
@@ -137,17 +136,17 @@ pub async fn receive_callout<Q: Queue, S: Store>(
             format!("{}/{timestamp}/{short}", callout.record_id)
         }
     };
+    let url_field = url_field(&state.config.crm, SALESFORCE);
     let mut fields = callout.fields;
     if let Some(url) = callout.linkedin_url {
-        fields.insert(url_field(&state), url);
+        fields.insert(url_field.clone(), url);
     }
-    let lead = salesforce_lead(&fields, &url_field(&state));
+    let lead = salesforce_lead(&fields, &url_field);
     let record = CrmRecord {
         source: SALESFORCE,
         record_id: callout.record_id,
         object: callout.object.as_str(),
         delivery_id: Some(delivery_id),
-        fallback_account: default_account(&state, config),
     };
     super::job_answer(super::accept(&state, &super::crm_job(&state, record, Some(lead))).await?)
 }
@@ -190,24 +189,4 @@ fn verify_callout(
             "signature rejected: no webhook-signature header".into(),
         )),
     }
-}
-
-fn url_field<Q: Queue, S: Store>(state: &IngestState<Q, S>) -> String {
-    state
-        .config
-        .crm
-        .salesforce
-        .as_ref()
-        .map_or("LinkedIn_URL__c", |c| c.linkedin_url_field.as_str())
-        .to_string()
-}
-
-fn default_account<Q: Queue, S: Store>(
-    state: &IngestState<Q, S>,
-    config: &SalesforceSourceConfig,
-) -> Option<String> {
-    config
-        .account_id
-        .clone()
-        .or_else(|| state.config.connectsafely.default_account_id.clone())
 }
