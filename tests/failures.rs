@@ -418,3 +418,149 @@ async fn operators_retry_failed_jobs_and_cancel_waiting_ones_from_the_cli() {
     app.stop().await;
     env.cleanup().await;
 }
+
+/// ConnectSafely as a fake that knows only the accounts in `known` (wiremock: the sim
+/// knows every account it is asked about).
+async fn connectsafely_knowing(server: &wiremock::MockServer, known: &[&str]) {
+    use wiremock::matchers::{method, path, path_regex, query_param};
+    use wiremock::{Mock, ResponseTemplate};
+    server.reset().await;
+    let reset = Utc::now() + chrono::Duration::days(3);
+    for account in known {
+        Mock::given(method("GET"))
+            .and(path(format!("/account/{account}/quota")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"quotas": [{
+                "feature": "CONNECT", "window": "weekly", "used": 0, "limit": 90,
+                "remaining": 90, "resetAt": reset.to_rfc3339()}]})))
+            .mount(server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/account/status"))
+            .and(query_param("accountId", *account))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"status": "AVAILABLE", "enabled": true})),
+            )
+            .mount(server)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path_regex("^/account/"))
+        .respond_with(
+            ResponseTemplate::new(404)
+                .set_body_json(json!({"success": false, "error": "Account not found"})),
+        )
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/relationship/"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"connected": false, "invitationSent": false, "status": "NOT_CONNECTED"}),
+        ))
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/connect"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"success": true,
+            "message": "Connection request sent successfully",
+            "profileUrn": "urn:li:fsd_profile:ACoAAFake"})),
+        )
+        .mount(server)
+        .await;
+}
+
+async fn quota_reads(server: &wiremock::MockServer, account: &str) -> usize {
+    let wanted = format!("/account/{account}/quota");
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path() == wanted)
+        .count()
+}
+
+/// Issue 9, scenario 4: an account ConnectSafely does not know is learnt once for the
+/// account, its jobs are paused naming it, other accounts send, and the jobs resume by
+/// themselves once the account appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_account_pauses_its_jobs_once_and_they_resume_when_it_appears() {
+    let env = TestEnv::new().await;
+    let api = wiremock::MockServer::start().await;
+    connectsafely_knowing(&api, &["acc_ok"]).await;
+    let text = env.config_text().replace(&env.sim_url, &api.uri());
+    let mut app = env
+        .start(leadlink::config::Config::from_toml(&text).unwrap())
+        .await;
+    let mut typo = Vec::new();
+    for n in 0..5 {
+        let (_, body) = app
+            .send(
+                &webhook_id(),
+                &lead(&format!("crm-t{n}"), &format!("typo-{n}"), "acc_typo"),
+            )
+            .await;
+        typo.push(job_id(&body));
+    }
+    let mut ok = Vec::new();
+    for n in 0..2 {
+        let (_, body) = app
+            .send(
+                &webhook_id(),
+                &lead(&format!("crm-o{n}"), &format!("ok-{n}"), "acc_ok"),
+            )
+            .await;
+        ok.push(job_id(&body));
+    }
+    for id in &ok {
+        app.wait_for_status(id, "sent", WAIT).await;
+    }
+    for id in &typo {
+        let job = app.wait_for_status(id, "paused", WAIT).await;
+        assert!(
+            job["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("acc_typo"),
+            "{job}"
+        );
+    }
+    // Learnt for the account, not per job: about one read per `quota_refresh` (2 s), not
+    // one per job and try.
+    let started = std::time::Instant::now();
+    let before = quota_reads(&api, "acc_typo").await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let during = quota_reads(&api, "acc_typo").await - before;
+    assert!(
+        during <= 4,
+        "{during} quota reads of the unknown account in {:?}",
+        started.elapsed()
+    );
+    // The account is added to the key: its jobs go out by themselves.
+    connectsafely_knowing(&api, &["acc_ok", "acc_typo"]).await;
+    for id in &typo {
+        app.wait_for_status(id, "sent", WAIT).await;
+    }
+    app.stop().await;
+    env.cleanup().await;
+}
+
+/// Issue 9, scenario 4: without an account in the event and no default, the event is
+/// refused, naming the field, instead of calling `/account//quota`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_without_an_account_and_no_default_is_refused() {
+    let env = TestEnv::new().await;
+    let mut config = env.config();
+    config.connectsafely.default_account_id = None;
+    let mut app = env.start(config).await;
+    let mut event = lead("crm-noacc", "no-account", "acc_x");
+    event["data"].as_object_mut().unwrap().remove("accountId");
+    let (status, body) = app.send(&webhook_id(), &event).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("data.accountId"), "{body}");
+    let (_, jobs) = app.admin("/admin/jobs").await;
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
+    app.stop().await;
+    env.cleanup().await;
+}

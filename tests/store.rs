@@ -8,8 +8,9 @@ use common::*;
 use leadlink::account::quota::{Quota, QuotaSource};
 use leadlink::job::{LeadDetails, Status};
 use leadlink::store::{
-    AccountReading, AccountStore, ApiBudgetStore, Claim, IngestOutcome, JobStore, NewJob, PgStore,
-    SendGate, StoreError, Transition, WritebackClaim, WritebackResult, WritebackStore,
+    AccountReading, AccountStore, ApiBudgetStore, Claim, IngestOutcome, JobStore, NewJob,
+    OutboxStore, PgStore, SendGate, SendStart, StoreError, Topic, Transition, WaitStore,
+    WritebackClaim, WritebackResult, WritebackStore,
 };
 use uuid::Uuid;
 
@@ -82,20 +83,20 @@ async fn a_lease_that_ran_out_cannot_send_or_settle() {
         panic!("expired lease not taken over")
     };
     assert!(matches!(
-        store.send_started(id, "a:1", lease, later).await,
+        store.send_started(id, "a:1", None, lease, || later).await,
         Err(StoreError::LeaseLost(_))
     ));
     let stale = store.transition(id, Some("a:1"), sent(), later).await;
     assert!(matches!(stale, Err(StoreError::LeaseLost(_))));
     // B's send renews its lease to cover the call: a claim just after B's original lease
     // would have ended still finds the job taken.
-    assert_eq!(
+    assert!(matches!(
         store
-            .send_started(id, "b:1", lease, later + Duration::seconds(9))
+            .send_started(id, "b:1", None, lease, || later + Duration::seconds(9))
             .await
             .unwrap(),
-        1
-    );
+        SendStart::Started { attempt: 1, .. }
+    ));
     assert!(matches!(
         store
             .claim(id, "c:1", lease, later + Duration::seconds(12))
@@ -125,7 +126,10 @@ async fn operators_cannot_end_a_held_in_doubt_or_finished_job() {
     let busy = store.cancel_job(id, now + Duration::seconds(1)).await;
     assert!(matches!(busy, Err(StoreError::Conflict(_))), "{busy:?}");
     // The worker's send got no answer and it died: the invitation may be out.
-    store.send_started(id, "w:1", lease, now).await.unwrap();
+    store
+        .send_started(id, "w:1", None, lease, || now)
+        .await
+        .unwrap();
     let in_doubt = store.cancel_job(id, now + Duration::seconds(30)).await;
     assert!(
         matches!(in_doubt, Err(StoreError::Conflict(ref m)) if m.contains("may already be out")),
@@ -178,35 +182,32 @@ async fn a_skipped_delivery_leaves_the_job_reachable_even_while_a_relay_holds_it
         .await
         .unwrap();
     assert_eq!(outbox_rows(&env, &id.to_string()).await, 1);
-    // A relay whose clock runs ahead has locked that row and is about to delete it ...
-    let pool = sqlx::PgPool::connect(&env.database_url).await.unwrap();
-    let mut relay = pool.begin().await.unwrap();
-    let locked: i64 = sqlx::query_scalar("SELECT id FROM outbox WHERE ref = $1 FOR UPDATE")
-        .bind(id.to_string())
-        .fetch_one(&mut *relay)
+    // A relay whose clock runs ahead publishes that row (and deletes it once confirmed) ...
+    let worker = store.clone();
+    let published = store
+        .relay_due(due, 10, move |message| {
+            let worker = worker.clone();
+            async move {
+                if message.topic != Topic::Connect {
+                    return true;
+                }
+                // ... and its message reaches a worker whose clock says "not due yet".
+                let claim = worker
+                    .claim(
+                        message.reference.parse().unwrap(),
+                        "w:2",
+                        Duration::seconds(10),
+                        due - Duration::milliseconds(5),
+                    )
+                    .await
+                    .unwrap();
+                assert!(matches!(claim, Claim::Skip(_)), "{claim:?}");
+                true
+            }
+        })
         .await
         .unwrap();
-    // ... and its message reaches a worker whose clock says "not due yet".
-    assert!(matches!(
-        store
-            .claim(
-                id,
-                "w:2",
-                Duration::seconds(10),
-                due - Duration::milliseconds(5)
-            )
-            .await
-            .unwrap(),
-        Claim::Skip(_)
-    ));
-    // The relay deletes what it published, by id, as `relay_due` does.
-    sqlx::query("DELETE FROM outbox WHERE id = $1")
-        .bind(locked)
-        .execute(&mut *relay)
-        .await
-        .unwrap();
-    relay.commit().await.unwrap();
-    pool.close().await;
+    assert!(published >= 1);
     assert_eq!(
         outbox_rows(&env, &id.to_string()).await,
         1,
@@ -557,5 +558,364 @@ async fn a_batch_commits_together_in_order_with_one_creation_time_each() {
     created.sort();
     created.dedup();
     assert_eq!(created.len(), 3, "jobs of one batch share a creation time");
+    env.cleanup().await;
+}
+
+/// Issue 9, scenario 1: a relay waiting for the broker's confirms holds no lock that a send
+/// waits on, and the renewed lease runs from the moment the send may start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_waiting_for_confirms_holds_no_lock_a_send_waits_on() {
+    let env = TestEnv::new().await;
+    let store = store(&env).await;
+    let now = t0();
+    let id = new_job(&store, "slow-confirm", now).await;
+    let lease = Duration::seconds(30);
+    let Claim::Claimed(_) = store.claim(id, "w:1", lease, now).await.unwrap() else {
+        panic!("not claimed")
+    };
+    let entered = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let confirm = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let relay = tokio::spawn({
+        let (store, entered, confirm) = (store.clone(), entered.clone(), confirm.clone());
+        async move {
+            store
+                .relay_due(now + Duration::hours(1), 10, move |_| {
+                    let (entered, confirm) = (entered.clone(), confirm.clone());
+                    async move {
+                        // A broker slow to confirm.
+                        entered.add_permits(1);
+                        confirm.acquire().await.unwrap().forget();
+                        true
+                    }
+                })
+                .await
+        }
+    });
+    entered.acquire().await.unwrap().forget();
+    let started = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        store.send_started(id, "w:1", None, lease, || now + Duration::seconds(20)),
+    )
+    .await;
+    confirm.add_permits(10);
+    relay.await.unwrap().unwrap();
+    let started = started.expect("the send waited on the relay's publish");
+    let Ok(SendStart::Started { lease_until, .. }) = started else {
+        panic!("send not started: {started:?}")
+    };
+    // Measured from the clock read after the waits, not from before them.
+    assert_eq!(lease_until, now + Duration::seconds(20) + lease);
+    env.cleanup().await;
+}
+
+fn urn_job(profile: &str, urn: &str) -> NewJob {
+    NewJob {
+        source: "events".into(),
+        record_id: format!("crm-{profile}-urn"),
+        record_object: None,
+        account_id: "acc_1".into(),
+        profile_key: Some(urn.into()),
+        profile_id: None,
+        profile_urn: Some(urn.into()),
+        message: None,
+        lead: LeadDetails::default(),
+        invalid_reason: None,
+        delivery_id: Some(webhook_id()),
+        enrich: false,
+        one_open_job_per_record: false,
+        writeback_targets: vec!["callback".into()],
+    }
+}
+
+async fn ingested(store: &PgStore, new: &NewJob, now: DateTime<Utc>) -> Uuid {
+    match store.ingest(new, now).await.unwrap() {
+        IngestOutcome::Created { job_id, .. } => job_id,
+        other => panic!("not created: {other:?}"),
+    }
+}
+
+/// Issue 9, scenario 3: whether a job may send is decided when its send starts, not at its
+/// claim: a URN-only job claimed before another job's send linked its URN does not send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_made_doubtful_after_its_claim_does_not_start_its_send() {
+    let env = TestEnv::new().await;
+    let store = store(&env).await;
+    let now = t0();
+    let urn = "urn:li:fsd_profile:ACoAAJaneDoubt";
+    let by_slug = new_job(&store, "jane-doubt", now).await;
+    let by_urn = ingested(&store, &urn_job("jane-doubt", urn), now).await;
+    let lease = Duration::seconds(30);
+    let Claim::Claimed(b) = store.claim(by_urn, "w:b", lease, now).await.unwrap() else {
+        panic!("not claimed")
+    };
+    assert!(!b.in_doubt());
+    // Job A (the slug) sends meanwhile and learns the URN that job B holds.
+    store.claim(by_slug, "w:a", lease, now).await.unwrap();
+    store
+        .send_started(by_slug, "w:a", None, lease, || now)
+        .await
+        .unwrap();
+    store
+        .transition(
+            by_slug,
+            Some("w:a"),
+            Transition {
+                profile_urn: Some(urn.into()),
+                ..sent()
+            },
+            now + Duration::seconds(1),
+        )
+        .await
+        .unwrap();
+    let later = now + Duration::seconds(2);
+    assert_eq!(
+        store
+            .send_started(by_urn, "w:b", b.in_doubt_since, lease, || later)
+            .await
+            .unwrap(),
+        SendStart::NowInDoubt
+    );
+    // Its worker parks it at once; the next claim is in doubt and can ask by A's slug.
+    store
+        .transition(
+            by_urn,
+            Some("w:b"),
+            Transition {
+                due_at: Some(later),
+                ..Default::default()
+            },
+            later,
+        )
+        .await
+        .unwrap();
+    let Claim::Claimed(again) = store.claim(by_urn, "w:c", lease, later).await.unwrap() else {
+        panic!("not claimed again")
+    };
+    assert!(again.in_doubt());
+    assert_eq!(again.job.profile_id.as_deref(), Some("jane-doubt"));
+    env.cleanup().await;
+}
+
+/// Issue 9, scenario 2: a job that gave up while in doubt keeps its lead, so a later event
+/// for the same person is a duplicate, not a second invitation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_ended_in_doubt_keeps_its_lead() {
+    let env = TestEnv::new().await;
+    let store = store(&env).await;
+    let now = t0();
+    let urn = "urn:li:fsd_profile:ACoAAKeepsLead";
+    let new = urn_job("keeps-lead", urn);
+    let id = ingested(&store, &new, now).await;
+    let lease = Duration::seconds(30);
+    store.claim(id, "w:1", lease, now).await.unwrap();
+    store
+        .send_started(id, "w:1", None, lease, || now)
+        .await
+        .unwrap();
+    store
+        .transition(
+            id,
+            Some("w:1"),
+            Transition {
+                status: Some(Status::Failed),
+                error: Some("gave up; an invitation may have gone out".into()),
+                ..Default::default()
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let again = NewJob {
+        delivery_id: Some(webhook_id()),
+        record_id: "crm-keeps-lead-second".into(),
+        ..new
+    };
+    let outcome = store.ingest(&again, now).await.unwrap();
+    assert!(
+        matches!(outcome, IngestOutcome::Duplicate { job_id, status: Status::Failed } if job_id == id),
+        "{outcome:?}"
+    );
+    env.cleanup().await;
+}
+
+async fn remaining(env: &TestEnv) -> (i32, i64) {
+    let pool = sqlx::PgPool::connect(&env.database_url).await.unwrap();
+    let remaining = sqlx::query_scalar(
+        "SELECT remaining FROM account_limits WHERE account_id = 'acc_1' AND action = 'CONNECT'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let sends = sqlx::query_scalar("SELECT count(*) FROM account_sends")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    (remaining, sends)
+}
+
+/// Issue 9, scenario 10: a slot taken at the gate whose POST never started goes back to the
+/// account's week, whether the worker learns it (lease lost) or died before the send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_slot_whose_post_never_started_is_given_back() {
+    let env = TestEnv::new().await;
+    let store = store(&env).await;
+    let now = t0();
+    let policy = unpaced();
+    let lease = Duration::seconds(10);
+    store
+        .record_account_reading("acc_1", &reading(5, now), now)
+        .await
+        .unwrap();
+    let id = new_job(&store, "slot-back", now).await;
+    let job = claimed(&store, id, "w:1", now).await;
+    let gate = store.take_send_slot(&job, &policy, lease, false, now).await;
+    assert_eq!(gate.unwrap(), SendGate::Send);
+    assert_eq!(remaining(&env).await, (4, 1));
+    // The worker stalls past its lease; another takes the job over ...
+    let later = now + Duration::seconds(31);
+    let job = claimed(&store, id, "w:2", later).await;
+    // ... and the dead attempt's slot is the account's again.
+    assert_eq!(remaining(&env).await, (5, 0));
+    let gate = store
+        .take_send_slot(&job, &policy, lease, false, later)
+        .await;
+    assert_eq!(gate.unwrap(), SendGate::Send);
+    // This time the worker itself learns that its lease is gone before the POST.
+    let stolen = later + Duration::seconds(31);
+    claimed(&store, id, "w:3", stolen).await;
+    let job = claimed(&store, id, "w:4", stolen + Duration::seconds(31)).await;
+    let gate = store
+        .take_send_slot(&job, &policy, lease, false, stolen + Duration::seconds(31))
+        .await;
+    assert_eq!(gate.unwrap(), SendGate::Send);
+    assert!(matches!(
+        store.send_started(id, "w:2", None, lease, || stolen).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    assert_eq!(remaining(&env).await, (4, 1));
+    store.give_back_send_slot(id, stolen).await.unwrap();
+    assert_eq!(remaining(&env).await, (5, 0));
+    // A send that started keeps its slot.
+    let at = stolen + Duration::seconds(70);
+    let job = claimed(&store, id, "w:5", at).await;
+    let gate = store.take_send_slot(&job, &policy, lease, false, at).await;
+    assert_eq!(gate.unwrap(), SendGate::Send);
+    store
+        .send_started(id, "w:5", None, lease, || at)
+        .await
+        .unwrap();
+    store.give_back_send_slot(id, at).await.unwrap();
+    assert_eq!(remaining(&env).await, (4, 1));
+    env.cleanup().await;
+}
+
+async fn count(env: &TestEnv, sql: &str) -> i64 {
+    let pool = sqlx::PgPool::connect(&env.database_url).await.unwrap();
+    let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+    pool.close().await;
+    n
+}
+
+/// Issue 9, scenario 7: jobs of a paused account share one timer instead of waking one by
+/// one, a wake that changes nothing adds no history, and the account's recovery releases
+/// them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_of_a_paused_account_share_one_timer_and_are_released_together() {
+    let env = TestEnv::new().await;
+    let store = store(&env).await;
+    let now = t0();
+    let paused = leadlink::account::policy::AccountPolicy {
+        paused: true,
+        ..unpaced()
+    };
+    let lease = Duration::seconds(10);
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let id = new_job(&store, &format!("paused-{n}"), now).await;
+        // Apart in time, so that "oldest" is well defined.
+        ids.push((id, now + Duration::milliseconds(n)));
+    }
+    let park = |store: PgStore, id: Uuid, at: DateTime<Utc>, policy| async move {
+        let job = claimed(&store, id, "w:1", at).await;
+        let SendGate::Wait {
+            status,
+            until,
+            waiting,
+            reason,
+            ..
+        } = store
+            .take_send_slot(&job, &policy, lease, false, at)
+            .await
+            .unwrap()
+        else {
+            panic!("a paused account sent")
+        };
+        store
+            .transition(
+                id,
+                Some("w:1"),
+                Transition {
+                    status,
+                    error: Some(reason),
+                    due_at: Some(until),
+                    waiting: waiting.map(|on| leadlink::store::Waiting {
+                        on,
+                        retry_every: Some(Duration::seconds(60)),
+                    }),
+                    ..Default::default()
+                },
+                at,
+            )
+            .await
+            .unwrap();
+    };
+    for (id, at) in &ids {
+        park(store.clone(), *id, *at, paused.clone()).await;
+    }
+    let connect_rows = "SELECT count(*) FROM outbox WHERE topic = 'connect'";
+    assert_eq!(
+        count(&env, connect_rows).await,
+        0,
+        "a paused job has its own timer"
+    );
+    assert_eq!(count(&env, "SELECT count(*) FROM waits").await, 1);
+    // Nothing is due before the account's timer; at it, only the oldest job tries again.
+    assert!(store.wake_due_waits(now).await.unwrap().is_empty());
+    let woken = store
+        .wake_due_waits(now + Duration::seconds(61))
+        .await
+        .unwrap();
+    assert_eq!(woken.len(), 1);
+    assert_eq!(woken[0].reference, ids[0].0.to_string());
+    // It finds the account still paused: parked as it was, with no new history.
+    let events = "SELECT count(*) FROM job_events";
+    let before = count(&env, events).await;
+    let later = now + Duration::seconds(62);
+    park(store.clone(), ids[0].0, later, paused.clone()).await;
+    assert_eq!(count(&env, events).await, before, "a wake-up was recorded");
+    assert_eq!(count(&env, connect_rows).await, 0);
+    // The account is unpaused: at the next timer, the first job through the gate releases
+    // all the others.
+    let later = now + Duration::seconds(122);
+    let woken = store.wake_due_waits(later).await.unwrap();
+    assert_eq!(woken.len(), 1);
+    let job = claimed(&store, ids[0].0, "w:2", later).await;
+    store
+        .record_account_reading("acc_1", &reading(5, later), later)
+        .await
+        .unwrap();
+    let gate = store
+        .take_send_slot(&job, &unpaced(), lease, true, later)
+        .await
+        .unwrap();
+    assert_eq!(gate, SendGate::Send);
+    let jobs_with_rows = "SELECT count(DISTINCT ref) FROM outbox WHERE topic = 'connect'";
+    assert_eq!(
+        count(&env, jobs_with_rows).await,
+        5,
+        "the waiting jobs were not released"
+    );
+    assert_eq!(count(&env, "SELECT count(*) FROM waits").await, 0);
     env.cleanup().await;
 }

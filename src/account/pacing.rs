@@ -36,6 +36,9 @@ pub enum HeldReason {
     Hold,
     /// The week's quota, less the reserve, is spent.
     QuotaSpent,
+    /// The reset has passed by our clock, but a reading taken since still says nothing
+    /// remains: the API's clock is behind; the quota is read again shortly.
+    ResetPending,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +74,10 @@ impl fmt::Display for HeldReason {
         f.write_str(match self {
             HeldReason::Hold => "the account is on hold after reaching its weekly limit",
             HeldReason::QuotaSpent => "the account's weekly quota is spent until the weekly reset",
+            HeldReason::ResetPending => {
+                "the weekly reset has passed, but ConnectSafely still reports nothing remaining \
+                 (its clock is behind); reading the quota again shortly"
+            }
         })
     }
 }
@@ -123,6 +130,18 @@ pub fn decide(
             } else {
                 HeldReason::QuotaSpent
             },
+        };
+    }
+    if let Some(until) = quota::reset_pending_until(
+        facts.quota.as_ref(),
+        policy.reserve,
+        facts.sends_since_quota,
+        now,
+    ) {
+        return Decision::Held {
+            until,
+            hold_until: None,
+            reason: HeldReason::ResetPending,
         };
     }
     if policy.pacing
@@ -284,6 +303,41 @@ mod tests {
         );
         let old = fresh(now - TimeDelta::minutes(15));
         assert_eq!(decide(&policy, &old, now, 0.5), Decision::NeedQuota);
+    }
+
+    #[test]
+    fn a_spent_reading_taken_after_its_reset_is_never_sent_on() {
+        let reset = at("2026-11-09T00:00:00Z");
+        let now = reset + TimeDelta::seconds(1);
+        // Read just now, after its own reset, and still spent: the API's clock lags.
+        let facts = AccountFacts {
+            quota: Some(Quota {
+                limit: 90,
+                used: 90,
+                remaining: 0,
+                reset_at: reset,
+                observed_at: now,
+                source: QuotaSource::Endpoint,
+            }),
+            ..AccountFacts::default()
+        };
+        let policy = AccountPolicy {
+            pacing: false,
+            ..AccountPolicy::default()
+        };
+        assert_eq!(
+            decide(&policy, &facts, now, 0.5),
+            Decision::Held {
+                until: now + TimeDelta::seconds(2),
+                hold_until: None,
+                reason: HeldReason::ResetPending,
+            }
+        );
+        // Once that wait is over, the quota is read again.
+        assert_eq!(
+            decide(&policy, &facts, now + TimeDelta::seconds(2), 0.5),
+            Decision::NeedQuota
+        );
     }
 
     #[test]

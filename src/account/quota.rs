@@ -53,6 +53,31 @@ pub fn spent_until(
         .map(|q| q.reset_at)
 }
 
+/// The shortest and longest wait before reading again a quota whose reset has passed by
+/// our clock but not by the API's.
+const RESET_LAG_WAIT: (TimeDelta, TimeDelta) = (TimeDelta::seconds(2), TimeDelta::minutes(5));
+
+/// A reading taken after its own reset that still says nothing remains: the API's clock is
+/// behind ours and its week has not turned yet, so a send now could draw the 24-hour hold.
+/// Until when to wait before reading again: a few seconds after the reading, growing with
+/// how long after the reset it was taken; `None` once that wait is over (read again).
+pub fn reset_pending_until(
+    quota: Option<&Quota>,
+    reserve: u32,
+    sends_since_observed: u32,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let (shortest, longest) = RESET_LAG_WAIT;
+    quota
+        .filter(|q| {
+            !q.is_current(now)
+                && q.observed_at >= q.reset_at
+                && remaining_for_us(q, reserve, sends_since_observed) <= 0
+        })
+        .map(|q| q.observed_at + (q.observed_at - q.reset_at).clamp(shortest, longest))
+        .filter(|until| *until > now)
+}
+
 /// Whether the quota must be read from the endpoint before a send: nothing is known, the
 /// reading is older than `stale_after` (another tool may have spent some), its window has
 /// reset, or a hold (`hold_ended`, the end of the last hold or block) ended since.
@@ -86,6 +111,54 @@ mod tests {
             observed_at: at(observed),
             source: QuotaSource::Endpoint,
         }
+    }
+
+    #[test]
+    fn a_reading_after_its_reset_that_says_nothing_remains_waits_and_reads_again() {
+        let reset = at("2026-11-09T00:00:00Z");
+        let spent = |observed: &str| Quota {
+            observed_at: at(observed),
+            ..quota(90, "2026-11-04T10:00:00Z")
+        };
+        // Read one second after the reset by our clock: the API has not turned the week.
+        let lagging = spent("2026-11-09T00:00:01Z");
+        let now = at("2026-11-09T00:00:01Z");
+        assert_eq!(
+            reset_pending_until(Some(&lagging), 0, 0, now),
+            Some(now + TimeDelta::seconds(2))
+        );
+        // Still nothing after a minute: the wait grows, up to five minutes.
+        let now = at("2026-11-09T00:01:00Z");
+        let still = spent("2026-11-09T00:01:00Z");
+        assert_eq!(
+            reset_pending_until(Some(&still), 0, 0, now),
+            Some(now + TimeDelta::minutes(1))
+        );
+        let now = at("2026-11-09T03:00:00Z");
+        let late = spent("2026-11-09T03:00:00Z");
+        assert_eq!(
+            reset_pending_until(Some(&late), 0, 0, now),
+            Some(now + TimeDelta::minutes(5))
+        );
+        // Once the wait is over, nothing holds the account back from reading again.
+        assert_eq!(
+            reset_pending_until(
+                Some(&lagging),
+                0,
+                0,
+                lagging.observed_at + TimeDelta::seconds(2)
+            ),
+            None
+        );
+        // A reading from before the reset is just stale (read it), and one with room is fine.
+        let before = spent("2026-11-08T23:59:00Z");
+        assert_eq!(reset_pending_until(Some(&before), 0, 0, reset), None);
+        let room = Quota {
+            remaining: 90,
+            used: 0,
+            ..lagging
+        };
+        assert_eq!(reset_pending_until(Some(&room), 0, 0, reset), None);
     }
 
     #[test]

@@ -126,9 +126,15 @@ fn new_job<Q: Queue, S: Store>(
                 .into(),
         });
     }
+    // Without an account every account call would go to `/account//...`: refuse the event
+    // rather than guess which of the key's accounts was meant.
     let account_id = blank_to_none(event.account_id)
         .or_else(|| state.config.connectsafely.default_account_id.clone())
-        .unwrap_or_default();
+        .ok_or_else(|| IngestError::BadRequest {
+            field: Some("data.accountId".into()),
+            message: "data.accountId is required: connectsafely.default_account_id is not set"
+                .into(),
+        })?;
     let fields = LeadFields {
         first_name: event.first_name.clone(),
         last_name: event.last_name.clone(),

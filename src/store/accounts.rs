@@ -1,7 +1,8 @@
 //! What the API told us about accounts (holds, rate-limit headers) and about the key.
 
-use super::outbox::{self, OutboxMessage, Topic};
+use super::outbox::OutboxMessage;
 use super::send_gate::{self, AccountReading, SendGate};
+use super::waits;
 use super::{PgStore, StoreError};
 use crate::account::pacing::{self, Decision};
 use crate::account::policy::{AccountPolicy, AccountsConfig};
@@ -69,6 +70,47 @@ pub(super) async fn return_send_slot(
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// The send slot the gate gave `job_id` is spent for real: its POST starts now.
+pub(super) async fn mark_slot_used(
+    tx: &mut sqlx::PgConnection,
+    job_id: uuid::Uuid,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE account_sends SET post_started = true WHERE job_id = $1 AND NOT post_started",
+    )
+    .bind(job_id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Gives back every slot `job_id` took at the gate whose POST never started, and the
+/// account's send lease if the job still holds it: nothing went out.
+pub(super) async fn give_back_unstarted_slots(
+    tx: &mut sqlx::PgConnection,
+    job_id: uuid::Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let returned: Vec<String> = sqlx::query_scalar(
+        "DELETE FROM account_sends WHERE job_id = $1 AND NOT post_started RETURNING account_id",
+    )
+    .bind(job_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let Some(account_id) = returned.first() else {
+        return Ok(());
+    };
+    sqlx::query(
+        "UPDATE account_limits SET remaining = remaining + $2 \
+         WHERE account_id = $1 AND action = 'CONNECT' AND remaining IS NOT NULL",
+    )
+    .bind(account_id)
+    .bind(i32::try_from(returned.len()).unwrap_or(i32::MAX))
+    .execute(&mut *tx)
+    .await?;
+    send_gate::release_account(&mut *tx, job_id, now, false).await
 }
 
 /// Within one weekly window the headers may only lower what remains: an answer that left
@@ -320,18 +362,7 @@ impl AccountStore for PgStore {
         )
         .execute(&mut *tx)
         .await?;
-        let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
-            "UPDATE jobs SET due_at = $1 WHERE status = 'paused' AND due_at IS NOT NULL RETURNING id",
-        )
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut publish = Vec::with_capacity(ids.len());
-        for id in ids {
-            let id = id.to_string();
-            outbox::delete_for(&mut tx, Topic::Connect, &id).await?;
-            publish.push(outbox::insert(&mut tx, Topic::Connect, &id, now).await?);
-        }
+        let publish = waits::release_all(&mut tx, &waits::Wait::Key, now).await?;
         tx.commit().await?;
         Ok(publish)
     }

@@ -1,6 +1,7 @@
 //! CRMs whose credentials were refused: shown to people until a call works again.
 
-use super::{PgStore, StoreError};
+use super::waits::{self, Wait};
+use super::{OutboxMessage, PgStore, StoreError};
 use chrono::{DateTime, Utc};
 
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
@@ -19,7 +20,13 @@ pub trait CrmPauseStore {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    fn resume_crm(&self, crm: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A call to the CRM worked: lift its pause, if any, and release the jobs that waited
+    /// for it (returned, to publish).
+    fn resume_crm(
+        &self,
+        crm: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<OutboxMessage>, StoreError>> + Send;
 
     fn crm_pauses(&self) -> impl Future<Output = Result<Vec<CrmPause>, StoreError>> + Send;
 }
@@ -43,15 +50,24 @@ impl CrmPauseStore for PgStore {
         Ok(())
     }
 
-    async fn resume_crm(&self, crm: &str) -> Result<(), StoreError> {
+    async fn resume_crm(
+        &self,
+        crm: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let resumed = sqlx::query("DELETE FROM crm_pauses WHERE crm = $1")
             .bind(crm)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        if resumed.rows_affected() > 0 {
+        let publish = if resumed.rows_affected() > 0 {
             tracing::warn!(crm, "the CRM accepts leadlink's credentials again");
-        }
-        Ok(())
+            waits::release_all(&mut tx, &Wait::Crm(crm.to_string()), now).await?
+        } else {
+            Vec::new()
+        };
+        tx.commit().await?;
+        Ok(publish)
     }
 
     async fn crm_pauses(&self) -> Result<Vec<CrmPause>, StoreError> {

@@ -2,6 +2,7 @@
 //! and the operator's look-ups and actions.
 
 use super::outbox::{self, OutboxMessage, Topic};
+use super::waits::{self, Wait, Waiting};
 use super::{
     JOB_COLUMNS, JobEvent, PgStore, StoreError, TimePair, accounts, job_from_row, record_event,
 };
@@ -61,8 +62,28 @@ pub enum Claim {
 #[derive(Debug)]
 pub struct ClaimedJob {
     pub job: Job,
-    /// A previous worker started a send and left no outcome.
-    pub in_doubt: bool,
+    /// When a previous send started that left no outcome (or another job's send made this
+    /// one doubtful), as the claim saw it; `send_started` refuses if it has changed since.
+    pub in_doubt_since: Option<DateTime<Utc>>,
+}
+
+impl ClaimedJob {
+    pub fn in_doubt(&self) -> bool {
+        self.in_doubt_since.is_some()
+    }
+}
+
+/// What `send_started` found at the moment the send would start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStart {
+    /// The POST may go out: this attempt's number and the lease it has until.
+    Started {
+        attempt: i32,
+        lease_until: DateTime<Utc>,
+    },
+    /// Since the claim, another job's send may have invited this job's lead: the job must
+    /// settle that doubt before it sends. Nothing was changed.
+    NowInDoubt,
 }
 
 /// A job's next state, with what the API said about its account.
@@ -96,6 +117,9 @@ pub struct Transition {
     /// The API refused the send outright, so the request it took from the account's week is
     /// given back (the answer's own headers, recorded with it, keep the count honest).
     pub send_not_counted: bool,
+    /// The job waits for something many jobs share (its account, its CRM, another send) and
+    /// is released when that ends, rather than waking by itself at `due_at`.
+    pub waiting: Option<Waiting>,
 }
 
 /// What the CRM told the connect stage about a job's lead.
@@ -137,7 +161,10 @@ pub struct JobHistory {
     pub writebacks: Vec<super::WritebackRow>,
 }
 
-const ENDED_FOR_IDENTITY: &str = "('failed', 'profile_not_found', 'invalid')";
+/// Jobs that still hold their lead's identity (the predicate of the `jobs_one_per_lead` and
+/// `jobs_one_per_urn` indexes): open or successful ones, and any that may have sent.
+const HOLDS_IDENTITY: &str =
+    "(status NOT IN ('failed', 'profile_not_found', 'invalid') OR send_started_at IS NOT NULL)";
 const ENDED: &str = "('sent', 'already_connected', 'invitation_pending', 'profile_not_found', \
      'failed', 'invalid')";
 
@@ -179,15 +206,29 @@ pub trait JobStore {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Enriched, StoreError>> + Send;
 
-    /// Marks the start of a `POST /connect` and renews the lease to cover the call; returns
-    /// this attempt's number. Fails if the lease was lost or has run out.
-    fn send_started(
+    /// Marks the start of a `POST /connect` and renews the lease to cover the call. The
+    /// renewed lease runs from `clock()` read after every wait on a lock, so the call starts
+    /// with all of it. Fails if the lease was lost or has run out; answers `NowInDoubt` if
+    /// the job's doubt is not what the claim saw (`in_doubt_since`).
+    fn send_started<C>(
         &self,
         job_id: Uuid,
         owner: &str,
+        in_doubt_since: Option<DateTime<Utc>>,
         lease: chrono::Duration,
+        clock: C,
+    ) -> impl Future<Output = Result<SendStart, StoreError>> + Send
+    where
+        C: Fn() -> DateTime<Utc> + Send + Sync;
+
+    /// Gives back the send slot a job took at the gate when its POST never started (the
+    /// lease was lost, the store failed before the send), and frees the account for the
+    /// next send.
+    fn give_back_send_slot(
+        &self,
+        job_id: Uuid,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<i32, StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Applies a transition under the worker's lease (`owner`), or as the operator (`None`,
     /// refused while a worker holds the job). Returns messages to publish right away.
@@ -265,7 +306,7 @@ impl JobStore for PgStore {
             "UPDATE jobs SET lease_owner = $2, lease_until = $3, updated_at = $4 \
              WHERE id = $1 AND due_at IS NOT NULL AND due_at <= $4 \
              AND (lease_until IS NULL OR lease_until < $4) \
-             RETURNING {JOB_COLUMNS}, send_started_at IS NOT NULL AS in_doubt"
+             RETURNING {JOB_COLUMNS}, send_started_at AS in_doubt_since"
         ))
         .bind(job_id)
         .bind(owner)
@@ -297,7 +338,9 @@ impl JobStore for PgStore {
             return Ok(Claim::Skip(why));
         };
         let job = job_from_row(&row)?;
-        let in_doubt: bool = row.try_get("in_doubt")?;
+        let in_doubt_since: Option<DateTime<Utc>> = row.try_get("in_doubt_since")?;
+        // A slot a dead attempt took at the gate and never used is the account's again.
+        accounts::give_back_unstarted_slots(&mut tx, job_id, now).await?;
         outbox::insert(
             &mut tx,
             Topic::Connect,
@@ -306,7 +349,10 @@ impl JobStore for PgStore {
         )
         .await?;
         tx.commit().await?;
-        Ok(Claim::Claimed(Box::new(ClaimedJob { job, in_doubt })))
+        Ok(Claim::Claimed(Box::new(ClaimedJob {
+            job,
+            in_doubt_since,
+        })))
     }
 
     async fn enrich(
@@ -351,7 +397,7 @@ impl JobStore for PgStore {
                 let row = sqlx::query(&format!(
                     "SELECT {JOB_COLUMNS} FROM jobs WHERE account_id = $1 AND id <> $2 \
                      AND (profile_key = $3 OR profile_urn = $3 OR profile_key = $4 OR profile_urn = $4) \
-                     AND status NOT IN {ENDED_FOR_IDENTITY} ORDER BY created_at LIMIT 1"
+                     AND {HOLDS_IDENTITY} ORDER BY created_at LIMIT 1"
                 ))
                 .bind(&e.account_id)
                 .bind(job_id)
@@ -368,39 +414,87 @@ impl JobStore for PgStore {
         }
     }
 
-    async fn send_started(
+    async fn send_started<C>(
         &self,
         job_id: Uuid,
         owner: &str,
+        in_doubt_since: Option<DateTime<Utc>>,
         lease: chrono::Duration,
-        now: DateTime<Utc>,
-    ) -> Result<i32, StoreError> {
+        clock: C,
+    ) -> Result<SendStart, StoreError>
+    where
+        C: Fn() -> DateTime<Utc> + Send + Sync,
+    {
         let mut tx = self.pool.begin().await?;
-        let attempts: Option<i32> = sqlx::query_scalar(
-            "UPDATE jobs SET send_started_at = $3, attempts = attempts + 1, lease_until = $4, \
-             updated_at = $3 WHERE id = $1 AND lease_owner = $2 AND lease_until > $3 RETURNING attempts",
+        /// Lease owner, lease end, and when the job's doubt began.
+        type LeaseRow = (Option<String>, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+        let row: Option<LeaseRow> = sqlx::query_as(
+            "SELECT lease_owner, lease_until, send_started_at FROM jobs WHERE id = $1 FOR UPDATE",
         )
         .bind(job_id)
-        .bind(owner)
-        .bind(now)
-        .bind(now + lease)
         .fetch_optional(&mut *tx)
         .await?;
-        let attempts = attempts.ok_or(StoreError::LeaseLost(job_id))?;
-        // The account's send lease covers the call too, or another job could send beside it.
+        let Some((lease_owner, lease_until, doubt)) = row else {
+            return Err(StoreError::NotFound(format!("job {job_id}")));
+        };
+        if lease_owner.as_deref() != Some(owner) || lease_until.is_none_or(|t| t <= clock()) {
+            return Err(StoreError::LeaseLost(job_id));
+        }
+        if doubt != in_doubt_since {
+            return Ok(SendStart::NowInDoubt);
+        }
+        // The account's send lease covers the call too, or another job could send beside it;
+        // the watchdog follows the renewed lease. Both may wait on a lock: the lease is
+        // measured after them.
+        sqlx::query("SELECT 1 FROM accounts WHERE sending_job = $1 FOR UPDATE")
+            .bind(job_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        sqlx::query("SELECT 1 FROM outbox WHERE topic = 'connect' AND ref = $1 FOR UPDATE")
+            .bind(job_id.to_string())
+            .fetch_all(&mut *tx)
+            .await?;
+        let now = clock();
+        if lease_until.is_none_or(|t| t <= now) {
+            return Err(StoreError::LeaseLost(job_id));
+        }
+        let until = now + lease;
+        let attempt: i32 = sqlx::query_scalar(
+            "UPDATE jobs SET send_started_at = $2, attempts = attempts + 1, lease_until = $3, \
+             updated_at = $2 WHERE id = $1 RETURNING attempts",
+        )
+        .bind(job_id)
+        .bind(now)
+        .bind(until)
+        .fetch_one(&mut *tx)
+        .await?;
         sqlx::query("UPDATE accounts SET sending_until = $2 WHERE sending_job = $1")
             .bind(job_id)
-            .bind(now + lease)
+            .bind(until)
             .execute(&mut *tx)
             .await?;
-        // The watchdog follows the renewed lease.
         sqlx::query("UPDATE outbox SET due_at = $2 WHERE topic = 'connect' AND ref = $1")
             .bind(job_id.to_string())
-            .bind(now + lease + chrono::Duration::seconds(1))
+            .bind(until + chrono::Duration::seconds(1))
             .execute(&mut *tx)
             .await?;
+        accounts::mark_slot_used(&mut tx, job_id).await?;
         tx.commit().await?;
-        Ok(attempts)
+        Ok(SendStart::Started {
+            attempt,
+            lease_until: until,
+        })
+    }
+
+    async fn give_back_send_slot(
+        &self,
+        job_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        accounts::give_back_unstarted_slots(&mut tx, job_id, now).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn transition(
@@ -454,9 +548,19 @@ impl JobStore for PgStore {
         } else {
             Some(change.due_at.or(change.retry_at).unwrap_or(now))
         };
-        if change.key_pause && !accounts::key_paused(&mut tx).await? {
-            // The key recovered while this job was being parked: the resume missed it.
-            due_at = Some(now);
+        let mut waiting = change.waiting.clone();
+        if change.key_pause {
+            if accounts::key_paused(&mut tx).await? {
+                // The key probe's resume releases it; no timer of its own.
+                waiting = Some(Waiting {
+                    on: Wait::Key,
+                    retry_every: None,
+                });
+            } else {
+                // The key recovered while this job was being parked: the resume missed it.
+                due_at = Some(now);
+                waiting = None;
+            }
         }
         let reported = worth_writing_back(
             (before.status, before.retry_at, before.hold_until),
@@ -471,7 +575,7 @@ impl JobStore for PgStore {
             "UPDATE jobs SET status = $2, error = $3, \
              attempts = CASE WHEN $4 THEN 0 WHEN $12 THEN attempts + 1 ELSE attempts END, \
              hold_until = $5, retry_at = $6, due_at = $7, sequence = $8, changed_at = $9, \
-             lease_owner = NULL, lease_until = NULL, \
+             lease_owner = NULL, lease_until = NULL, waits_on = NULL, \
              send_started_at = CASE WHEN $10 THEN NULL ELSE send_started_at END, updated_at = $11 \
              WHERE id = $1 RETURNING {JOB_COLUMNS}"
         ))
@@ -492,29 +596,51 @@ impl JobStore for PgStore {
         let mut job = job_from_row(&row)?;
         if let Some(urn) = &change.profile_urn
             && job.profile_urn.is_none()
-            && link_urn(&mut tx, job_id, urn).await?
+            && link_urn(&mut tx, job_id, urn, now).await?
         {
             job.profile_urn = Some(urn.clone());
         }
         for call in &change.calls {
             record_event(&mut tx, job_id, now, "api_call", None, call.clone()).await?;
         }
-        record_event(
-            &mut tx,
-            job_id,
-            now,
-            if reported { "status" } else { "deferred" },
-            Some(status),
-            json!({
-                "error": job.error, "retryAt": job.retry_at, "holdUntil": job.hold_until,
-                "profileUrn": job.profile_urn, "by": change.actor.unwrap_or("worker"),
-            }),
-        )
-        .await?;
-        outbox::delete_for(&mut tx, Topic::Connect, &job_id.to_string()).await?;
-        if let Some(due) = due_at {
-            outbox::insert(&mut tx, Topic::Connect, &job_id.to_string(), due).await?;
+        // History records changes, not wake-ups: a job parked again as it was adds nothing.
+        let changed = reported
+            || !change.calls.is_empty()
+            || (status, &job.error, job.retry_at, job.hold_until)
+                != (
+                    before.status,
+                    &before.error,
+                    before.retry_at,
+                    before.hold_until,
+                );
+        if changed {
+            record_event(
+                &mut tx,
+                job_id,
+                now,
+                if reported { "status" } else { "deferred" },
+                Some(status),
+                json!({
+                    "error": job.error, "retryAt": job.retry_at, "holdUntil": job.hold_until,
+                    "profileUrn": job.profile_urn, "by": change.actor.unwrap_or("worker"),
+                }),
+            )
+            .await?;
         }
+        outbox::delete_for(&mut tx, Topic::Connect, &job_id.to_string()).await?;
+        match (due_at, &waiting) {
+            (Some(_), Some(waiting)) => waits::park(&mut tx, job_id, waiting, now).await?,
+            (Some(due), None) => {
+                outbox::insert(&mut tx, Topic::Connect, &job_id.to_string(), due).await?;
+            }
+            (None, _) => {}
+        }
+        // The account's row first, as the gate and a quota reading take it, so that the
+        // writes below cannot deadlock with them.
+        sqlx::query("SELECT 1 FROM accounts WHERE account_id = $1 FOR UPDATE")
+            .bind(&job.account_id)
+            .fetch_optional(&mut *tx)
+            .await?;
         if change.send_not_counted {
             accounts::return_send_slot(&mut tx, &job.account_id, job_id).await?;
         }
@@ -728,7 +854,7 @@ async fn ingest_one(
         let existing: Option<(Uuid, String)> = sqlx::query_as(&format!(
             "SELECT id, status FROM jobs WHERE account_id = $1 \
                  AND (profile_key = $2 OR profile_urn = $3 OR profile_key = $3) \
-                 AND status NOT IN {ENDED_FOR_IDENTITY} ORDER BY created_at LIMIT 1"
+                 AND {HOLDS_IDENTITY} ORDER BY created_at LIMIT 1"
         ))
         .bind(&new.account_id)
         .bind(profile_key)
@@ -798,10 +924,14 @@ async fn ingest_one(
 /// Another open job may already hold that URN (events that named the same person in two ways
 /// before anything linked them): then the outcome still commits, unlinked, and that job is
 /// marked in doubt so that it checks the relationship instead of sending a second invitation.
+/// The mark is a new time even on a job already in doubt, so that a worker that claimed that
+/// job before this commit sees the change when its send would start; the slug is copied
+/// over so that the check can ask by the profile id it is documented for.
 async fn link_urn(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     job_id: Uuid,
     urn: &str,
+    now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let mut savepoint = tx.begin().await?;
     let linked = sqlx::query("UPDATE jobs SET profile_urn = $2 WHERE id = $1")
@@ -818,13 +948,15 @@ async fn link_urn(
         Err(e) if e.is_unique_violation() => {
             savepoint.rollback().await?;
             // That other job is for the person just invited: it must look before it sends.
-            sqlx::query(&format!(
-                "UPDATE jobs SET send_started_at = COALESCE(send_started_at, now()) \
+            sqlx::query(
+                "UPDATE jobs SET send_started_at = GREATEST($3, send_started_at + interval '1 microsecond'), \
+                 profile_id = COALESCE(profile_id, (SELECT profile_id FROM jobs WHERE id = $1)) \
                  WHERE account_id = (SELECT account_id FROM jobs WHERE id = $1) \
-                 AND profile_urn = $2 AND id <> $1 AND status NOT IN {ENDED_FOR_IDENTITY}"
-            ))
+                 AND profile_urn = $2 AND id <> $1 AND due_at IS NOT NULL",
+            )
             .bind(job_id)
             .bind(urn)
+            .bind(now)
             .execute(&mut **tx)
             .await?;
             tracing::warn!(%job_id, urn, "another open job has this URN; it will check the relationship before sending");

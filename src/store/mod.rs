@@ -9,6 +9,7 @@ mod crm_pauses;
 mod jobs;
 mod outbox;
 mod send_gate;
+mod waits;
 mod writebacks;
 
 pub use accounts::{AccountStore, AccountSummary, KeyPause};
@@ -16,10 +17,11 @@ pub use api_calls::ApiBudgetStore;
 pub use crm_pauses::{CrmPause, CrmPauseStore};
 pub use jobs::{
     Claim, ClaimedJob, Enriched, Enrichment, IngestOutcome, JobFilter, JobHistory, JobStore,
-    NewJob, Transition,
+    NewJob, SendStart, Transition,
 };
 pub use outbox::{OutboxMessage, OutboxStore, Topic};
 pub use send_gate::{AccountReading, SendGate};
+pub use waits::{Wait, WaitStore, Waiting};
 pub use writebacks::{
     WritebackClaim, WritebackResult, WritebackRow, WritebackStore, WritebackWork,
 };
@@ -69,6 +71,7 @@ pub trait Store:
     + AccountStore
     + CrmPauseStore
     + ApiBudgetStore
+    + WaitStore
     + Clone
     + Send
     + Sync

@@ -1,6 +1,7 @@
 //! The outbox: every message that must reach the broker, written in the same transaction as
-//! the state it announces. Parked jobs are outbox rows due later; the relay publishes rows
-//! when due, oldest first, with `SKIP LOCKED` so any number of relays can run.
+//! the state it announces. Parked jobs are outbox rows due later; the relay takes rows when
+//! due, oldest first (`SKIP LOCKED`, so any number of relays can run), and publishes them
+//! after its transaction has ended: no lock is ever held while the broker confirms.
 
 use super::{PgStore, StoreError};
 use chrono::{DateTime, Utc};
@@ -60,8 +61,11 @@ pub(super) async fn insert(
     })
 }
 
-/// Inserts a row unless an unlocked one is already there for this reference. A locked row
-/// is being published by a relay right now, and deleted once it is: it does not count.
+/// How long a relay keeps the rows it took out of sight while it publishes them.
+const RELAY_CLAIM: chrono::Duration = chrono::Duration::minutes(2);
+
+/// Inserts a row unless one is already waiting for this reference. A row a relay has taken
+/// is being published right now, and deleted once it is: it does not count.
 pub(super) async fn ensure(
     tx: &mut sqlx::PgConnection,
     topic: Topic,
@@ -69,7 +73,7 @@ pub(super) async fn ensure(
     due_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let waiting: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM outbox WHERE topic = $1 AND ref = $2 LIMIT 1 FOR UPDATE SKIP LOCKED",
+        "SELECT id FROM outbox WHERE topic = $1 AND ref = $2 AND relay_until IS NULL LIMIT 1",
     )
     .bind(topic.as_str())
     .bind(reference)
@@ -100,8 +104,10 @@ pub trait OutboxStore {
     fn published(&self, outbox_ids: &[i64]) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Publishes up to `limit` due rows, oldest first, and deletes those the broker
-    /// confirmed. The rows stay locked meanwhile, so concurrent relays skip them; a crash
-    /// leaves them for the next pass (a duplicate message at worst, which consumers ignore).
+    /// confirmed. The rows are taken out of sight first, in a short transaction of their
+    /// own, so concurrent relays skip them and no lock waits on the broker; a crash leaves
+    /// them to reappear for the next pass (a duplicate message at worst, which consumers
+    /// ignore).
     fn relay_due<F, Fut>(
         &self,
         now: DateTime<Utc>,
@@ -121,8 +127,8 @@ impl OutboxStore for PgStore {
         if outbox_ids.is_empty() {
             return Ok(());
         }
-        // A row a relay holds is being published by it and deleted with its commit: waiting
-        // for that lock would only hold a pooled connection for nothing.
+        // A row locked now is being changed by a short transaction; the relay deletes it
+        // after its own publish if it is still there.
         sqlx::query(
             "DELETE FROM outbox WHERE id IN \
              (SELECT id FROM outbox WHERE id = ANY($1) FOR UPDATE SKIP LOCKED)",
@@ -143,43 +149,56 @@ impl OutboxStore for PgStore {
         F: FnMut(OutboxMessage) -> Fut + Send,
         Fut: Future<Output = bool> + Send,
     {
-        let mut tx = self.pool.begin().await?;
-        let rows: Vec<(i64, String, String)> = sqlx::query_as(
-            "SELECT id, topic, ref FROM outbox WHERE due_at <= $1 \
-             ORDER BY due_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        let mut rows: Vec<(i64, String, String, DateTime<Utc>)> = sqlx::query_as(
+            "UPDATE outbox SET relay_until = $3 WHERE id IN (SELECT id FROM outbox \
+             WHERE due_at <= $1 AND (relay_until IS NULL OR relay_until <= $1) \
+             ORDER BY due_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, topic, ref, due_at",
         )
         .bind(now)
         .bind(limit)
-        .fetch_all(&mut *tx)
+        .bind(now + RELAY_CLAIM)
+        .fetch_all(&self.pool)
         .await?;
+        rows.sort_by_key(|(id, _, _, due_at)| (*due_at, *id));
         let mut done = Vec::with_capacity(rows.len());
-        for (outbox_id, topic, reference) in rows {
+        let mut rest = Vec::new();
+        for (outbox_id, topic, reference, _) in rows {
             let Some(topic) = Topic::parse(&topic) else {
                 return Err(StoreError::Corrupt(format!("outbox topic {topic}")));
             };
-            if !publish(OutboxMessage {
-                outbox_id,
-                topic,
-                reference,
-            })
-            .await
+            if !rest.is_empty()
+                || !publish(OutboxMessage {
+                    outbox_id,
+                    topic,
+                    reference,
+                })
+                .await
             {
-                // The broker is unreachable: keep the rest for the next pass.
-                break;
+                // The broker is unreachable: the rest is for the next pass.
+                rest.push(outbox_id);
+                continue;
             }
             done.push(outbox_id);
         }
         sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
             .bind(&done)
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await?;
-        tx.commit().await?;
+        if !rest.is_empty() {
+            sqlx::query("UPDATE outbox SET relay_until = NULL WHERE id = ANY($1)")
+                .bind(&rest)
+                .execute(&self.pool)
+                .await?;
+        }
         Ok(done.len())
     }
 
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT min(due_at) FROM outbox")
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(sqlx::query_scalar(
+            "SELECT min(GREATEST(due_at, coalesce(relay_until, due_at))) FROM outbox",
+        )
+        .fetch_one(&self.pool)
+        .await?)
     }
 }

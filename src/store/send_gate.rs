@@ -3,6 +3,7 @@
 //! at a time per account, and the account's backlog released oldest first.
 
 use super::outbox::{self, Topic};
+use super::waits::{self, Wait};
 use super::{PgStore, StoreError};
 use crate::account::pacing::{self, AccountFacts, Decision};
 use crate::account::policy::AccountPolicy;
@@ -25,12 +26,14 @@ pub enum SendGate {
     Send,
     /// Read the account's quota and status from the API, record them, and ask again.
     NeedReading,
-    /// Not now: park the job until `until`, with `status` (`None` keeps the job's status).
+    /// Not now: park the job until `until`, with `status` (`None` keeps the job's status),
+    /// or until `waiting` ends if it is set.
     Wait {
         status: Option<Status>,
         until: DateTime<Utc>,
         hold_until: Option<DateTime<Utc>>,
         reason: String,
+        waiting: Option<Wait>,
     },
 }
 
@@ -83,16 +86,6 @@ pub(super) async fn take_send_slot(
     .execute(&mut *tx)
     .await?;
     let known = load(&mut tx, account, policy, now, true).await?;
-    if known.sending_job.is_some_and(|other| other != job.id)
-        && known.sending_until.is_some_and(|t| t > now)
-    {
-        return Ok(SendGate::Wait {
-            status: None,
-            until: now + BUSY_RETRY,
-            hold_until: None,
-            reason: "another send on this account is in progress".into(),
-        });
-    }
     // A disabled account is asked again now and then, so that it resumes by itself.
     if !fresh_reading
         && known.facts.disabled.is_some()
@@ -102,6 +95,8 @@ pub(super) async fn take_send_slot(
     {
         return Ok(SendGate::NeedReading);
     }
+    let busy = known.sending_job.is_some_and(|other| other != job.id)
+        && known.sending_until.is_some_and(|t| t > now);
     let facts = known.facts;
     let last_send_at = facts.last_send_at;
     let decision = pacing::decide(
@@ -110,6 +105,26 @@ pub(super) async fn take_send_slot(
         now,
         pacing::jitter_sample(account, last_send_at),
     );
+    // Waiting for another job's send is a moment's wait; a hold, a spent week or a pause is
+    // the job's status, written back with its ETA, whether or not the account is busy.
+    // (Pacing's projection waits for the send to end: the job in flight is not counted yet.)
+    if busy && !matches!(decision, Decision::Held { .. } | Decision::Paused { .. }) {
+        return Ok(SendGate::Wait {
+            status: None,
+            until: now + BUSY_RETRY,
+            hold_until: None,
+            reason: "another send on this account is in progress".into(),
+            waiting: Some(Wait::Sender(account.to_string())),
+        });
+    }
+    // The jobs waiting on the account learn where it stands: those waiting for it to
+    // recover when it has, those waiting for a send when none will come soon.
+    if !matches!(decision, Decision::Paused { .. }) {
+        waits::release_all(&mut tx, &Wait::Account(account.to_string()), now).await?;
+    }
+    if !busy && !matches!(decision, Decision::Send | Decision::NeedQuota) {
+        waits::release_all(&mut tx, &Wait::Sender(account.to_string()), now).await?;
+    }
     let gate = match decision {
         Decision::NeedQuota if !fresh_reading => SendGate::NeedReading,
         Decision::Paused { reason } => SendGate::Wait {
@@ -117,6 +132,7 @@ pub(super) async fn take_send_slot(
             until: now + policy.quota_refresh,
             hold_until: None,
             reason,
+            waiting: Some(Wait::Account(account.to_string())),
         },
         Decision::Held {
             until,
@@ -127,6 +143,7 @@ pub(super) async fn take_send_slot(
             until,
             hold_until,
             reason: reason.to_string(),
+            waiting: None,
         },
         Decision::Scheduled { reason, .. } => {
             // Each job of the backlog gets its own turn as its ETA, so they do not all wake
@@ -139,6 +156,7 @@ pub(super) async fn take_send_slot(
                 until,
                 hold_until: None,
                 reason: reason.to_string(),
+                waiting: None,
             }
         }
         Decision::Send | Decision::NeedQuota => match older_waiting_job(&mut tx, job, now).await? {
@@ -158,6 +176,7 @@ pub(super) async fn take_send_slot(
                     until: now + BUSY_RETRY,
                     hold_until: None,
                     reason: format!("an older job of this account goes first ({older})"),
+                    waiting: Some(Wait::Sender(account.to_string())),
                 }
             }
             None => {
@@ -177,7 +196,8 @@ pub(super) async fn take_send_slot(
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(
-                    "INSERT INTO account_sends (account_id, job_id, at) VALUES ($1, $2, $3)",
+                    "INSERT INTO account_sends (account_id, job_id, at, post_started) \
+                     VALUES ($1, $2, $3, false)",
                 )
                 .bind(account)
                 .bind(job.id)
@@ -379,13 +399,18 @@ pub(super) async fn release_account(
     .bind(job_id)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(account) = account.filter(|_| wake) else {
+    let Some(account) = account else {
         return Ok(());
     };
+    // A job waiting for this send goes next (it had no timer of its own).
+    waits::release_oldest(&mut *tx, &Wait::Sender(account.clone()).key(), now).await?;
+    if !wake {
+        return Ok(());
+    }
     let next: Option<Uuid> = sqlx::query_scalar(&format!(
         "UPDATE jobs SET due_at = $3 WHERE id = (SELECT id FROM jobs WHERE account_id = $1 \
-         AND id <> $2 AND status IN {BACKLOG} AND NOT enrich AND due_at > $3 AND due_at <= $4 \
-         ORDER BY created_at LIMIT 1) RETURNING id"
+         AND id <> $2 AND status IN {BACKLOG} AND NOT enrich AND waits_on IS NULL \
+         AND due_at > $3 AND due_at <= $4 ORDER BY created_at LIMIT 1) RETURNING id"
     ))
     .bind(&account)
     .bind(job_id)

@@ -9,7 +9,7 @@ use crate::connectsafely::{
 use crate::job::{Job, Status};
 use crate::queue::Queue;
 use crate::retry;
-use crate::store::{Claim, Store, StoreError, Transition};
+use crate::store::{Claim, SendStart, Store, StoreError, Transition};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::time::Duration;
@@ -74,15 +74,29 @@ async fn run<Q: Queue, S: Store>(s: &Services<Q, S>, job_id: Uuid) -> Result<(),
         owner,
         lease,
     };
-    attempt.run(claimed.in_doubt).await
+    attempt.run(claimed.in_doubt_since).await
 }
 
 impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
-    async fn run(&self, in_doubt: bool) -> Result<(), WorkerError> {
+    async fn run(&self, in_doubt_since: Option<DateTime<Utc>>) -> Result<(), WorkerError> {
         let (s, job) = (self.s, self.job);
+        let in_doubt = in_doubt_since.is_some();
         let now = Utc::now();
         if let Some(pause) = s.store.key_pause().await? {
             return self.park_paused(&pause.reason, now).await;
+        }
+        if job.account_id.trim().is_empty() {
+            // Every account call would go to `/account//...`; nothing can be sent.
+            let decision = Decision::Finish {
+                status: Status::Invalid,
+                profile_urn: None,
+                error: Some(
+                    "no ConnectSafely account: the lead's CRM owner is not mapped, and neither \
+                     the source's account_id nor connectsafely.default_account_id is set"
+                        .into(),
+                ),
+            };
+            return self.settle(decision, None, Vec::new(), true, false).await;
         }
         if in_doubt && !self.api_budget(&[ApiCall::Relationship], false).await? {
             return Ok(());
@@ -90,12 +104,19 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         let mut calls = Vec::new();
         if in_doubt {
             // A previous attempt may have gone out without our hearing the answer.
-            match s.api.relationship(&job.account_id, &self.profile()).await {
+            match s
+                .api
+                .relationship(&job.account_id, &self.checked_profile())
+                .await
+            {
                 Ok(answer) => {
                     calls.push(relationship_call(
                         &answer,
                         "in doubt after an unanswered send",
                     ));
+                    if !decide::sees_invitation(&answer, self.checked_by_urn()) {
+                        return self.doubt_unseen(calls, now).await;
+                    }
                     if let Some(decision) =
                         decide::after_relationship(&answer, &RelationshipCheck::InDoubt)
                     {
@@ -150,10 +171,9 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         if !in_doubt && !self.relationship_allows_send(&mut calls).await? {
             return Ok(());
         }
-        let attempt = s
-            .store
-            .send_started(job.id, &self.owner, self.lease, Utc::now())
-            .await?;
+        let Some(attempt) = self.start_send(in_doubt_since, &mut calls).await? else {
+            return Ok(());
+        };
         let request = ConnectRequest {
             account_id: (!job.account_id.is_empty()).then(|| job.account_id.clone()),
             profile_id: job
@@ -188,12 +208,22 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             _ => None,
         };
         if let Some(check) = check {
-            match s.api.relationship(&job.account_id, &self.profile()).await {
+            match s
+                .api
+                .relationship(&job.account_id, &self.checked_profile())
+                .await
+            {
                 Ok(answer) => {
                     calls.push(relationship_call(&answer, "settling an unclear answer"));
-                    settled = true;
-                    if let Some(found) = decide::after_relationship(&answer, &check) {
-                        decision = found;
+                    if check == RelationshipCheck::InDoubt
+                        && !decide::sees_invitation(&answer, self.checked_by_urn())
+                    {
+                        // The job stays in doubt: `Failed` then keeps the lead's identity.
+                    } else {
+                        settled = true;
+                        if let Some(found) = decide::after_relationship(&answer, &check) {
+                            decision = found;
+                        }
                     }
                 }
                 Err(e) => {
@@ -225,13 +255,131 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             .await
     }
 
-    /// The profile as the API knows it: the URN when we have it, else the slug.
-    fn profile(&self) -> String {
+    /// The profile as the relationship check takes it: the slug it is documented for when
+    /// we have one, else the URN.
+    fn checked_profile(&self) -> String {
         self.job
-            .profile_urn
+            .profile_id
             .clone()
-            .or_else(|| self.job.profile_id.clone())
+            .or_else(|| self.job.profile_urn.clone())
             .unwrap_or_default()
+    }
+
+    fn checked_by_urn(&self) -> bool {
+        self.job.profile_id.is_none()
+    }
+
+    /// Marks the send as started, right before the POST. `None` when it must not start:
+    /// the job was parked again (in doubt since its claim, or too little lease left after
+    /// waiting on the store), with the slot it took at the gate given back.
+    async fn start_send(
+        &self,
+        in_doubt_since: Option<DateTime<Utc>>,
+        calls: &mut Vec<serde_json::Value>,
+    ) -> Result<Option<i32>, WorkerError> {
+        let s = self.s;
+        let started = s
+            .store
+            .send_started(
+                self.job.id,
+                &self.owner,
+                in_doubt_since,
+                self.lease,
+                Utc::now,
+            )
+            .await;
+        let reason = match started {
+            Ok(SendStart::Started {
+                attempt,
+                lease_until,
+            }) if decide::lease_covers_send(
+                lease_until,
+                Utc::now(),
+                s.config.connectsafely.timeout,
+            ) =>
+            {
+                return Ok(Some(attempt));
+            }
+            Ok(SendStart::Started { .. }) => {
+                "too little of the lease was left when the send could start"
+            }
+            Ok(SendStart::NowInDoubt) => {
+                "another job's send may have invited this lead since the claim"
+            }
+            Err(error) => {
+                // The POST never started: the account's slot is not spent.
+                if let Err(give_back) = s.store.give_back_send_slot(self.job.id, Utc::now()).await {
+                    tracing::warn!(%give_back, "could not give the send slot back; the next claim does");
+                }
+                return Err(error.into());
+            }
+        };
+        tracing::warn!(reason, "send not started; the job goes again at once");
+        self.apply(Transition {
+            calls: std::mem::take(calls),
+            due_at: Some(Utc::now()),
+            send_not_counted: true,
+            ..self.unchanged()
+        })
+        .await?;
+        Ok(None)
+    }
+
+    /// An in-doubt job whose relationship check cannot see the invitation: it looks again
+    /// later, and once its tries are spent it ends `failed` still in doubt, which keeps the
+    /// lead's identity, so no later event sends a second invitation.
+    async fn doubt_unseen(
+        &self,
+        calls: Vec<serde_json::Value>,
+        now: DateTime<Utc>,
+    ) -> Result<(), WorkerError> {
+        let s = self.s;
+        let attempts = u32::try_from(self.job.attempts.max(1)).unwrap_or(1);
+        let why = "the relationship check cannot see an invitation to a profile known only by \
+                   its URN";
+        let transition = if retry::may_retry(&s.config.retry, attempts) {
+            match decide::look_again(
+                &s.config.retry,
+                attempts,
+                now,
+                retry::jitter_sample(),
+                format!("could not learn whether the invitation went out: {why}"),
+            ) {
+                Decision::Retry { retry_at, error } => Transition {
+                    status: Some(Status::Retrying),
+                    error: Some(error),
+                    retry_at: Some(retry_at),
+                    ..Default::default()
+                },
+                other => return self.settle(other, None, calls, false, false).await,
+            }
+        } else {
+            Transition {
+                status: Some(Status::Failed),
+                error: Some(format!(
+                    "gave up after {} attempts; an invitation may have gone out, so this lead \
+                     is not sent again ({why})",
+                    self.job.attempts
+                )),
+                ..Default::default()
+            }
+        };
+        self.apply(Transition {
+            calls,
+            count_attempt: true,
+            ..transition
+        })
+        .await
+    }
+
+    /// A transition that leaves what the CRM sees as it is.
+    pub(super) fn unchanged(&self) -> Transition {
+        Transition {
+            error: self.job.error.clone(),
+            retry_at: self.job.retry_at,
+            hold_until: self.job.hold_until,
+            ..Default::default()
+        }
     }
 
     /// Turns a decision into the job's next state and commits it with its history.

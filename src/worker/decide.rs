@@ -169,6 +169,25 @@ pub fn look_again(
     }
 }
 
+/// Whether a relationship answer can see an invitation we may have sent. The endpoint is
+/// documented for a profile id (the slug); asked by URN, a 404 may only mean that the API
+/// does not look profiles up by URN, so it proves nothing about an invitation.
+pub fn sees_invitation(answer: &RelationshipAnswer, asked_by_urn: bool) -> bool {
+    !(asked_by_urn && matches!(answer, RelationshipAnswer::ProfileNotFound))
+}
+
+/// Whether a send may start on a lease that runs until `lease_until`: a connect and a
+/// relationship call may follow it (the rule `check-config` holds `worker.lease` to).
+pub fn lease_covers_send(
+    lease_until: DateTime<Utc>,
+    now: DateTime<Utc>,
+    call_timeout: std::time::Duration,
+) -> bool {
+    let needed = Duration::from_std(call_timeout * 2 + std::time::Duration::from_secs(1))
+        .unwrap_or(Duration::MAX);
+    lease_until - now > needed
+}
+
 /// Why the relationship is being looked up.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RelationshipCheck {
@@ -451,6 +470,28 @@ mod tests {
             status: None,
             profile_urn: Some("urn:li:fsd_profile:X".into()),
         })
+    }
+
+    #[test]
+    fn a_404_to_a_urn_cannot_see_an_invitation() {
+        let found = found(false, false);
+        assert!(!sees_invitation(&RelationshipAnswer::ProfileNotFound, true));
+        assert!(sees_invitation(&RelationshipAnswer::ProfileNotFound, false));
+        assert!(sees_invitation(&found, true));
+        assert!(sees_invitation(&found, false));
+    }
+
+    #[test]
+    fn a_send_needs_two_calls_and_a_second_of_lease_left() {
+        let now = t("2026-11-30T10:00:00Z");
+        let timeout = std::time::Duration::from_secs(30);
+        assert!(lease_covers_send(now + Duration::seconds(62), now, timeout));
+        assert!(!lease_covers_send(
+            now + Duration::seconds(61),
+            now,
+            timeout
+        ));
+        assert!(!lease_covers_send(now - Duration::seconds(1), now, timeout));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::job::{Job, LeadDetails, Status};
 use crate::lead::{self, LeadInput, MessageTemplate, Overflow};
 use crate::queue::Queue;
 use crate::retry;
-use crate::store::{Enriched, Enrichment, Store, Transition};
+use crate::store::{Enriched, Enrichment, Store, Transition, Wait, Waiting};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
@@ -160,10 +160,16 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                 s.store.pause_crm(&job.source, &reason, now).await?;
                 let interval = chrono::Duration::from_std(s.config.crm.probe_interval)
                     .unwrap_or(chrono::Duration::minutes(1));
+                // One job per CRM reads again at each interval; a read or a writeback that
+                // works releases them all.
                 Transition {
                     status: Some(Status::Paused),
                     error: Some(format!("{} credentials refused: {reason}", job.source)),
                     due_at: Some(now + interval),
+                    waiting: Some(Waiting {
+                        on: Wait::Crm(job.source.clone()),
+                        retry_every: Some(interval),
+                    }),
                     ..Default::default()
                 }
             }
@@ -194,7 +200,8 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         call: serde_json::Value,
     ) -> Result<Option<Job>, WorkerError> {
         let (s, job) = (self.s, self.job);
-        s.store.resume_crm(&job.source).await?;
+        let released = s.store.resume_crm(&job.source, Utc::now()).await?;
+        super::publish_now(&s.store, &s.queue, released).await;
         let account_id = s.enricher.account_for(&job.source, crm.owner_id.as_deref());
         let (enrichment, invalid) = lead_from_crm(
             &crm,

@@ -12,7 +12,7 @@ use crate::connectsafely::{ApiError, QuotaWindow};
 use crate::job::Status;
 use crate::queue::Queue;
 use crate::retry;
-use crate::store::{AccountReading, SendGate, Store, Transition};
+use crate::store::{AccountReading, SendGate, Store, Transition, Wait, Waiting};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
@@ -48,7 +48,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                 .store
                 .take_send_slot(job, &policy, self.lease, fresh_reading, now)
                 .await?;
-            let (status, until, hold_until, reason) = match gate {
+            let (status, until, hold_until, reason, waiting) = match gate {
                 SendGate::Send => return Ok(true),
                 SendGate::NeedReading => {
                     if !self.read_account(calls, now).await? {
@@ -62,7 +62,8 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                     until,
                     hold_until,
                     reason,
-                } => (status, until, hold_until, reason),
+                    waiting,
+                } => (status, until, hold_until, reason, waiting),
             };
             tracing::info!(%until, reason, ?status, "account may not send this job now; parked");
             let status = status.unwrap_or(job.status);
@@ -86,6 +87,18 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                     Some(until)
                 },
                 due_at: Some(until),
+                waiting: waiting.map(|on| {
+                    // The account is asked again at `quota_refresh`; a send in progress
+                    // wakes its waiters when it ends, the lease being the safety net.
+                    let every = match on {
+                        Wait::Account(_) => policy.quota_refresh,
+                        _ => self.lease,
+                    };
+                    Waiting {
+                        on,
+                        retry_every: Some(every),
+                    }
+                }),
                 ..Default::default()
             })
             .await?;
@@ -118,12 +131,9 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             }
             tracing::info!(%until, "per-minute API budget spent; job parked until it has room");
             self.apply(Transition {
-                error: job.error.clone(),
-                retry_at: job.retry_at,
-                hold_until: job.hold_until,
                 due_at: Some(until),
                 send_not_counted: holds_slot,
-                ..Default::default()
+                ..self.unchanged()
             })
             .await?;
             return Ok(false);
@@ -151,6 +161,31 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             Err(_) => None,
         };
         let now = Utc::now();
+        let unknown = match (&quota, &status) {
+            (Err(ApiError::AccountNotFound { account_id, .. }), _)
+            | (_, Some(Err(ApiError::AccountNotFound { account_id, .. }))) => Some(account_id),
+            _ => None,
+        };
+        if let Some(account_id) = unknown {
+            // Learnt once for the account, not per job: its jobs are paused with the reason,
+            // and the account is asked again at `quota_refresh`, so they resume by themselves
+            // once it appears.
+            let reason = format!(
+                "ConnectSafely does not know the account {account_id} (404): check the \
+                 event's accountId or add the account to the API key"
+            );
+            tracing::warn!(account = %job.account_id, "{reason}");
+            calls.push(json!({"call": "GET /account quota", "error": reason}));
+            let reading = AccountReading {
+                asked_at,
+                quota: None,
+                disabled: Some(reason),
+            };
+            s.store
+                .record_account_reading(&job.account_id, &reading, now)
+                .await?;
+            return Ok(true);
+        }
         let failure = match (&quota, &status) {
             (Ok(quota), Some(Ok(status))) => {
                 let reading = AccountReading {

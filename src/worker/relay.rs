@@ -42,6 +42,11 @@ pub async fn relay_loop<Q: Queue, S: Store>(
     // While the broker refuses, wait longer between passes instead of hammering both.
     let mut outage_pause: Option<Duration> = None;
     while !shutdown.is_cancelled() {
+        // Shared waits' timers: one job per paused account or CRM tries again.
+        match store.wake_due_waits(Utc::now()).await {
+            Ok(woken) => publish_now(&store, &queue, woken).await,
+            Err(error) => tracing::warn!(%error, "could not wake waiting jobs"),
+        }
         let q = queue.clone();
         let broker_failed = Arc::new(AtomicBool::new(false));
         let failed = broker_failed.clone();

@@ -36,7 +36,8 @@ pub async fn handle<Q: Queue, S: Store>(
                 s.store.pause_crm(&work.target, reason, Utc::now()).await?;
             }
             WritebackResult::Delivered if work.target != CallbackWriter::TARGET => {
-                s.store.resume_crm(&work.target).await?;
+                let released = s.store.resume_crm(&work.target, Utc::now()).await?;
+                super::publish_now(&s.store, &s.queue, released).await;
             }
             _ => {}
         }
