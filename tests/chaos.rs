@@ -90,7 +90,7 @@ async fn minutes_of_chaos_with_a_real_broker_restart() {
         leads_per_second: 4.0,
         accounts: 20,
         tight_accounts: 3,
-        tight_limit: 3,
+        tight_limit: 4,
         kill_every: Duration::from_secs(5),
         min_kills: 10,
         broker: BrokerOutage::StopApp {
@@ -123,13 +123,13 @@ async fn run(plan: Plan) {
     let logs = std::env::temp_dir().join(format!("leadlink-chaos-{}", env.id));
     std::fs::create_dir_all(&logs).unwrap();
     let port = free_port();
-    let mut ingest = spawn_binary_logging_to(
+    let ingest = Ingest(spawn_binary_logging_to(
         &env,
         "ingest",
         &with_listen(&config, port),
         &[],
         log_to(&logs, "ingest"),
-    );
+    ));
     let app = process_at(&env, port).await;
     let workers = Arc::new(Mutex::new(Workers::start(&env, &config, &logs, started)));
 
@@ -160,12 +160,13 @@ async fn run(plan: Plan) {
     let chaos_ended = started.elapsed();
 
     // The faults stop; the system must settle by itself.
+    let database = sqlx::PgPool::connect(&env.database_url).await.unwrap();
+    let at_chaos_end = AtChaosEnd::take(&env, &database).await;
     env.sim_put(
         "config",
         json!({"errorRate": 0.0, "timeoutRate": 0.0, "sendThenFailRate": 0.0}),
     )
     .await;
-    let database = sqlx::PgPool::connect(&env.database_url).await.unwrap();
     let drain_started = Instant::now();
     let settled = settle(&env, &database, plan.drain).await;
     let drained_in = drain_started.elapsed();
@@ -179,6 +180,7 @@ async fn run(plan: Plan) {
     let figures = Figures {
         fed: &fed,
         check: &check,
+        at_chaos_end: &at_chaos_end,
         workers: &workers,
         broker_down,
         database_down,
@@ -190,9 +192,7 @@ async fn run(plan: Plan) {
     println!("{figures}");
     check.assert(&plan, &workers, &fed);
 
-    workers.stop();
-    ingest.kill().unwrap();
-    ingest.wait().unwrap();
+    drop((workers, ingest));
     database.close().await;
     env.cleanup_on(&broker_url).await;
     if std::env::var_os("LEADLINK_CHAOS_KEEP_LOGS").is_none() {
@@ -303,12 +303,25 @@ impl Workers {
             }
         }
     }
+}
 
-    fn stop(mut self) {
+/// A failed assertion must not leave processes behind working on the test's queues.
+impl Drop for Workers {
+    fn drop(&mut self) {
         for child in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// The ingest process, killed when the test ends however it ends.
+struct Ingest(Child);
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -419,10 +432,12 @@ async fn one_lead(app: Arc<TestApp>, fed: Arc<Mutex<Fed>>, n: usize, account: St
     let Some((_, first)) = deliver(&app, &fed, &delivery, &event).await else {
         return;
     };
-    let again = match n {
-        _ if n % 7 == 3 => Some(delivery),
-        _ if n % 11 == 5 => Some(webhook_id()),
-        _ => None,
+    let again = if n % 7 == 3 {
+        Some(delivery)
+    } else if n % 11 == 5 {
+        Some(webhook_id())
+    } else {
+        None
     };
     let mut duplicate = None;
     if let Some(again) = again {
@@ -565,6 +580,34 @@ fn sequence_and_status(data: &Value) -> (i64, String) {
         data["sequence"].as_i64().unwrap(),
         data["status"].as_str().unwrap().to_string(),
     )
+}
+
+/// The simulator's counts and the open jobs when the faults stop: the faults' share is
+/// measured over the calls made while they were on.
+struct AtChaosEnd {
+    connects: BTreeMap<String, u64>,
+    invitations: u64,
+    open_jobs: usize,
+}
+
+impl AtChaosEnd {
+    async fn take(env: &TestEnv, database: &sqlx::PgPool) -> AtChaosEnd {
+        let stats = env.sim_get("stats").await;
+        AtChaosEnd {
+            connects: serde_json::from_value(stats["endpoints"]["connect"].clone())
+                .unwrap_or_default(),
+            invitations: env.total_invitations().await,
+            open_jobs: jobs(database)
+                .await
+                .iter()
+                .filter(|j| !j.is_final())
+                .count(),
+        }
+    }
+
+    fn code(&self, code: &str) -> u64 {
+        self.connects.get(code).copied().unwrap_or(0)
+    }
 }
 
 /// Everything the assertions look at, gathered once the system has settled.
@@ -777,6 +820,7 @@ impl Check {
 struct Figures<'a> {
     fed: &'a Fed,
     check: &'a Check,
+    at_chaos_end: &'a AtChaosEnd,
     workers: &'a Workers,
     broker_down: Range<Duration>,
     database_down: Range<Duration>,
@@ -789,14 +833,14 @@ struct Figures<'a> {
 impl std::fmt::Display for Figures<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (fed, check) = (self.fed, self.check);
-        let connect = &check.sim["endpoints"]["connect"];
-        let code = |c: &str| connect[c].as_u64().unwrap_or(0);
-        let connects: u64 = connect
+        let chaos = self.at_chaos_end;
+        let connects: u64 = chaos.connects.values().sum();
+        let all_connects: u64 = check.sim["endpoints"]["connect"]
             .as_object()
             .map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
         // Every invitation is a 200 or a send-then-fail 500.
-        let send_then_fail = check.invitations.saturating_sub(code("200"));
-        let faults = code("500") + code("504");
+        let send_then_fail = chaos.invitations.saturating_sub(chaos.code("200"));
+        let faults = chaos.code("500") + chaos.code("504");
         let retried = check.jobs.iter().filter(|j| j.attempts > 1).count();
         let rows: Vec<(&str, String)> = vec![
             (
@@ -827,17 +871,22 @@ impl std::fmt::Display for Figures<'_> {
                 "database cut (from, to)",
                 format!("{:.1?}", self.database_down),
             ),
-            ("connect calls", connects.to_string()),
+            ("connect calls during the chaos", connects.to_string()),
             (
                 "  faults: 500 / 504 / send-then-500",
                 format!(
                     "{} / {} / {} ({:.1} %)",
-                    code("500") - send_then_fail.min(code("500")),
-                    code("504"),
+                    chaos.code("500").saturating_sub(send_then_fail),
+                    chaos.code("504"),
                     send_then_fail,
                     100.0 * faults as f64 / connects.max(1) as f64
                 ),
             ),
+            (
+                "jobs open when the chaos stopped",
+                chaos.open_jobs.to_string(),
+            ),
+            ("connect calls in all", all_connects.to_string()),
             ("jobs accepted", check.accepted.len().to_string()),
             ("jobs final", check.finals().to_string()),
             ("jobs waiting with a reason", check.waiting().to_string()),
@@ -872,6 +921,13 @@ impl std::fmt::Display for Figures<'_> {
         }
         for (status, count) in &check.by_status {
             writeln!(f, "  {:<38} {count}", format!("  status {status}"))?;
+        }
+        for job in check.jobs.iter().filter(|j| !j.is_final()) {
+            writeln!(
+                f,
+                "  open: {} {} {} retryAt {:?} error {:?}",
+                job.id, job.account_id, job.status, job.retry_at, job.error
+            )?;
         }
         if !self.workers.exits.is_empty() {
             writeln!(f, "  exits: {:?}", self.workers.exits)?;
