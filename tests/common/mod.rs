@@ -277,6 +277,11 @@ impl TestEnv {
 
     /// Drops the test's database and queues.
     pub async fn cleanup(self) {
+        self.cleanup_on(AMQP).await;
+    }
+
+    /// Drops the test's database and its queues on the broker at `amqp`.
+    pub async fn cleanup_on(self, amqp: &str) {
         let admin = sqlx::PgPool::connect(&format!("{PG}/postgres"))
             .await
             .unwrap();
@@ -287,7 +292,7 @@ impl TestEnv {
         .execute(&admin)
         .await;
         admin.close().await;
-        if let Ok(connection) = lapin::Connection::connect(AMQP, Default::default()).await
+        if let Ok(connection) = lapin::Connection::connect(amqp, Default::default()).await
             && let Ok(channel) = connection.create_channel().await
         {
             for topic in ["connect", "writeback"] {

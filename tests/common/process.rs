@@ -26,7 +26,16 @@ pub fn spawn_binary_logging_to(
     vars: &[(&str, &str)],
     stderr: Stdio,
 ) -> Child {
-    let path = env.write_config(config);
+    spawn_with_config_file(role, &env.write_config(config), vars, stderr)
+}
+
+/// Starts the real binary with a configuration file already written.
+pub fn spawn_with_config_file(
+    role: &str,
+    path: &std::path::Path,
+    vars: &[(&str, &str)],
+    stderr: Stdio,
+) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_leadlink"));
     command
         .arg(role)
