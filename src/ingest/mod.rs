@@ -131,8 +131,13 @@ pub(crate) async fn accept_many<Q: Queue, S: Store>(
                 tracing::info!(%job_id, %status, source = %new.source, record = %new.record_id, "job accepted");
                 publish.extend(messages.iter().cloned());
             }
-            IngestOutcome::Duplicate { job_id, status } => {
+            IngestOutcome::Duplicate {
+                job_id,
+                status,
+                publish: messages,
+            } => {
                 tracing::info!(%job_id, %status, record = %new.record_id, "duplicate event; existing job returned");
+                publish.extend(messages.iter().cloned());
             }
         }
     }
@@ -218,7 +223,7 @@ pub(crate) fn job_answer(outcome: IngestOutcome) -> Result<Response, IngestError
         IngestOutcome::Created { job_id, .. } => {
             (StatusCode::ACCEPTED, axum::Json(json!({"jobId": job_id}))).into_response()
         }
-        IngestOutcome::Duplicate { job_id, status } => (
+        IngestOutcome::Duplicate { job_id, status, .. } => (
             StatusCode::OK,
             axum::Json(json!({"jobId": job_id, "duplicate": true, "status": status})),
         )
