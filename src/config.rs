@@ -81,6 +81,9 @@ pub struct BrokerConfig {
     pub prefetch: u16,
     pub connect_concurrency: usize,
     pub writeback_concurrency: usize,
+    /// Publishes started right after ingest commits, at most this many at once; the relay
+    /// publishes the others after `worker.relay_grace`.
+    pub publish_concurrency: usize,
     #[serde(with = "humantime_serde")]
     pub reconnect_min: Duration,
     #[serde(with = "humantime_serde")]
@@ -98,6 +101,7 @@ impl Default for BrokerConfig {
             prefetch: 8,
             connect_concurrency: 4,
             writeback_concurrency: 4,
+            publish_concurrency: 16,
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(30),
             publish_timeout: Duration::from_secs(5),
@@ -587,6 +591,9 @@ impl Config {
         }
         if self.broker.prefetch == 0 {
             problems.push("broker.prefetch must be at least 1".into());
+        }
+        if self.broker.publish_concurrency == 0 {
+            problems.push("broker.publish_concurrency must be at least 1".into());
         }
         if self.broker.connect_concurrency == 0 || self.broker.writeback_concurrency == 0 {
             problems.push("broker.*_concurrency must be at least 1".into());
