@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::connectsafely;
 use crate::crm::{Clients, CrmError, Enricher, Writers};
-use crate::ingest::{self, IngestState};
+use crate::ingest::{self, IngestState, PublishGate};
 use crate::queue::{Queue, Rabbit};
 use crate::secret::Secret;
 use crate::signature::standard_webhooks::Verifier;
@@ -110,6 +110,10 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, AppError> {
         },
         template: config.message_template(),
         ignored: Mutex::new(Default::default()),
+        publishes: PublishGate::new(
+            config.broker.publish_concurrency,
+            config.broker.publish_timeout * 2,
+        ),
     });
     let mut ingest_addr = None;
     if roles.ingest {

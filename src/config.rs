@@ -81,6 +81,9 @@ pub struct BrokerConfig {
     pub prefetch: u16,
     pub connect_concurrency: usize,
     pub writeback_concurrency: usize,
+    /// Publishes started right after ingest commits, at most this many at once; the relay
+    /// publishes the others after `worker.relay_grace`.
+    pub publish_concurrency: usize,
     #[serde(with = "humantime_serde")]
     pub reconnect_min: Duration,
     #[serde(with = "humantime_serde")]
@@ -98,6 +101,7 @@ impl Default for BrokerConfig {
             prefetch: 8,
             connect_concurrency: 4,
             writeback_concurrency: 4,
+            publish_concurrency: 16,
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(30),
             publish_timeout: Duration::from_secs(5),
@@ -227,10 +231,17 @@ pub struct WritebackConfig {
     pub retry: WritebackRetryConfig,
 }
 
+/// Transient failures (408, 425, 429, 5xx, unreachable) are retried with capped backoff
+/// for `give_up_after`, so a CRM's maintenance window or outage does not park the final
+/// status; permanent refusals park at once whatever this says.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WritebackRetryConfig {
-    pub max_attempts: u32,
+    /// How long a writeback's transient failures are retried before it is parked.
+    #[serde(with = "humantime_serde")]
+    pub give_up_after: Duration,
+    /// Optionally, also at most this many tries; unset, only `give_up_after` counts.
+    pub max_attempts: Option<u32>,
     #[serde(with = "humantime_serde")]
     pub base_delay: Duration,
     #[serde(with = "humantime_serde")]
@@ -241,7 +252,8 @@ pub struct WritebackRetryConfig {
 impl Default for WritebackRetryConfig {
     fn default() -> Self {
         Self {
-            max_attempts: 12,
+            give_up_after: Duration::from_secs(3 * 24 * 3600),
+            max_attempts: None,
             base_delay: Duration::from_secs(10),
             max_delay: Duration::from_secs(3600),
             jitter: 0.2,
@@ -252,7 +264,7 @@ impl Default for WritebackRetryConfig {
 impl WritebackRetryConfig {
     pub fn as_retry(&self) -> RetryConfig {
         RetryConfig {
-            max_attempts: self.max_attempts,
+            max_attempts: self.max_attempts.unwrap_or(u32::MAX),
             base_delay: self.base_delay,
             max_delay: self.max_delay,
             jitter: self.jitter,
@@ -580,6 +592,9 @@ impl Config {
         if self.broker.prefetch == 0 {
             problems.push("broker.prefetch must be at least 1".into());
         }
+        if self.broker.publish_concurrency == 0 {
+            problems.push("broker.publish_concurrency must be at least 1".into());
+        }
         if self.broker.connect_concurrency == 0 || self.broker.writeback_concurrency == 0 {
             problems.push("broker.*_concurrency must be at least 1".into());
         }
@@ -674,6 +689,9 @@ impl Config {
             if retry.base_delay > retry.max_delay {
                 problems.push(format!("{name}.base_delay must not exceed max_delay"));
             }
+        }
+        if self.writeback.retry.give_up_after.is_zero() {
+            problems.push("writeback.retry.give_up_after must be longer than zero".into());
         }
     }
 

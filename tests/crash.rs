@@ -319,3 +319,77 @@ async fn a_database_outage_answers_503_and_loses_nothing_after_it() {
     app.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_never_answers_keeps_publishes_bounded_and_loses_nothing() {
+    let env = TestEnv::new().await;
+    let proxy = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let mut config = env.config();
+    config.broker.url =
+        leadlink::secret::Secret::new(format!("amqp://guest:guest@{}/%2f", proxy.addr));
+    // Longer than the whole stream of events: no publish gives up meanwhile, so whatever
+    // is alive at the end has piled up. (Each connection attempt lapin abandons to a
+    // timeout leaves its own tasks behind too; see docs/writebacks-reliability.md.)
+    config.broker.publish_timeout = Duration::from_secs(30);
+    let mut app = env.start(config).await;
+    let (status, body) = app
+        .send(&webhook_id(), &lead("crm-w0", "swallowed-0", "acc_1"))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    app.wait_for_status(body["jobId"].as_str().unwrap(), "sent", WAIT)
+        .await;
+
+    // The broker accepts TCP and never answers: every publish hangs until its timeout.
+    proxy.swallow().await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let total = 120;
+    let mut ids = Vec::new();
+    let mut most_tasks = 0;
+    for n in 1..=total {
+        let started = std::time::Instant::now();
+        let (status, body) = app
+            .send(
+                &webhook_id(),
+                // Spread over accounts: one account's week has room for 90 invitations.
+                &lead(
+                    &format!("crm-w{n}"),
+                    &format!("swallowed-{n}"),
+                    &format!("acc_{}", n % 4),
+                ),
+            )
+            .await;
+        assert_eq!(status, 202, "event {n}: {body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "event {n} answered after {:?}",
+            started.elapsed()
+        );
+        ids.push(body["jobId"].as_str().unwrap().to_string());
+        most_tasks = most_tasks.max(metrics.num_alive_tasks());
+    }
+    // Without a bound each webhook leaves a task behind, queued for the publisher.
+    let grown = most_tasks.saturating_sub(before);
+    assert!(grown < 40, "{grown} more tasks alive ({before} before)");
+    let (_, stats) = app.admin("/admin/stats").await;
+    let publishes = &stats["publishes"];
+    let limit = leadlink::config::BrokerConfig::default().publish_concurrency as u64;
+    assert!(publishes["inFlight"].as_u64().unwrap() <= limit, "{stats}");
+    assert!(publishes["leftToRelay"].as_u64().unwrap() > 0, "{stats}");
+
+    proxy.stop_swallowing().await;
+    for id in &ids {
+        app.wait_for_status(id, "sent", Duration::from_secs(90))
+            .await;
+    }
+    for n in 1..=total {
+        assert_eq!(
+            env.invitations(&format!("acc_{}", n % 4), &format!("swallowed-{n}"))
+                .await,
+            1,
+            "swallowed-{n}"
+        );
+    }
+    app.stop().await;
+    env.cleanup().await;
+}

@@ -7,8 +7,10 @@ use axum::http::Method;
 use chrono::{DateTime, Utc};
 use common::*;
 use leadlink::config::Config;
+use leadlink::crm::{Clients, Writers};
 use leadlink::secret::Secret;
 use leadlink::signature::hubspot::sign_v3;
+use leadlink::store::{WritebackResult, WritebackWork};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -936,6 +938,181 @@ async fn concurrent_requests_for_one_contact_make_one_job() {
     .await;
     assert_eq!(requests(&hubspot, "GET").await.len(), 1);
     assert_eq!(env.invitations("acc_default", "raced").await, 1);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_contacts_of_one_person_get_one_invitation_and_both_are_written_back() {
+    let env = TestEnv::new().await;
+    let hubspot = MockServer::start().await;
+    for id in [611, 612] {
+        contact(
+            &hubspot,
+            id,
+            json!({"hs_linkedin_url": profile_url("one-person")}),
+        )
+        .await;
+    }
+    accept_patches(&hubspot).await;
+    let mut app = env.start(config(&env, &hubspot, "")).await;
+    // The batch carries only ids: which contact is the same person is learned when read.
+    let started = Instant::now();
+    let (status, body) = send_batch(&app, &json!([qualified(1, 611), qualified(2, 612)])).await;
+    assert_eq!(body["accepted"], 2, "{status} {body}");
+    let last_status = |id| {
+        let hubspot = &hubspot;
+        async move {
+            patched_statuses(hubspot, id, "linkedin_connection_status")
+                .await
+                .last()
+                .cloned()
+        }
+    };
+    eventually(WAIT, "both contacts written back sent", || async {
+        last_status(611).await.as_deref() == Some("sent")
+            && last_status(612).await.as_deref() == Some("sent")
+    })
+    .await;
+    // At once, not on a later look at the other job.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(env.invitations("acc_default", "one-person").await, 1);
+    assert_eq!(env.total_invitations().await, 1);
+    // The job that sent is found by either contact.
+    let sent_by: Vec<Vec<String>> = {
+        let mut all = Vec::new();
+        for record in ["611", "612"] {
+            let mut sent = Vec::new();
+            for job in jobs_of(&app, record).await {
+                if job["status"] == "sent" && job["attempts"] == 1 {
+                    sent.push(job["id"].as_str().unwrap().to_string());
+                }
+            }
+            all.push(sent);
+        }
+        all
+    };
+    assert_eq!(sent_by[0].len(), 1, "{sent_by:?}");
+    assert_eq!(sent_by[0], sent_by[1], "{sent_by:?}");
+    app.stop().await;
+    env.cleanup().await;
+}
+
+/// A writeback of `status` for contact `record`, as a worker holds it under `lease`.
+fn hubspot_work(id: i64, record: &str, lease: chrono::Duration) -> WritebackWork {
+    let job_id = uuid::Uuid::now_v7();
+    let snapshot = json!({
+        "jobId": job_id, "recordId": record, "recordObject": "contact", "accountId": "acc_default",
+        "status": "sent", "profileUrn": null, "holdUntil": null, "retryAt": null, "attempts": 1,
+        "error": null, "sequence": 2, "changedAt": Utc::now(),
+    });
+    WritebackWork {
+        id,
+        job_id,
+        target: "hubspot".into(),
+        sequence: 2,
+        payload: snapshot,
+        attempt: 1,
+        failing_since: None,
+        lease_until: Utc::now() + lease,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_hubspot_budget_releases_the_writeback_instead_of_outliving_its_lease() {
+    let env = TestEnv::new().await;
+    let hubspot = MockServer::start().await;
+    // The first PATCH leaves one call in a minute-long window: the client keeps the last one
+    // back for other processes, so the next call must wait a minute.
+    Mock::given(method("PATCH"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("X-HubSpot-RateLimit-Remaining", "1")
+                .insert_header("X-HubSpot-RateLimit-Interval-Milliseconds", "60000")
+                .set_body_json(json!({"id": "1"})),
+        )
+        .mount(&hubspot)
+        .await;
+    let config = config(&env, &hubspot, "");
+    let clients = Clients::from_config(&config).unwrap();
+    let writers = Writers::from_config(&config, &clients).unwrap();
+    let lease = chrono::Duration::from_std(writers.lease()).unwrap();
+    assert!(lease < chrono::Duration::seconds(60), "{lease}");
+    let first = writers
+        .deliver(&hubspot_work(1, "701", lease), Utc::now())
+        .await;
+    assert_eq!(first, WritebackResult::Delivered);
+
+    let now = Utc::now();
+    let second = tokio::time::timeout(
+        Duration::from_secs(5),
+        writers.deliver(&hubspot_work(2, "702", lease), now),
+    )
+    .await
+    .expect("the writeback waited for HubSpot's budget past its own lease");
+    let WritebackResult::Later { at, .. } = second else {
+        panic!("not released for later: {second:?}")
+    };
+    let budget_ends = now + chrono::Duration::seconds(60);
+    assert!(
+        (at - budget_ends).num_seconds().abs() <= 2,
+        "{at} vs {budget_ends}"
+    );
+    assert_eq!(requests(&hubspot, "PATCH").await.len(), 1);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_hubspot_outage_is_retried_for_the_whole_give_up_time_then_parked() {
+    let env = TestEnv::new().await;
+    let hubspot = MockServer::start().await;
+    contact(
+        &hubspot,
+        711,
+        json!({"hs_linkedin_url": profile_url("long-outage")}),
+    )
+    .await;
+    Mock::given(method("PATCH"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("maintenance"))
+        .mount(&hubspot)
+        .await;
+    // No cap on the number of tries: only the time spent failing counts.
+    let config = config(&env, &hubspot, "");
+    let text = env.config_text().replace(
+        "[writeback.retry]\n            max_attempts = 4\n",
+        "[writeback.retry]\n            give_up_after = \"4s\"\n",
+    );
+    assert!(text.contains("give_up_after"));
+    let config = Config {
+        writeback: Config::from_toml(&text).unwrap().writeback,
+        ..config
+    };
+    let mut app = env.start(config).await;
+    let started = Instant::now();
+    send_batch(&app, &json!([qualified(1, 711)])).await;
+    let id = job_of(&app, "711").await;
+    app.wait_for_status(&id, "sent", WAIT).await;
+    eventually(WAIT, "both writebacks parked", || async {
+        let writebacks = hubspot_writebacks(&app.job(&id).await);
+        writebacks.len() == 2 && writebacks.iter().all(|w| w["state"] == "parked")
+    })
+    .await;
+    let elapsed = started.elapsed();
+    let writebacks = hubspot_writebacks(&app.job(&id).await);
+    assert!(elapsed >= Duration::from_secs(4), "{elapsed:?}");
+    // 300 ms doubling to a 1 s cap over 4 s: well over the old limit of 4 tries.
+    for writeback in &writebacks {
+        assert!(
+            writeback["attempts"].as_i64().unwrap() >= 5,
+            "{writebacks:#?}"
+        );
+        let error = writeback["lastError"].as_str().unwrap();
+        assert!(error.contains("503"), "{error}");
+    }
     app.stop().await;
     env.cleanup().await;
 }

@@ -311,3 +311,41 @@ async fn a_lead_named_by_slug_and_by_urn_before_either_was_linked_is_invited_onc
     app.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_record_naming_the_same_person_is_written_back_too() {
+    let env = TestEnv::new().await;
+    let mut app = env.start(env.config()).await;
+    let (status, first) = app
+        .send(&webhook_id(), &lead("crm-first", "two-records", "acc_1"))
+        .await;
+    assert_eq!(status, 202, "{first}");
+    let id = first["jobId"].as_str().unwrap().to_string();
+    let (status, second) = app
+        .send(&webhook_id(), &lead("crm-second", "two-records", "acc_1"))
+        .await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["jobId"], id.as_str());
+    app.wait_for_status(&id, "sent", WAIT).await;
+    assert_eq!(env.invitations("acc_1", "two-records").await, 1);
+    // Each record hears the job's state, under its own record id.
+    let statuses = |record: &'static str| {
+        let env = &env;
+        let id = id.clone();
+        move || {
+            let seen: Vec<String> = env
+                .callbacks_for(&id)
+                .iter()
+                .filter(|d| d["recordId"] == record)
+                .map(|d| d["status"].as_str().unwrap().to_string())
+                .collect();
+            async move { seen.last().map(String::as_str) == Some("sent") }
+        }
+    };
+    eventually(WAIT, "crm-first written back sent", statuses("crm-first")).await;
+    eventually(WAIT, "crm-second written back sent", statuses("crm-second")).await;
+    let (_, listed) = app.admin("/admin/jobs?record=crm-second").await;
+    assert_eq!(listed["jobs"][0]["id"], id.as_str(), "{listed}");
+    app.stop().await;
+    env.cleanup().await;
+}

@@ -732,7 +732,7 @@ async fn a_job_that_ended_in_doubt_keeps_its_lead() {
     };
     let outcome = store.ingest(&again, now).await.unwrap();
     assert!(
-        matches!(outcome, IngestOutcome::Duplicate { job_id, status: Status::Failed } if job_id == id),
+        matches!(outcome, IngestOutcome::Duplicate { job_id, status: Status::Failed, .. } if job_id == id),
         "{outcome:?}"
     );
     env.cleanup().await;
@@ -917,5 +917,276 @@ async fn jobs_of_a_paused_account_share_one_timer_and_are_released_together() {
         "the waiting jobs were not released"
     );
     assert_eq!(count(&env, "SELECT count(*) FROM waits").await, 0);
+    env.cleanup().await;
+}
+
+/// A job for `record` of `source` naming `profile`, with that source's writeback target.
+fn record_job(source: &str, record: &str, profile: &str) -> NewJob {
+    let crm = source != "events";
+    NewJob {
+        source: source.into(),
+        record_id: record.into(),
+        record_object: crm.then(|| "contact".to_string()),
+        account_id: "acc_1".into(),
+        profile_key: Some(profile.into()),
+        profile_id: Some(profile.into()),
+        profile_urn: None,
+        message: None,
+        lead: LeadDetails::default(),
+        invalid_reason: None,
+        delivery_id: Some(webhook_id()),
+        enrich: false,
+        one_open_job_per_record: crm,
+        writeback_targets: vec![if crm { source } else { "callback" }.to_string()],
+    }
+}
+
+fn job_id_of(outcome: &IngestOutcome) -> Uuid {
+    match outcome {
+        IngestOutcome::Created { job_id, .. } | IngestOutcome::Duplicate { job_id, .. } => *job_id,
+    }
+}
+
+/// Delivers every pending writeback of `job` due at `now`; returns (target, recordId,
+/// status) of each, in sequence order.
+async fn deliver_all(
+    store: &PgStore,
+    job: Uuid,
+    now: DateTime<Utc>,
+) -> Vec<(String, String, String)> {
+    let mut delivered = Vec::new();
+    for row in store.job(job).await.unwrap().unwrap().writebacks {
+        if row.state != "pending" {
+            continue;
+        }
+        let WritebackClaim::Deliver(work) = store
+            .claim_writeback(row.id, Duration::seconds(10), now)
+            .await
+            .unwrap()
+        else {
+            continue;
+        };
+        store
+            .writeback_done(&work, &WritebackResult::Delivered, now)
+            .await
+            .unwrap();
+        delivered.push((
+            work.target.clone(),
+            work.payload["recordId"].as_str().unwrap().to_string(),
+            work.payload["status"].as_str().unwrap().to_string(),
+        ));
+    }
+    delivered
+}
+
+fn entry(target: &str, record: &str, status: &str) -> (String, String, String) {
+    (target.into(), record.into(), status.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_record_of_the_same_lead_hears_the_state_and_every_change() {
+    let env = TestEnv::new().await;
+    let store = store(&env).await;
+    let now = t0();
+    let first = store
+        .ingest(&record_job("events", "rec-a", "two-records"), now)
+        .await
+        .unwrap();
+    let id = job_id_of(&first);
+    assert_eq!(
+        deliver_all(&store, id, now).await,
+        vec![entry("callback", "rec-a", "queued")]
+    );
+    // A HubSpot contact naming the same person joins the job: no second job, and it hears
+    // the job's current state at once, on its own target.
+    let second = store
+        .ingest(&record_job("hubspot", "901", "two-records"), now)
+        .await
+        .unwrap();
+    assert!(
+        matches!(second, IngestOutcome::Duplicate { job_id, .. } if job_id == id),
+        "{second:?}"
+    );
+    assert_eq!(
+        deliver_all(&store, id, now).await,
+        vec![entry("hubspot", "901", "queued")]
+    );
+    // A repeat of the contact's event adds nothing.
+    store
+        .ingest(&record_job("hubspot", "901", "two-records"), now)
+        .await
+        .unwrap();
+    assert_eq!(deliver_all(&store, id, now).await, vec![]);
+    // Every later change reaches both records.
+    store
+        .claim(id, "w:1", Duration::seconds(10), now)
+        .await
+        .unwrap();
+    store
+        .transition(id, Some("w:1"), sent(), now)
+        .await
+        .unwrap();
+    let mut later = deliver_all(&store, id, now).await;
+    later.sort();
+    assert_eq!(
+        later,
+        vec![
+            entry("callback", "rec-a", "sent"),
+            entry("hubspot", "901", "sent")
+        ]
+    );
+    // Either record finds the job.
+    for record in ["rec-a", "901"] {
+        let jobs = store
+            .jobs(&leadlink::store::JobFilter {
+                record_id: Some(record.into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+            vec![id],
+            "{record}"
+        );
+    }
+    env.cleanup().await;
+}
+
+fn failed() -> Transition {
+    Transition {
+        status: Some(Status::Failed),
+        error: Some("boom".into()),
+        send_settled: true,
+        ..Default::default()
+    }
+}
+
+/// The id of `job`'s pending writeback to `target` with `sequence`.
+async fn writeback_id(store: &PgStore, job: Uuid, sequence: i32) -> i64 {
+    store
+        .job(job)
+        .await
+        .unwrap()
+        .unwrap()
+        .writebacks
+        .iter()
+        .find(|w| w.sequence == sequence)
+        .unwrap_or_else(|| panic!("no writeback {sequence} for {job}"))
+        .id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_jobs_late_writeback_never_overwrites_a_newer_jobs_state() {
+    let env = TestEnv::new().await;
+    let store = store(&env).await;
+    let now = t0();
+    let lease = Duration::seconds(10);
+    let old = job_id_of(
+        &store
+            .ingest(&record_job("hubspot", "902", "late-failure"), now)
+            .await
+            .unwrap(),
+    );
+    deliver_all(&store, old, now).await;
+    store.claim(old, "w:1", lease, now).await.unwrap();
+    store
+        .transition(old, Some("w:1"), failed(), now)
+        .await
+        .unwrap();
+    // The record's `failed` meets a CRM outage and is retried an hour later ...
+    let late = writeback_id(&store, old, 2).await;
+    let WritebackClaim::Deliver(work) = store.claim_writeback(late, lease, now).await.unwrap()
+    else {
+        panic!("not claimed")
+    };
+    let retry = WritebackResult::Retry {
+        at: now + Duration::hours(1),
+        error: "HTTP 503".into(),
+    };
+    store.writeback_done(&work, &retry, now).await.unwrap();
+    // ... while the record qualifies again and its new job is sent and written back.
+    let new = job_id_of(
+        &store
+            .ingest(&record_job("hubspot", "902", "late-failure"), now)
+            .await
+            .unwrap(),
+    );
+    assert_ne!(new, old);
+    store.claim(new, "w:2", lease, now).await.unwrap();
+    store
+        .transition(new, Some("w:2"), sent(), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        deliver_all(&store, new, now).await,
+        vec![
+            entry("hubspot", "902", "queued"),
+            entry("hubspot", "902", "sent")
+        ]
+    );
+    // The old job's `failed` falls due: it is superseded, never delivered.
+    let due = now + Duration::hours(1) + Duration::seconds(1);
+    let claim = store.claim_writeback(late, lease, due).await.unwrap();
+    assert!(matches!(claim, WritebackClaim::Skip(_)), "{claim:?}");
+    let history = store.job(old).await.unwrap().unwrap();
+    let row = history.writebacks.iter().find(|w| w.id == late).unwrap();
+    assert_eq!(row.state, "superseded", "{row:?}");
+    assert!(
+        history
+            .history
+            .iter()
+            .any(|e| e.kind == "writeback" && e.detail["result"] == "superseded"),
+        "{:#?}",
+        history.history
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_jobs_writeback_waits_for_an_older_one_in_flight_on_the_same_record() {
+    let env = TestEnv::new().await;
+    let store = store(&env).await;
+    let now = t0();
+    let lease = Duration::seconds(10);
+    let old = job_id_of(
+        &store
+            .ingest(&record_job("hubspot", "903", "in-flight"), now)
+            .await
+            .unwrap(),
+    );
+    deliver_all(&store, old, now).await;
+    store.claim(old, "w:1", lease, now).await.unwrap();
+    store
+        .transition(old, Some("w:1"), failed(), now)
+        .await
+        .unwrap();
+    // The old job's `failed` is being delivered (its call is under way) ...
+    let WritebackClaim::Deliver(in_flight) = store
+        .claim_writeback(writeback_id(&store, old, 2).await, lease, now)
+        .await
+        .unwrap()
+    else {
+        panic!("not claimed")
+    };
+    // ... when the record's new job writes its first state: it goes out after that call.
+    let new = job_id_of(
+        &store
+            .ingest(&record_job("hubspot", "903", "in-flight"), now)
+            .await
+            .unwrap(),
+    );
+    let first = writeback_id(&store, new, 1).await;
+    let claim = store.claim_writeback(first, lease, now).await.unwrap();
+    assert!(matches!(claim, WritebackClaim::Deferred), "{claim:?}");
+    store
+        .writeback_done(&in_flight, &WritebackResult::Delivered, now)
+        .await
+        .unwrap();
+    let after = now + lease + Duration::seconds(2);
+    assert!(matches!(
+        store.claim_writeback(first, lease, after).await.unwrap(),
+        WritebackClaim::Deliver(_)
+    ));
     env.cleanup().await;
 }

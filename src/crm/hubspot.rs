@@ -255,6 +255,12 @@ fn error_message(body: &str) -> String {
     text.chars().take(REASON_CHARS).collect()
 }
 
+/// The rate-limit budget is spent for `wait` more, longer than the caller may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetSpent {
+    pub wait: Duration,
+}
+
 /// Shared by every clone, so all of a process's tasks spend one budget.
 #[derive(Debug, Clone)]
 pub struct HubSpotClient {
@@ -299,22 +305,32 @@ impl HubSpotClient {
             url.query_pairs_mut()
                 .append_pair("properties", &properties.join(","));
         }
-        let (outcome, body) = self.call(self.http.get(url)).await;
+        while let Some(wait) = self.take_budget() {
+            Self::wait_for_window(wait).await;
+        }
+        let (outcome, body) = self.send(self.http.get(url)).await;
         and_then(outcome, || read_fields(&body))
     }
 
     /// Sets the given properties; HubSpot refuses the whole update if any is unknown or
-    /// read-only.
+    /// read-only. Waits for the rate-limit budget only if it frees up by `start_by`.
     pub async fn update_contact(
         &self,
         id: &str,
         properties: Map<String, Value>,
-    ) -> CallOutcome<()> {
+        start_by: Instant,
+    ) -> Result<CallOutcome<()>, BudgetSpent> {
         let Some(url) = self.contact_url(id) else {
-            return empty_id();
+            return Ok(empty_id());
         };
+        while let Some(wait) = self.take_budget() {
+            if Instant::now() + wait > start_by {
+                return Err(BudgetSpent { wait });
+            }
+            Self::wait_for_window(wait).await;
+        }
         let body = serde_json::json!({ "properties": properties });
-        self.call(self.http.patch(url).json(&body)).await.0
+        Ok(self.send(self.http.patch(url).json(&body)).await.0)
     }
 
     fn contact_url(&self, id: &str) -> Option<Url> {
@@ -332,15 +348,17 @@ impl HubSpotClient {
         Some(url)
     }
 
-    /// Waits for the budget, sends, records the new budget, and classifies the answer.
-    async fn call(&self, request: reqwest::RequestBuilder) -> (CallOutcome<()>, String) {
-        while let Some(wait) = self.take_budget() {
-            tracing::debug!(
-                ?wait,
-                "HubSpot rate-limit budget spent; waiting for the window"
-            );
-            tokio::time::sleep(wait).await;
-        }
+    async fn wait_for_window(wait: Duration) {
+        tracing::debug!(
+            ?wait,
+            "HubSpot rate-limit budget spent; waiting for the window"
+        );
+        tokio::time::sleep(wait).await;
+    }
+
+    /// Sends (the caller has taken the budget), records the new budget, and classifies the
+    /// answer.
+    async fn send(&self, request: reqwest::RequestBuilder) -> (CallOutcome<()>, String) {
         let response = match request.bearer_auth(self.token.expose()).send().await {
             Ok(response) => response,
             Err(e) => return (transport_error(e), String::new()),
@@ -620,6 +638,36 @@ mod tests {
         assert_eq!(outcome, CallOutcome::Done(expected));
     }
 
+    /// A deadline no budget wait reaches.
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(3600)
+    }
+
+    #[tokio::test]
+    async fn a_budget_wait_past_the_deadline_is_handed_back() {
+        let (server, client) = client().await;
+        Mock::given(method("PATCH"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header(REMAINING, "1")
+                    .insert_header(INTERVAL, "60000"),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        client
+            .update_contact("1", Map::new(), later())
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let spent = client
+            .update_contact("2", Map::new(), started + Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(spent.wait > Duration::from_secs(55), "{spent:?}");
+    }
+
     #[tokio::test]
     async fn update_contact_patches_the_properties() {
         let (server, client) = client().await;
@@ -638,11 +686,17 @@ mod tests {
         properties.insert("linkedin_connection_status".into(), json!("sent"));
         properties.insert("linkedin_last_error".into(), json!(""));
         assert_eq!(
-            client.update_contact("501", properties).await,
+            client
+                .update_contact("501", properties, later())
+                .await
+                .unwrap(),
             CallOutcome::Done(())
         );
         assert_eq!(
-            client.update_contact(" ", Map::new()).await,
+            client
+                .update_contact(" ", Map::new(), later())
+                .await
+                .unwrap(),
             CallOutcome::Refused {
                 reason: "contact id is empty".into()
             }
@@ -656,7 +710,10 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        client.update_contact("501", Map::new()).await
+        client
+            .update_contact("501", Map::new(), later())
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
@@ -718,7 +775,7 @@ mod tests {
         })
         .unwrap();
         assert!(matches!(
-            gone.update_contact("1", Map::new()).await,
+            gone.update_contact("1", Map::new(), later()).await.unwrap(),
             CallOutcome::Retry { after: None, .. }
         ));
     }
@@ -736,13 +793,19 @@ mod tests {
             .mount(&server)
             .await;
         assert_eq!(
-            client.update_contact("1", Map::new()).await,
+            client
+                .update_contact("1", Map::new(), later())
+                .await
+                .unwrap(),
             CallOutcome::Done(())
         );
         let first_done = std::time::Instant::now();
         let clone = client.clone();
         assert_eq!(
-            clone.update_contact("2", Map::new()).await,
+            clone
+                .update_contact("2", Map::new(), later())
+                .await
+                .unwrap(),
             CallOutcome::Done(())
         );
         // The window started when the first answer arrived, just before `first_done`.

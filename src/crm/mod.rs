@@ -11,7 +11,7 @@ pub mod salesforce;
 pub use callback::CallbackWriter;
 pub use enrich::Enricher;
 
-use crate::config::{Config, RetryConfig};
+use crate::config::{Config, WritebackRetryConfig};
 use crate::job::StatusSnapshot;
 use crate::retry;
 use crate::store::{WritebackResult, WritebackWork};
@@ -52,12 +52,23 @@ pub fn targets_for(config: &Config, source: &str) -> Vec<String> {
     targets
 }
 
-/// What to do after a delivery attempt: a pure rule shared by every target. Credentials a
-/// CRM refused pause the target (`pause_until`) without spending the writeback's tries.
+/// A delivery attempt, as `settle` needs to know it.
+#[derive(Debug, Clone, Copy)]
+pub struct Try {
+    /// This attempt's number, 1-based.
+    pub number: u32,
+    /// When the transient failures before it began, if there were any.
+    pub failing_since: Option<DateTime<Utc>>,
+}
+
+/// What to do after a delivery attempt: a pure rule shared by every target. Permanent
+/// refusals park at once; transient failures are retried with capped backoff until they
+/// have lasted `give_up_after`. Credentials a CRM refused pause the target (`pause_until`)
+/// without spending the writeback's tries.
 pub fn settle(
     outcome: CallOutcome<()>,
-    number: u32,
-    policy: &RetryConfig,
+    attempt: Try,
+    policy: &WritebackRetryConfig,
     now: DateTime<Utc>,
     jitter: f64,
     pause_until: DateTime<Utc>,
@@ -75,13 +86,20 @@ pub fn settle(
         }
         CallOutcome::Retry { after, error } => (error, after),
     };
-    if !retry::may_retry(policy, number) {
+    let since = attempt.failing_since.unwrap_or(now).min(now);
+    let give_up_at = since
+        + chrono::Duration::from_std(policy.give_up_after).unwrap_or(chrono::Duration::days(3));
+    let backoff = policy.as_retry();
+    let number = attempt.number;
+    if now >= give_up_at || !retry::may_retry(&backoff, number) {
+        let failing = humantime::format_duration((now - since).to_std().unwrap_or_default());
         return WritebackResult::Parked {
-            reason: format!("gave up after {number} attempts: {error}"),
+            reason: format!("gave up after {number} attempts over {failing}: {error}"),
         };
     }
+    // The last try comes when the time is up, not a backoff step after it.
     WritebackResult::Retry {
-        at: retry::next_try_at(policy, number, retry_after, now, jitter),
+        at: retry::next_try_at(&backoff, number, retry_after, now, jitter).min(give_up_at),
         error,
     }
 }
@@ -101,7 +119,7 @@ pub struct Writers {
     callback: Option<CallbackWriter>,
     hubspot: Option<HubSpotWriter>,
     salesforce: Option<SalesforceWriter>,
-    policy: RetryConfig,
+    policy: WritebackRetryConfig,
     probe_interval: Duration,
     /// CRMs whose credentials were refused, until when this process leaves them alone.
     paused: Mutex<HashMap<String, DateTime<Utc>>>,
@@ -127,7 +145,7 @@ impl Writers {
             callback,
             hubspot,
             salesforce,
-            policy: config.writeback.retry.as_retry(),
+            policy: config.writeback.retry.clone(),
             probe_interval: config.crm.probe_interval,
             paused: Mutex::new(HashMap::new()),
         })
@@ -162,10 +180,25 @@ impl Writers {
                 Ok(snapshot) => {
                     let names = hubspot_names(&writer.config);
                     let properties = mapping::fields(&names, &snapshot, Empty::EmptyString);
-                    writer
+                    let start_by = latest_start(work.lease_until, writer.config.timeout);
+                    match writer
                         .client
-                        .update_contact(&snapshot.record_id, properties)
+                        .update_contact(&snapshot.record_id, properties, start_by)
                         .await
+                    {
+                        Ok(outcome) => outcome,
+                        // Waiting would outlive the lease and let another worker send too.
+                        Err(spent) => {
+                            return WritebackResult::Later {
+                                at: Utc::now()
+                                    + chrono::Duration::from_std(spent.wait)
+                                        .unwrap_or(chrono::Duration::minutes(1)),
+                                reason:
+                                    "HubSpot's rate-limit budget is spent until its window ends"
+                                        .into(),
+                            };
+                        }
+                    }
                 }
                 Err(outcome) => outcome,
             },
@@ -190,9 +223,13 @@ impl Writers {
         let pause_until = now
             + chrono::Duration::from_std(self.probe_interval)
                 .unwrap_or(chrono::Duration::minutes(1));
+        let attempt = Try {
+            number: work.attempt.max(1) as u32,
+            failing_since: work.failing_since,
+        };
         let result = settle(
             outcome,
-            work.attempt.max(1) as u32,
+            attempt,
             &self.policy,
             now,
             retry::jitter_sample(),
@@ -217,6 +254,12 @@ impl Writers {
         let paused = self.paused.lock().expect("pause lock");
         paused.get(target).copied().filter(|until| *until > now)
     }
+}
+
+/// The last moment a call may start and still end, after `timeout`, within the lease.
+fn latest_start(lease_until: DateTime<Utc>, timeout: Duration) -> tokio::time::Instant {
+    let left = (lease_until - Utc::now()).to_std().unwrap_or_default();
+    tokio::time::Instant::now() + left.saturating_sub(timeout)
 }
 
 fn snapshot_of(work: &WritebackWork) -> Result<StatusSnapshot, CallOutcome<()>> {
@@ -278,12 +321,20 @@ impl Clients {
 mod tests {
     use super::*;
 
-    fn policy() -> RetryConfig {
-        RetryConfig {
-            max_attempts: 3,
+    fn policy() -> WritebackRetryConfig {
+        WritebackRetryConfig {
+            give_up_after: Duration::from_secs(3 * 24 * 3600),
+            max_attempts: Some(3),
             base_delay: Duration::from_secs(10),
             max_delay: Duration::from_secs(600),
             jitter: 0.0,
+        }
+    }
+
+    fn first(number: u32) -> Try {
+        Try {
+            number,
+            failing_since: None,
         }
     }
 
@@ -296,7 +347,7 @@ mod tests {
     fn settle_now(outcome: CallOutcome<()>, number: u32) -> WritebackResult {
         settle(
             outcome,
-            number,
+            first(number),
             &policy(),
             now(),
             0.0,
@@ -352,6 +403,87 @@ mod tests {
             WritebackResult::Paused {
                 until: now() + chrono::Duration::minutes(1),
                 reason: "401".into()
+            }
+        );
+    }
+
+    fn failing_for(number: u32, hours: i64, policy: &WritebackRetryConfig) -> WritebackResult {
+        let attempt = Try {
+            number,
+            failing_since: Some(now() - chrono::Duration::hours(hours)),
+        };
+        settle(
+            retry(None),
+            attempt,
+            policy,
+            now(),
+            0.0,
+            now() + chrono::Duration::minutes(1),
+        )
+    }
+
+    #[test]
+    fn with_the_default_policy_a_maintenance_window_of_hours_is_retried_through() {
+        let policy = WritebackRetryConfig::default();
+        // The twelfth failure, about 3.4 hours into a Salesforce maintenance window, and
+        // the fortieth, a day and a half into a HubSpot outage: tried again within the hour.
+        for (number, hours) in [(12, 3), (40, 36)] {
+            assert_eq!(
+                failing_for(number, hours, &policy),
+                WritebackResult::Retry {
+                    at: now() + chrono::Duration::hours(1),
+                    error: "HTTP 503: x".into()
+                },
+                "{number}"
+            );
+        }
+        // Once three days have passed, the next failure parks it.
+        let WritebackResult::Parked { reason } = failing_for(72, 72, &policy) else {
+            panic!("not parked after three days")
+        };
+        assert!(
+            reason.starts_with("gave up after 72 attempts over 3days"),
+            "{reason}"
+        );
+        // A permanent refusal parks at once, however young.
+        assert!(matches!(
+            settle(
+                CallOutcome::Refused {
+                    reason: "HTTP 400".into()
+                },
+                first(1),
+                &policy,
+                now(),
+                0.0,
+                now()
+            ),
+            WritebackResult::Parked { .. }
+        ));
+    }
+
+    #[test]
+    fn the_last_try_is_moved_up_to_the_end_of_the_give_up_time() {
+        let policy = WritebackRetryConfig {
+            give_up_after: Duration::from_secs(3600),
+            max_attempts: None,
+            ..WritebackRetryConfig::default()
+        };
+        // Backoff would say an hour; only ten minutes of the hour are left.
+        assert_eq!(
+            settle(
+                retry(None),
+                Try {
+                    number: 20,
+                    failing_since: Some(now() - chrono::Duration::minutes(50)),
+                },
+                &policy,
+                now(),
+                0.0,
+                now()
+            ),
+            WritebackResult::Retry {
+                at: now() + chrono::Duration::minutes(10),
+                error: "HTTP 503: x".into()
             }
         );
     }

@@ -114,5 +114,9 @@ pub async fn stats<Q: Queue, S: Store>(
     authorize(&state, &headers)?;
     let ignored = state.ignored.lock().expect("counter lock").clone();
     let crms = state.store.crm_pauses().await?;
-    Ok(Json(json!({"ignoredEvents": ignored, "pausedCrms": crms})))
+    let publishes = json!({"inFlight": state.publishes.in_flight(),
+                           "leftToRelay": state.publishes.left_to_relay()});
+    Ok(Json(
+        json!({"ignoredEvents": ignored, "pausedCrms": crms, "publishes": publishes}),
+    ))
 }

@@ -3,6 +3,7 @@
 mod admin;
 mod events;
 pub mod hubspot;
+mod publish_gate;
 pub mod salesforce;
 
 use crate::config::Config;
@@ -20,6 +21,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
+pub use publish_gate::PublishGate;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -96,6 +98,8 @@ pub struct IngestState<Q: Queue, S: Store> {
     pub template: Option<MessageTemplate>,
     /// Events of other types that were acknowledged and dropped, by type.
     pub ignored: Mutex<BTreeMap<String, u64>>,
+    /// The publishes started right after commits.
+    pub publishes: PublishGate,
 }
 
 /// Commits a job (or finds the one this delivery or lead already has) and publishes it
@@ -131,8 +135,13 @@ pub(crate) async fn accept_many<Q: Queue, S: Store>(
                 tracing::info!(%job_id, %status, source = %new.source, record = %new.record_id, "job accepted");
                 publish.extend(messages.iter().cloned());
             }
-            IngestOutcome::Duplicate { job_id, status } => {
+            IngestOutcome::Duplicate {
+                job_id,
+                status,
+                publish: messages,
+            } => {
                 tracing::info!(%job_id, %status, record = %new.record_id, "duplicate event; existing job returned");
+                publish.extend(messages.iter().cloned());
             }
         }
     }
@@ -142,9 +151,14 @@ pub(crate) async fn accept_many<Q: Queue, S: Store>(
             std::process::exit(3);
         }
         // The jobs are durable now; publishing must not hold up the answer (HubSpot gives
-        // up after 5 s), and the relay covers a publish that fails.
+        // up after 5 s), and the relay covers a publish that fails or finds no room.
         let (store, queue) = (state.store.clone(), state.queue.clone());
-        tokio::spawn(async move { publish_now(&store, &queue, publish).await });
+        if !state
+            .publishes
+            .spawn(async move { publish_now(&store, &queue, publish).await })
+        {
+            tracing::debug!("publishes after commit at their limit; left to the relay");
+        }
     }
     Ok(outcomes)
 }
@@ -218,7 +232,7 @@ pub(crate) fn job_answer(outcome: IngestOutcome) -> Result<Response, IngestError
         IngestOutcome::Created { job_id, .. } => {
             (StatusCode::ACCEPTED, axum::Json(json!({"jobId": job_id}))).into_response()
         }
-        IngestOutcome::Duplicate { job_id, status } => (
+        IngestOutcome::Duplicate { job_id, status, .. } => (
             StatusCode::OK,
             axum::Json(json!({"jobId": job_id, "duplicate": true, "status": status})),
         )

@@ -82,45 +82,68 @@ impl Rabbit {
     }
 
     async fn publish_once(&self, topic: Topic, reference: &str) -> Result<(), QueueError> {
-        let mut guard = self.publisher.lock().await;
         let timeout = self.config.publish_timeout;
+        // The wait for the shared channel counts too: behind a wedged publish, every other
+        // one would otherwise queue up for its whole timeout in turn.
+        let mut held = false;
         let result = tokio::time::timeout(timeout, async {
-            let channel = self.publisher_channel(&mut guard).await?;
-            let confirm = channel
-                .basic_publish(
-                    "".into(),
-                    self.queue_name(topic).into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..Default::default()
-                    },
-                    reference.as_bytes(),
-                    BasicProperties::default()
-                        .with_delivery_mode(PERSISTENT)
-                        .with_content_type("text/plain".into()),
-                )
-                .await
-                .map_err(unavailable)?
-                .await
-                .map_err(unavailable)?;
-            if confirm.is_nack() {
-                return Err(QueueError::NotConfirmed("nack".into()));
+            let mut guard = self.publisher.lock().await;
+            held = true;
+            let result = self.publish_on(&mut guard, topic, reference).await;
+            if result.is_err() {
+                // Start from a fresh connection next time: this one may be wedged.
+                *guard = None;
             }
-            if let Some(returned) = confirm.take_message() {
-                return Err(QueueError::NotConfirmed(format!(
-                    "returned unroutable: {}",
-                    returned.reply_text
-                )));
-            }
-            Ok(())
+            result
         })
-        .await
-        .unwrap_or(Err(QueueError::Timeout(timeout)));
-        if result.is_err() {
-            // Start from a fresh connection next time: this one may be wedged.
-            *guard = None;
+        .await;
+        match result {
+            Ok(result) => result,
+            Err(_) => {
+                // Our own publish was cut off: its channel may be wedged. A publish that
+                // took the lock meanwhile times out and resets it by itself.
+                if held && let Ok(mut guard) = self.publisher.try_lock() {
+                    *guard = None;
+                }
+                Err(QueueError::Timeout(timeout))
+            }
         }
-        result
+    }
+
+    async fn publish_on(
+        &self,
+        guard: &mut Option<(Connection, Channel)>,
+        topic: Topic,
+        reference: &str,
+    ) -> Result<(), QueueError> {
+        let channel = self.publisher_channel(guard).await?;
+        let confirm = channel
+            .basic_publish(
+                "".into(),
+                self.queue_name(topic).into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                reference.as_bytes(),
+                BasicProperties::default()
+                    .with_delivery_mode(PERSISTENT)
+                    .with_content_type("text/plain".into()),
+            )
+            .await
+            .map_err(unavailable)?
+            .await
+            .map_err(unavailable)?;
+        if confirm.is_nack() {
+            return Err(QueueError::NotConfirmed("nack".into()));
+        }
+        if let Some(returned) = confirm.take_message() {
+            return Err(QueueError::NotConfirmed(format!(
+                "returned unroutable: {}",
+                returned.reply_text
+            )));
+        }
+        Ok(())
     }
 
     async fn consume_session(

@@ -49,6 +49,8 @@ pub enum IngestOutcome {
     Duplicate {
         job_id: Uuid,
         status: Status,
+        /// The job's current state for a record that just joined it, to publish right away.
+        publish: Vec<OutboxMessage>,
     },
 }
 
@@ -408,7 +410,19 @@ impl JobStore for PgStore {
                 .ok_or_else(|| {
                     StoreError::Conflict("the job that had this lead ended meanwhile".into())
                 })?;
-                Ok(Enriched::SameLeadAs(Box::new(job_from_row(&row)?)))
+                let other = job_from_row(&row)?;
+                // This job's record now hears the other job's changes. Nothing here
+                // publishes them: their outbox rows are due at once, for the relay.
+                let mut tx = self.pool.begin().await?;
+                let this = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
+                    .bind(job_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let this = job_from_row(&this)?;
+                let record = RecordRef::of_job(&this);
+                join_with_state(&mut tx, other.id, &record, now, chrono::Duration::zero()).await?;
+                tx.commit().await?;
+                Ok(Enriched::SameLeadAs(Box::new(other)))
             }
             Err(error) => Err(error),
         }
@@ -660,7 +674,7 @@ impl JobStore for PgStore {
             .await?;
         }
         let publish = if reported {
-            super::writebacks::queue_writebacks(&mut tx, &job, now, self.relay_grace).await?
+            super::writebacks::queue_writebacks(&mut tx, &job, None, now, self.relay_grace).await?
         } else {
             Vec::new()
         };
@@ -693,7 +707,8 @@ impl JobStore for PgStore {
 
     async fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1::text IS NULL OR record_id = $1) \
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1::text IS NULL \
+             OR id IN (SELECT job_id FROM job_records WHERE record_id = $1)) \
              AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR account_id = $3) \
              ORDER BY created_at DESC LIMIT $4"
         ))
@@ -834,20 +849,23 @@ async fn ingest_one(
             return Ok(IngestOutcome::Duplicate {
                 job_id,
                 status: parse_status(&status)?,
+                publish: Vec::new(),
             });
         }
     }
     if new.one_open_job_per_record {
+        // The record's own job, or the job it joined as a further record of that lead.
         let existing: Option<(Uuid, String)> = sqlx::query_as(&format!(
-            "SELECT id, status FROM jobs WHERE source = $1 AND record_id = $2 \
-                 AND status NOT IN {ENDED} ORDER BY created_at LIMIT 1"
+            "SELECT j.id, j.status FROM job_records r JOIN jobs j ON j.id = r.job_id \
+                 WHERE r.source = $1 AND r.record_id = $2 \
+                 AND j.status NOT IN {ENDED} ORDER BY j.created_at LIMIT 1"
         ))
         .bind(&new.source)
         .bind(&new.record_id)
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(existing) = existing {
-            return attach(&mut *tx, new, existing, now).await;
+            return attach(&mut *tx, new, existing, now, relay_grace).await;
         }
     }
     if let Some(profile_key) = &new.profile_key {
@@ -862,7 +880,7 @@ async fn ingest_one(
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(existing) = existing {
-            return attach(&mut *tx, new, existing, now).await;
+            return attach(&mut *tx, new, existing, now, relay_grace).await;
         }
     }
     let job_id = Uuid::now_v7();
@@ -899,6 +917,7 @@ async fn ingest_one(
         .fetch_one(&mut *tx)
         .await?;
     let job = job_from_row(&row)?;
+    join_record(&mut *tx, job_id, &RecordRef::of(new), now).await?;
     remember_delivery(&mut *tx, new, job_id, now, "accepted", Some(status)).await?;
     let mut publish = Vec::new();
     if status == Status::Queued {
@@ -912,7 +931,8 @@ async fn ingest_one(
             .await?,
         );
     }
-    publish.extend(super::writebacks::queue_writebacks(&mut *tx, &job, now, relay_grace).await?);
+    publish
+        .extend(super::writebacks::queue_writebacks(&mut *tx, &job, None, now, relay_grace).await?);
     Ok(IngestOutcome::Created {
         job_id,
         status,
@@ -967,17 +987,121 @@ async fn link_urn(
 }
 
 /// A delivery for a job that already exists: remembered on that job, which is the answer.
+/// A record the job did not have yet (another CRM record naming the same lead) joins it and
+/// is written the job's current state now, with the messages to publish for that.
 async fn attach(
     tx: &mut sqlx::PgConnection,
     new: &NewJob,
     (job_id, status): (Uuid, String),
     now: DateTime<Utc>,
+    relay_grace: chrono::Duration,
 ) -> Result<IngestOutcome, StoreError> {
+    let record = RecordRef::of(new);
+    let (status, publish) = match join_with_state(tx, job_id, &record, now, relay_grace).await? {
+        Some((job, publish)) => (job.status, publish),
+        None => (parse_status(&status)?, Vec::new()),
+    };
     remember_delivery(tx, new, job_id, now, "duplicate_event", None).await?;
     Ok(IngestOutcome::Duplicate {
         job_id,
-        status: parse_status(&status)?,
+        status,
+        publish,
     })
+}
+
+/// A CRM record and where its writebacks go.
+struct RecordRef<'a> {
+    source: &'a str,
+    record_id: &'a str,
+    record_object: Option<&'a str>,
+    writeback_targets: &'a [String],
+}
+
+impl<'a> RecordRef<'a> {
+    fn of(new: &'a NewJob) -> RecordRef<'a> {
+        RecordRef {
+            source: &new.source,
+            record_id: &new.record_id,
+            record_object: new.record_object.as_deref(),
+            writeback_targets: &new.writeback_targets,
+        }
+    }
+
+    fn of_job(job: &'a Job) -> RecordRef<'a> {
+        RecordRef {
+            source: &job.source,
+            record_id: &job.record_id,
+            record_object: job.record_object.as_deref(),
+            writeback_targets: &job.writeback_targets,
+        }
+    }
+}
+
+/// Adds `record` to the job's records; the new row's id, or `None` if it was there already.
+async fn join_record(
+    tx: &mut sqlx::PgConnection,
+    job_id: Uuid,
+    record: &RecordRef<'_>,
+    now: DateTime<Utc>,
+) -> Result<Option<i64>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO job_records (job_id, source, record_id, record_object, writeback_targets, joined_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id, source, record_id) DO NOTHING RETURNING id",
+    )
+    .bind(job_id)
+    .bind(record.source)
+    .bind(record.record_id)
+    .bind(record.record_object)
+    .bind(record.writeback_targets)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?)
+}
+
+/// Joins `record` to the job unless it is there already, and queues the job's current state
+/// for it. The job's row is locked first, so a concurrent transition either sees the new
+/// record or has committed the state read here.
+async fn join_with_state(
+    tx: &mut sqlx::PgConnection,
+    job_id: Uuid,
+    record: &RecordRef<'_>,
+    now: DateTime<Utc>,
+    relay_grace: chrono::Duration,
+) -> Result<Option<(Job, Vec<OutboxMessage>)>, StoreError> {
+    let known: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM job_records WHERE job_id = $1 AND source = $2 AND record_id = $3)",
+    )
+    .bind(job_id)
+    .bind(record.source)
+    .bind(record.record_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if known {
+        return Ok(None);
+    }
+    let row = sqlx::query(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(job_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let job = job_from_row(&row)?;
+    let Some(joined) = join_record(tx, job_id, record, now).await? else {
+        return Ok(None);
+    };
+    record_event(
+        tx,
+        job_id,
+        now,
+        "record_joined",
+        None,
+        json!({"source": record.source, "recordId": record.record_id,
+               "recordObject": record.record_object, "targets": record.writeback_targets}),
+    )
+    .await?;
+    let publish =
+        super::writebacks::queue_writebacks(tx, &job, Some(joined), now, relay_grace).await?;
+    Ok(Some((job, publish)))
 }
 
 /// Keeps the delivery's id as an idempotency key for `job_id` and notes it in the history.

@@ -1,5 +1,6 @@
-//! Writebacks: one row per status change and target, committed with the change itself,
-//! delivered in order per job, retried on their own schedule.
+//! Writebacks: one row per status change, record and target, committed with the change
+//! itself, delivered in order per job and record, never an older job's over a newer one's on
+//! the same record, retried on their own schedule.
 
 use super::outbox::{self, OutboxMessage, Topic};
 use super::{PgStore, StoreError, record_event};
@@ -13,6 +14,8 @@ use uuid::Uuid;
 pub struct WritebackRow {
     pub id: i64,
     pub target: String,
+    /// The CRM record it is for: the job's own or one that joined it.
+    pub record_id: String,
     pub sequence: i32,
     pub state: String,
     pub attempts: i32,
@@ -31,6 +34,8 @@ pub struct WritebackWork {
     pub payload: serde_json::Value,
     /// This attempt's number, 1-based.
     pub attempt: i32,
+    /// When the transient failures before this attempt began, if there were any.
+    pub failing_since: Option<DateTime<Utc>>,
     /// The lease this claim holds; the result is recorded only under it.
     pub lease_until: DateTime<Utc>,
 }
@@ -57,6 +62,12 @@ pub enum WritebackResult {
     /// The target's credentials were refused: tried again at `until`, the try not counted.
     Paused {
         until: DateTime<Utc>,
+        reason: String,
+    },
+    /// Not tried: the target cannot take it before the lease ends (HubSpot's rate-limit
+    /// budget is spent). Tried again at `at`; neither a try nor a failure.
+    Later {
+        at: DateTime<Utc>,
         reason: String,
     },
 }
@@ -87,18 +98,19 @@ impl WritebackStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<WritebackClaim, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let row: Option<(Uuid, String, i32, serde_json::Value, i32)> = sqlx::query_as(
-            "UPDATE writebacks SET lease_until = $2, attempts = attempts + 1 \
-             WHERE id = $1 AND state = 'pending' AND next_attempt_at <= $3 \
-             AND (lease_until IS NULL OR lease_until < $3) \
-             RETURNING job_id, target, sequence, payload, attempts",
+        let row: Option<Claimed> = sqlx::query_as(
+            "UPDATE writebacks w SET lease_until = $2, attempts = attempts + 1 FROM job_records r \
+             WHERE w.id = $1 AND r.id = w.job_record_id AND w.state = 'pending' \
+             AND w.next_attempt_at <= $3 AND (w.lease_until IS NULL OR w.lease_until < $3) \
+             RETURNING w.job_id, w.job_record_id, r.source, r.record_id, w.target, w.sequence, \
+             w.payload, w.attempts, w.failing_since",
         )
         .bind(id)
         .bind(now + lease)
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((job_id, target, sequence, payload, attempt)) = row else {
+        let Some(claimed) = row else {
             let state: Option<(String, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
                 "SELECT state, next_attempt_at, lease_until FROM writebacks WHERE id = $1",
             )
@@ -119,18 +131,25 @@ impl WritebackStore for PgStore {
                 "writeback is not pending, not due, or leased",
             ));
         };
-        let older: Option<DateTime<Utc>> = sqlx::query_scalar(
-            "SELECT min(next_attempt_at) FROM writebacks \
-             WHERE job_id = $1 AND target = $2 AND sequence < $3 AND state = 'pending'",
-        )
-        .bind(job_id)
-        .bind(&target)
-        .bind(sequence)
-        .fetch_one(&mut *tx)
-        .await?;
-        if let Some(older_due) = older {
+        // Claims for one record and target take turns, so that of two jobs' writebacks to
+        // the same CRM field the older can never land after the newer.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 11))")
+            .bind(format!(
+                "{}/{}/{}",
+                claimed.target, claimed.source, claimed.record_id
+            ))
+            .execute(&mut *tx)
+            .await?;
+        if let Some(newer) = newer_job_on_record(&mut tx, &claimed).await? {
+            supersede(&mut tx, id, &claimed, newer, now).await?;
+            tx.commit().await?;
+            return Ok(WritebackClaim::Skip(
+                "a newer job of the record has written it since",
+            ));
+        }
+        if let Some(after) = must_wait_until(&mut tx, &claimed, now).await? {
             // Keep the CRM's view in order: go out just after the older change does.
-            let due = older_due.max(now) + chrono::Duration::seconds(1);
+            let due = after.max(now) + chrono::Duration::seconds(1);
             sqlx::query(
                 "UPDATE writebacks SET lease_until = NULL, attempts = attempts - 1, next_attempt_at = $2 WHERE id = $1",
             )
@@ -153,11 +172,12 @@ impl WritebackStore for PgStore {
         tx.commit().await?;
         Ok(WritebackClaim::Deliver(WritebackWork {
             id,
-            job_id,
-            target,
-            sequence,
-            payload,
-            attempt,
+            job_id: claimed.job_id,
+            target: claimed.target,
+            sequence: claimed.sequence,
+            payload: claimed.payload,
+            attempt: claimed.attempts,
+            failing_since: claimed.failing_since,
             lease_until: now + lease,
         }))
     }
@@ -170,18 +190,28 @@ impl WritebackStore for PgStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let id = work.id.to_string();
-        let (state, error, next, counted) = match result {
-            WritebackResult::Delivered => ("delivered", None, now, true),
-            WritebackResult::Retry { at, error } => ("pending", Some(error.clone()), *at, true),
-            WritebackResult::Parked { reason } => ("parked", Some(reason.clone()), now, true),
+        // (state, error, next try, whether the try counts, what the history calls it)
+        let (state, error, next, counted, shown) = match result {
+            WritebackResult::Delivered => ("delivered", None, now, true, "delivered"),
+            WritebackResult::Retry { at, error } => {
+                ("pending", Some(error.clone()), *at, true, "pending")
+            }
+            WritebackResult::Parked { reason } => {
+                ("parked", Some(reason.clone()), now, true, "parked")
+            }
             WritebackResult::Paused { until, reason } => {
-                ("pending", Some(reason.clone()), *until, false)
+                ("pending", Some(reason.clone()), *until, false, "paused")
+            }
+            WritebackResult::Later { at, reason } => {
+                ("pending", Some(reason.clone()), *at, false, "later")
             }
         };
+        let failed = matches!(result, WritebackResult::Retry { .. });
         let updated = sqlx::query(
             "UPDATE writebacks SET state = $2, last_error = $3, next_attempt_at = $4, lease_until = NULL, \
              delivered_at = CASE WHEN $2 = 'delivered' THEN $5 ELSE delivered_at END, \
-             attempts = CASE WHEN $7 THEN attempts ELSE attempts - 1 END \
+             attempts = CASE WHEN $7 THEN attempts ELSE attempts - 1 END, \
+             failing_since = CASE WHEN $8 THEN COALESCE(failing_since, $5) ELSE failing_since END \
              WHERE id = $1 AND state = 'pending' AND lease_until = $6",
         )
         .bind(work.id)
@@ -191,6 +221,7 @@ impl WritebackStore for PgStore {
         .bind(now)
         .bind(work.lease_until)
         .bind(counted)
+        .bind(failed)
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
@@ -208,7 +239,7 @@ impl WritebackStore for PgStore {
             "writeback",
             None,
             json!({"target": work.target, "sequence": work.sequence, "attempt": work.attempt,
-                   "result": if counted { state } else { "paused" }, "error": error}),
+                   "result": shown, "error": error}),
         )
         .await?;
         tx.commit().await?;
@@ -216,22 +247,128 @@ impl WritebackStore for PgStore {
     }
 }
 
-/// One writeback row per target of the job for its current change, with their outbox rows,
-/// in one statement (ingest writes these for every event of a CRM's batch).
+/// A claimed writeback with the record it is for.
+#[derive(sqlx::FromRow)]
+struct Claimed {
+    job_id: Uuid,
+    job_record_id: i64,
+    source: String,
+    record_id: String,
+    target: String,
+    sequence: i32,
+    payload: serde_json::Value,
+    attempts: i32,
+    failing_since: Option<DateTime<Utc>>,
+}
+
+/// A job that joined the same record later and has a writeback for it on the same target:
+/// its state is the record's now, whatever became of this older one.
+async fn newer_job_on_record(
+    tx: &mut sqlx::PgConnection,
+    c: &Claimed,
+) -> Result<Option<Uuid>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT o.job_id FROM writebacks o JOIN job_records r ON r.id = o.job_record_id \
+         WHERE r.source = $1 AND r.record_id = $2 AND o.target = $3 AND r.id > $4 \
+         AND o.state <> 'superseded' ORDER BY r.id DESC LIMIT 1",
+    )
+    .bind(&c.source)
+    .bind(&c.record_id)
+    .bind(&c.target)
+    .bind(c.job_record_id)
+    .fetch_optional(&mut *tx)
+    .await?)
+}
+
+/// Ends a claimed writeback unsent, with a line in its job's history.
+async fn supersede(
+    tx: &mut sqlx::PgConnection,
+    id: i64,
+    c: &Claimed,
+    newer: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let reason = format!(
+        "superseded by job {newer}, which has record {} since",
+        c.record_id
+    );
+    sqlx::query(
+        "UPDATE writebacks SET state = 'superseded', lease_until = NULL, attempts = attempts - 1, \
+         last_error = $2 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&reason)
+    .execute(&mut *tx)
+    .await?;
+    outbox::delete_for(&mut *tx, Topic::Writeback, &id.to_string()).await?;
+    record_event(
+        tx,
+        c.job_id,
+        now,
+        "writeback",
+        None,
+        json!({"target": c.target, "recordId": c.record_id, "sequence": c.sequence,
+               "result": "superseded", "by": newer, "error": reason}),
+    )
+    .await
+}
+
+/// When this writeback may go instead, if something must reach the record before it: an
+/// older change of the same job and record still pending, or an older job's writeback to
+/// the record whose call is under way.
+async fn must_wait_until(
+    tx: &mut sqlx::PgConnection,
+    c: &Claimed,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let older_change: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "SELECT min(next_attempt_at) FROM writebacks \
+         WHERE job_record_id = $1 AND target = $2 AND sequence < $3 AND state = 'pending'",
+    )
+    .bind(c.job_record_id)
+    .bind(&c.target)
+    .bind(c.sequence)
+    .fetch_one(&mut *tx)
+    .await?;
+    if older_change.is_some() {
+        return Ok(older_change);
+    }
+    Ok(sqlx::query_scalar(
+        "SELECT max(o.lease_until) FROM writebacks o JOIN job_records r ON r.id = o.job_record_id \
+         WHERE r.source = $1 AND r.record_id = $2 AND o.target = $3 AND r.id < $4 \
+         AND o.state = 'pending' AND o.lease_until > $5",
+    )
+    .bind(&c.source)
+    .bind(&c.record_id)
+    .bind(&c.target)
+    .bind(c.job_record_id)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?)
+}
+
+/// One writeback row per record of the job (or only `record`, one that just joined it) and
+/// per target of that record, for the job's current change, with their outbox rows, in one
+/// statement (ingest writes these for every event of a CRM's batch). Each carries its own
+/// record's id and object.
 pub(super) async fn queue_writebacks(
     tx: &mut sqlx::PgConnection,
     job: &Job,
+    record: Option<i64>,
     now: DateTime<Utc>,
     relay_grace: chrono::Duration,
 ) -> Result<Vec<OutboxMessage>, StoreError> {
-    if job.writeback_targets.is_empty() {
-        return Ok(Vec::new());
-    }
     let payload =
         serde_json::to_value(job.snapshot()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let rows: Vec<(i64, String)> = sqlx::query_as(
-        "WITH w AS (INSERT INTO writebacks (job_id, target, sequence, payload, next_attempt_at) \
-                    SELECT $1, target, $2, $3, $4 FROM unnest($5::text[]) AS target RETURNING id) \
+        "WITH w AS (INSERT INTO writebacks (job_id, job_record_id, target, sequence, payload, next_attempt_at) \
+                    SELECT $1, r.id, t.target, $2, \
+                      CASE WHEN r.record_object IS NULL THEN $3::jsonb - 'recordObject' \
+                           ELSE $3::jsonb || jsonb_build_object('recordObject', r.record_object) END \
+                      || jsonb_build_object('recordId', r.record_id), $4 \
+                    FROM job_records r CROSS JOIN LATERAL unnest(r.writeback_targets) AS t(target) \
+                    WHERE r.job_id = $1 AND ($5::bigint IS NULL OR r.id = $5) \
+                    ORDER BY r.id, t.target RETURNING id) \
          INSERT INTO outbox (topic, ref, due_at) SELECT $6, id::text, $7 FROM w \
          RETURNING id, ref",
     )
@@ -239,7 +376,7 @@ pub(super) async fn queue_writebacks(
     .bind(job.sequence)
     .bind(&payload)
     .bind(now)
-    .bind(&job.writeback_targets)
+    .bind(record)
     .bind(Topic::Writeback.as_str())
     .bind(now + relay_grace)
     .fetch_all(&mut *tx)
@@ -260,16 +397,18 @@ impl PgStore {
         job_id: Uuid,
     ) -> Result<Vec<WritebackRow>, StoreError> {
         Ok(sqlx::query_as::<_, WritebackRow>(
-            "SELECT id, target, sequence, state, attempts, last_error, next_attempt_at, delivered_at \
-             FROM writebacks WHERE job_id = $1 ORDER BY sequence, target",
+            "SELECT w.id, w.target, r.record_id, w.sequence, w.state, w.attempts, w.last_error, \
+             w.next_attempt_at, w.delivered_at \
+             FROM writebacks w JOIN job_records r ON r.id = w.job_record_id \
+             WHERE w.job_id = $1 ORDER BY w.sequence, r.id, w.target",
         )
         .bind(job_id)
         .fetch_all(&self.pool)
         .await?)
     }
 
-    /// Re-arms parked writebacks newer than the last delivered change; older ones stay
-    /// parked, since an older state must never reach the CRM after a newer one.
+    /// Re-arms parked writebacks newer than the last delivered change of their record; older
+    /// ones stay parked, since an older state must never reach the CRM after a newer one.
     pub(super) async fn rearm_parked_writebacks(
         &self,
         job_id: Uuid,
@@ -277,10 +416,11 @@ impl PgStore {
     ) -> Result<Vec<OutboxMessage>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let ids: Vec<i64> = sqlx::query_scalar(
-            "UPDATE writebacks w SET state = 'pending', attempts = 0, next_attempt_at = $2 \
+            "UPDATE writebacks w SET state = 'pending', attempts = 0, failing_since = NULL, \
+             next_attempt_at = $2 \
              WHERE job_id = $1 AND state = 'parked' AND sequence > COALESCE((\
-               SELECT max(d.sequence) FROM writebacks d \
-               WHERE d.job_id = $1 AND d.target = w.target AND d.state = 'delivered'), 0) \
+               SELECT max(d.sequence) FROM writebacks d WHERE d.job_record_id = w.job_record_id \
+               AND d.target = w.target AND d.state = 'delivered'), 0) \
              RETURNING id",
         )
         .bind(job_id)
