@@ -12,6 +12,14 @@ ALTER TABLE account_sends ADD COLUMN post_started boolean NOT NULL DEFAULT true;
 
 -- A job that may have sent an invitation keeps its lead even once it has ended: a second
 -- event for the person must not become a second invitation.
+-- Ended jobs that an earlier version left in doubt did not hold their lead; where another
+-- job holds it now, they let it go rather than fail the new indexes.
+UPDATE jobs j SET send_started_at = NULL
+ WHERE j.status IN ('failed', 'profile_not_found', 'invalid') AND j.send_started_at IS NOT NULL
+   AND EXISTS (SELECT 1 FROM jobs o WHERE o.id <> j.id AND o.account_id = j.account_id
+               AND (o.profile_key = j.profile_key OR o.profile_urn = j.profile_urn)
+               AND (o.status NOT IN ('failed', 'profile_not_found', 'invalid')
+                    OR o.send_started_at IS NOT NULL));
 DROP INDEX jobs_one_per_lead;
 CREATE UNIQUE INDEX jobs_one_per_lead ON jobs (account_id, profile_key)
     WHERE profile_key IS NOT NULL

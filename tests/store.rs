@@ -755,7 +755,8 @@ async fn remaining(env: &TestEnv) -> (i32, i64) {
 }
 
 /// Issue 9, scenario 10: a slot taken at the gate whose POST never started goes back to the
-/// account's week, whether the worker learns it (lease lost) or died before the send.
+/// account's week, whether its worker died before the send or its store failed; a late
+/// worker whose lease is gone never gives back the new owner's slot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_slot_whose_post_never_started_is_given_back() {
     let env = TestEnv::new().await;
@@ -793,8 +794,11 @@ async fn a_send_slot_whose_post_never_started_is_given_back() {
         store.send_started(id, "w:2", None, lease, || stolen).await,
         Err(StoreError::LeaseLost(_))
     ));
+    // That late worker gives nothing back: the slot there now is w:4's.
+    store.give_back_send_slot(id, "w:2", stolen).await.unwrap();
     assert_eq!(remaining(&env).await, (4, 1));
-    store.give_back_send_slot(id, stolen).await.unwrap();
+    // w:4's store fails before its POST: its own slot goes back.
+    store.give_back_send_slot(id, "w:4", stolen).await.unwrap();
     assert_eq!(remaining(&env).await, (5, 0));
     // A send that started keeps its slot.
     let at = stolen + Duration::seconds(70);
@@ -805,7 +809,7 @@ async fn a_send_slot_whose_post_never_started_is_given_back() {
         .send_started(id, "w:5", None, lease, || at)
         .await
         .unwrap();
-    store.give_back_send_slot(id, at).await.unwrap();
+    store.give_back_send_slot(id, "w:5", at).await.unwrap();
     assert_eq!(remaining(&env).await, (4, 1));
     env.cleanup().await;
 }

@@ -156,6 +156,30 @@ pub fn decide(
     Decision::Send
 }
 
+/// The decision right after the quota was read: `NeedQuota` then means that the fresh
+/// reading is already past its own reset (the API's clock lags ours) or that the API gave
+/// no CONNECT quota. A reading that says nothing remains is never sent on: wait a moment and
+/// read again.
+pub fn after_fresh_reading(
+    decision: Decision,
+    policy: &AccountPolicy,
+    facts: &AccountFacts,
+    now: DateTime<Utc>,
+) -> Decision {
+    let spent = facts
+        .quota
+        .as_ref()
+        .is_some_and(|q| quota::remaining_for_us(q, policy.reserve, facts.sends_since_quota) <= 0);
+    match decision {
+        Decision::NeedQuota if spent => Decision::Held {
+            until: now + quota::RESET_LAG_WAIT.0,
+            hold_until: None,
+            reason: HeldReason::ResetPending,
+        },
+        other => other,
+    }
+}
+
 /// When pacing lets the next send go, if later than `now`.
 fn next_paced_send(
     policy: &AccountPolicy,
@@ -333,9 +357,29 @@ mod tests {
                 reason: HeldReason::ResetPending,
             }
         );
-        // Once that wait is over, the quota is read again.
+        // Once that wait is over, the quota is read again ...
+        let later = now + TimeDelta::seconds(2);
+        assert_eq!(decide(&policy, &facts, later, 0.5), Decision::NeedQuota);
+        // ... and a reading that still says nothing remains, however late the gate looks at
+        // it, is no leave to send.
         assert_eq!(
-            decide(&policy, &facts, now + TimeDelta::seconds(2), 0.5),
+            after_fresh_reading(Decision::NeedQuota, &policy, &facts, later),
+            Decision::Held {
+                until: later + TimeDelta::seconds(2),
+                hold_until: None,
+                reason: HeldReason::ResetPending,
+            }
+        );
+        let room = AccountFacts {
+            quota: facts.quota.map(|q| Quota {
+                remaining: 5,
+                used: 85,
+                ..q
+            }),
+            ..facts.clone()
+        };
+        assert_eq!(
+            after_fresh_reading(Decision::NeedQuota, &policy, &room, later),
             Decision::NeedQuota
         );
     }

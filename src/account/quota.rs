@@ -55,7 +55,7 @@ pub fn spent_until(
 
 /// The shortest and longest wait before reading again a quota whose reset has passed by
 /// our clock but not by the API's.
-const RESET_LAG_WAIT: (TimeDelta, TimeDelta) = (TimeDelta::seconds(2), TimeDelta::minutes(5));
+pub const RESET_LAG_WAIT: (TimeDelta, TimeDelta) = (TimeDelta::seconds(2), TimeDelta::minutes(5));
 
 /// A reading taken after its own reset that still says nothing remains: the API's clock is
 /// behind ours and its week has not turned yet, so a send now could draw the 24-hour hold.

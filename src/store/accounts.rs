@@ -93,21 +93,32 @@ pub(super) async fn give_back_unstarted_slots(
     job_id: uuid::Uuid,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let returned: Vec<String> = sqlx::query_scalar(
-        "DELETE FROM account_sends WHERE job_id = $1 AND NOT post_started RETURNING account_id",
+    let returned: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
+        "DELETE FROM account_sends WHERE job_id = $1 AND NOT post_started \
+         RETURNING account_id, at",
     )
     .bind(job_id)
     .fetch_all(&mut *tx)
     .await?;
-    let Some(account_id) = returned.first() else {
+    let Some((account_id, _)) = returned.first() else {
         return Ok(());
     };
+    // The account's row first, in the gate's order, so the two cannot deadlock.
+    sqlx::query("SELECT 1 FROM accounts WHERE account_id = $1 FOR UPDATE")
+        .bind(account_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    // Only slots taken after the current reading came off its `remaining`; a reading taken
+    // since (a new week, say) never counted them.
+    let taken_at: Vec<DateTime<Utc>> = returned.iter().map(|(_, at)| *at).collect();
     sqlx::query(
-        "UPDATE account_limits SET remaining = remaining + $2 \
+        "UPDATE account_limits SET remaining = remaining + \
+         (SELECT count(*) FROM unnest($2::timestamptz[]) AS taken(at) \
+          WHERE taken.at >= account_limits.observed_at) \
          WHERE account_id = $1 AND action = 'CONNECT' AND remaining IS NOT NULL",
     )
     .bind(account_id)
-    .bind(i32::try_from(returned.len()).unwrap_or(i32::MAX))
+    .bind(&taken_at)
     .execute(&mut *tx)
     .await?;
     send_gate::release_account(&mut *tx, job_id, now, false).await

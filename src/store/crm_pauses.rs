@@ -12,6 +12,17 @@ pub struct CrmPause {
     pub paused_at: DateTime<Utc>,
 }
 
+/// Whether `crm` is paused; `FOR SHARE` makes a resume in progress wait for this
+/// transaction, so no job is parked on the CRM behind its back.
+pub(super) async fn crm_paused(tx: &mut sqlx::PgConnection, crm: &str) -> Result<bool, StoreError> {
+    let paused: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM crm_pauses WHERE crm = $1 FOR SHARE")
+            .bind(crm)
+            .fetch_optional(&mut *tx)
+            .await?;
+    Ok(paused.is_some())
+}
+
 pub trait CrmPauseStore {
     fn pause_crm(
         &self,

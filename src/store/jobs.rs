@@ -3,9 +3,7 @@
 
 use super::outbox::{self, OutboxMessage, Topic};
 use super::waits::{self, Wait, Waiting};
-use super::{
-    JOB_COLUMNS, JobEvent, PgStore, StoreError, TimePair, accounts, job_from_row, record_event,
-};
+use super::{JOB_COLUMNS, JobEvent, PgStore, StoreError, accounts, job_from_row, record_event};
 use crate::connectsafely::RateLimit;
 use crate::job::{Job, LeadDetails, Status, worth_writing_back};
 use chrono::{DateTime, Utc};
@@ -122,6 +120,9 @@ pub struct Transition {
     /// The job waits for something many jobs share (its account, its CRM, another send) and
     /// is released when that ends, rather than waking by itself at `due_at`.
     pub waiting: Option<Waiting>,
+    /// With `send_settled`: clear the doubt only if it is still this one (`None` inside: no
+    /// doubt), so that a doubt another job's send raised since is kept. `None`: clear it.
+    pub doubt_seen: Option<Option<DateTime<Utc>>>,
 }
 
 /// What the CRM told the connect stage about a job's lead.
@@ -224,11 +225,12 @@ pub trait JobStore {
         C: Fn() -> DateTime<Utc> + Send + Sync;
 
     /// Gives back the send slot a job took at the gate when its POST never started (the
-    /// lease was lost, the store failed before the send), and frees the account for the
-    /// next send.
+    /// store failed before the send), and frees the account for the next send; nothing if
+    /// `owner` no longer holds the job.
     fn give_back_send_slot(
         &self,
         job_id: Uuid,
+        owner: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -305,7 +307,7 @@ impl JobStore for PgStore {
     ) -> Result<Claim, StoreError> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(&format!(
-            "UPDATE jobs SET lease_owner = $2, lease_until = $3, updated_at = $4 \
+            "UPDATE jobs SET lease_owner = $2, lease_until = $3, updated_at = $4, waits_on = NULL \
              WHERE id = $1 AND due_at IS NOT NULL AND due_at <= $4 \
              AND (lease_until IS NULL OR lease_until < $4) \
              RETURNING {JOB_COLUMNS}, send_started_at AS in_doubt_since"
@@ -317,16 +319,23 @@ impl JobStore for PgStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
-            let state: Option<TimePair> =
-                sqlx::query_as("SELECT due_at, lease_until FROM jobs WHERE id = $1")
-                    .bind(job_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            // Due, lease end, and whether it waits on its account or CRM.
+            type JobTimes = (Option<DateTime<Utc>>, Option<DateTime<Utc>>, bool);
+            let state: Option<JobTimes> = sqlx::query_as(
+                "SELECT due_at, lease_until, waits_on IS NOT NULL FROM jobs WHERE id = $1",
+            )
+            .bind(job_id)
+            .fetch_optional(&mut *tx)
+            .await?;
             let (why, comes_back_at) = match state {
                 None => ("no such job", None),
-                Some((None, _)) => ("job has ended", None),
-                Some((Some(due), _)) if due > now => ("job is not due yet", Some(due)),
-                Some((_, lease)) => (
+                Some((None, _, _)) => ("job has ended", None),
+                // Its wait releases it; a timer of its own is what the wait saves.
+                Some((Some(due), _, true)) if due > now => {
+                    ("job waits on its account or CRM", None)
+                }
+                Some((Some(due), _, _)) if due > now => ("job is not due yet", Some(due)),
+                Some((_, lease, _)) => (
                     "another worker holds the job",
                     lease.map(|l| l + chrono::Duration::seconds(1)),
                 ),
@@ -503,9 +512,20 @@ impl JobStore for PgStore {
     async fn give_back_send_slot(
         &self,
         job_id: Uuid,
+        owner: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        let owner_now: Option<Option<String>> =
+            sqlx::query_scalar("SELECT lease_owner FROM jobs WHERE id = $1 FOR UPDATE")
+                .bind(job_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if owner_now.flatten().as_deref() != Some(owner) {
+            // Another claim has the job: it gave this attempt's slot back when it claimed,
+            // and the slot there now is its own.
+            return Ok(());
+        }
         accounts::give_back_unstarted_slots(&mut tx, job_id, now).await?;
         tx.commit().await?;
         Ok(())
@@ -563,6 +583,15 @@ impl JobStore for PgStore {
             Some(change.due_at.or(change.retry_at).unwrap_or(now))
         };
         let mut waiting = change.waiting.clone();
+        if let Some(Waiting {
+            on: Wait::Crm(crm), ..
+        }) = &waiting
+            && !super::crm_pauses::crm_paused(&mut tx, crm).await?
+        {
+            // The CRM recovered while this job was being parked: the resume missed it.
+            due_at = Some(now);
+            waiting = None;
+        }
         if change.key_pause {
             if accounts::key_paused(&mut tx).await? {
                 // The key probe's resume releases it; no timer of its own.
@@ -590,7 +619,8 @@ impl JobStore for PgStore {
              attempts = CASE WHEN $4 THEN 0 WHEN $12 THEN attempts + 1 ELSE attempts END, \
              hold_until = $5, retry_at = $6, due_at = $7, sequence = $8, changed_at = $9, \
              lease_owner = NULL, lease_until = NULL, waits_on = NULL, \
-             send_started_at = CASE WHEN $10 THEN NULL ELSE send_started_at END, updated_at = $11 \
+             send_started_at = CASE WHEN $10 AND (NOT $13 OR send_started_at IS NOT DISTINCT FROM $14) \
+                               THEN NULL ELSE send_started_at END, updated_at = $11 \
              WHERE id = $1 RETURNING {JOB_COLUMNS}"
         ))
         .bind(job_id)
@@ -605,6 +635,8 @@ impl JobStore for PgStore {
         .bind(change.send_settled)
         .bind(now)
         .bind(change.count_attempt)
+        .bind(change.doubt_seen.is_some())
+        .bind(change.doubt_seen.flatten())
         .fetch_one(&mut *tx)
         .await?;
         let mut job = job_from_row(&row)?;

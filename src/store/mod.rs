@@ -121,9 +121,6 @@ impl Store for PgStore {
     }
 }
 
-/// Two optional instants, as many small queries return.
-type TimePair = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
-
 const JOB_COLUMNS: &str = "id, source, record_id, record_object, account_id, profile_id, profile_urn, \
      message, lead, enrich, writeback_targets, status, error, hold_until, retry_at, attempts, sequence, \
      changed_at, due_at, created_at";

@@ -99,12 +99,15 @@ pub(super) async fn take_send_slot(
         && known.sending_until.is_some_and(|t| t > now);
     let facts = known.facts;
     let last_send_at = facts.last_send_at;
-    let decision = pacing::decide(
+    let mut decision = pacing::decide(
         policy,
         &facts,
         now,
         pacing::jitter_sample(account, last_send_at),
     );
+    if fresh_reading {
+        decision = pacing::after_fresh_reading(decision, policy, &facts, now);
+    }
     // Waiting for another job's send is a moment's wait; a hold, a spent week or a pause is
     // the job's status, written back with its ETA, whether or not the account is busy.
     // (Pacing's projection waits for the send to end: the job in flight is not counted yet.)

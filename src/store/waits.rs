@@ -55,9 +55,12 @@ pub(super) async fn park(
         .execute(&mut *tx)
         .await?;
     if let Some(every) = waiting.retry_every {
+        // DO UPDATE locks an existing timer, so that a release deleting it waits for this
+        // job to be committed and then sees it; a timer deleted first is made again here.
         sqlx::query(
             "INSERT INTO waits (waits_on, next_try_at, every_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (waits_on) DO NOTHING",
+             ON CONFLICT (waits_on) DO UPDATE SET next_try_at = \
+             LEAST(waits.next_try_at, EXCLUDED.next_try_at)",
         )
         .bind(&key)
         .bind(now + every)

@@ -12,6 +12,7 @@ use crate::retry;
 use crate::store::{Claim, SendStart, Store, StoreError, Transition};
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -28,6 +29,11 @@ pub(super) struct Attempt<'a, Q: Queue, S: Store> {
     /// Unique per claim, so two handlers of one process can never share a lease.
     pub(super) owner: String,
     pub(super) lease: chrono::Duration,
+    /// The job's doubt as the claim saw it: settling "nothing went out" clears only that
+    /// doubt, never one another job's send raised since.
+    pub(super) in_doubt_since: Option<DateTime<Utc>>,
+    /// Set once this attempt's POST may have started.
+    pub(super) posted: AtomicBool,
 }
 
 pub async fn handle<Q: Queue, S: Store>(
@@ -62,6 +68,8 @@ async fn run<Q: Queue, S: Store>(s: &Services<Q, S>, job_id: Uuid) -> Result<(),
             job: &job,
             owner: owner.clone(),
             lease,
+            in_doubt_since: claimed.in_doubt_since,
+            posted: AtomicBool::new(false),
         };
         let Some(enriched) = reading.enrich().await? else {
             return Ok(());
@@ -73,6 +81,8 @@ async fn run<Q: Queue, S: Store>(s: &Services<Q, S>, job_id: Uuid) -> Result<(),
         job: &job,
         owner,
         lease,
+        in_doubt_since: claimed.in_doubt_since,
+        posted: AtomicBool::new(false),
     };
     attempt.run(claimed.in_doubt_since).await
 }
@@ -298,6 +308,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                 s.config.connectsafely.timeout,
             ) =>
             {
+                self.posted.store(true, Ordering::SeqCst);
                 return Ok(Some(attempt));
             }
             Ok(SendStart::Started { .. }) => {
@@ -308,7 +319,11 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             }
             Err(error) => {
                 // The POST never started: the account's slot is not spent.
-                if let Err(give_back) = s.store.give_back_send_slot(self.job.id, Utc::now()).await {
+                if let Err(give_back) = s
+                    .store
+                    .give_back_send_slot(self.job.id, &self.owner, Utc::now())
+                    .await
+                {
                     tracing::warn!(%give_back, "could not give the send slot back; the next claim does");
                 }
                 return Err(error.into());
@@ -452,6 +467,14 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
 
     /// Commits a transition, trying again briefly: an outcome we know is worth keeping.
     pub(super) async fn apply(&self, transition: Transition) -> Result<(), WorkerError> {
+        let transition = if self.posted.load(Ordering::SeqCst) {
+            transition
+        } else {
+            Transition {
+                doubt_seen: Some(self.in_doubt_since),
+                ..transition
+            }
+        };
         let mut tries = 0;
         let (job, publish) = loop {
             tries += 1;
