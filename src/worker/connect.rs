@@ -124,7 +124,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                         &answer,
                         "in doubt after an unanswered send",
                     ));
-                    if !decide::sees_invitation(&answer, self.checked_by_urn()) {
+                    if !decide::sees_invitation(&answer, self.check_may_miss_invitation()) {
                         return self.doubt_unseen(calls, now).await;
                     }
                     if let Some(decision) =
@@ -226,7 +226,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                 Ok(answer) => {
                     calls.push(relationship_call(&answer, "settling an unclear answer"));
                     if check == RelationshipCheck::InDoubt
-                        && !decide::sees_invitation(&answer, self.checked_by_urn())
+                        && !decide::sees_invitation(&answer, self.check_may_miss_invitation())
                     {
                         // The job stays in doubt: `Failed` then keeps the lead's identity.
                     } else {
@@ -275,8 +275,11 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             .unwrap_or_default()
     }
 
-    fn checked_by_urn(&self) -> bool {
-        self.job.profile_id.is_none()
+    /// Whether a 404 to the relationship check may only mean that the check and the send
+    /// named the profile differently: asked by URN (the endpoint is documented for the slug),
+    /// or asked by slug after a send by URN (a vanity URL can change).
+    fn check_may_miss_invitation(&self) -> bool {
+        self.job.profile_id.is_none() || self.job.profile_urn.is_some()
     }
 
     /// Marks the send as started, right before the POST. `None` when it must not start:
@@ -350,8 +353,8 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
     ) -> Result<(), WorkerError> {
         let s = self.s;
         let attempts = u32::try_from(self.job.attempts.max(1)).unwrap_or(1);
-        let why = "the relationship check cannot see an invitation to a profile known only by \
-                   its URN";
+        let why = "the relationship check answered 404 for a profile the send may have named \
+                   differently (by URN), so it cannot see the invitation";
         let transition = if retry::may_retry(&s.config.retry, attempts) {
             match decide::look_again(
                 &s.config.retry,

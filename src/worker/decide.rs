@@ -170,10 +170,11 @@ pub fn look_again(
 }
 
 /// Whether a relationship answer can see an invitation we may have sent. The endpoint is
-/// documented for a profile id (the slug); asked by URN, a 404 may only mean that the API
-/// does not look profiles up by URN, so it proves nothing about an invitation.
-pub fn sees_invitation(answer: &RelationshipAnswer, asked_by_urn: bool) -> bool {
-    !(asked_by_urn && matches!(answer, RelationshipAnswer::ProfileNotFound))
+/// documented for a profile id (the slug); when the check and the send may have named the
+/// profile differently (`names_may_differ`: asked by URN, or sent by URN), a 404 may only
+/// mean that the check's name is unknown, so it proves nothing about an invitation.
+pub fn sees_invitation(answer: &RelationshipAnswer, names_may_differ: bool) -> bool {
+    !(names_may_differ && matches!(answer, RelationshipAnswer::ProfileNotFound))
 }
 
 /// Whether a send may start on a lease that runs until `lease_until`: a connect and a

@@ -81,10 +81,12 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                     None
                 },
                 hold_until: hold_until.or(job.hold_until.filter(|h| *h > now)),
-                retry_at: if keeps_status && status != Status::Held && status != Status::Scheduled {
-                    job.retry_at
-                } else {
-                    Some(until)
+                retry_at: match status {
+                    Status::Held | Status::Scheduled => Some(until),
+                    // A pause has no ETA: it lasts until its cause is fixed.
+                    Status::Paused => None,
+                    _ if keeps_status => job.retry_at,
+                    _ => Some(until),
                 },
                 due_at: Some(until),
                 waiting: waiting.map(|on| {
