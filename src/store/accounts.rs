@@ -55,18 +55,32 @@ pub(super) async fn return_send_slot(
     job_id: uuid::Uuid,
 ) -> Result<(), StoreError> {
     // Only the latest: an earlier attempt of the job may have gone out.
-    sqlx::query(
+    let taken_at: Vec<DateTime<Utc>> = sqlx::query_scalar(
         "DELETE FROM account_sends WHERE job_id = $1 \
-         AND at = (SELECT max(at) FROM account_sends WHERE job_id = $1)",
+         AND at = (SELECT max(at) FROM account_sends WHERE job_id = $1) RETURNING at",
     )
     .bind(job_id)
-    .execute(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
+    add_back(tx, account_id, &taken_at).await
+}
+
+/// Adds slots taken at `taken_at` back to the account's `remaining`. Only those taken after
+/// the current reading came off it; a reading taken since (a new week, say) never counted
+/// them.
+async fn add_back(
+    tx: &mut sqlx::PgConnection,
+    account_id: &str,
+    taken_at: &[DateTime<Utc>],
+) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE account_limits SET remaining = remaining + 1 \
+        "UPDATE account_limits SET remaining = remaining + \
+         (SELECT count(*) FROM unnest($2::timestamptz[]) AS taken(at) \
+          WHERE taken.at >= account_limits.observed_at) \
          WHERE account_id = $1 AND action = 'CONNECT' AND remaining IS NOT NULL",
     )
     .bind(account_id)
+    .bind(taken_at)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -108,19 +122,8 @@ pub(super) async fn give_back_unstarted_slots(
         .bind(account_id)
         .fetch_optional(&mut *tx)
         .await?;
-    // Only slots taken after the current reading came off its `remaining`; a reading taken
-    // since (a new week, say) never counted them.
     let taken_at: Vec<DateTime<Utc>> = returned.iter().map(|(_, at)| *at).collect();
-    sqlx::query(
-        "UPDATE account_limits SET remaining = remaining + \
-         (SELECT count(*) FROM unnest($2::timestamptz[]) AS taken(at) \
-          WHERE taken.at >= account_limits.observed_at) \
-         WHERE account_id = $1 AND action = 'CONNECT' AND remaining IS NOT NULL",
-    )
-    .bind(account_id)
-    .bind(&taken_at)
-    .execute(&mut *tx)
-    .await?;
+    add_back(tx, account_id, &taken_at).await?;
     send_gate::release_account(&mut *tx, job_id, now, false).await
 }
 
