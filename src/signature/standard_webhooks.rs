@@ -126,8 +126,12 @@ impl Signer {
         timestamp: DateTime<Utc>,
         body: &[u8],
     ) -> Result<[(&'static str, String); 3], SignatureError> {
-        // The id goes out as a header and is the receiver's idempotency key.
-        if msg_id.trim().is_empty() || HeaderValue::from_str(msg_id).is_err() {
+        // The id goes out as a header and is the receiver's idempotency key. HTTP drops
+        // blanks around a header value, so an id with them would arrive as another id.
+        if msg_id.trim().is_empty()
+            || msg_id.trim() != msg_id
+            || HeaderValue::from_str(msg_id).is_err()
+        {
             return Err(SignatureError::BadHeader(ID));
         }
         let seconds = timestamp.timestamp();
@@ -373,6 +377,28 @@ mod tests {
         assert_eq!(
             Signer::new(SECRET).unwrap().headers("a\nb", at(TS), BODY),
             Err(SignatureError::BadHeader(ID))
+        );
+    }
+
+    // Found by fuzzing (standard_webhooks): the id "[ " was signed as is, but arrives as "["
+    // (HTTP trims header values), so our own signature did not verify.
+    #[test]
+    fn ids_with_surrounding_blanks_are_refused_by_the_signer() {
+        let signer = Signer::new(SECRET).unwrap();
+        for id in ["[ ", " evt_1", "evt_1\t"] {
+            assert_eq!(
+                signer.headers(id, at(TS), BODY),
+                Err(SignatureError::BadHeader(ID)),
+                "{id:?}"
+            );
+        }
+        let mut map = HeaderMap::new();
+        for (name, value) in signer.headers("evt 1", at(TS), BODY).unwrap() {
+            map.insert(name, value.parse().unwrap());
+        }
+        assert_eq!(
+            verifier().verify(&map, BODY, at(TS)),
+            Ok("evt 1".to_owned())
         );
     }
 
