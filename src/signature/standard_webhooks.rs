@@ -11,7 +11,7 @@ use std::ops::RangeInclusive;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Duration, Utc};
-use http::{HeaderMap, HeaderValue};
+use http::HeaderMap;
 use standardwebhooks::Webhook;
 
 use super::{SignatureError, check_timestamp, constant_time_eq, header};
@@ -126,11 +126,12 @@ impl Signer {
         timestamp: DateTime<Utc>,
         body: &[u8],
     ) -> Result<[(&'static str, String); 3], SignatureError> {
-        // The id goes out as a header and is the receiver's idempotency key. HTTP drops
-        // blanks around a header value, so an id with them would arrive as another id.
+        // The id goes out as a header and is the receiver's idempotency key: visible ASCII
+        // and spaces (what receivers read as text, our `Verifier` too), none around it
+        // (HTTP drops them, so the id would arrive as another one).
         if msg_id.trim().is_empty()
             || msg_id.trim() != msg_id
-            || HeaderValue::from_str(msg_id).is_err()
+            || !msg_id.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
         {
             return Err(SignatureError::BadHeader(ID));
         }
@@ -399,6 +400,12 @@ mod tests {
         assert_eq!(
             verifier().verify(&map, BODY, at(TS)),
             Ok("evt 1".to_owned())
+        );
+        // Found by fuzzing too: a non-ASCII id is a valid header value but not text, so no
+        // receiver reading headers as text (ours included) could take it.
+        assert_eq!(
+            signer.headers("R'[!쀫", at(TS), BODY),
+            Err(SignatureError::BadHeader(ID))
         );
     }
 
