@@ -360,6 +360,10 @@ pub struct Config {
     pub faults: FaultsConfig,
 }
 
+/// Longer is a typo (`30d` for `30s`), and durations near the type's limit overflow what is
+/// computed from them (twice a timeout, now plus a delay), which would panic at run time.
+const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 const SECTIONS: [&str; 13] = [
     "server",
     "log",
@@ -631,8 +635,16 @@ impl Config {
         if self.connectsafely.already_connected_text.trim().is_empty() {
             problems.push("connectsafely.already_connected_text must not be empty".into());
         }
+        self.check_durations(problems);
         // After the lease is renewed at the send, a connect and a relationship call may follow.
-        if self.worker.lease <= self.connectsafely.timeout * 2 + Duration::from_secs(1) {
+        // Checked arithmetic: an absurd timeout is reported above, and must not panic here.
+        if let Some(minimum) = self
+            .connectsafely
+            .timeout
+            .checked_mul(2)
+            .and_then(|d| d.checked_add(Duration::from_secs(1)))
+            && self.worker.lease <= minimum
+        {
             problems.push(format!(
                 "worker.lease ({}) must be longer than twice connectsafely.timeout ({}) plus a second, or a slow call could be sent twice",
                 humantime::format_duration(self.worker.lease),
@@ -692,6 +704,49 @@ impl Config {
         }
         if self.writeback.retry.give_up_after.is_zero() {
             problems.push("writeback.retry.give_up_after must be longer than zero".into());
+        }
+    }
+
+    fn check_durations(&self, problems: &mut Vec<String>) {
+        let mut durations = vec![
+            ("broker.reconnect_min", self.broker.reconnect_min),
+            ("broker.reconnect_max", self.broker.reconnect_max),
+            ("broker.publish_timeout", self.broker.publish_timeout),
+            ("database.acquire_timeout", self.database.acquire_timeout),
+            ("connectsafely.timeout", self.connectsafely.timeout),
+            (
+                "connectsafely.key_probe_interval",
+                self.connectsafely.key_probe_interval,
+            ),
+            ("crm.probe_interval", self.crm.probe_interval),
+            ("retry.base_delay", self.retry.base_delay),
+            ("retry.max_delay", self.retry.max_delay),
+            (
+                "writeback.retry.base_delay",
+                self.writeback.retry.base_delay,
+            ),
+            ("writeback.retry.max_delay", self.writeback.retry.max_delay),
+            ("worker.lease", self.worker.lease),
+            ("worker.relay_interval", self.worker.relay_interval),
+            ("worker.relay_grace", self.worker.relay_grace),
+            ("worker.shutdown_timeout", self.worker.shutdown_timeout),
+        ];
+        if let Some(callback) = &self.writeback.callback {
+            durations.push(("writeback.callback.timeout", callback.timeout));
+        }
+        if let Some(hubspot) = &self.crm.hubspot {
+            durations.push(("crm.hubspot.timeout", hubspot.timeout));
+        }
+        if let Some(salesforce) = &self.crm.salesforce {
+            durations.push(("crm.salesforce.timeout", salesforce.timeout));
+        }
+        for (key, duration) in durations {
+            if duration > MAX_DURATION {
+                problems.push(format!(
+                    "{key} ({}) must be at most 30 days",
+                    humantime::format_duration(duration)
+                ));
+            }
         }
     }
 
@@ -788,6 +843,34 @@ mod tests {
         assert_eq!(config.broker.prefix, "leadlink");
         assert_eq!(config.retry.max_attempts, 5);
         assert_eq!(config.message.overflow, Overflow::Invalid);
+    }
+
+    // Found by review while writing the config fuzz targets: `connectsafely.timeout =
+    // "300000000000y"` made the lease check overflow `timeout * 2` and panic.
+    #[test]
+    fn absurd_durations_are_refused_without_panicking() {
+        for (key, value) in [
+            ("connectsafely.timeout", "300000000000y"),
+            ("worker.lease", "1000000years"),
+            ("retry.max_delay", "31days"),
+        ] {
+            let text = format!("{}\n{key} = \"{value}\"\n", minimal_dotted());
+            let Err(ConfigError::Invalid(problems)) = Config::from_toml(&text) else {
+                panic!("accepted {key} = {value}");
+            };
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.starts_with(key) && p.ends_with("must be at most 30 days")),
+                "{problems:?}"
+            );
+        }
+        let text = format!("{}\nretry.max_delay = \"30days\"\n", minimal_dotted());
+        assert!(Config::from_toml(&text).is_ok());
+    }
+
+    fn minimal_dotted() -> String {
+        format!("connectsafely.api_key = \"k\"\nsources.events.secrets = [\"{SECRET}\"]")
     }
 
     #[test]

@@ -321,27 +321,30 @@ fn parse_slug(raw: &str) -> Result<String, &'static str> {
     if decoded.starts_with("ACoAA") || decoded.starts_with("ACwAA") {
         return Err("it holds a LinkedIn member id (ACoAA...), not a public profile name");
     }
-    if decoded.chars().count() > MAX_ID_CHARS {
+    // Checked in the form that is kept: lower-casing can lengthen a name or turn a letter into
+    // a letter and a combining mark ('İ' -> "i\u{307}"), and a stored key must read back.
+    let slug = decoded.to_lowercase();
+    if slug.chars().count() > MAX_ID_CHARS {
         return Err("the profile name is too long");
     }
-    if decoded.contains('/') {
+    if slug.contains('/') {
         return Err("the profile name contains '/'");
     }
-    if decoded.chars().any(char::is_whitespace) {
+    if slug.chars().any(char::is_whitespace) {
         return Err("the profile name contains whitespace");
     }
     // Vanity names are letters (any script), digits and '-' (older ones '_' or '.'); anything
     // else would also break the slug's use in ConnectSafely's URL paths.
-    if !decoded
+    if !slug
         .chars()
         .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
         return Err("the profile name contains a character LinkedIn does not use in one");
     }
-    if !decoded.chars().any(char::is_alphanumeric) {
+    if !slug.chars().any(char::is_alphanumeric) {
         return Err("the profile name has no letters or digits");
     }
-    Ok(decoded.to_lowercase())
+    Ok(slug)
 }
 
 enum PubError {
@@ -374,7 +377,8 @@ fn legacy_pub(segments: &[&str]) -> Result<String, PubError> {
         ));
     }
     let name = parse_slug(name).map_err(|reason| PubError::Bad(reason.to_owned()))?;
-    Ok(format!("{name}-{c}{b}{a}").to_lowercase())
+    // Checked again whole: the id parts have no length limit of their own.
+    parse_slug(&format!("{name}-{c}{b}{a}")).map_err(|reason| PubError::Bad(reason.to_owned()))
 }
 
 /// The input as an error repeats it: trimmed and cut short so a CRM field stays readable.
@@ -685,6 +689,47 @@ mod tests {
         assert_eq!(
             url_error("https://www.linkedin.com/pub/dir/John/Doe"),
             "a LinkedIn people-directory page, not a person's profile: https://www.linkedin.com/pub/dir/John/Doe"
+        );
+    }
+
+    // Found by fuzzing (linkedin_profile): "htİt" was kept as "hti\u{307}t", which its own
+    // check refuses, so a stored job's profile did not read back.
+    #[test]
+    fn a_slug_is_checked_in_its_lower_case_form_and_reads_back() {
+        let error = ProfileRef::from_profile_id("htİt").unwrap_err().to_string();
+        assert!(
+            error.contains("a character LinkedIn does not use"),
+            "{error}"
+        );
+        assert!(ProfileRef::from_url("linkedin.com/in/ht%C4%B0t").is_err());
+        // Lower-casing 'İ' doubles its length, past the limit.
+        let long = "İ".repeat(150);
+        assert_eq!(long.chars().count(), 150);
+        assert!(ProfileRef::from_profile_id(&long).is_err());
+        for input in ["JÜRGEN", "ΑΣ-1", "Straße.x"] {
+            let profile = ProfileRef::from_profile_id(input).unwrap();
+            assert_eq!(
+                ProfileRef::from_profile_id(profile.canonical()),
+                Ok(profile.clone())
+            );
+            let text = serde_json::to_string(&profile).unwrap();
+            assert_eq!(serde_json::from_str::<ProfileRef>(&text).unwrap(), profile);
+        }
+    }
+
+    // Found by review while writing the fuzz target: the id parts of a legacy URL had no
+    // length limit, so the slug made from them could pass any length.
+    #[test]
+    fn a_legacy_pub_slug_obeys_the_length_limit() {
+        let long_id = "a".repeat(300);
+        let error = url_error(&format!("linkedin.com/pub/john-doe/{long_id}/1/2"));
+        assert!(error.contains("too long"), "{error}");
+        let name = "n".repeat(MAX_ID_CHARS - 9);
+        assert_eq!(
+            url_slug(&format!("linkedin.com/pub/{name}/a7/576/b50"))
+                .chars()
+                .count(),
+            MAX_ID_CHARS
         );
     }
 

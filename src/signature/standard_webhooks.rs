@@ -11,7 +11,7 @@ use std::ops::RangeInclusive;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Duration, Utc};
-use http::{HeaderMap, HeaderValue};
+use http::HeaderMap;
 use standardwebhooks::Webhook;
 
 use super::{SignatureError, check_timestamp, constant_time_eq, header};
@@ -126,8 +126,13 @@ impl Signer {
         timestamp: DateTime<Utc>,
         body: &[u8],
     ) -> Result<[(&'static str, String); 3], SignatureError> {
-        // The id goes out as a header and is the receiver's idempotency key.
-        if msg_id.trim().is_empty() || HeaderValue::from_str(msg_id).is_err() {
+        // The id goes out as a header and is the receiver's idempotency key: visible ASCII
+        // and spaces (what receivers read as text, our `Verifier` too), none around it
+        // (HTTP drops them, so the id would arrive as another one).
+        if msg_id.trim().is_empty()
+            || msg_id.trim() != msg_id
+            || !msg_id.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+        {
             return Err(SignatureError::BadHeader(ID));
         }
         let seconds = timestamp.timestamp();
@@ -372,6 +377,34 @@ mod tests {
         );
         assert_eq!(
             Signer::new(SECRET).unwrap().headers("a\nb", at(TS), BODY),
+            Err(SignatureError::BadHeader(ID))
+        );
+    }
+
+    // Found by fuzzing (standard_webhooks): the id "[ " was signed as is, but arrives as "["
+    // (HTTP trims header values), so our own signature did not verify.
+    #[test]
+    fn ids_with_surrounding_blanks_are_refused_by_the_signer() {
+        let signer = Signer::new(SECRET).unwrap();
+        for id in ["[ ", " evt_1", "evt_1\t"] {
+            assert_eq!(
+                signer.headers(id, at(TS), BODY),
+                Err(SignatureError::BadHeader(ID)),
+                "{id:?}"
+            );
+        }
+        let mut map = HeaderMap::new();
+        for (name, value) in signer.headers("evt 1", at(TS), BODY).unwrap() {
+            map.insert(name, value.parse().unwrap());
+        }
+        assert_eq!(
+            verifier().verify(&map, BODY, at(TS)),
+            Ok("evt 1".to_owned())
+        );
+        // Found by fuzzing too: a non-ASCII id is a valid header value but not text, so no
+        // receiver reading headers as text (ours included) could take it.
+        assert_eq!(
+            signer.headers("R'[!쀫", at(TS), BODY),
             Err(SignatureError::BadHeader(ID))
         );
     }
