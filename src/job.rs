@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// DESIGN.md's one list of statuses; CRM picklists are built from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum Status {
     Queued,
     Held,
@@ -36,6 +37,23 @@ impl Status {
         Status::Invalid,
     ];
 
+    /// The statuses a job has ended in; nothing will be sent for it any more.
+    pub const ENDED: [Status; 6] = [
+        Status::Sent,
+        Status::AlreadyConnected,
+        Status::InvitationPending,
+        Status::ProfileNotFound,
+        Status::Failed,
+        Status::Invalid,
+    ];
+
+    /// Ended without an invitation: such a job lets its lead go (unless a send of it may
+    /// have gone out), so a later event for the person is a new job.
+    pub const FREES_LEAD: [Status; 3] = [Status::ProfileNotFound, Status::Failed, Status::Invalid];
+
+    /// Waiting for their account's gate: an account's backlog.
+    pub const BACKLOG: [Status; 3] = [Status::Queued, Status::Scheduled, Status::Held];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Queued => "queued",
@@ -58,23 +76,12 @@ impl Status {
 
     /// The job has ended; nothing will be sent for it any more.
     pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            Status::Sent
-                | Status::AlreadyConnected
-                | Status::InvitationPending
-                | Status::ProfileNotFound
-                | Status::Failed
-                | Status::Invalid
-        )
+        Status::ENDED.contains(&self)
     }
 
     /// A lead whose job ended so already has its answer; a new event gets the same one.
     pub fn is_success(self) -> bool {
-        matches!(
-            self,
-            Status::Sent | Status::AlreadyConnected | Status::InvitationPending
-        )
+        self.is_final() && !Status::FREES_LEAD.contains(&self)
     }
 }
 
@@ -95,7 +102,7 @@ pub struct LeadDetails {
 }
 
 /// A job as stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct Job {
     pub id: Uuid,
@@ -107,6 +114,7 @@ pub struct Job {
     pub profile_id: Option<String>,
     pub profile_urn: Option<String>,
     pub message: Option<String>,
+    #[sqlx(json)]
     pub lead: LeadDetails,
     /// The lead is still to be read from the CRM (the event carried only ids).
     pub enrich: bool,
@@ -143,6 +151,33 @@ pub struct StatusSnapshot {
 }
 
 impl Job {
+    /// A queued job as ingest creates it, for tests of the rules that read jobs.
+    #[cfg(test)]
+    pub fn queued(account_id: &str, now: DateTime<Utc>) -> Job {
+        Job {
+            id: Uuid::now_v7(),
+            source: "events".into(),
+            record_id: "rec-1".into(),
+            record_object: None,
+            account_id: account_id.into(),
+            profile_id: Some("jane".into()),
+            profile_urn: None,
+            message: None,
+            lead: LeadDetails::default(),
+            enrich: false,
+            writeback_targets: vec!["callback".into()],
+            status: Status::Queued,
+            error: None,
+            hold_until: None,
+            retry_at: None,
+            attempts: 0,
+            sequence: 1,
+            changed_at: now,
+            due_at: Some(now),
+            created_at: now,
+        }
+    }
+
     pub fn snapshot(&self) -> StatusSnapshot {
         StatusSnapshot {
             job_id: self.id,
@@ -220,6 +255,25 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", status.as_str()));
         }
         assert_eq!(Status::parse("cancelled"), None);
+    }
+
+    #[test]
+    fn the_status_sets_agree_with_each_other() {
+        for status in Status::FREES_LEAD {
+            assert!(status.is_final() && !status.is_success(), "{status}");
+        }
+        for status in Status::BACKLOG {
+            assert!(!status.is_final(), "{status}");
+        }
+        let successes: Vec<Status> = Status::ALL.into_iter().filter(|s| s.is_success()).collect();
+        assert_eq!(
+            successes,
+            [
+                Status::Sent,
+                Status::AlreadyConnected,
+                Status::InvitationPending
+            ]
+        );
     }
 
     #[test]

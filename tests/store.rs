@@ -8,9 +8,9 @@ use common::*;
 use leadlink::account::quota::{Quota, QuotaSource};
 use leadlink::job::{LeadDetails, Status};
 use leadlink::store::{
-    AccountReading, AccountStore, ApiBudgetStore, Claim, IngestOutcome, JobStore, NewJob,
-    OutboxStore, PgStore, SendGate, SendStart, StoreError, Topic, Transition, WaitStore,
-    WritebackClaim, WritebackResult, WritebackStore,
+    AccountReading, AccountStore, ApiBudgetStore, Claim, Doubt, Facts, GateWait, IngestOutcome,
+    JobStore, NewJob, OutboxStore, PgStore, SendGate, SendStart, StoreError, Topic, Transition,
+    WaitStore, WritebackClaim, WritebackResult, WritebackStore,
 };
 use uuid::Uuid;
 
@@ -110,7 +110,7 @@ async fn a_lease_that_ran_out_cannot_send_or_settle() {
 fn sent() -> Transition {
     Transition {
         status: Some(Status::Sent),
-        send_settled: true,
+        doubt: Doubt::Settled,
         ..Default::default()
     }
 }
@@ -276,7 +276,7 @@ async fn retrying_parked_writebacks_never_sends_an_older_state_after_a_newer_one
     let failed = Transition {
         status: Some(Status::Failed),
         error: Some("boom".into()),
-        send_settled: true,
+        doubt: Doubt::Settled,
         ..Default::default()
     };
     store
@@ -352,7 +352,7 @@ async fn an_account_sends_one_job_at_a_time_oldest_first_and_a_dead_sender_frees
     // Nothing is known about the account: the quota is read first.
     assert_eq!(
         store
-            .take_send_slot(&newer_job, &policy, lease, false, now)
+            .take_send_slot(&newer_job, &policy, lease, Facts::Recorded, now)
             .await
             .unwrap(),
         SendGate::NeedReading
@@ -362,8 +362,8 @@ async fn an_account_sends_one_job_at_a_time_oldest_first_and_a_dead_sender_frees
         .await
         .unwrap();
     // The newer job yields to the older one, which is woken now.
-    let SendGate::Wait { reason, .. } = store
-        .take_send_slot(&newer_job, &policy, lease, true, now)
+    let SendGate::Wait(GateWait { reason, .. }) = store
+        .take_send_slot(&newer_job, &policy, lease, Facts::JustRead, now)
         .await
         .unwrap()
     else {
@@ -373,7 +373,7 @@ async fn an_account_sends_one_job_at_a_time_oldest_first_and_a_dead_sender_frees
     let older_job = claimed(&store, older, "w:2", now).await;
     assert_eq!(
         store
-            .take_send_slot(&older_job, &policy, lease, false, now)
+            .take_send_slot(&older_job, &policy, lease, Facts::Recorded, now)
             .await
             .unwrap(),
         SendGate::Send
@@ -384,13 +384,13 @@ async fn an_account_sends_one_job_at_a_time_oldest_first_and_a_dead_sender_frees
             &newer_job,
             &policy,
             lease,
-            false,
+            Facts::Recorded,
             now + Duration::seconds(1),
         )
         .await
         .unwrap();
     assert!(
-        matches!(&busy, SendGate::Wait { reason, .. } if reason.contains("in progress")),
+        matches!(&busy, SendGate::Wait(GateWait { reason, .. }) if reason.contains("in progress")),
         "{busy:?}"
     );
     // ... parked by its worker ...
@@ -412,7 +412,7 @@ async fn an_account_sends_one_job_at_a_time_oldest_first_and_a_dead_sender_frees
     let older_job = claimed(&store, older, "w:4", after).await;
     assert_eq!(
         store
-            .take_send_slot(&older_job, &policy, lease, false, after)
+            .take_send_slot(&older_job, &policy, lease, Facts::Recorded, after)
             .await
             .unwrap(),
         SendGate::Send
@@ -432,8 +432,8 @@ async fn a_week_another_tool_spent_holds_jobs_until_the_reset_and_a_disabled_acc
         .record_account_reading("acc_1", &reading(0, now), now)
         .await
         .unwrap();
-    let SendGate::Wait { status, until, .. } = store
-        .take_send_slot(&job, &policy, Duration::seconds(10), false, now)
+    let SendGate::Wait(GateWait { status, until, .. }) = store
+        .take_send_slot(&job, &policy, Duration::seconds(10), Facts::Recorded, now)
         .await
         .unwrap()
     else {
@@ -449,8 +449,8 @@ async fn a_week_another_tool_spent_holds_jobs_until_the_reset_and_a_disabled_acc
         .record_account_reading("acc_1", &disabled, now)
         .await
         .unwrap();
-    let SendGate::Wait { status, reason, .. } = store
-        .take_send_slot(&job, &policy, Duration::seconds(10), false, now)
+    let SendGate::Wait(GateWait { status, reason, .. }) = store
+        .take_send_slot(&job, &policy, Duration::seconds(10), Facts::Recorded, now)
         .await
         .unwrap()
     else {
@@ -770,7 +770,9 @@ async fn a_send_slot_whose_post_never_started_is_given_back() {
         .unwrap();
     let id = new_job(&store, "slot-back", now).await;
     let job = claimed(&store, id, "w:1", now).await;
-    let gate = store.take_send_slot(&job, &policy, lease, false, now).await;
+    let gate = store
+        .take_send_slot(&job, &policy, lease, Facts::Recorded, now)
+        .await;
     assert_eq!(gate.unwrap(), SendGate::Send);
     assert_eq!(remaining(&env).await, (4, 1));
     // The worker stalls past its lease; another takes the job over ...
@@ -779,7 +781,7 @@ async fn a_send_slot_whose_post_never_started_is_given_back() {
     // ... and the dead attempt's slot is the account's again.
     assert_eq!(remaining(&env).await, (5, 0));
     let gate = store
-        .take_send_slot(&job, &policy, lease, false, later)
+        .take_send_slot(&job, &policy, lease, Facts::Recorded, later)
         .await;
     assert_eq!(gate.unwrap(), SendGate::Send);
     // This time the worker itself learns that its lease is gone before the POST.
@@ -787,7 +789,13 @@ async fn a_send_slot_whose_post_never_started_is_given_back() {
     claimed(&store, id, "w:3", stolen).await;
     let job = claimed(&store, id, "w:4", stolen + Duration::seconds(31)).await;
     let gate = store
-        .take_send_slot(&job, &policy, lease, false, stolen + Duration::seconds(31))
+        .take_send_slot(
+            &job,
+            &policy,
+            lease,
+            Facts::Recorded,
+            stolen + Duration::seconds(31),
+        )
         .await;
     assert_eq!(gate.unwrap(), SendGate::Send);
     assert!(matches!(
@@ -803,7 +811,9 @@ async fn a_send_slot_whose_post_never_started_is_given_back() {
     // A send that started keeps its slot.
     let at = stolen + Duration::seconds(70);
     let job = claimed(&store, id, "w:5", at).await;
-    let gate = store.take_send_slot(&job, &policy, lease, false, at).await;
+    let gate = store
+        .take_send_slot(&job, &policy, lease, Facts::Recorded, at)
+        .await;
     assert_eq!(gate.unwrap(), SendGate::Send);
     store
         .send_started(id, "w:5", None, lease, || at)
@@ -842,14 +852,14 @@ async fn jobs_of_a_paused_account_share_one_timer_and_are_released_together() {
     }
     let park = |store: PgStore, id: Uuid, at: DateTime<Utc>, policy| async move {
         let job = claimed(&store, id, "w:1", at).await;
-        let SendGate::Wait {
+        let SendGate::Wait(GateWait {
             status,
             until,
             waiting,
             reason,
             ..
-        } = store
-            .take_send_slot(&job, &policy, lease, false, at)
+        }) = store
+            .take_send_slot(&job, &policy, lease, Facts::Recorded, at)
             .await
             .unwrap()
         else {
@@ -910,7 +920,7 @@ async fn jobs_of_a_paused_account_share_one_timer_and_are_released_together() {
         .await
         .unwrap();
     let gate = store
-        .take_send_slot(&job, &unpaced(), lease, true, later)
+        .take_send_slot(&job, &unpaced(), lease, Facts::JustRead, later)
         .await
         .unwrap();
     assert_eq!(gate, SendGate::Send);
@@ -1061,7 +1071,7 @@ fn failed() -> Transition {
     Transition {
         status: Some(Status::Failed),
         error: Some("boom".into()),
-        send_settled: true,
+        doubt: Doubt::Settled,
         ..Default::default()
     }
 }
@@ -1192,5 +1202,43 @@ async fn a_newer_jobs_writeback_waits_for_an_older_one_in_flight_on_the_same_rec
         store.claim_writeback(first, lease, after).await.unwrap(),
         WritebackClaim::Deliver(_)
     ));
+    env.cleanup().await;
+}
+
+/// The statuses named in a partial index's predicate, as PostgreSQL prints it back.
+fn statuses_in(predicate: &str) -> Vec<Status> {
+    let mut found: Vec<Status> = predicate
+        .split('\'')
+        .skip(1)
+        .step_by(2)
+        .filter_map(Status::parse)
+        .collect();
+    found.sort_by_key(|s| s.as_str());
+    found
+}
+
+#[tokio::test]
+async fn the_migrations_partial_indexes_use_the_status_sets_of_the_code() {
+    let env = TestEnv::new().await;
+    // Connecting runs the migrations.
+    let _store = store(&env).await;
+    let pool = sqlx::PgPool::connect(&env.database_url).await.unwrap();
+    let mut frees_lead = Status::FREES_LEAD.to_vec();
+    frees_lead.sort_by_key(|s| s.as_str());
+    for index in ["jobs_one_per_lead", "jobs_one_per_urn"] {
+        let definition: String =
+            sqlx::query_scalar("SELECT indexdef FROM pg_indexes WHERE indexname = $1")
+                .bind(index)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        let predicate = definition.split(" WHERE ").nth(1).unwrap_or_default();
+        assert_eq!(statuses_in(predicate), frees_lead, "{index}: {definition}");
+        assert!(
+            predicate.contains("send_started_at IS NOT NULL"),
+            "{index} must keep the lead of a job that may have sent: {definition}"
+        );
+    }
+    pool.close().await;
     env.cleanup().await;
 }

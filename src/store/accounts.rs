@@ -1,5 +1,6 @@
 //! What the API told us about accounts (holds, rate-limit headers) and about the key.
 
+use super::jobs::{AccountHold, SendSlot};
 use super::outbox::OutboxMessage;
 use super::send_gate::{self, AccountReading, SendGate};
 use super::waits;
@@ -124,7 +125,7 @@ pub(super) async fn give_back_unstarted_slots(
         .await?;
     let taken_at: Vec<DateTime<Utc>> = returned.iter().map(|(_, at)| *at).collect();
     add_back(tx, account_id, &taken_at).await?;
-    send_gate::release_account(&mut *tx, job_id, now, false).await
+    send_gate::release_account(&mut *tx, job_id, now, SendSlot::Returned).await
 }
 
 /// Within one weekly window the headers may only lower what remains: an answer that left
@@ -157,12 +158,19 @@ pub(super) async fn record_rate_limit(
     Ok(())
 }
 
+/// Locks the account's row, if it has one, before the writes that follow.
+pub(super) async fn lock(tx: &mut sqlx::PgConnection, account_id: &str) -> Result<(), StoreError> {
+    sqlx::query("SELECT 1 FROM accounts WHERE account_id = $1 FOR UPDATE")
+        .bind(account_id)
+        .fetch_optional(tx)
+        .await?;
+    Ok(())
+}
+
 pub(super) async fn record_hold(
     tx: &mut sqlx::PgConnection,
     account_id: &str,
-    hold_until: DateTime<Utc>,
-    blocked_until: Option<DateTime<Utc>>,
-    reason: &str,
+    hold: &AccountHold,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     sqlx::query(
@@ -172,9 +180,9 @@ pub(super) async fn record_hold(
          blocked_until = GREATEST(accounts.blocked_until, $3), reason = $4, updated_at = $5",
     )
     .bind(account_id)
-    .bind(hold_until)
-    .bind(blocked_until)
-    .bind(reason)
+    .bind(hold.hold_until)
+    .bind(hold.blocked_until)
+    .bind(&hold.reason)
     .bind(now)
     .execute(&mut *tx)
     .await?;
@@ -191,7 +199,7 @@ pub trait AccountStore {
         job: &Job,
         policy: &AccountPolicy,
         lease: chrono::Duration,
-        fresh_reading: bool,
+        facts: send_gate::Facts,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<SendGate, StoreError>> + Send;
 
@@ -248,10 +256,10 @@ impl AccountStore for PgStore {
         job: &Job,
         policy: &AccountPolicy,
         lease: chrono::Duration,
-        fresh_reading: bool,
+        facts: send_gate::Facts,
         now: DateTime<Utc>,
     ) -> Result<SendGate, StoreError> {
-        send_gate::take_send_slot(self, job, policy, lease, fresh_reading, now).await
+        send_gate::take_send_slot(self, job, policy, lease, facts, now).await
     }
 
     async fn record_account_reading(
@@ -280,7 +288,14 @@ impl AccountStore for PgStore {
         let mut summaries = Vec::with_capacity(ids.len());
         for (account_id, backlog) in ids {
             let policy = config.policy_for(&account_id);
-            let known = send_gate::load(&mut conn, &account_id, &policy, now, false).await?;
+            let known = send_gate::load(
+                &mut conn,
+                &account_id,
+                &policy,
+                now,
+                send_gate::Reading::Look,
+            )
+            .await?;
             let facts = &known.facts;
             let sample = pacing::jitter_sample(&account_id, facts.last_send_at);
             let (next_send_at, next_send_reason) = match pacing::decide(&policy, facts, now, sample)

@@ -16,21 +16,21 @@ pub use accounts::{AccountStore, AccountSummary, KeyPause};
 pub use api_calls::ApiBudgetStore;
 pub use crm_pauses::{CrmPause, CrmPauseStore};
 pub use jobs::{
-    Claim, ClaimedJob, Enriched, Enrichment, IngestOutcome, JobFilter, JobHistory, JobStore,
-    NewJob, SendStart, Transition,
+    AccountHold, Actor, Attempts, Claim, ClaimedJob, Doubt, Enriched, Enrichment, IngestOutcome,
+    JobFilter, JobHistory, JobStore, NewJob, SendSlot, SendStart, Transition,
 };
 pub use outbox::{OutboxMessage, OutboxStore, Topic};
-pub use send_gate::{AccountReading, SendGate};
+pub use send_gate::{AccountReading, Facts, GateWait, SendGate};
 pub use waits::{Wait, WaitStore, Waiting};
 pub use writebacks::{
     WritebackClaim, WritebackResult, WritebackRow, WritebackStore, WritebackWork,
 };
 
 use crate::config::DatabaseConfig;
-use crate::job::{Job, LeadDetails, Status};
+use crate::job::Status;
 use chrono::{DateTime, Utc};
+use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Row};
 use std::str::FromStr;
 use uuid::Uuid;
 
@@ -121,46 +121,13 @@ impl Store for PgStore {
     }
 }
 
-const JOB_COLUMNS: &str = "id, source, record_id, record_object, account_id, profile_id, profile_urn, \
-     message, lead, enrich, writeback_targets, status, error, hold_until, retry_at, attempts, sequence, \
-     changed_at, due_at, created_at";
-
-fn job_from_row(row: &sqlx::postgres::PgRow) -> Result<Job, StoreError> {
-    let status: String = row.try_get("status")?;
-    let lead: serde_json::Value = row.try_get("lead")?;
-    Ok(Job {
-        id: row.try_get("id")?,
-        source: row.try_get("source")?,
-        record_id: row.try_get("record_id")?,
-        record_object: row.try_get("record_object")?,
-        account_id: row.try_get("account_id")?,
-        profile_id: row.try_get("profile_id")?,
-        profile_urn: row.try_get("profile_urn")?,
-        message: row.try_get("message")?,
-        lead: serde_json::from_value::<LeadDetails>(lead)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        enrich: row.try_get("enrich")?,
-        writeback_targets: row.try_get("writeback_targets")?,
-        status: Status::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status}")))?,
-        error: row.try_get("error")?,
-        hold_until: row.try_get("hold_until")?,
-        retry_at: row.try_get("retry_at")?,
-        attempts: row.try_get("attempts")?,
-        sequence: row.try_get("sequence")?,
-        changed_at: row.try_get("changed_at")?,
-        due_at: row.try_get("due_at")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
 /// One line of a job's history.
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct JobEvent {
     pub at: DateTime<Utc>,
     pub kind: String,
-    pub status: Option<String>,
+    pub status: Option<Status>,
     pub detail: serde_json::Value,
 }
 
@@ -178,7 +145,7 @@ async fn record_event(
     .bind(job_id)
     .bind(at)
     .bind(kind)
-    .bind(status.map(Status::as_str))
+    .bind(status)
     .bind(detail)
     .execute(&mut *tx)
     .await?;

@@ -2,6 +2,7 @@
 //! worker agrees: quota, holds, pacing and health (pure rules in `account::pacing`), one send
 //! at a time per account, and the account's backlog released oldest first.
 
+use super::jobs::SendSlot;
 use super::outbox::{self, Topic};
 use super::waits::{self, Wait};
 use super::{PgStore, StoreError};
@@ -17,24 +18,125 @@ use uuid::Uuid;
 /// the account to go first, at the most: the send's end wakes the next job sooner.
 const BUSY_RETRY: chrono::Duration = chrono::Duration::seconds(10);
 
-/// Statuses of jobs that wait for their account's gate, and so form its backlog.
-const BACKLOG: &str = "('queued', 'scheduled', 'held')";
-
 #[derive(Debug, Clone, PartialEq)]
 pub enum SendGate {
     /// Send now: the account's send lease and one request of its week are this job's.
     Send,
     /// Read the account's quota and status from the API, record them, and ask again.
     NeedReading,
-    /// Not now: park the job until `until`, with `status` (`None` keeps the job's status),
-    /// or until `waiting` ends if it is set.
-    Wait {
-        status: Option<Status>,
-        until: DateTime<Utc>,
-        hold_until: Option<DateTime<Utc>>,
+    /// Not now: park the job.
+    Wait(GateWait),
+}
+
+/// Where the gate parks a job: until `until`, with `status` (`None` keeps the job's
+/// status), or until `waiting` ends if it is set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateWait {
+    pub status: Option<Status>,
+    pub until: DateTime<Utc>,
+    pub hold_until: Option<DateTime<Utc>>,
+    pub reason: String,
+    pub waiting: Option<Wait>,
+}
+
+impl GateWait {
+    /// Another send of the account, or an older job of its backlog, goes first: a moment's
+    /// wait, ended early by that send's end.
+    fn for_sender(account: &str, reason: String, now: DateTime<Utc>) -> SendGate {
+        SendGate::Wait(GateWait {
+            status: None,
+            until: now + BUSY_RETRY,
+            hold_until: None,
+            reason,
+            waiting: Some(Wait::Sender(account.to_string())),
+        })
+    }
+}
+
+/// How fresh the account's facts are that the gate decides on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Facts {
+    /// As recorded: a gate that needs a reading asks for one.
+    Recorded,
+    /// The quota and status endpoints were just read: a decision that still asks for a quota
+    /// (the API reported none for CONNECT) goes ahead on what is known.
+    JustRead,
+}
+
+/// What the gate does for a job, decided from the account's facts alone.
+#[derive(Debug, Clone, PartialEq)]
+struct GateStep {
+    /// The shared waits on the account to release first.
+    release: Vec<Wait>,
+    next: NextStep,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum NextStep {
+    Answer(SendGate),
+    /// Pacing: the job takes its turn among the account's backlog.
+    TakeTurn {
         reason: String,
-        waiting: Option<Wait>,
     },
+    /// Send, unless an older job of the account waits for the gate.
+    SendIfOldest,
+}
+
+/// Maps the pacing decision (and whether another send holds the account) to the gate's
+/// next step.
+fn gate_step(
+    decision: Decision,
+    account: &str,
+    busy: bool,
+    facts: Facts,
+    quota_refresh: chrono::Duration,
+    now: DateTime<Utc>,
+) -> GateStep {
+    // Waiting for another job's send is a moment's wait; a hold, a spent week or a pause is
+    // the job's status, written back with its ETA, whether or not the account is busy.
+    // (Pacing's projection waits for the send to end: the job in flight is not counted yet.)
+    if busy && !matches!(decision, Decision::Held { .. } | Decision::Paused { .. }) {
+        let reason = "another send on this account is in progress".to_string();
+        return GateStep {
+            release: Vec::new(),
+            next: NextStep::Answer(GateWait::for_sender(account, reason, now)),
+        };
+    }
+    // The jobs waiting on the account learn where it stands: those waiting for it to
+    // recover when it has, those waiting for a send when none will come soon.
+    let mut release = Vec::new();
+    if !matches!(decision, Decision::Paused { .. }) {
+        release.push(Wait::Account(account.to_string()));
+    }
+    if !busy && !matches!(decision, Decision::Send | Decision::NeedQuota) {
+        release.push(Wait::Sender(account.to_string()));
+    }
+    let next = match decision {
+        Decision::NeedQuota if facts == Facts::Recorded => NextStep::Answer(SendGate::NeedReading),
+        Decision::Paused { reason } => NextStep::Answer(SendGate::Wait(GateWait {
+            status: Some(Status::Paused),
+            until: now + quota_refresh,
+            hold_until: None,
+            reason,
+            waiting: Some(Wait::Account(account.to_string())),
+        })),
+        Decision::Held {
+            until,
+            hold_until,
+            reason,
+        } => NextStep::Answer(SendGate::Wait(GateWait {
+            status: Some(Status::Held),
+            until,
+            hold_until,
+            reason: reason.to_string(),
+            waiting: None,
+        })),
+        Decision::Scheduled { reason, .. } => NextStep::TakeTurn {
+            reason: reason.to_string(),
+        },
+        Decision::Send | Decision::NeedQuota => NextStep::SendIfOldest,
+    };
+    GateStep { release, next }
 }
 
 /// What `GET /account/{id}/quota` and `GET /account/status` said.
@@ -73,7 +175,7 @@ pub(super) async fn take_send_slot(
     job: &Job,
     policy: &AccountPolicy,
     lease: chrono::Duration,
-    fresh_reading: bool,
+    facts: Facts,
     now: DateTime<Utc>,
 ) -> Result<SendGate, StoreError> {
     let account = job.account_id.as_str();
@@ -85,9 +187,9 @@ pub(super) async fn take_send_slot(
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    let known = load(&mut tx, account, policy, now, true).await?;
+    let known = load(&mut tx, account, policy, now, Reading::ForUpdate).await?;
     // A disabled account is asked again now and then, so that it resumes by itself.
-    if !fresh_reading
+    if facts == Facts::Recorded
         && known.facts.disabled.is_some()
         && known
             .status_checked_at
@@ -97,116 +199,46 @@ pub(super) async fn take_send_slot(
     }
     let busy = known.sending_job.is_some_and(|other| other != job.id)
         && known.sending_until.is_some_and(|t| t > now);
-    let facts = known.facts;
-    let last_send_at = facts.last_send_at;
+    let known_facts = known.facts;
     let mut decision = pacing::decide(
         policy,
-        &facts,
+        &known_facts,
         now,
-        pacing::jitter_sample(account, last_send_at),
+        pacing::jitter_sample(account, known_facts.last_send_at),
     );
-    if fresh_reading {
-        decision = pacing::after_fresh_reading(decision, policy, &facts, now);
+    if facts == Facts::JustRead {
+        decision = pacing::after_fresh_reading(decision, policy, &known_facts, now);
     }
-    // Waiting for another job's send is a moment's wait; a hold, a spent week or a pause is
-    // the job's status, written back with its ETA, whether or not the account is busy.
-    // (Pacing's projection waits for the send to end: the job in flight is not counted yet.)
-    if busy && !matches!(decision, Decision::Held { .. } | Decision::Paused { .. }) {
-        return Ok(SendGate::Wait {
-            status: None,
-            until: now + BUSY_RETRY,
-            hold_until: None,
-            reason: "another send on this account is in progress".into(),
-            waiting: Some(Wait::Sender(account.to_string())),
-        });
+    let step = gate_step(decision, account, busy, facts, policy.quota_refresh, now);
+    for wait in &step.release {
+        waits::release_all(&mut tx, wait, now).await?;
     }
-    // The jobs waiting on the account learn where it stands: those waiting for it to
-    // recover when it has, those waiting for a send when none will come soon.
-    if !matches!(decision, Decision::Paused { .. }) {
-        waits::release_all(&mut tx, &Wait::Account(account.to_string()), now).await?;
-    }
-    if !busy && !matches!(decision, Decision::Send | Decision::NeedQuota) {
-        waits::release_all(&mut tx, &Wait::Sender(account.to_string()), now).await?;
-    }
-    let gate = match decision {
-        Decision::NeedQuota if !fresh_reading => SendGate::NeedReading,
-        Decision::Paused { reason } => SendGate::Wait {
-            status: Some(Status::Paused),
-            until: now + policy.quota_refresh,
-            hold_until: None,
-            reason,
-            waiting: Some(Wait::Account(account.to_string())),
-        },
-        Decision::Held {
-            until,
-            hold_until,
-            reason,
-        } => SendGate::Wait {
-            status: Some(Status::Held),
-            until,
-            hold_until,
-            reason: reason.to_string(),
-            waiting: None,
-        },
-        Decision::Scheduled { reason, .. } => {
+    let gate = match step.next {
+        NextStep::Answer(gate) => gate,
+        NextStep::TakeTurn { reason } => {
             // Each job of the backlog gets its own turn as its ETA, so they do not all wake
             // at once; the projection starts from the same facts the decision used.
             let ahead = backlog_ahead(&mut tx, job).await?;
-            let turns = projected_sends(account, policy, &facts, now, ahead + 1);
-            let until = turns.last().copied().unwrap_or(now + policy.quota_refresh);
-            SendGate::Wait {
+            let turns = projected_sends(account, policy, &known_facts, now, ahead + 1);
+            SendGate::Wait(GateWait {
                 status: Some(Status::Scheduled),
-                until,
+                until: turns.last().copied().unwrap_or(now + policy.quota_refresh),
                 hold_until: None,
-                reason: reason.to_string(),
+                reason,
                 waiting: None,
-            }
+            })
         }
-        Decision::Send | Decision::NeedQuota => match older_waiting_job(&mut tx, job, now).await? {
+        NextStep::SendIfOldest => match older_waiting_job(&mut tx, job, now).await? {
             Some((older, held_by_a_worker)) => {
                 // The account's backlog goes oldest first: wake the older job and wait.
                 if !held_by_a_worker {
-                    sqlx::query("UPDATE jobs SET due_at = $2 WHERE id = $1")
-                        .bind(older)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                    outbox::delete_for(&mut tx, Topic::Connect, &older.to_string()).await?;
-                    outbox::insert(&mut tx, Topic::Connect, &older.to_string(), now).await?;
+                    wake_now(&mut tx, older, now).await?;
                 }
-                SendGate::Wait {
-                    status: None,
-                    until: now + BUSY_RETRY,
-                    hold_until: None,
-                    reason: format!("an older job of this account goes first ({older})"),
-                    waiting: Some(Wait::Sender(account.to_string())),
-                }
+                let reason = format!("an older job of this account goes first ({older})");
+                GateWait::for_sender(account, reason, now)
             }
             None => {
-                sqlx::query(
-                    "UPDATE accounts SET sending_job = $2, sending_until = $3 WHERE account_id = $1",
-                )
-                .bind(account)
-                .bind(job.id)
-                .bind(now + lease)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "UPDATE account_limits SET remaining = remaining - 1 \
-                     WHERE account_id = $1 AND action = 'CONNECT' AND remaining IS NOT NULL",
-                )
-                .bind(account)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO account_sends (account_id, job_id, at, post_started) \
-                     VALUES ($1, $2, $3, false)",
-                )
-                .bind(account)
-                .bind(job.id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                take_slot(&mut tx, account, job.id, now, lease).await?;
                 SendGate::Send
             }
         },
@@ -223,19 +255,32 @@ pub(super) struct Known {
     pub sending_until: Option<DateTime<Utc>>,
 }
 
-/// Reads an account's facts; `lock` takes its row lock for the rest of the transaction.
+/// Whether reading an account's facts also takes its row lock for the rest of the
+/// transaction (the gate, which then writes), or only reads them (a summary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reading {
+    ForUpdate,
+    Look,
+}
+
+/// Reads an account's facts.
 pub(super) async fn load(
     conn: &mut sqlx::PgConnection,
     account: &str,
     policy: &AccountPolicy,
     now: DateTime<Utc>,
-    lock: bool,
+    reading: Reading,
 ) -> Result<Known, StoreError> {
-    let row: Option<AccountRow> = sqlx::query_as(&format!(
-        "SELECT hold_until, blocked_until, disabled_reason, status_checked_at, sending_job, \
-         sending_until FROM accounts WHERE account_id = $1{}",
-        if lock { " FOR UPDATE" } else { "" }
-    ))
+    let row: Option<AccountRow> = sqlx::query_as(match reading {
+        Reading::ForUpdate => {
+            "SELECT hold_until, blocked_until, disabled_reason, status_checked_at, sending_job, \
+             sending_until FROM accounts WHERE account_id = $1 FOR UPDATE"
+        }
+        Reading::Look => {
+            "SELECT hold_until, blocked_until, disabled_reason, status_checked_at, sending_job, \
+             sending_until FROM accounts WHERE account_id = $1"
+        }
+    })
     .bind(account)
     .fetch_optional(&mut *conn)
     .await?;
@@ -292,15 +337,66 @@ fn quota_from_row(row: LimitRow) -> Option<Quota> {
     })
 }
 
+/// The job takes the account's send lease and one request of its week; the slot is marked
+/// started just before the POST (`send_started`), or given back.
+async fn take_slot(
+    tx: &mut sqlx::PgConnection,
+    account: &str,
+    job_id: Uuid,
+    now: DateTime<Utc>,
+    lease: chrono::Duration,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE accounts SET sending_job = $2, sending_until = $3 WHERE account_id = $1")
+        .bind(account)
+        .bind(job_id)
+        .bind(now + lease)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "UPDATE account_limits SET remaining = remaining - 1 \
+         WHERE account_id = $1 AND action = 'CONNECT' AND remaining IS NOT NULL",
+    )
+    .bind(account)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO account_sends (account_id, job_id, at, post_started) \
+         VALUES ($1, $2, $3, false)",
+    )
+    .bind(account)
+    .bind(job_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Makes a job due now and publishes it (through the outbox).
+async fn wake_now(
+    tx: &mut sqlx::PgConnection,
+    job_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE jobs SET due_at = $2 WHERE id = $1")
+        .bind(job_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    outbox::delete_for(&mut *tx, Topic::Connect, &job_id.to_string()).await?;
+    outbox::insert(&mut *tx, Topic::Connect, &job_id.to_string(), now).await?;
+    Ok(())
+}
+
 /// How many of the account's waiting jobs are older than `job`.
 async fn backlog_ahead(tx: &mut sqlx::PgConnection, job: &Job) -> Result<usize, StoreError> {
-    let ahead: i64 = sqlx::query_scalar(&format!(
+    let ahead: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM jobs WHERE account_id = $1 AND id <> $2 AND created_at < $3 \
-         AND status IN {BACKLOG} AND due_at IS NOT NULL AND NOT enrich"
-    ))
+         AND status = ANY($4) AND due_at IS NOT NULL AND NOT enrich",
+    )
     .bind(&job.account_id)
     .bind(job.id)
     .bind(job.created_at)
+    .bind(&Status::BACKLOG[..])
     .fetch_one(&mut *tx)
     .await?;
     Ok(usize::try_from(ahead).unwrap_or(0))
@@ -314,16 +410,17 @@ async fn older_waiting_job(
     job: &Job,
     now: DateTime<Utc>,
 ) -> Result<Option<(Uuid, bool)>, StoreError> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(
         "SELECT id, coalesce(lease_until > $4, false) FROM jobs WHERE account_id = $1 AND id <> $2 \
-         AND created_at < $3 AND status IN {BACKLOG} AND NOT enrich \
-         AND due_at IS NOT NULL AND due_at <= $5 ORDER BY created_at LIMIT 1"
-    ))
+         AND created_at < $3 AND status = ANY($6) AND NOT enrich \
+         AND due_at IS NOT NULL AND due_at <= $5 ORDER BY created_at LIMIT 1",
+    )
     .bind(&job.account_id)
     .bind(job.id)
     .bind(job.created_at)
     .bind(now)
     .bind(now + BUSY_RETRY)
+    .bind(&Status::BACKLOG[..])
     .fetch_optional(&mut *tx)
     .await?)
 }
@@ -387,13 +484,13 @@ pub(super) async fn record_reading(
 
 /// Frees the account's send lease held by `job_id`, once its send has an outcome, and wakes
 /// the oldest job that was waiting for it (rather than have every waiter poll).
-/// `wake` is false when nothing was sent (the slot was given back): the next job would meet
-/// the same obstacle.
+/// A slot given back means nothing was sent: the next job would meet the same obstacle, so
+/// only the jobs waiting for this send go on.
 pub(super) async fn release_account(
     tx: &mut sqlx::PgConnection,
     job_id: Uuid,
     now: DateTime<Utc>,
-    wake: bool,
+    slot: SendSlot,
 ) -> Result<(), StoreError> {
     let account: Option<String> = sqlx::query_scalar(
         "UPDATE accounts SET sending_job = NULL, sending_until = NULL WHERE sending_job = $1 \
@@ -407,18 +504,19 @@ pub(super) async fn release_account(
     };
     // A job waiting for this send goes next (it had no timer of its own).
     waits::release_oldest(&mut *tx, &Wait::Sender(account.clone()).key(), now).await?;
-    if !wake {
+    if slot == SendSlot::Returned {
         return Ok(());
     }
-    let next: Option<Uuid> = sqlx::query_scalar(&format!(
+    let next: Option<Uuid> = sqlx::query_scalar(
         "UPDATE jobs SET due_at = $3 WHERE id = (SELECT id FROM jobs WHERE account_id = $1 \
-         AND id <> $2 AND status IN {BACKLOG} AND NOT enrich AND waits_on IS NULL \
-         AND due_at > $3 AND due_at <= $4 ORDER BY created_at LIMIT 1) RETURNING id"
-    ))
+         AND id <> $2 AND status = ANY($5) AND NOT enrich AND waits_on IS NULL \
+         AND due_at > $3 AND due_at <= $4 ORDER BY created_at LIMIT 1) RETURNING id",
+    )
     .bind(&account)
     .bind(job_id)
     .bind(now)
     .bind(now + BUSY_RETRY)
+    .bind(&Status::BACKLOG[..])
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(next) = next {
@@ -426,4 +524,90 @@ pub(super) async fn release_account(
         outbox::insert(&mut *tx, Topic::Connect, &next.to_string(), now).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::pacing::{HeldReason, ScheduledReason};
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-02T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn step(decision: Decision, busy: bool, facts: Facts) -> GateStep {
+        gate_step(
+            decision,
+            "acc_1",
+            busy,
+            facts,
+            chrono::Duration::minutes(15),
+            now(),
+        )
+    }
+
+    fn account() -> Wait {
+        Wait::Account("acc_1".into())
+    }
+
+    fn sender() -> Wait {
+        Wait::Sender("acc_1".into())
+    }
+
+    #[test]
+    fn a_busy_account_makes_a_sender_wait_but_a_hold_is_still_the_jobs_status() {
+        let busy = step(Decision::Send, true, Facts::Recorded);
+        assert!(busy.release.is_empty());
+        let NextStep::Answer(SendGate::Wait(wait)) = busy.next else {
+            panic!("{busy:?}");
+        };
+        assert_eq!((wait.status, wait.waiting), (None, Some(sender())));
+        let held = Decision::Held {
+            until: now() + chrono::Duration::days(2),
+            hold_until: None,
+            reason: HeldReason::QuotaSpent,
+        };
+        let held = step(held, true, Facts::Recorded);
+        assert!(
+            matches!(&held.next, NextStep::Answer(SendGate::Wait(w)) if w.status == Some(Status::Held)),
+            "{held:?}"
+        );
+        assert_eq!(held.release, vec![account()]);
+    }
+
+    #[test]
+    fn a_pause_parks_on_the_account_without_releasing_its_waiters() {
+        let paused = step(
+            Decision::Paused {
+                reason: "disabled".into(),
+            },
+            false,
+            Facts::Recorded,
+        );
+        assert_eq!(paused.release, vec![sender()]);
+        let NextStep::Answer(SendGate::Wait(wait)) = paused.next else {
+            panic!("{paused:?}");
+        };
+        assert_eq!(wait.status, Some(Status::Paused));
+        assert_eq!(wait.waiting, Some(account()));
+        assert_eq!(wait.until, now() + chrono::Duration::minutes(15));
+    }
+
+    #[test]
+    fn a_missing_quota_is_read_once_then_the_send_goes_ahead() {
+        let first = step(Decision::NeedQuota, false, Facts::Recorded);
+        assert_eq!(first.next, NextStep::Answer(SendGate::NeedReading));
+        let after_reading = step(Decision::NeedQuota, false, Facts::JustRead);
+        assert_eq!(after_reading.next, NextStep::SendIfOldest);
+        assert_eq!(after_reading.release, vec![account()]);
+        let paced = Decision::Scheduled {
+            at: now(),
+            reason: ScheduledReason::Spacing,
+        };
+        let paced = step(paced, false, Facts::Recorded);
+        assert!(matches!(paced.next, NextStep::TakeTurn { .. }), "{paced:?}");
+        assert_eq!(paced.release, vec![account(), sender()]);
+    }
 }

@@ -1,6 +1,7 @@
 //! The connect stage: lease the job, pass the account gate, send, record the outcome.
 
-use super::decide::{self, Context, Decision, RelationshipCheck};
+use super::decide::{self, Context, Decision, PAUSED_PARK, RelationshipCheck};
+use super::gate::Holding;
 use super::{Services, WorkerError, publish_now};
 use crate::connectsafely::limits::ApiCall;
 use crate::connectsafely::{
@@ -9,16 +10,13 @@ use crate::connectsafely::{
 use crate::job::{Job, Status};
 use crate::queue::Queue;
 use crate::retry;
-use crate::store::{Claim, SendStart, Store, StoreError, Transition};
+use crate::store::{Attempts, Claim, Doubt, SendSlot, SendStart, Store, StoreError, Transition};
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tracing::Instrument;
 use uuid::Uuid;
 
-/// How far ahead a job paused by a refused key is parked; the probe brings it back sooner.
-const PAUSED_PARK: chrono::Duration = chrono::Duration::hours(1);
 /// Tries at committing an outcome before leaving it to the lease watchdog.
 const COMMIT_TRIES: u32 = 3;
 
@@ -32,8 +30,25 @@ pub(super) struct Attempt<'a, Q: Queue, S: Store> {
     /// The job's doubt as the claim saw it: settling "nothing went out" clears only that
     /// doubt, never one another job's send raised since.
     pub(super) in_doubt_since: Option<DateTime<Utc>>,
-    /// Set once this attempt's POST may have started.
-    pub(super) posted: AtomicBool,
+}
+
+/// What a send's answer means besides the decision: the calls behind it, the doubt, the
+/// account's slot and its rate-limit headers.
+#[derive(Debug, Default)]
+pub(super) struct SendEffects {
+    pub calls: Vec<serde_json::Value>,
+    pub doubt: Doubt,
+    pub slot: SendSlot,
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl SendEffects {
+    pub fn calls(calls: Vec<serde_json::Value>) -> SendEffects {
+        SendEffects {
+            calls,
+            ..SendEffects::default()
+        }
+    }
 }
 
 pub async fn handle<Q: Queue, S: Store>(
@@ -69,7 +84,6 @@ async fn run<Q: Queue, S: Store>(s: &Services<Q, S>, job_id: Uuid) -> Result<(),
             owner: owner.clone(),
             lease,
             in_doubt_since: claimed.in_doubt_since,
-            posted: AtomicBool::new(false),
         };
         let Some(enriched) = reading.enrich().await? else {
             return Ok(());
@@ -82,90 +96,47 @@ async fn run<Q: Queue, S: Store>(s: &Services<Q, S>, job_id: Uuid) -> Result<(),
         owner,
         lease,
         in_doubt_since: claimed.in_doubt_since,
-        posted: AtomicBool::new(false),
     };
-    attempt.run(claimed.in_doubt_since).await
+    attempt.run().await
+}
+
+/// What settling a doubt before the send found.
+enum DoubtSettled {
+    /// The job has been settled or parked; this attempt is over.
+    Done,
+    /// Nothing went out: the job may send, with these calls for its history.
+    NothingWentOut(Vec<serde_json::Value>),
 }
 
 impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
-    async fn run(&self, in_doubt_since: Option<DateTime<Utc>>) -> Result<(), WorkerError> {
+    /// The stages of one attempt: settle a doubt, pass the gate, send, settle the answer.
+    async fn run(&self) -> Result<(), WorkerError> {
         let (s, job) = (self.s, self.job);
-        let in_doubt = in_doubt_since.is_some();
         let now = Utc::now();
         if let Some(pause) = s.store.key_pause().await? {
             return self.park_paused(&pause.reason, now).await;
         }
         if job.account_id.trim().is_empty() {
             // Every account call would go to `/account//...`; nothing can be sent.
-            let decision = Decision::Finish {
-                status: Status::Invalid,
-                profile_urn: None,
-                error: Some(
-                    "no ConnectSafely account: the lead's CRM owner is not mapped, and neither \
-                     the source's account_id nor connectsafely.default_account_id is set"
-                        .into(),
-                ),
-            };
-            return self.settle(decision, None, Vec::new(), true, false).await;
+            let error = "no ConnectSafely account: the lead's CRM owner is not mapped, and \
+                         neither the source's account_id nor connectsafely.default_account_id \
+                         is set";
+            return self
+                .apply(Transition {
+                    doubt: self.settled_before_send(),
+                    ..Transition::with_error(Status::Invalid, error)
+                })
+                .await;
         }
-        if in_doubt && !self.api_budget(&[ApiCall::Relationship], false).await? {
-            return Ok(());
-        }
-        let mut calls = Vec::new();
-        if in_doubt {
-            // A previous attempt may have gone out without our hearing the answer.
-            match s
-                .api
-                .relationship(&job.account_id, &self.checked_profile())
-                .await
-            {
-                Ok(answer) => {
-                    calls.push(relationship_call(
-                        &answer,
-                        "in doubt after an unanswered send",
-                    ));
-                    if !decide::sees_invitation(&answer, self.check_may_miss_invitation()) {
-                        return self.doubt_unseen(calls, now).await;
-                    }
-                    if let Some(decision) =
-                        decide::after_relationship(&answer, &RelationshipCheck::InDoubt)
-                    {
-                        return self.settle(decision, None, calls, true, false).await;
-                    }
-                    if !retry::may_retry(&s.config.retry, u32::try_from(job.attempts).unwrap_or(0))
-                    {
-                        // Nothing went out and the tries are spent.
-                        let decision = Decision::Finish {
-                            status: Status::Failed,
-                            profile_urn: None,
-                            error: Some(format!(
-                                "gave up after {} attempts: {}",
-                                job.attempts,
-                                job.error.clone().unwrap_or_default()
-                            )),
-                        };
-                        return self.settle(decision, None, calls, true, false).await;
-                    }
-                }
-                Err(ApiError::Unauthorized) => {
-                    let reason = "ConnectSafely rejected the API key (401)";
-                    self.pause_key(reason, now).await?;
-                    return self.park_paused(reason, now).await;
-                }
-                Err(error) => {
-                    // Never resend blind: wait and look again.
-                    calls.push(json!({"call": "GET /relationship", "error": error.to_string()}));
-                    let decision = decide::look_again(
-                        &s.config.retry,
-                        u32::try_from(job.attempts.max(1)).unwrap_or(1),
-                        now,
-                        retry::jitter_sample(),
-                        format!("relationship check before resend failed: {error}"),
-                    );
-                    return self.settle(decision, None, calls, false, false).await;
-                }
+        let in_doubt = self.in_doubt_since.is_some();
+        let mut calls = if in_doubt {
+            match self.settle_doubt(now).await? {
+                DoubtSettled::Done => return Ok(()),
+                DoubtSettled::NothingWentOut(calls) => calls,
             }
-        }
+        } else {
+            Vec::new()
+        };
         // Only now, right before a send, does the job take one of the account's requests.
         if !self.pass_account_gate(&mut calls).await? {
             return Ok(());
@@ -175,16 +146,96 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         if !in_doubt {
             budget.push(ApiCall::Relationship);
         }
-        if !self.api_budget(&budget, true).await? {
+        if !self.api_budget(&budget, Holding::SendSlot).await? {
             return Ok(());
         }
         if !in_doubt && !self.relationship_allows_send(&mut calls).await? {
             return Ok(());
         }
-        let Some(attempt) = self.start_send(in_doubt_since, &mut calls).await? else {
+        let Some(attempt) = self.start_send(&mut calls).await? else {
             return Ok(());
         };
-        let request = ConnectRequest {
+        let result = s.api.connect(&self.connect_request()).await;
+        calls.push(connect_call(attempt, &result));
+        self.settle_answer(attempt, result, calls).await
+    }
+
+    /// A previous attempt may have gone out without our hearing the answer: the
+    /// relationship says whether it did, and the job is settled if it did.
+    async fn settle_doubt(&self, now: DateTime<Utc>) -> Result<DoubtSettled, WorkerError> {
+        let (s, job) = (self.s, self.job);
+        if !self
+            .api_budget(&[ApiCall::Relationship], Holding::Nothing)
+            .await?
+        {
+            return Ok(DoubtSettled::Done);
+        }
+        let mut calls = Vec::new();
+        match s
+            .api
+            .relationship(&job.account_id, &self.checked_profile())
+            .await
+        {
+            Ok(answer) => {
+                calls.push(relationship_call(
+                    &answer,
+                    "in doubt after an unanswered send",
+                ));
+                if !decide::sees_invitation(&answer, self.check_may_miss_invitation()) {
+                    self.doubt_unseen(calls, now).await?;
+                } else if let Some(decision) =
+                    decide::after_relationship(&answer, &RelationshipCheck::InDoubt)
+                {
+                    let effects = SendEffects {
+                        calls,
+                        doubt: self.settled_before_send(),
+                        ..SendEffects::default()
+                    };
+                    self.settle(decision, effects).await?;
+                } else if !retry::may_retry(
+                    &s.config.retry,
+                    u32::try_from(job.attempts).unwrap_or(0),
+                ) {
+                    // Nothing went out and the tries are spent.
+                    let error = format!(
+                        "gave up after {} attempts: {}",
+                        job.attempts,
+                        job.error.clone().unwrap_or_default()
+                    );
+                    self.apply(Transition {
+                        calls,
+                        doubt: self.settled_before_send(),
+                        ..Transition::with_error(Status::Failed, error)
+                    })
+                    .await?;
+                } else {
+                    return Ok(DoubtSettled::NothingWentOut(calls));
+                }
+            }
+            Err(ApiError::Unauthorized) => {
+                let reason = "ConnectSafely rejected the API key (401)";
+                self.pause_key(reason, now).await?;
+                self.park_paused(reason, now).await?;
+            }
+            Err(error) => {
+                // Never resend blind: wait and look again.
+                calls.push(json!({"call": "GET /relationship", "error": error.to_string()}));
+                let decision = decide::look_again(
+                    &s.config.retry,
+                    u32::try_from(job.attempts.max(1)).unwrap_or(1),
+                    now,
+                    retry::jitter_sample(),
+                    format!("relationship check before resend failed: {error}"),
+                );
+                self.settle(decision, SendEffects::calls(calls)).await?;
+            }
+        }
+        Ok(DoubtSettled::Done)
+    }
+
+    fn connect_request(&self) -> ConnectRequest {
+        let job = self.job;
+        ConnectRequest {
             account_id: (!job.account_id.is_empty()).then(|| job.account_id.clone()),
             profile_id: job
                 .profile_urn
@@ -193,9 +244,19 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                 .flatten(),
             profile_urn: job.profile_urn.clone(),
             custom_message: job.message.clone(),
-        };
-        let result = s.api.connect(&request).await;
-        calls.push(connect_call(attempt, &result));
+        }
+    }
+
+    /// Records the answer to the POST. After a timeout or a 5xx the invitation may have gone
+    /// out all the same, and a 400 that does not say why is unclear: the relationship settles
+    /// both, where it can.
+    async fn settle_answer(
+        &self,
+        attempt: i32,
+        result: Result<ConnectResponse, ApiError>,
+        mut calls: Vec<serde_json::Value>,
+    ) -> Result<(), WorkerError> {
+        let s = self.s;
         let context = Context {
             attempt: u32::try_from(attempt.max(1)).unwrap_or(1),
             now: Utc::now(),
@@ -204,7 +265,6 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             jitter: retry::jitter_sample(),
         };
         let mut decision = decide::after_connect(&result, &context);
-        // After a timeout or a 5xx the invitation may have gone out all the same.
         let mut settled = !may_have_sent(&result);
         let check = match &decision {
             Decision::CheckRelationship { error } => Some(RelationshipCheck::Unclear400 {
@@ -220,7 +280,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         if let Some(check) = check {
             match s
                 .api
-                .relationship(&job.account_id, &self.checked_profile())
+                .relationship(&self.job.account_id, &self.checked_profile())
                 .await
             {
                 Ok(answer) => {
@@ -249,20 +309,27 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                     }
                 }
             }
-            if let Decision::CheckRelationship { error } = decision {
-                decision = Decision::Finish {
-                    status: Status::Failed,
-                    profile_urn: None,
-                    error: Some(error),
-                };
-            }
         }
-        let rate_limit = result.as_ref().ok().and_then(|r| r.rate_limit.clone());
         let refused = result
             .as_ref()
             .is_ok_and(|r| !(200..300).contains(&r.status) && !may_have_sent(&result));
-        self.settle(decision, rate_limit, calls, settled, refused)
-            .await
+        let effects = SendEffects {
+            calls,
+            doubt: if settled { Doubt::Settled } else { Doubt::Keep },
+            slot: if refused {
+                SendSlot::Returned
+            } else {
+                SendSlot::Spent
+            },
+            rate_limit: result.ok().and_then(|r| r.rate_limit),
+        };
+        self.settle(decision, effects).await
+    }
+
+    /// Nothing of this attempt has gone out yet: settling the doubt clears only the one the
+    /// claim saw, never one another job's send raised since.
+    pub(super) fn settled_before_send(&self) -> Doubt {
+        Doubt::SettledIfStill(self.in_doubt_since)
     }
 
     /// The profile as the relationship check takes it: the slug it is documented for when
@@ -287,7 +354,6 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
     /// waiting on the store), with the slot it took at the gate given back.
     async fn start_send(
         &self,
-        in_doubt_since: Option<DateTime<Utc>>,
         calls: &mut Vec<serde_json::Value>,
     ) -> Result<Option<i32>, WorkerError> {
         let s = self.s;
@@ -296,7 +362,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             .send_started(
                 self.job.id,
                 &self.owner,
-                in_doubt_since,
+                self.in_doubt_since,
                 self.lease,
                 Utc::now,
             )
@@ -311,7 +377,6 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                 s.config.connectsafely.timeout,
             ) =>
             {
-                self.posted.store(true, Ordering::SeqCst);
                 return Ok(Some(attempt));
             }
             Ok(SendStart::Started { .. }) => {
@@ -336,8 +401,8 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         self.apply(Transition {
             calls: std::mem::take(calls),
             due_at: Some(Utc::now()),
-            send_not_counted: true,
-            ..self.unchanged()
+            slot: SendSlot::Returned,
+            ..Transition::unchanged(self.job)
         })
         .await?;
         Ok(None)
@@ -363,121 +428,57 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                 retry::jitter_sample(),
                 format!("could not learn whether the invitation went out: {why}"),
             ) {
-                Decision::Retry { retry_at, error } => Transition {
-                    status: Some(Status::Retrying),
-                    error: Some(error),
-                    retry_at: Some(retry_at),
-                    ..Default::default()
-                },
-                other => return self.settle(other, None, calls, false, false).await,
+                Decision::Retry { retry_at, error } => Transition::retrying(retry_at, error),
+                other => return self.settle(other, SendEffects::calls(calls)).await,
             }
         } else {
-            Transition {
-                status: Some(Status::Failed),
-                error: Some(format!(
+            Transition::with_error(
+                Status::Failed,
+                format!(
                     "gave up after {} attempts; an invitation may have gone out, so this lead \
                      is not sent again ({why})",
                     self.job.attempts
-                )),
-                ..Default::default()
-            }
+                ),
+            )
         };
         self.apply(Transition {
             calls,
-            count_attempt: true,
+            attempts: Attempts::Count,
             ..transition
         })
         .await
-    }
-
-    /// A transition that leaves what the CRM sees as it is.
-    pub(super) fn unchanged(&self) -> Transition {
-        Transition {
-            error: self.job.error.clone(),
-            retry_at: self.job.retry_at,
-            hold_until: self.job.hold_until,
-            ..Default::default()
-        }
     }
 
     /// Turns a decision into the job's next state and commits it with its history.
     pub(super) async fn settle(
         &self,
         decision: Decision,
-        rate_limit: Option<RateLimit>,
-        calls: Vec<serde_json::Value>,
-        send_settled: bool,
-        send_not_counted: bool,
+        effects: SendEffects,
     ) -> Result<(), WorkerError> {
         let now = Utc::now();
-        let transition = match decision {
-            Decision::Finish {
-                status,
-                profile_urn,
-                error,
-            } => Transition {
-                status: Some(status),
-                error,
-                profile_urn,
-                ..Default::default()
-            },
-            Decision::PauseKey { error } => {
-                self.pause_key(&error, now).await?;
-                Transition {
-                    status: Some(Status::Paused),
-                    error: Some(error),
-                    due_at: Some(now + PAUSED_PARK),
-                    key_pause: true,
-                    ..Default::default()
-                }
-            }
+        match &decision {
+            Decision::PauseKey { error } => self.pause_key(error, now).await?,
             Decision::Hold {
                 hold_until,
-                blocked_until,
                 retry_at,
-                error,
+                ..
             } => {
                 tracing::warn!(account = %self.job.account_id, %hold_until, %retry_at, "account on hold");
-                Transition {
-                    status: Some(Status::Held),
-                    hold_until: Some(hold_until),
-                    retry_at: Some(retry_at),
-                    account_hold: Some((hold_until, blocked_until, error)),
-                    ..Default::default()
-                }
             }
-            Decision::Retry { retry_at, error } => Transition {
-                status: Some(Status::Retrying),
-                error: Some(error),
-                retry_at: Some(retry_at),
-                ..Default::default()
-            },
-            Decision::CheckRelationship { error } => Transition {
-                status: Some(Status::Failed),
-                error: Some(error),
-                ..Default::default()
-            },
-        };
+            _ => {}
+        }
         self.apply(Transition {
-            send_settled,
-            send_not_counted,
-            rate_limit,
-            calls,
-            ..transition
+            calls: effects.calls,
+            doubt: effects.doubt,
+            slot: effects.slot,
+            rate_limit: effects.rate_limit,
+            ..decide::transition_for(decision, now)
         })
         .await
     }
 
     /// Commits a transition, trying again briefly: an outcome we know is worth keeping.
     pub(super) async fn apply(&self, transition: Transition) -> Result<(), WorkerError> {
-        let transition = if self.posted.load(Ordering::SeqCst) {
-            transition
-        } else {
-            Transition {
-                doubt_seen: Some(self.in_doubt_since),
-                ..transition
-            }
-        };
         let mut tries = 0;
         let (job, publish) = loop {
             tries += 1;
@@ -510,14 +511,8 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(), WorkerError> {
-        self.apply(Transition {
-            status: Some(Status::Paused),
-            error: Some(reason.to_string()),
-            due_at: Some(now + PAUSED_PARK),
-            key_pause: true,
-            ..Default::default()
-        })
-        .await
+        self.apply(Transition::paused_for_key(reason, now + PAUSED_PARK))
+            .await
     }
 
     pub(super) async fn pause_key(

@@ -3,8 +3,9 @@
 use crate::account;
 use crate::config::RetryConfig;
 use crate::connectsafely::{ApiError, ConnectResponse, RelationshipAnswer};
-use crate::job::Status;
+use crate::job::{Job, Status};
 use crate::retry;
+use crate::store::{AccountHold, GateWait, Transition, Wait, Waiting};
 use chrono::{DateTime, Duration, Utc};
 
 /// The next step for a job after a call to the API.
@@ -187,6 +188,89 @@ pub fn lease_covers_send(
     let needed = Duration::from_std(call_timeout * 2 + std::time::Duration::from_secs(1))
         .unwrap_or(Duration::MAX);
     lease_until - now > needed
+}
+
+/// How far ahead a job paused by a refused key is parked; the probe brings it back sooner.
+pub const PAUSED_PARK: Duration = Duration::hours(1);
+
+/// The job's next state for a decision (the account's hold with it). What the send's
+/// outcome means for the doubt and the account's slot is the caller's to add.
+pub fn transition_for(decision: Decision, now: DateTime<Utc>) -> Transition {
+    match decision {
+        Decision::Finish {
+            status,
+            profile_urn,
+            error,
+        } => Transition {
+            error,
+            profile_urn,
+            ..Transition::to(status)
+        },
+        Decision::PauseKey { error } => Transition::paused_for_key(error, now + PAUSED_PARK),
+        Decision::Hold {
+            hold_until,
+            blocked_until,
+            retry_at,
+            error,
+        } => Transition {
+            hold_until: Some(hold_until),
+            retry_at: Some(retry_at),
+            account_hold: Some(AccountHold {
+                hold_until,
+                blocked_until,
+                reason: error,
+            }),
+            ..Transition::to(Status::Held)
+        },
+        Decision::Retry { retry_at, error } => Transition::retrying(retry_at, error),
+        // No relationship answer settled it: the send was refused with this error.
+        Decision::CheckRelationship { error } => Transition::with_error(Status::Failed, error),
+    }
+}
+
+/// Where a job the account gate did not let through is parked: `status` (`None` keeps the
+/// job's), until `until` or until `waiting` ends. The account is asked again at
+/// `quota_refresh`; a send in progress wakes its waiters when it ends, the lease being the
+/// safety net.
+pub fn parked_at_gate(
+    job: &Job,
+    parked: GateWait,
+    quota_refresh: Duration,
+    lease: Duration,
+    now: DateTime<Utc>,
+) -> Transition {
+    let status = parked.status.unwrap_or(job.status);
+    let keeps_status = status == job.status;
+    Transition {
+        status: Some(status),
+        error: if status == Status::Paused {
+            Some(parked.reason)
+        } else if keeps_status {
+            job.error.clone()
+        } else {
+            None
+        },
+        hold_until: parked.hold_until.or(job.hold_until.filter(|h| *h > now)),
+        retry_at: match status {
+            Status::Held | Status::Scheduled => Some(parked.until),
+            // A pause has no ETA: it lasts until its cause is fixed.
+            Status::Paused => None,
+            _ if keeps_status => job.retry_at,
+            _ => Some(parked.until),
+        },
+        due_at: Some(parked.until),
+        waiting: parked.waiting.map(|on| {
+            let every = match on {
+                Wait::Account(_) => quota_refresh,
+                _ => lease,
+            };
+            Waiting {
+                on,
+                retry_every: Some(every),
+            }
+        }),
+        ..Transition::default()
+    }
 }
 
 /// Why the relationship is being looked up.
@@ -561,5 +645,79 @@ mod tests {
                 reset: None
             })
         );
+    }
+
+    #[test]
+    fn a_hold_decision_holds_the_job_and_records_the_accounts_hold() {
+        let now = t("2026-12-02T10:00:00Z");
+        let hold = Decision::Hold {
+            hold_until: t("2026-12-03T10:00:00Z"),
+            blocked_until: Some(t("2026-12-07T00:00:00Z")),
+            retry_at: t("2026-12-07T00:00:00Z"),
+            error: "weekly limit".into(),
+        };
+        let transition = transition_for(hold, now);
+        assert_eq!(transition.status, Some(Status::Held));
+        assert_eq!(transition.retry_at, Some(t("2026-12-07T00:00:00Z")));
+        let recorded = transition.account_hold.unwrap();
+        assert_eq!(recorded.blocked_until, Some(t("2026-12-07T00:00:00Z")));
+        let paused = transition_for(
+            Decision::PauseKey {
+                error: "401".into(),
+            },
+            now,
+        );
+        assert_eq!(paused.due_at, Some(now + PAUSED_PARK));
+        assert_eq!(paused.waiting.map(|w| w.on), Some(Wait::Key));
+    }
+
+    #[test]
+    fn a_job_parked_at_the_gate_shows_an_eta_except_when_paused() {
+        let now = t("2026-12-02T10:00:00Z");
+        let mut job = Job::queued("acc_1", now);
+        job.error = Some("earlier".into());
+        let park = |status, waiting| GateWait {
+            status,
+            until: now + Duration::minutes(30),
+            hold_until: None,
+            reason: "why".into(),
+            waiting,
+        };
+        let minutes = |m| Duration::minutes(m);
+        let scheduled = parked_at_gate(
+            &job,
+            park(Some(Status::Scheduled), None),
+            minutes(15),
+            minutes(2),
+            now,
+        );
+        assert_eq!(scheduled.retry_at, Some(now + minutes(30)));
+        assert_eq!(scheduled.error, None);
+        let paused = parked_at_gate(
+            &job,
+            park(Some(Status::Paused), Some(Wait::Account("acc_1".into()))),
+            minutes(15),
+            minutes(2),
+            now,
+        );
+        assert_eq!(
+            (paused.retry_at, paused.error.as_deref()),
+            (None, Some("why"))
+        );
+        assert_eq!(
+            paused.waiting.and_then(|w| w.retry_every),
+            Some(minutes(15))
+        );
+        // Waiting for another send keeps what the CRM sees, and is retried at the lease.
+        let behind = parked_at_gate(
+            &job,
+            park(None, Some(Wait::Sender("acc_1".into()))),
+            minutes(15),
+            minutes(2),
+            now,
+        );
+        assert_eq!(behind.status, Some(Status::Queued));
+        assert_eq!(behind.error.as_deref(), Some("earlier"));
+        assert_eq!(behind.waiting.and_then(|w| w.retry_every), Some(minutes(2)));
     }
 }

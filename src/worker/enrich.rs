@@ -11,7 +11,7 @@ use crate::job::{Job, LeadDetails, Status};
 use crate::lead::{self, LeadInput, MessageTemplate, Overflow};
 use crate::queue::Queue;
 use crate::retry;
-use crate::store::{Enriched, Enrichment, Store, Transition, Wait, Waiting};
+use crate::store::{Attempts, Enriched, Enrichment, Store, Transition, Wait, Waiting};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
@@ -120,20 +120,17 @@ pub fn same_lead(other: &Job, now: DateTime<Utc>) -> Transition {
     );
     if other.status.is_final() {
         return Transition {
-            status: Some(other.status),
             profile_urn: other.profile_urn.clone(),
             calls: vec![json!({"sameLeadAs": other.id, "status": other.status})],
-            ..Default::default()
+            ..Transition::to(other.status)
         };
     }
     Transition {
-        status: Some(other.status),
-        error: Some(format!("{note}; waiting for its outcome")),
         hold_until: other.hold_until,
         retry_at: other.retry_at,
         due_at: Some(other.due_at.unwrap_or(now).max(now + SAME_LEAD_RECHECK)),
         calls: vec![json!({"sameLeadAs": other.id, "status": other.status})],
-        ..Default::default()
+        ..Transition::with_error(other.status, format!("{note}; waiting for its outcome"))
     }
 }
 
@@ -163,28 +160,22 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                 // One job per CRM reads again at each interval; a read or a writeback that
                 // works releases them all.
                 Transition {
-                    status: Some(Status::Paused),
-                    error: Some(format!("{} credentials refused: {reason}", job.source)),
                     due_at: Some(now + interval),
                     waiting: Some(Waiting {
                         on: Wait::Crm(job.source.clone()),
                         retry_every: Some(interval),
                     }),
-                    ..Default::default()
+                    ..Transition::with_error(
+                        Status::Paused,
+                        format!("{} credentials refused: {reason}", job.source),
+                    )
                 }
             }
             AfterRead::Retry { retry_at, error } => Transition {
-                status: Some(Status::Retrying),
-                error: Some(error),
-                retry_at: Some(retry_at),
-                count_attempt: true,
-                ..Default::default()
+                attempts: Attempts::Count,
+                ..Transition::retrying(retry_at, error)
             },
-            AfterRead::Fail { error } => Transition {
-                status: Some(Status::Failed),
-                error: Some(error),
-                ..Default::default()
-            },
+            AfterRead::Fail { error } => Transition::with_error(Status::Failed, error),
         };
         self.apply(Transition {
             calls: vec![call],
@@ -226,11 +217,9 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                 None => Ok(Some(*job)),
                 Some(reason) => {
                     self.apply(Transition {
-                        status: Some(Status::Invalid),
-                        error: Some(reason),
                         calls: vec![call],
-                        send_settled: true,
-                        ..Default::default()
+                        doubt: self.settled_before_send(),
+                        ..Transition::with_error(Status::Invalid, reason)
                     })
                     .await?;
                     Ok(None)

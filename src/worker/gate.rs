@@ -3,16 +3,15 @@
 //! park the job with the gate's status when it may not send now.
 
 use super::WorkerError;
-use super::connect::Attempt;
+use super::connect::{Attempt, SendEffects};
 use super::decide::{self, RelationshipCheck};
 use crate::account::next_weekly_reset;
 use crate::account::quota::{Quota, QuotaSource};
 use crate::connectsafely::limits::ApiCall;
 use crate::connectsafely::{ApiError, QuotaWindow};
-use crate::job::Status;
 use crate::queue::Queue;
 use crate::retry;
-use crate::store::{AccountReading, SendGate, Store, Transition, Wait, Waiting};
+use crate::store::{AccountReading, Facts, SendGate, SendSlot, Store, Transition};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
@@ -32,6 +31,15 @@ pub fn quota_from_window(window: &QuotaWindow, now: DateTime<Utc>) -> Quota {
     }
 }
 
+/// What a job holds of its account when it asks for API budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Holding {
+    /// Nothing yet (before the gate).
+    Nothing,
+    /// The send slot it took at the gate, given back if the job is parked.
+    SendSlot,
+}
+
 impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
     /// `true` when the job holds the account's send lease and one of its requests; `false`
     /// when the job has been parked (or settled) instead.
@@ -41,67 +49,32 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
     ) -> Result<bool, WorkerError> {
         let (s, job) = (self.s, self.job);
         let policy = s.config.accounts.policy_for(&job.account_id);
-        let mut fresh_reading = false;
+        let mut facts = Facts::Recorded;
         loop {
             let now = Utc::now();
             let gate = s
                 .store
-                .take_send_slot(job, &policy, self.lease, fresh_reading, now)
+                .take_send_slot(job, &policy, self.lease, facts, now)
                 .await?;
-            let (status, until, hold_until, reason, waiting) = match gate {
+            let parked = match gate {
                 SendGate::Send => return Ok(true),
                 SendGate::NeedReading => {
                     if !self.read_account(calls, now).await? {
                         return Ok(false);
                     }
-                    fresh_reading = true;
+                    facts = Facts::JustRead;
                     continue;
                 }
-                SendGate::Wait {
-                    status,
-                    until,
-                    hold_until,
-                    reason,
-                    waiting,
-                } => (status, until, hold_until, reason, waiting),
+                SendGate::Wait(parked) => parked,
             };
-            tracing::info!(%until, reason, ?status, "account may not send this job now; parked");
-            let status = status.unwrap_or(job.status);
-            let keeps_status = status == job.status;
+            tracing::info!(until = %parked.until, reason = parked.reason, status = ?parked.status, "account may not send this job now; parked");
+            let transition =
+                decide::parked_at_gate(job, parked, policy.quota_refresh, self.lease, now);
             self.apply(Transition {
                 calls: std::mem::take(calls),
                 // Nothing is in flight: any in-doubt check before this found no invitation.
-                send_settled: true,
-                status: Some(status),
-                error: if status == Status::Paused {
-                    Some(reason.clone())
-                } else if keeps_status {
-                    job.error.clone()
-                } else {
-                    None
-                },
-                hold_until: hold_until.or(job.hold_until.filter(|h| *h > now)),
-                retry_at: match status {
-                    Status::Held | Status::Scheduled => Some(until),
-                    // A pause has no ETA: it lasts until its cause is fixed.
-                    Status::Paused => None,
-                    _ if keeps_status => job.retry_at,
-                    _ => Some(until),
-                },
-                due_at: Some(until),
-                waiting: waiting.map(|on| {
-                    // The account is asked again at `quota_refresh`; a send in progress
-                    // wakes its waiters when it ends, the lease being the safety net.
-                    let every = match on {
-                        Wait::Account(_) => policy.quota_refresh,
-                        _ => self.lease,
-                    };
-                    Waiting {
-                        on,
-                        retry_every: Some(every),
-                    }
-                }),
-                ..Default::default()
+                doubt: self.settled_before_send(),
+                ..transition
             })
             .await?;
             return Ok(false);
@@ -110,11 +83,11 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
 
     /// Takes room for `calls` in the per-minute API budget shared by every worker, waiting
     /// a moment if need be; `false` when the wait would be long and the job was parked until
-    /// the budget has room (giving back the send slot it holds, if `holds_slot`).
+    /// the budget has room (giving back the send slot it holds, if it holds one).
     pub(super) async fn api_budget(
         &self,
         calls: &[ApiCall],
-        holds_slot: bool,
+        holding: Holding,
     ) -> Result<bool, WorkerError> {
         let (s, job) = (self.s, self.job);
         let limits = &s.config.connectsafely.rate_limits;
@@ -134,8 +107,11 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             tracing::info!(%until, "per-minute API budget spent; job parked until it has room");
             self.apply(Transition {
                 due_at: Some(until),
-                send_not_counted: holds_slot,
-                ..self.unchanged()
+                slot: match holding {
+                    Holding::SendSlot => SendSlot::Returned,
+                    Holding::Nothing => SendSlot::Spent,
+                },
+                ..Transition::unchanged(job)
             })
             .await?;
             return Ok(false);
@@ -152,7 +128,10 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
     ) -> Result<bool, WorkerError> {
         let (s, job) = (self.s, self.job);
         if !self
-            .api_budget(&[ApiCall::AccountEndpoint, ApiCall::AccountEndpoint], false)
+            .api_budget(
+                &[ApiCall::AccountEndpoint, ApiCall::AccountEndpoint],
+                Holding::Nothing,
+            )
             .await?
         {
             return Ok(false);
@@ -225,8 +204,12 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             retry::jitter_sample(),
             format!("could not read the account's quota: {failure}"),
         );
-        self.settle(decision, None, std::mem::take(calls), true, false)
-            .await?;
+        let effects = SendEffects {
+            calls: std::mem::take(calls),
+            doubt: self.settled_before_send(),
+            ..SendEffects::default()
+        };
+        self.settle(decision, effects).await?;
         Ok(false)
     }
 
@@ -269,8 +252,13 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                 )
             }
         };
-        self.settle(decision, None, std::mem::take(calls), true, true)
-            .await?;
+        let effects = SendEffects {
+            calls: std::mem::take(calls),
+            doubt: self.settled_before_send(),
+            slot: SendSlot::Returned,
+            ..SendEffects::default()
+        };
+        self.settle(decision, effects).await?;
         Ok(false)
     }
 }

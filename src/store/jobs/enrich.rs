@@ -1,0 +1,70 @@
+//! The lead the CRM returned for a job that named only its record.
+
+use super::ingest::{RecordRef, join_with_state};
+use super::{Enriched, Enrichment, rows};
+use crate::job::Job;
+use crate::store::{PgStore, StoreError, record_event};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+pub(super) async fn enrich(
+    store: &PgStore,
+    job_id: Uuid,
+    owner: &str,
+    e: &Enrichment,
+    now: DateTime<Utc>,
+) -> Result<Enriched, StoreError> {
+    let lead = serde_json::to_value(&e.lead).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut tx = store.pool.begin().await?;
+    let updated: Result<Option<Job>, StoreError> = sqlx::query_as(concat!(
+        "UPDATE jobs SET account_id = $3, profile_key = $4, profile_id = $5, profile_urn = $6, \
+         message = $7, lead = $8, enrich = NOT $10, attempts = 0, updated_at = $9 \
+         WHERE id = $1 AND lease_owner = $2 RETURNING ",
+        rows::job_columns!()
+    ))
+    .bind(job_id)
+    .bind(owner)
+    .bind(&e.account_id)
+    .bind(&e.profile_key)
+    .bind(&e.profile_id)
+    .bind(&e.profile_urn)
+    .bind(&e.message)
+    .bind(&lead)
+    .bind(now)
+    .bind(e.complete)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(StoreError::from);
+    match updated {
+        Ok(Some(job)) => {
+            let detail = json!({"accountId": e.account_id, "profileId": e.profile_id,
+                "profileUrn": e.profile_urn, "lead": lead});
+            record_event(&mut tx, job_id, now, "enriched", None, detail).await?;
+            tx.commit().await?;
+            Ok(Enriched::Ready(Box::new(job)))
+        }
+        Ok(None) => Err(StoreError::LeaseLost(job_id)),
+        Err(error) if error.is_unique_violation() => {
+            tx.rollback().await?;
+            let mut conn = store.pool.acquire().await?;
+            let names = [e.profile_key.as_deref(), e.profile_urn.as_deref()];
+            let other = rows::other_lead_holder(&mut conn, job_id, &e.account_id, names)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Conflict("the job that had this lead ended meanwhile".into())
+                })?;
+            // This job's record now hears the other job's changes. Nothing here
+            // publishes them: their outbox rows are due at once, for the relay.
+            let mut tx = store.pool.begin().await?;
+            let this = rows::fetch(&mut tx, job_id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
+            let record = RecordRef::of_job(&this);
+            join_with_state(&mut tx, other.id, &record, now, chrono::Duration::zero()).await?;
+            tx.commit().await?;
+            Ok(Enriched::SameLeadAs(Box::new(other)))
+        }
+        Err(error) => Err(error),
+    }
+}

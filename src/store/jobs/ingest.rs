@@ -1,0 +1,299 @@
+//! Creating jobs from accepted deliveries: idempotency keys, one job per lead and per
+//! record, and the records that join a job.
+
+use super::super::outbox::{self, OutboxMessage, Topic};
+use super::super::writebacks;
+use super::rows;
+use super::{IngestOutcome, NewJob};
+use crate::job::{Job, Status};
+use crate::store::{PgStore, StoreError, record_event};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::Acquire;
+use uuid::Uuid;
+
+pub(super) async fn ingest_batch(
+    store: &PgStore,
+    news: &[NewJob],
+    now: DateTime<Utc>,
+) -> Result<Vec<IngestOutcome>, StoreError> {
+    // Records in a fixed order, so that two batches naming the same records lock them in
+    // the same order; the outcomes go back in the given order.
+    let mut order: Vec<usize> = (0..news.len()).collect();
+    order.sort_by(|a, b| {
+        let key = |i: &usize| (&news[*i].record_id, &news[*i].delivery_id);
+        key(a).cmp(&key(b)).then(a.cmp(b))
+    });
+    // Most batches meet no concurrent delivery of the same key or lead: they go in one
+    // transaction without savepoints. One that does is done again with a savepoint per
+    // delivery, so that the delivery that hit a unique index can look again.
+    match ingest_in_order(store, news, &order, Savepoints::None, now).await {
+        Err(e) if e.is_unique_violation() || e.is_deadlock() => {
+            ingest_in_order(store, news, &order, Savepoints::PerDelivery, now).await
+        }
+        other => other,
+    }
+}
+
+/// Whether each delivery of a batch gets a savepoint of its own, so that one that meets a
+/// concurrent delivery of the same key or lead can look again without undoing the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Savepoints {
+    None,
+    PerDelivery,
+}
+
+async fn ingest_in_order(
+    store: &PgStore,
+    news: &[NewJob],
+    order: &[usize],
+    savepoints: Savepoints,
+    now: DateTime<Utc>,
+) -> Result<Vec<IngestOutcome>, StoreError> {
+    let mut outcomes: Vec<Option<IngestOutcome>> = vec![None; news.len()];
+    let mut tx = store.pool.begin().await?;
+    for &index in order {
+        let new = &news[index];
+        let outcome = if savepoints == Savepoints::PerDelivery {
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let mut savepoint = tx.begin().await?;
+                match ingest_one(&mut savepoint, new, now, store.relay_grace).await {
+                    Ok(outcome) => {
+                        savepoint.commit().await?;
+                        break outcome;
+                    }
+                    // A concurrent delivery of the same key or lead committed first: the
+                    // next pass finds its job.
+                    Err(e) if e.is_unique_violation() && tries < 3 => {
+                        savepoint.rollback().await?;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        } else {
+            ingest_one(&mut tx, new, now, store.relay_grace).await?
+        };
+        outcomes[index] = Some(outcome);
+    }
+    tx.commit().await?;
+    Ok(outcomes.into_iter().flatten().collect())
+}
+/// One delivery inside the caller's transaction: its job is found or created.
+async fn ingest_one(
+    tx: &mut sqlx::PgConnection,
+    new: &NewJob,
+    now: DateTime<Utc>,
+    relay_grace: chrono::Duration,
+) -> Result<IngestOutcome, StoreError> {
+    if let Some(key) = &new.delivery_id
+        && let Some(seen) = rows::job_of_delivery(tx, &new.source, key).await?
+    {
+        return Ok(IngestOutcome::Duplicate {
+            job_id: seen.id,
+            status: seen.status,
+            publish: Vec::new(),
+        });
+    }
+    if new.one_open_job_per_record
+        && let Some(existing) = rows::open_job_of_record(tx, &new.source, &new.record_id).await?
+    {
+        return attach(tx, new, existing, now, relay_grace).await;
+    }
+    if let Some(profile_key) = &new.profile_key
+        && let Some(existing) =
+            rows::lead_holder(tx, &new.account_id, profile_key, new.profile_urn.as_deref()).await?
+    {
+        return attach(tx, new, existing, now, relay_grace).await;
+    }
+    let job_id = Uuid::now_v7();
+    let status = if new.invalid_reason.is_some() {
+        Status::Invalid
+    } else {
+        Status::Queued
+    };
+    let due_at = (status == Status::Queued).then_some(now);
+    let job: Job = sqlx::query_as(concat!(
+            "INSERT INTO jobs (id, source, record_id, account_id, profile_key, profile_id, profile_urn, \
+             message, lead, status, error, sequence, changed_at, due_at, record_object, enrich, \
+             writeback_targets, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $13, $14, $15, $16, \
+             clock_timestamp()) RETURNING ",
+            rows::job_columns!()
+        ))
+        .bind(job_id)
+        .bind(&new.source)
+        .bind(&new.record_id)
+        .bind(&new.account_id)
+        .bind(&new.profile_key)
+        .bind(&new.profile_id)
+        .bind(&new.profile_urn)
+        .bind(&new.message)
+        .bind(serde_json::to_value(&new.lead).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        .bind(status)
+        .bind(&new.invalid_reason)
+        .bind(now)
+        .bind(due_at)
+        .bind(&new.record_object)
+        .bind(new.enrich && status == Status::Queued)
+        .bind(&new.writeback_targets)
+        .fetch_one(&mut *tx)
+        .await?;
+    join_record(&mut *tx, job_id, &RecordRef::of(new), now).await?;
+    remember_delivery(&mut *tx, new, job_id, now, "accepted", Some(status)).await?;
+    let mut publish = Vec::new();
+    if status == Status::Queued {
+        publish.push(
+            outbox::insert(
+                &mut *tx,
+                Topic::Connect,
+                &job_id.to_string(),
+                now + relay_grace,
+            )
+            .await?,
+        );
+    }
+    publish.extend(writebacks::queue_writebacks(&mut *tx, &job, None, now, relay_grace).await?);
+    Ok(IngestOutcome::Created {
+        job_id,
+        status,
+        publish,
+    })
+}
+
+/// A delivery for a job that already exists: remembered on that job, which is the answer.
+/// A record the job did not have yet (another CRM record naming the same lead) joins it and
+/// is written the job's current state now, with the messages to publish for that.
+async fn attach(
+    tx: &mut sqlx::PgConnection,
+    new: &NewJob,
+    existing: rows::JobState,
+    now: DateTime<Utc>,
+    relay_grace: chrono::Duration,
+) -> Result<IngestOutcome, StoreError> {
+    let record = RecordRef::of(new);
+    let job_id = existing.id;
+    let (status, publish) = match join_with_state(tx, job_id, &record, now, relay_grace).await? {
+        Some((job, publish)) => (job.status, publish),
+        None => (existing.status, Vec::new()),
+    };
+    remember_delivery(tx, new, job_id, now, "duplicate_event", None).await?;
+    Ok(IngestOutcome::Duplicate {
+        job_id,
+        status,
+        publish,
+    })
+}
+
+/// A CRM record and where its writebacks go.
+pub(super) struct RecordRef<'a> {
+    source: &'a str,
+    record_id: &'a str,
+    record_object: Option<&'a str>,
+    writeback_targets: &'a [String],
+}
+
+impl<'a> RecordRef<'a> {
+    fn of(new: &'a NewJob) -> RecordRef<'a> {
+        RecordRef {
+            source: &new.source,
+            record_id: &new.record_id,
+            record_object: new.record_object.as_deref(),
+            writeback_targets: &new.writeback_targets,
+        }
+    }
+
+    pub(super) fn of_job(job: &'a Job) -> RecordRef<'a> {
+        RecordRef {
+            source: &job.source,
+            record_id: &job.record_id,
+            record_object: job.record_object.as_deref(),
+            writeback_targets: &job.writeback_targets,
+        }
+    }
+}
+
+/// Adds `record` to the job's records; the new row's id, or `None` if it was there already.
+async fn join_record(
+    tx: &mut sqlx::PgConnection,
+    job_id: Uuid,
+    record: &RecordRef<'_>,
+    now: DateTime<Utc>,
+) -> Result<Option<i64>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO job_records (job_id, source, record_id, record_object, writeback_targets, joined_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id, source, record_id) DO NOTHING RETURNING id",
+    )
+    .bind(job_id)
+    .bind(record.source)
+    .bind(record.record_id)
+    .bind(record.record_object)
+    .bind(record.writeback_targets)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?)
+}
+
+/// Joins `record` to the job unless it is there already, and queues the job's current state
+/// for it. The job's row is locked first, so a concurrent transition either sees the new
+/// record or has committed the state read here.
+pub(super) async fn join_with_state(
+    tx: &mut sqlx::PgConnection,
+    job_id: Uuid,
+    record: &RecordRef<'_>,
+    now: DateTime<Utc>,
+    relay_grace: chrono::Duration,
+) -> Result<Option<(Job, Vec<OutboxMessage>)>, StoreError> {
+    let known: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM job_records WHERE job_id = $1 AND source = $2 AND record_id = $3)",
+    )
+    .bind(job_id)
+    .bind(record.source)
+    .bind(record.record_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if known {
+        return Ok(None);
+    }
+    let job = rows::lock(tx, job_id).await?;
+    let Some(joined) = join_record(tx, job_id, record, now).await? else {
+        return Ok(None);
+    };
+    record_event(
+        tx,
+        job_id,
+        now,
+        "record_joined",
+        None,
+        json!({"source": record.source, "recordId": record.record_id,
+               "recordObject": record.record_object, "targets": record.writeback_targets}),
+    )
+    .await?;
+    let publish = writebacks::queue_writebacks(tx, &job, Some(joined), now, relay_grace).await?;
+    Ok(Some((job, publish)))
+}
+
+/// Keeps the delivery's id as an idempotency key for `job_id` and notes it in the history.
+async fn remember_delivery(
+    tx: &mut sqlx::PgConnection,
+    new: &NewJob,
+    job_id: Uuid,
+    now: DateTime<Utc>,
+    kind: &str,
+    status: Option<Status>,
+) -> Result<(), StoreError> {
+    if let Some(key) = &new.delivery_id {
+        sqlx::query("INSERT INTO idempotency_keys (source, key, job_id) VALUES ($1, $2, $3)")
+            .bind(&new.source)
+            .bind(key)
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let detail = json!({
+        "source": new.source, "recordId": new.record_id, "deliveryId": new.delivery_id,
+        "error": new.invalid_reason,
+    });
+    record_event(tx, job_id, now, kind, status, detail).await
+}

@@ -1,0 +1,104 @@
+//! The operator's look-ups and actions on jobs.
+
+use super::{Attempts, JobFilter, JobHistory, JobStore, Transition, rows};
+use crate::job::{Job, Status};
+use crate::store::{JobEvent, OutboxMessage, PgStore, StoreError};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+pub(super) async fn job(store: &PgStore, job_id: Uuid) -> Result<Option<JobHistory>, StoreError> {
+    let mut conn = store.pool.acquire().await?;
+    let Some(job) = rows::fetch(&mut conn, job_id).await? else {
+        return Ok(None);
+    };
+    let history = sqlx::query_as::<_, JobEvent>(
+        "SELECT at, kind, status, detail FROM job_events WHERE job_id = $1 ORDER BY id",
+    )
+    .bind(job_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    drop(conn);
+    let writebacks = store.writebacks_of(job_id).await?;
+    Ok(Some(JobHistory {
+        job,
+        history,
+        writebacks,
+    }))
+}
+
+pub(super) async fn jobs(store: &PgStore, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        rows::job_columns!(),
+        " FROM jobs WHERE ($1::text IS NULL \
+         OR id IN (SELECT job_id FROM job_records WHERE record_id = $1)) \
+         AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR account_id = $3) \
+         ORDER BY created_at DESC LIMIT $4"
+    ))
+    .bind(&filter.record_id)
+    .bind(filter.status)
+    .bind(&filter.account_id)
+    .bind(if filter.limit > 0 { filter.limit } else { 100 })
+    .fetch_all(&store.pool)
+    .await?)
+}
+
+pub(super) async fn retry_job(
+    store: &PgStore,
+    job_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(Job, Vec<OutboxMessage>), StoreError> {
+    let history = store
+        .job(job_id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
+    let mut publish = store.rearm_parked_writebacks(job_id, now).await?;
+    let job = if history.job.status == Status::Failed {
+        let (job, more) = store
+            .transition(
+                job_id,
+                None,
+                Transition {
+                    attempts: Attempts::Reset,
+                    ..Transition::to(Status::Queued).by_operator(vec![Status::Failed])
+                },
+                now,
+            )
+            .await
+            .map_err(|e| {
+                if e.is_unique_violation() {
+                    StoreError::Conflict(
+                        "another job for this lead is open; retry refused so the lead is not invited twice".into(),
+                    )
+                } else {
+                    e
+                }
+            })?;
+        publish.extend(more);
+        job
+    } else if publish.is_empty() {
+        return Err(StoreError::Conflict(format!(
+            "job {job_id} is {}: only failed jobs and parked writebacks can be retried",
+            history.job.status
+        )));
+    } else {
+        history.job
+    };
+    Ok((job, publish))
+}
+
+pub(super) async fn cancel_job(
+    store: &PgStore,
+    job_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(Job, Vec<OutboxMessage>), StoreError> {
+    store
+        .transition(
+            job_id,
+            None,
+            Transition::with_error(Status::Failed, "cancelled by operator")
+                .by_operator(Status::ALL.into_iter().filter(|s| !s.is_final()).collect()),
+            now,
+        )
+        .await
+}
