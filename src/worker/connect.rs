@@ -7,12 +7,11 @@ use crate::connectsafely::limits::ApiCall;
 use crate::connectsafely::{
     ApiError, ConnectRequest, ConnectResponse, RateLimit, RelationshipAnswer,
 };
-use crate::job::{Job, Status};
+use crate::job::{Call, CallRecord, Job, Status};
 use crate::queue::Queue;
 use crate::retry;
 use crate::store::{Attempts, Claim, Doubt, SendSlot, SendStart, Store, StoreError, Transition};
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use std::time::Duration;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -36,14 +35,14 @@ pub(super) struct Attempt<'a, Q: Queue, S: Store> {
 /// account's slot and its rate-limit headers.
 #[derive(Debug, Default)]
 pub(super) struct SendEffects {
-    pub calls: Vec<serde_json::Value>,
+    pub calls: Vec<CallRecord>,
     pub doubt: Doubt,
     pub slot: SendSlot,
     pub rate_limit: Option<RateLimit>,
 }
 
 impl SendEffects {
-    pub fn calls(calls: Vec<serde_json::Value>) -> SendEffects {
+    pub fn calls(calls: Vec<CallRecord>) -> SendEffects {
         SendEffects {
             calls,
             ..SendEffects::default()
@@ -105,7 +104,7 @@ enum DoubtSettled {
     /// The job has been settled or parked; this attempt is over.
     Done,
     /// Nothing went out: the job may send, with these calls for its history.
-    NothingWentOut(Vec<serde_json::Value>),
+    NothingWentOut(Vec<CallRecord>),
 }
 
 impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
@@ -156,7 +155,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             return Ok(());
         };
         let result = s.api.connect(&self.connect_request()).await;
-        calls.push(connect_call(attempt, &result));
+        calls.push(CallRecord::connect(attempt, &result));
         self.settle_answer(attempt, result, calls).await
     }
 
@@ -219,7 +218,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             }
             Err(error) => {
                 // Never resend blind: wait and look again.
-                calls.push(json!({"call": "GET /relationship", "error": error.to_string()}));
+                calls.push(CallRecord::failed(Call::Relationship, None, &error));
                 let decision = decide::look_again(
                     &s.config.retry,
                     u32::try_from(job.attempts.max(1)).unwrap_or(1),
@@ -254,7 +253,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         &self,
         attempt: i32,
         result: Result<ConnectResponse, ApiError>,
-        mut calls: Vec<serde_json::Value>,
+        mut calls: Vec<CallRecord>,
     ) -> Result<(), WorkerError> {
         let s = self.s;
         let context = Context {
@@ -297,7 +296,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                     }
                 }
                 Err(e) => {
-                    calls.push(json!({"call": "GET /relationship", "error": e.to_string()}));
+                    calls.push(CallRecord::failed(Call::Relationship, None, &e));
                     if !settled {
                         decision = decide::look_again(
                             &s.config.retry,
@@ -352,10 +351,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
     /// Marks the send as started, right before the POST. `None` when it must not start:
     /// the job was parked again (in doubt since its claim, or too little lease left after
     /// waiting on the store), with the slot it took at the gate given back.
-    async fn start_send(
-        &self,
-        calls: &mut Vec<serde_json::Value>,
-    ) -> Result<Option<i32>, WorkerError> {
+    async fn start_send(&self, calls: &mut Vec<CallRecord>) -> Result<Option<i32>, WorkerError> {
         let s = self.s;
         let started = s
             .store
@@ -413,7 +409,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
     /// lead's identity, so no later event sends a second invitation.
     async fn doubt_unseen(
         &self,
-        calls: Vec<serde_json::Value>,
+        calls: Vec<CallRecord>,
         now: DateTime<Utc>,
     ) -> Result<(), WorkerError> {
         let s = self.s;
@@ -541,25 +537,10 @@ fn may_have_sent(result: &Result<ConnectResponse, ApiError>) -> bool {
     }
 }
 
-fn connect_call(attempt: i32, result: &Result<ConnectResponse, ApiError>) -> serde_json::Value {
-    match result {
-        Ok(r) => json!({
-            "call": "POST /connect", "attempt": attempt, "status": r.status, "body": r.body,
-            "rateLimit": r.rate_limit,
-        }),
-        Err(e) => json!({"call": "POST /connect", "attempt": attempt, "error": e.to_string()}),
-    }
-}
-
-pub(super) fn relationship_call(answer: &RelationshipAnswer, why: &str) -> serde_json::Value {
+pub(super) fn relationship_call(answer: &RelationshipAnswer, why: &str) -> CallRecord {
     match answer {
-        RelationshipAnswer::Found(r) => json!({
-            "call": "GET /relationship", "why": why, "connected": r.connected,
-            "invitationSent": r.invitation_sent, "status": r.status,
-        }),
-        RelationshipAnswer::ProfileNotFound => {
-            json!({"call": "GET /relationship", "why": why, "status": 404})
-        }
+        RelationshipAnswer::Found(r) => CallRecord::relationship(Some(r), why),
+        RelationshipAnswer::ProfileNotFound => CallRecord::relationship(None, why),
     }
 }
 

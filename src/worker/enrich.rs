@@ -7,7 +7,7 @@ use super::connect::Attempt;
 use crate::config::RetryConfig;
 use crate::crm::api::CallOutcome;
 use crate::crm::enrich::CrmLead;
-use crate::job::{Job, LeadDetails, Status};
+use crate::job::{Call, CallRecord, CallResult, Job, LeadDetails, Status};
 use crate::lead::{self, LeadInput, MessageTemplate, Overflow};
 use crate::queue::Queue;
 use crate::retry;
@@ -113,6 +113,13 @@ pub fn after_read(
 
 /// The state of a job whose lead another job already has: that job's outcome once it has
 /// one, its waiting state until then.
+fn same_lead_as(other: &Job) -> CallRecord {
+    CallRecord::SameLeadAs {
+        same_lead_as: other.id,
+        status: other.status,
+    }
+}
+
 pub fn same_lead(other: &Job, now: DateTime<Utc>) -> Transition {
     let note = format!(
         "same LinkedIn profile as job {} (record {})",
@@ -121,7 +128,7 @@ pub fn same_lead(other: &Job, now: DateTime<Utc>) -> Transition {
     if other.status.is_final() {
         return Transition {
             profile_urn: other.profile_urn.clone(),
-            calls: vec![json!({"sameLeadAs": other.id, "status": other.status})],
+            calls: vec![same_lead_as(other)],
             ..Transition::to(other.status)
         };
     }
@@ -129,7 +136,7 @@ pub fn same_lead(other: &Job, now: DateTime<Utc>) -> Transition {
         hold_until: other.hold_until,
         retry_at: other.retry_at,
         due_at: Some(other.due_at.unwrap_or(now).max(now + SAME_LEAD_RECHECK)),
-        calls: vec![json!({"sameLeadAs": other.id, "status": other.status})],
+        calls: vec![same_lead_as(other)],
         ..Transition::with_error(other.status, format!("{note}; waiting for its outcome"))
     }
 }
@@ -141,8 +148,15 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         let (s, job) = (self.s, self.job);
         let now = Utc::now();
         let outcome = s.enricher.read(job).await;
-        let call = json!({"call": "read CRM record", "source": job.source, "record": job.record_id,
-                          "result": describe(&outcome)});
+        let call = CallRecord::Call {
+            call: Call::CrmRead,
+            why: None,
+            result: CallResult::CrmRead {
+                source: job.source.clone(),
+                record: job.record_id.clone(),
+                result: describe(&outcome),
+            },
+        };
         let attempt = u32::try_from(job.attempts).unwrap_or(0) + 1;
         let transition = match after_read(
             outcome,
@@ -185,11 +199,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         Ok(None)
     }
 
-    async fn use_lead(
-        &self,
-        crm: CrmLead,
-        call: serde_json::Value,
-    ) -> Result<Option<Job>, WorkerError> {
+    async fn use_lead(&self, crm: CrmLead, call: CallRecord) -> Result<Option<Job>, WorkerError> {
         let (s, job) = (self.s, self.job);
         let released = s.store.resume_crm(&job.source, Utc::now()).await?;
         super::publish_now(&s.store, &s.queue, released).await;

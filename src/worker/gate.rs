@@ -9,11 +9,11 @@ use crate::account::next_weekly_reset;
 use crate::account::quota::{Quota, QuotaSource};
 use crate::connectsafely::limits::ApiCall;
 use crate::connectsafely::{ApiError, QuotaWindow};
+use crate::job::{Call, CallRecord, CallResult, QuotaSeen};
 use crate::queue::Queue;
 use crate::retry;
 use crate::store::{AccountReading, Facts, SendGate, SendSlot, Store, Transition};
 use chrono::{DateTime, Utc};
-use serde_json::json;
 
 /// A wait for the per-minute budget short enough to sleep through while holding the job.
 const SHORT_BUDGET_WAIT: chrono::Duration = chrono::Duration::seconds(2);
@@ -45,7 +45,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
     /// when the job has been parked (or settled) instead.
     pub(super) async fn pass_account_gate(
         &self,
-        calls: &mut Vec<serde_json::Value>,
+        calls: &mut Vec<CallRecord>,
     ) -> Result<bool, WorkerError> {
         let (s, job) = (self.s, self.job);
         let policy = s.config.accounts.policy_for(&job.account_id);
@@ -123,7 +123,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
     /// `asked_at`: when the gate asked for the reading (see `AccountReading::asked_at`).
     async fn read_account(
         &self,
-        calls: &mut Vec<serde_json::Value>,
+        calls: &mut Vec<CallRecord>,
         asked_at: DateTime<Utc>,
     ) -> Result<bool, WorkerError> {
         let (s, job) = (self.s, self.job);
@@ -156,7 +156,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                  event's accountId or add the account to the API key"
             );
             tracing::warn!(account = %job.account_id, "{reason}");
-            calls.push(json!({"call": "GET /account quota", "error": reason}));
+            calls.push(CallRecord::failed(Call::AccountQuota, None, &reason));
             let reading = AccountReading {
                 asked_at,
                 quota: None,
@@ -174,10 +174,20 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                     quota: quota.connect.as_ref().map(|w| quota_from_window(w, now)),
                     disabled: status.blocks_sending(),
                 };
-                calls.push(json!({"call": "GET /account quota and status",
-                    "quota": quota.connect.as_ref().map(|w| json!({"used": w.used, "limit": w.limit,
-                        "remaining": w.remaining, "resetAt": w.reset_at})),
-                    "status": status.status, "enabled": status.enabled}));
+                calls.push(CallRecord::Call {
+                    call: Call::AccountReading,
+                    why: None,
+                    result: CallResult::AccountRead {
+                        quota: quota.connect.as_ref().map(|w| QuotaSeen {
+                            used: w.used,
+                            limit: w.limit,
+                            remaining: w.remaining,
+                            reset_at: w.reset_at,
+                        }),
+                        status: status.status.clone(),
+                        enabled: status.enabled,
+                    },
+                });
                 if let Some(reason) = &reading.disabled {
                     tracing::warn!(account = %job.account_id, reason, "ConnectSafely reports the account unable to send; its jobs are paused");
                 }
@@ -189,7 +199,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             (Err(e), _) | (_, Some(Err(e))) => e,
             (Ok(_), None) => return Ok(true),
         };
-        calls.push(json!({"call": "GET /account quota and status", "error": failure.to_string()}));
+        calls.push(CallRecord::failed(Call::AccountReading, None, failure));
         if matches!(failure, ApiError::Unauthorized) {
             let reason = "ConnectSafely rejected the API key (401)";
             self.pause_key(reason, now).await?;
@@ -218,7 +228,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
     /// the request taken from the account's week is given back then.
     pub(super) async fn relationship_allows_send(
         &self,
-        calls: &mut Vec<serde_json::Value>,
+        calls: &mut Vec<CallRecord>,
     ) -> Result<bool, WorkerError> {
         let (s, job) = (self.s, self.job);
         let policy = s.config.accounts.policy_for(&job.account_id);
@@ -242,7 +252,11 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                 error: "ConnectSafely rejected the API key (401)".into(),
             },
             Err(error) => {
-                calls.push(json!({"call": "GET /relationship", "why": "before sending", "error": error.to_string()}));
+                calls.push(CallRecord::failed(
+                    Call::Relationship,
+                    Some("before sending"),
+                    &error,
+                ));
                 decide::look_again(
                     &s.config.retry,
                     u32::try_from(job.attempts.max(1)).unwrap_or(1),

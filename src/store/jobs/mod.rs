@@ -12,7 +12,7 @@ use super::outbox::OutboxMessage;
 use super::waits::{Wait, Waiting};
 use super::{JobEvent, PgStore, StoreError};
 use crate::connectsafely::RateLimit;
-use crate::job::{Job, LeadDetails, Status};
+use crate::job::{CallRecord, Job, LeadDetails, Status};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -111,7 +111,7 @@ pub struct Transition {
     pub account_hold: Option<AccountHold>,
     pub rate_limit: Option<RateLimit>,
     /// The API calls behind this transition, for the history.
-    pub calls: Vec<serde_json::Value>,
+    pub calls: Vec<CallRecord>,
     pub actor: Actor,
     /// When not empty, the statuses this transition may start from (checked under the lock).
     pub only_from: Vec<Status>,

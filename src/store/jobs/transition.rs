@@ -39,7 +39,8 @@ pub(super) async fn transition(
         job.profile_urn = Some(urn.clone());
     }
     for call in &change.calls {
-        record_event(&mut tx, job_id, now, "api_call", None, call.clone()).await?;
+        let detail = serde_json::to_value(call).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        record_event(&mut tx, job_id, now, "api_call", None, detail).await?;
     }
     if let Some(kind) = history_kind(&locked.job, &job, &plan, &change) {
         let detail = json!({

@@ -1,5 +1,9 @@
 //! A connect job: the statuses it moves through and the snapshot written back to CRMs.
 
+mod history;
+
+pub use history::{Call, CallRecord, CallResult, QuotaSeen};
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
