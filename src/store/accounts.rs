@@ -56,11 +56,11 @@ pub(super) async fn return_send_slot(
     job_id: uuid::Uuid,
 ) -> Result<(), StoreError> {
     // Only the latest: an earlier attempt of the job may have gone out.
-    let taken_at: Vec<DateTime<Utc>> = sqlx::query_scalar(
+    let taken_at: Vec<DateTime<Utc>> = sqlx::query_scalar!(
         "DELETE FROM account_sends WHERE job_id = $1 \
          AND at = (SELECT max(at) FROM account_sends WHERE job_id = $1) RETURNING at",
+        job_id
     )
-    .bind(job_id)
     .fetch_all(&mut *tx)
     .await?;
     add_back(tx, account_id, &taken_at).await
@@ -74,14 +74,14 @@ async fn add_back(
     account_id: &str,
     taken_at: &[DateTime<Utc>],
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE account_limits SET remaining = remaining + \
          (SELECT count(*) FROM unnest($2::timestamptz[]) AS taken(at) \
           WHERE taken.at >= account_limits.observed_at) \
          WHERE account_id = $1 AND action = 'CONNECT' AND remaining IS NOT NULL",
+        account_id,
+        taken_at
     )
-    .bind(account_id)
-    .bind(taken_at)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -92,10 +92,10 @@ pub(super) async fn mark_slot_used(
     tx: &mut sqlx::PgConnection,
     job_id: uuid::Uuid,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE account_sends SET post_started = true WHERE job_id = $1 AND NOT post_started",
+        job_id
     )
-    .bind(job_id)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -119,10 +119,7 @@ pub(super) async fn give_back_unstarted_slots(
         return Ok(());
     };
     // The account's row first, in the gate's order, so the two cannot deadlock.
-    sqlx::query("SELECT 1 FROM accounts WHERE account_id = $1 FOR UPDATE")
-        .bind(account_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+    lock(tx, account_id).await?;
     let taken_at: Vec<DateTime<Utc>> = returned.iter().map(|(_, at)| *at).collect();
     add_back(tx, account_id, &taken_at).await?;
     send_gate::release_account(&mut *tx, job_id, now, SendSlot::Returned).await
@@ -136,8 +133,9 @@ pub(super) async fn record_rate_limit(
     limit: &RateLimit,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO account_limits (account_id, action, \"limit\", used, remaining, reset_at, observed_at) \
+    sqlx::query!(
+        "INSERT INTO account_limits \
+         (account_id, action, \"limit\", used, remaining, reset_at, observed_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (account_id, action) DO UPDATE SET \"limit\" = $3, \
          used = CASE WHEN account_limits.reset_at IS NOT DISTINCT FROM $6 \
@@ -145,14 +143,14 @@ pub(super) async fn record_rate_limit(
          remaining = CASE WHEN account_limits.reset_at IS NOT DISTINCT FROM $6 \
                      THEN LEAST(account_limits.remaining, $5) ELSE $5 END, \
          reset_at = $6, observed_at = $7, source = 'headers'",
+        account_id,
+        limit.action,
+        limit.limit,
+        limit.used,
+        limit.remaining,
+        limit.reset,
+        now
     )
-    .bind(account_id)
-    .bind(&limit.action)
-    .bind(limit.limit)
-    .bind(limit.used)
-    .bind(limit.remaining)
-    .bind(limit.reset)
-    .bind(now)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -160,10 +158,12 @@ pub(super) async fn record_rate_limit(
 
 /// Locks the account's row, if it has one, before the writes that follow.
 pub(super) async fn lock(tx: &mut sqlx::PgConnection, account_id: &str) -> Result<(), StoreError> {
-    sqlx::query("SELECT 1 FROM accounts WHERE account_id = $1 FOR UPDATE")
-        .bind(account_id)
-        .fetch_optional(tx)
-        .await?;
+    sqlx::query!(
+        "SELECT 1 AS locked FROM accounts WHERE account_id = $1 FOR UPDATE",
+        account_id
+    )
+    .fetch_optional(tx)
+    .await?;
     Ok(())
 }
 
@@ -173,17 +173,17 @@ pub(super) async fn record_hold(
     hold: &AccountHold,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO accounts (account_id, hold_until, blocked_until, reason, updated_at) \
          VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (account_id) DO UPDATE SET hold_until = GREATEST(accounts.hold_until, $2), \
          blocked_until = GREATEST(accounts.blocked_until, $3), reason = $4, updated_at = $5",
+        account_id,
+        hold.hold_until,
+        hold.blocked_until,
+        hold.reason,
+        now
     )
-    .bind(account_id)
-    .bind(hold.hold_until)
-    .bind(hold.blocked_until)
-    .bind(&hold.reason)
-    .bind(now)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -244,7 +244,7 @@ pub trait AccountStore {
 pub(super) async fn key_paused(tx: &mut sqlx::PgConnection) -> Result<bool, StoreError> {
     Ok(
         // FOR SHARE waits for a resume in progress, so no job is parked behind its back.
-        sqlx::query_scalar("SELECT paused FROM api_key_state WHERE id = 1 FOR SHARE")
+        sqlx::query_scalar!("SELECT paused FROM api_key_state WHERE id = 1 FOR SHARE")
             .fetch_one(&mut *tx)
             .await?,
     )
@@ -281,7 +281,8 @@ impl AccountStore for PgStore {
                           UNION SELECT DISTINCT account_id FROM jobs) \
              SELECT ids.account_id, (SELECT count(*) FROM jobs j WHERE j.account_id = ids.account_id \
                 AND j.due_at IS NOT NULL) AS backlog FROM ids ORDER BY ids.account_id",
-        )
+
+            )
         .fetch_all(&self.pool)
         .await?;
         let mut conn = self.pool.acquire().await?;
@@ -356,14 +357,14 @@ impl AccountStore for PgStore {
         now: DateTime<Utc>,
         next_probe: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        sqlx::query!(
             "UPDATE api_key_state SET paused = true, reason = $1, \
              paused_at = CASE WHEN paused THEN paused_at ELSE $2 END, \
              next_probe_at = CASE WHEN paused THEN next_probe_at ELSE $3 END WHERE id = 1",
+            reason,
+            now,
+            next_probe
         )
-        .bind(reason)
-        .bind(now)
-        .bind(next_probe)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -374,11 +375,11 @@ impl AccountStore for PgStore {
         now: DateTime<Utc>,
         next_probe: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let claimed: Option<i32> = sqlx::query_scalar(
+        let claimed: Option<i32> = sqlx::query_scalar!(
             "UPDATE api_key_state SET next_probe_at = $2 WHERE id = 1 AND paused AND next_probe_at <= $1 RETURNING id",
+                now,
+                next_probe
         )
-        .bind(now)
-        .bind(next_probe)
         .fetch_optional(&self.pool)
         .await?;
         Ok(claimed.is_some())
@@ -386,8 +387,8 @@ impl AccountStore for PgStore {
 
     async fn resume_key(&self, now: DateTime<Utc>) -> Result<Vec<OutboxMessage>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE api_key_state SET paused = false, reason = NULL, paused_at = NULL WHERE id = 1",
+        sqlx::query!(
+            "UPDATE api_key_state SET paused = false, reason = NULL, paused_at = NULL WHERE id = 1"
         )
         .execute(&mut *tx)
         .await?;

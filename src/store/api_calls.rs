@@ -31,18 +31,21 @@ impl ApiBudgetStore for PgStore {
         let mut tx = self.pool.begin().await?;
         let mut wait: Option<DateTime<Utc>> = None;
         for (scope, (count, limit)) in &wanted {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))")
-                .bind(scope)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM api_calls WHERE scope = $1 AND at <= $2")
-                .bind(scope)
-                .bind(now - WINDOW)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query!(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
+                scope
+            )
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query!(
+                "DELETE FROM api_calls WHERE scope = $1 AND at <= $2",
+                scope,
+                now - WINDOW
+            )
+            .execute(&mut *tx)
+            .await?;
             let recent: Vec<DateTime<Utc>> =
-                sqlx::query_scalar("SELECT at FROM api_calls WHERE scope = $1")
-                    .bind(scope)
+                sqlx::query_scalar!("SELECT at FROM api_calls WHERE scope = $1", scope)
                     .fetch_all(&mut *tx)
                     .await?;
             if let Some(until) = wait_for_room(&recent, *count, *limit, now) {
@@ -55,11 +58,13 @@ impl ApiBudgetStore for PgStore {
         }
         for (scope, (count, _)) in &wanted {
             for _ in 0..*count {
-                sqlx::query("INSERT INTO api_calls (scope, at) VALUES ($1, $2)")
-                    .bind(scope)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query!(
+                    "INSERT INTO api_calls (scope, at) VALUES ($1, $2)",
+                    scope,
+                    now
+                )
+                .execute(&mut *tx)
+                .await?;
             }
         }
         tx.commit().await?;

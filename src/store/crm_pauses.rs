@@ -15,11 +15,12 @@ pub struct CrmPause {
 /// Whether `crm` is paused; `FOR SHARE` makes a resume in progress wait for this
 /// transaction, so no job is parked on the CRM behind its back.
 pub(super) async fn crm_paused(tx: &mut sqlx::PgConnection, crm: &str) -> Result<bool, StoreError> {
-    let paused: Option<i32> =
-        sqlx::query_scalar("SELECT 1 FROM crm_pauses WHERE crm = $1 FOR SHARE")
-            .bind(crm)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let paused: Option<i32> = sqlx::query_scalar!(
+        "SELECT 1 AS \"paused!\" FROM crm_pauses WHERE crm = $1 FOR SHARE",
+        crm
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
     Ok(paused.is_some())
 }
 
@@ -49,13 +50,13 @@ impl CrmPauseStore for PgStore {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO crm_pauses (crm, reason, paused_at) VALUES ($1, $2, $3) \
              ON CONFLICT (crm) DO UPDATE SET reason = EXCLUDED.reason",
+            crm,
+            reason,
+            now
         )
-        .bind(crm)
-        .bind(reason)
-        .bind(now)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -67,8 +68,7 @@ impl CrmPauseStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let resumed = sqlx::query("DELETE FROM crm_pauses WHERE crm = $1")
-            .bind(crm)
+        let resumed = sqlx::query!("DELETE FROM crm_pauses WHERE crm = $1", crm)
             .execute(&mut *tx)
             .await?;
         let publish = if resumed.rows_affected() > 0 {

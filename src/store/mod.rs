@@ -112,7 +112,9 @@ impl PgStore {
 
 impl Store for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query!("SELECT 1 AS alive")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -139,14 +141,14 @@ async fn record_event(
     status: Option<Status>,
     detail: serde_json::Value,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO job_events (job_id, at, kind, status, detail) VALUES ($1, $2, $3, $4, $5)",
+        job_id,
+        at,
+        kind,
+        status as Option<Status>,
+        detail
     )
-    .bind(job_id)
-    .bind(at)
-    .bind(kind)
-    .bind(status)
-    .bind(detail)
     .execute(&mut *tx)
     .await?;
     Ok(())

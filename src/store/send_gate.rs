@@ -180,11 +180,11 @@ pub(super) async fn take_send_slot(
 ) -> Result<SendGate, StoreError> {
     let account = job.account_id.as_str();
     let mut tx = store.pool.begin().await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO accounts (account_id, updated_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        account,
+        now
     )
-    .bind(account)
-    .bind(now)
     .execute(&mut *tx)
     .await?;
     let known = load(&mut tx, account, policy, now, Reading::ForUpdate).await?;
@@ -346,26 +346,28 @@ async fn take_slot(
     now: DateTime<Utc>,
     lease: chrono::Duration,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE accounts SET sending_job = $2, sending_until = $3 WHERE account_id = $1")
-        .bind(account)
-        .bind(job_id)
-        .bind(now + lease)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "UPDATE account_limits SET remaining = remaining - 1 \
-         WHERE account_id = $1 AND action = 'CONNECT' AND remaining IS NOT NULL",
+    sqlx::query!(
+        "UPDATE accounts SET sending_job = $2, sending_until = $3 WHERE account_id = $1",
+        account,
+        job_id,
+        now + lease
     )
-    .bind(account)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
+    sqlx::query!(
+        "UPDATE account_limits SET remaining = remaining - 1 \
+         WHERE account_id = $1 AND action = 'CONNECT' AND remaining IS NOT NULL",
+        account
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
         "INSERT INTO account_sends (account_id, job_id, at, post_started) \
          VALUES ($1, $2, $3, false)",
+        account,
+        job_id,
+        now
     )
-    .bind(account)
-    .bind(job_id)
-    .bind(now)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -377,9 +379,7 @@ async fn wake_now(
     job_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE jobs SET due_at = $2 WHERE id = $1")
-        .bind(job_id)
-        .bind(now)
+    sqlx::query!("UPDATE jobs SET due_at = $2 WHERE id = $1", job_id, now)
         .execute(&mut *tx)
         .await?;
     outbox::delete_for(&mut *tx, Topic::Connect, &job_id.to_string()).await?;
@@ -389,14 +389,14 @@ async fn wake_now(
 
 /// How many of the account's waiting jobs are older than `job`.
 async fn backlog_ahead(tx: &mut sqlx::PgConnection, job: &Job) -> Result<usize, StoreError> {
-    let ahead: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM jobs WHERE account_id = $1 AND id <> $2 AND created_at < $3 \
-         AND status = ANY($4) AND due_at IS NOT NULL AND NOT enrich",
+    let ahead: i64 = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "ahead!" FROM jobs WHERE account_id = $1 AND id <> $2
+           AND created_at < $3 AND status = ANY($4) AND due_at IS NOT NULL AND NOT enrich"#,
+        job.account_id,
+        job.id,
+        job.created_at,
+        &Status::BACKLOG[..] as &[Status]
     )
-    .bind(&job.account_id)
-    .bind(job.id)
-    .bind(job.created_at)
-    .bind(&Status::BACKLOG[..])
     .fetch_one(&mut *tx)
     .await?;
     Ok(usize::try_from(ahead).unwrap_or(0))
@@ -434,31 +434,32 @@ pub(super) async fn record_reading(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let mut tx = store.pool.begin().await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO accounts (account_id, disabled_reason, status_checked_at, updated_at) \
          VALUES ($1, $2, $3, $3) ON CONFLICT (account_id) DO UPDATE SET \
          disabled_reason = $2, status_checked_at = $3, updated_at = $3",
+        account,
+        reading.disabled,
+        now
     )
-    .bind(account)
-    .bind(&reading.disabled)
-    .bind(now)
     .execute(&mut *tx)
     .await?;
     if let Some(quota) = &reading.quota {
         // A send that started since the endpoints were asked may be missing from their
         // numbers; our own count has it, so the lower of the two stands then.
-        let overlapped: bool = sqlx::query_scalar(
-            "SELECT coalesce((SELECT sending_until > $2 FROM accounts WHERE account_id = $1), false) \
-             OR EXISTS (SELECT 1 FROM account_sends WHERE account_id = $1 AND at >= $3) \
-             OR EXISTS (SELECT 1 FROM account_limits WHERE account_id = $1 \
-                        AND action = 'CONNECT' AND observed_at > $3)",
+        let overlapped = sqlx::query_scalar!(
+            r#"SELECT (coalesce((SELECT sending_until > $2 FROM accounts WHERE account_id = $1),
+                                false)
+               OR EXISTS (SELECT 1 FROM account_sends WHERE account_id = $1 AND at >= $3)
+               OR EXISTS (SELECT 1 FROM account_limits WHERE account_id = $1
+                          AND action = 'CONNECT' AND observed_at > $3)) AS "overlapped!""#,
+            account,
+            now,
+            reading.asked_at
         )
-        .bind(account)
-        .bind(now)
-        .bind(reading.asked_at)
         .fetch_one(&mut *tx)
         .await?;
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO account_limits (account_id, action, \"limit\", used, remaining, reset_at, \
              observed_at, source) VALUES ($1, 'CONNECT', $2, $3, $4, $5, $6, 'endpoint') \
              ON CONFLICT (account_id, action) DO UPDATE SET \"limit\" = $2, \
@@ -467,14 +468,14 @@ pub(super) async fn record_reading(
              remaining = CASE WHEN $7 AND account_limits.reset_at IS NOT DISTINCT FROM $5 \
                          THEN LEAST(account_limits.remaining, $4) ELSE $4 END, \
              reset_at = $5, observed_at = $6, source = 'endpoint'",
+            account,
+            i32::try_from(quota.limit).unwrap_or(i32::MAX),
+            i32::try_from(quota.used).unwrap_or(i32::MAX),
+            i32::try_from(quota.remaining).unwrap_or(i32::MAX),
+            quota.reset_at,
+            now,
+            overlapped
         )
-        .bind(account)
-        .bind(i32::try_from(quota.limit).unwrap_or(i32::MAX))
-        .bind(i32::try_from(quota.used).unwrap_or(i32::MAX))
-        .bind(i32::try_from(quota.remaining).unwrap_or(i32::MAX))
-        .bind(quota.reset_at)
-        .bind(now)
-        .bind(overlapped)
         .execute(&mut *tx)
         .await?;
     }
@@ -492,11 +493,11 @@ pub(super) async fn release_account(
     now: DateTime<Utc>,
     slot: SendSlot,
 ) -> Result<(), StoreError> {
-    let account: Option<String> = sqlx::query_scalar(
+    let account: Option<String> = sqlx::query_scalar!(
         "UPDATE accounts SET sending_job = NULL, sending_until = NULL WHERE sending_job = $1 \
          RETURNING account_id",
+        job_id
     )
-    .bind(job_id)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(account) = account else {
@@ -507,16 +508,16 @@ pub(super) async fn release_account(
     if slot == SendSlot::Returned {
         return Ok(());
     }
-    let next: Option<Uuid> = sqlx::query_scalar(
+    let next: Option<Uuid> = sqlx::query_scalar!(
         "UPDATE jobs SET due_at = $3 WHERE id = (SELECT id FROM jobs WHERE account_id = $1 \
          AND id <> $2 AND status = ANY($5) AND NOT enrich AND waits_on IS NULL \
          AND due_at > $3 AND due_at <= $4 ORDER BY created_at LIMIT 1) RETURNING id",
+        account,
+        job_id,
+        now,
+        now + BUSY_RETRY,
+        &Status::BACKLOG[..] as &[Status]
     )
-    .bind(&account)
-    .bind(job_id)
-    .bind(now)
-    .bind(now + BUSY_RETRY)
-    .bind(&Status::BACKLOG[..])
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(next) = next {

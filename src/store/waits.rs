@@ -49,22 +49,20 @@ pub(super) async fn park(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let key = waiting.on.key();
-    sqlx::query("UPDATE jobs SET waits_on = $2 WHERE id = $1")
-        .bind(job_id)
-        .bind(&key)
+    sqlx::query!("UPDATE jobs SET waits_on = $2 WHERE id = $1", job_id, key)
         .execute(&mut *tx)
         .await?;
     if let Some(every) = waiting.retry_every {
         // DO UPDATE locks an existing timer, so that a release deleting it waits for this
         // job to be committed and then sees it; a timer deleted first is made again here.
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO waits (waits_on, next_try_at, every_ms) VALUES ($1, $2, $3) \
              ON CONFLICT (waits_on) DO UPDATE SET next_try_at = \
              LEAST(waits.next_try_at, EXCLUDED.next_try_at)",
+            key,
+            now + every,
+            every.num_milliseconds(),
         )
-        .bind(&key)
-        .bind(now + every)
-        .bind(every.num_milliseconds())
         .execute(&mut *tx)
         .await?;
     }
@@ -78,15 +76,12 @@ pub(super) async fn release_all(
     now: DateTime<Utc>,
 ) -> Result<Vec<OutboxMessage>, StoreError> {
     let key = wait.key();
-    sqlx::query("DELETE FROM waits WHERE waits_on = $1")
-        .bind(&key)
-        .execute(&mut *tx)
-        .await?;
-    let ids: Vec<Uuid> = sqlx::query_scalar(
+    forget(tx, &key).await?;
+    let ids = sqlx::query_scalar!(
         "UPDATE jobs SET waits_on = NULL, due_at = $2 WHERE waits_on = $1 RETURNING id",
+        key,
+        now,
     )
-    .bind(&key)
-    .bind(now)
     .fetch_all(&mut *tx)
     .await?;
     due_now(tx, ids, now).await
@@ -98,15 +93,23 @@ pub(super) async fn release_oldest(
     key: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<OutboxMessage>, StoreError> {
-    let ids: Vec<Uuid> = sqlx::query_scalar(
+    let ids = sqlx::query_scalar!(
         "UPDATE jobs SET waits_on = NULL, due_at = $2 WHERE id = (SELECT id FROM jobs \
          WHERE waits_on = $1 ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id",
+        key,
+        now,
     )
-    .bind(key)
-    .bind(now)
     .fetch_all(&mut *tx)
     .await?;
     due_now(tx, ids, now).await
+}
+
+/// Drops the wait's timer.
+async fn forget(tx: &mut sqlx::PgConnection, key: &str) -> Result<(), StoreError> {
+    sqlx::query!("DELETE FROM waits WHERE waits_on = $1", key)
+        .execute(tx)
+        .await?;
+    Ok(())
 }
 
 async fn due_now(
@@ -136,22 +139,19 @@ pub trait WaitStore {
 impl WaitStore for PgStore {
     async fn wake_due_waits(&self, now: DateTime<Utc>) -> Result<Vec<OutboxMessage>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let due: Vec<String> = sqlx::query_scalar(
+        let due = sqlx::query_scalar!(
             "UPDATE waits SET next_try_at = $1 + every_ms * interval '1 millisecond' \
              WHERE waits_on IN (SELECT waits_on FROM waits WHERE next_try_at <= $1 \
              FOR UPDATE SKIP LOCKED) RETURNING waits_on",
+            now,
         )
-        .bind(now)
         .fetch_all(&mut *tx)
         .await?;
         let mut publish = Vec::new();
         for key in due {
             let woken = release_oldest(&mut tx, &key, now).await?;
             if woken.is_empty() {
-                sqlx::query("DELETE FROM waits WHERE waits_on = $1")
-                    .bind(&key)
-                    .execute(&mut *tx)
-                    .await?;
+                forget(&mut tx, &key).await?;
             }
             publish.extend(woken);
         }

@@ -133,13 +133,15 @@ impl WritebackStore for PgStore {
         };
         // Claims for one record and target take turns, so that of two jobs' writebacks to
         // the same CRM field the older can never land after the newer.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 11))")
-            .bind(format!(
+        sqlx::query!(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 11))",
+            format!(
                 "{}/{}/{}",
                 claimed.target, claimed.source, claimed.record_id
-            ))
-            .execute(&mut *tx)
-            .await?;
+            )
+        )
+        .execute(&mut *tx)
+        .await?;
         if let Some(newer) = newer_job_on_record(&mut tx, &claimed).await? {
             supersede(&mut tx, id, &claimed, newer, now).await?;
             tx.commit().await?;
@@ -150,11 +152,11 @@ impl WritebackStore for PgStore {
         if let Some(after) = must_wait_until(&mut tx, &claimed, now).await? {
             // Keep the CRM's view in order: go out just after the older change does.
             let due = after.max(now) + chrono::Duration::seconds(1);
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE writebacks SET lease_until = NULL, attempts = attempts - 1, next_attempt_at = $2 WHERE id = $1",
+                    id,
+                    due
             )
-            .bind(id)
-            .bind(due)
             .execute(&mut *tx)
             .await?;
             outbox::insert(&mut tx, Topic::Writeback, &id.to_string(), due).await?;
@@ -207,21 +209,21 @@ impl WritebackStore for PgStore {
             }
         };
         let failed = matches!(result, WritebackResult::Retry { .. });
-        let updated = sqlx::query(
+        let updated = sqlx::query!(
             "UPDATE writebacks SET state = $2, last_error = $3, next_attempt_at = $4, lease_until = NULL, \
              delivered_at = CASE WHEN $2 = 'delivered' THEN $5 ELSE delivered_at END, \
              attempts = CASE WHEN $7 THEN attempts ELSE attempts - 1 END, \
              failing_since = CASE WHEN $8 THEN COALESCE(failing_since, $5) ELSE failing_since END \
              WHERE id = $1 AND state = 'pending' AND lease_until = $6",
-        )
-        .bind(work.id)
-        .bind(state)
-        .bind(&error)
-        .bind(next)
-        .bind(now)
-        .bind(work.lease_until)
-        .bind(counted)
-        .bind(failed)
+                 work.id,
+                 state,
+                 error,
+                 next,
+                 now,
+                 work.lease_until,
+                 counted,
+                 failed
+         )
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
@@ -267,15 +269,15 @@ async fn newer_job_on_record(
     tx: &mut sqlx::PgConnection,
     c: &Claimed,
 ) -> Result<Option<Uuid>, StoreError> {
-    Ok(sqlx::query_scalar(
+    Ok(sqlx::query_scalar!(
         "SELECT o.job_id FROM writebacks o JOIN job_records r ON r.id = o.job_record_id \
          WHERE r.source = $1 AND r.record_id = $2 AND o.target = $3 AND r.id > $4 \
          AND o.state <> 'superseded' ORDER BY r.id DESC LIMIT 1",
+        c.source,
+        c.record_id,
+        c.target,
+        c.job_record_id
     )
-    .bind(&c.source)
-    .bind(&c.record_id)
-    .bind(&c.target)
-    .bind(c.job_record_id)
     .fetch_optional(&mut *tx)
     .await?)
 }
@@ -292,12 +294,12 @@ async fn supersede(
         "superseded by job {newer}, which has record {} since",
         c.record_id
     );
-    sqlx::query(
+    sqlx::query!(
         "UPDATE writebacks SET state = 'superseded', lease_until = NULL, attempts = attempts - 1, \
          last_error = $2 WHERE id = $1",
+        id,
+        reason
     )
-    .bind(id)
-    .bind(&reason)
     .execute(&mut *tx)
     .await?;
     outbox::delete_for(&mut *tx, Topic::Writeback, &id.to_string()).await?;
@@ -321,28 +323,28 @@ async fn must_wait_until(
     c: &Claimed,
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let older_change: Option<DateTime<Utc>> = sqlx::query_scalar(
+    let older_change: Option<DateTime<Utc>> = sqlx::query_scalar!(
         "SELECT min(next_attempt_at) FROM writebacks \
          WHERE job_record_id = $1 AND target = $2 AND sequence < $3 AND state = 'pending'",
+        c.job_record_id,
+        c.target,
+        c.sequence
     )
-    .bind(c.job_record_id)
-    .bind(&c.target)
-    .bind(c.sequence)
     .fetch_one(&mut *tx)
     .await?;
     if older_change.is_some() {
         return Ok(older_change);
     }
-    Ok(sqlx::query_scalar(
+    Ok(sqlx::query_scalar!(
         "SELECT max(o.lease_until) FROM writebacks o JOIN job_records r ON r.id = o.job_record_id \
          WHERE r.source = $1 AND r.record_id = $2 AND o.target = $3 AND r.id < $4 \
          AND o.state = 'pending' AND o.lease_until > $5",
+        c.source,
+        c.record_id,
+        c.target,
+        c.job_record_id,
+        now
     )
-    .bind(&c.source)
-    .bind(&c.record_id)
-    .bind(&c.target)
-    .bind(c.job_record_id)
-    .bind(now)
     .fetch_one(&mut *tx)
     .await?)
 }
@@ -371,7 +373,8 @@ pub(super) async fn queue_writebacks(
                     ORDER BY r.id, t.target RETURNING id) \
          INSERT INTO outbox (topic, ref, due_at) SELECT $6, id::text, $7 FROM w \
          RETURNING id, ref",
-    )
+
+     )
     .bind(job.id)
     .bind(job.sequence)
     .bind(&payload)
@@ -415,16 +418,16 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let ids: Vec<i64> = sqlx::query_scalar(
+        let ids: Vec<i64> = sqlx::query_scalar!(
             "UPDATE writebacks w SET state = 'pending', attempts = 0, failing_since = NULL, \
              next_attempt_at = $2 \
              WHERE job_id = $1 AND state = 'parked' AND sequence > COALESCE((\
                SELECT max(d.sequence) FROM writebacks d WHERE d.job_record_id = w.job_record_id \
                AND d.target = w.target AND d.state = 'delivered'), 0) \
              RETURNING id",
+            job_id,
+            now
         )
-        .bind(job_id)
-        .bind(now)
         .fetch_all(&mut *tx)
         .await?;
         let mut publish = Vec::new();

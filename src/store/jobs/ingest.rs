@@ -120,7 +120,8 @@ async fn ingest_one(
              writeback_targets, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $13, $14, $15, $16, \
              clock_timestamp()) RETURNING ",
-            rows::job_columns!()
+                 rows::job_columns!(
+         )
         ))
         .bind(job_id)
         .bind(&new.source)
@@ -221,16 +222,16 @@ async fn join_record(
     record: &RecordRef<'_>,
     now: DateTime<Utc>,
 ) -> Result<Option<i64>, StoreError> {
-    Ok(sqlx::query_scalar(
+    Ok(sqlx::query_scalar!(
         "INSERT INTO job_records (job_id, source, record_id, record_object, writeback_targets, joined_at) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id, source, record_id) DO NOTHING RETURNING id",
-    )
-    .bind(job_id)
-    .bind(record.source)
-    .bind(record.record_id)
-    .bind(record.record_object)
-    .bind(record.writeback_targets)
-    .bind(now)
+             job_id,
+             record.source,
+             record.record_id,
+             record.record_object,
+             record.writeback_targets,
+             now
+     )
     .fetch_optional(&mut *tx)
     .await?)
 }
@@ -245,12 +246,13 @@ pub(super) async fn join_with_state(
     now: DateTime<Utc>,
     relay_grace: chrono::Duration,
 ) -> Result<Option<(Job, Vec<OutboxMessage>)>, StoreError> {
-    let known: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM job_records WHERE job_id = $1 AND source = $2 AND record_id = $3)",
+    let known = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM job_records WHERE job_id = $1 AND source = $2
+           AND record_id = $3) AS "known!""#,
+        job_id,
+        record.source,
+        record.record_id
     )
-    .bind(job_id)
-    .bind(record.source)
-    .bind(record.record_id)
     .fetch_one(&mut *tx)
     .await?;
     if known {
@@ -284,12 +286,14 @@ async fn remember_delivery(
     status: Option<Status>,
 ) -> Result<(), StoreError> {
     if let Some(key) = &new.delivery_id {
-        sqlx::query("INSERT INTO idempotency_keys (source, key, job_id) VALUES ($1, $2, $3)")
-            .bind(&new.source)
-            .bind(key)
-            .bind(job_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "INSERT INTO idempotency_keys (source, key, job_id) VALUES ($1, $2, $3)",
+            new.source,
+            key,
+            job_id
+        )
+        .execute(&mut *tx)
+        .await?;
     }
     let detail = json!({
         "source": new.source, "recordId": new.record_id, "deliveryId": new.delivery_id,

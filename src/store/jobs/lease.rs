@@ -119,38 +119,46 @@ where
     // The account's send lease covers the call too, or another job could send beside it;
     // the watchdog follows the renewed lease. Both may wait on a lock: the lease is
     // measured after them.
-    sqlx::query("SELECT 1 FROM accounts WHERE sending_job = $1 FOR UPDATE")
-        .bind(job_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    sqlx::query("SELECT 1 FROM outbox WHERE topic = 'connect' AND ref = $1 FOR UPDATE")
-        .bind(job_id.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "SELECT 1 AS locked FROM accounts WHERE sending_job = $1 FOR UPDATE",
+        job_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "SELECT 1 AS locked FROM outbox WHERE topic = 'connect' AND ref = $1 FOR UPDATE",
+        job_id.to_string()
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     let now = clock();
     if lease_until.is_none_or(|t| t <= now) {
         return Err(StoreError::LeaseLost(job_id));
     }
     let until = now + lease;
-    let attempt: i32 = sqlx::query_scalar(
+    let attempt: i32 = sqlx::query_scalar!(
         "UPDATE jobs SET send_started_at = $2, attempts = attempts + 1, lease_until = $3, \
          updated_at = $2 WHERE id = $1 RETURNING attempts",
+        job_id,
+        now,
+        until
     )
-    .bind(job_id)
-    .bind(now)
-    .bind(until)
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query("UPDATE accounts SET sending_until = $2 WHERE sending_job = $1")
-        .bind(job_id)
-        .bind(until)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE outbox SET due_at = $2 WHERE topic = 'connect' AND ref = $1")
-        .bind(job_id.to_string())
-        .bind(until + chrono::Duration::seconds(1))
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE accounts SET sending_until = $2 WHERE sending_job = $1",
+        job_id,
+        until
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "UPDATE outbox SET due_at = $2 WHERE topic = 'connect' AND ref = $1",
+        job_id.to_string(),
+        until + chrono::Duration::seconds(1)
+    )
+    .execute(&mut *tx)
+    .await?;
     accounts::mark_slot_used(&mut tx, job_id).await?;
     tx.commit().await?;
     Ok(SendStart::Started {
@@ -166,11 +174,12 @@ pub(super) async fn give_back_send_slot(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let mut tx = store.pool.begin().await?;
-    let owner_now: Option<Option<String>> =
-        sqlx::query_scalar("SELECT lease_owner FROM jobs WHERE id = $1 FOR UPDATE")
-            .bind(job_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let owner_now: Option<Option<String>> = sqlx::query_scalar!(
+        "SELECT lease_owner FROM jobs WHERE id = $1 FOR UPDATE",
+        job_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
     if owner_now.flatten().as_deref() != Some(owner) {
         // Another claim has the job: it gave this attempt's slot back when it claimed,
         // and the slot there now is its own.

@@ -241,12 +241,14 @@ async fn link_urn(
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let mut savepoint = tx.begin().await?;
-    let linked = sqlx::query("UPDATE jobs SET profile_urn = $2 WHERE id = $1")
-        .bind(job_id)
-        .bind(urn)
-        .execute(&mut *savepoint)
-        .await
-        .map_err(StoreError::from);
+    let linked = sqlx::query!(
+        "UPDATE jobs SET profile_urn = $2 WHERE id = $1",
+        job_id,
+        urn
+    )
+    .execute(&mut *savepoint)
+    .await
+    .map_err(StoreError::from);
     match linked {
         Ok(_) => {
             savepoint.commit().await?;
@@ -255,15 +257,15 @@ async fn link_urn(
         Err(e) if e.is_unique_violation() => {
             savepoint.rollback().await?;
             // That other job is for the person just invited: it must look before it sends.
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE jobs SET send_started_at = GREATEST($3, send_started_at + interval '1 microsecond'), \
                  profile_id = COALESCE(profile_id, (SELECT profile_id FROM jobs WHERE id = $1)) \
                  WHERE account_id = (SELECT account_id FROM jobs WHERE id = $1) \
                  AND profile_urn = $2 AND id <> $1 AND due_at IS NOT NULL",
-            )
-            .bind(job_id)
-            .bind(urn)
-            .bind(now)
+                     job_id,
+                     urn,
+                     now
+             )
             .execute(&mut **tx)
             .await?;
             tracing::warn!(%job_id, urn, "another open job has this URN; it will check the relationship before sending");
