@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::connectsafely;
 use crate::crm::{Clients, CrmError, Enricher, Writers};
 use crate::ingest::{self, IngestState, PublishGate};
+use crate::outbox;
 use crate::queue::{Queue, Rabbit};
 use crate::secret::Secret;
 use crate::signature::standard_webhooks::Verifier;
@@ -147,7 +148,7 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, AppError> {
             health_addr = Some(serve(router, addr, &shutdown, &mut tasks).await?);
         }
     }
-    tasks.spawn(worker::relay_loop(
+    tasks.spawn(outbox::relay_loop(
         store.clone(),
         queue.clone(),
         config.worker.relay_interval,

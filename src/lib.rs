@@ -9,6 +9,7 @@ pub mod crm;
 pub mod ingest;
 pub mod job;
 pub mod lead;
+pub mod outbox;
 pub mod queue;
 pub mod retry;
 pub mod secret;

@@ -1,11 +1,12 @@
 //! Jobs: creation with idempotency, leases, transitions with their history and writebacks,
 //! and the operator's look-ups and actions.
 
-use super::outbox::{self, OutboxMessage, Topic};
+use super::outbox::{self, OutboxMessage};
 use super::waits::{self, Wait, Waiting};
 use super::{JOB_COLUMNS, JobEvent, PgStore, StoreError, accounts, job_from_row, record_event};
 use crate::connectsafely::RateLimit;
 use crate::job::{Job, LeadDetails, Status, worth_writing_back};
+use crate::queue::Topic;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::{Acquire, Row};

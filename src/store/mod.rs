@@ -19,7 +19,7 @@ pub use jobs::{
     Claim, ClaimedJob, Enriched, Enrichment, IngestOutcome, JobFilter, JobHistory, JobStore,
     NewJob, SendStart, Transition,
 };
-pub use outbox::{OutboxMessage, OutboxStore, Topic};
+pub use outbox::{OutboxMessage, OutboxStore};
 pub use send_gate::{AccountReading, SendGate};
 pub use waits::{Wait, WaitStore, Waiting};
 pub use writebacks::{

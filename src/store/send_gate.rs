@@ -2,7 +2,7 @@
 //! worker agrees: quota, holds, pacing and health (pure rules in `account::pacing`), one send
 //! at a time per account, and the account's backlog released oldest first.
 
-use super::outbox::{self, Topic};
+use super::outbox;
 use super::waits::{self, Wait};
 use super::{PgStore, StoreError};
 use crate::account::pacing::{self, AccountFacts, Decision};
@@ -10,6 +10,7 @@ use crate::account::policy::AccountPolicy;
 use crate::account::projection::projected_sends;
 use crate::account::quota::{Quota, QuotaSource};
 use crate::job::{Job, Status};
+use crate::queue::Topic;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 

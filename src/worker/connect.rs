@@ -1,12 +1,13 @@
 //! The connect stage: lease the job, pass the account gate, send, record the outcome.
 
 use super::decide::{self, Context, Decision, RelationshipCheck};
-use super::{Services, WorkerError, publish_now};
+use super::{Services, WorkerError};
 use crate::connectsafely::limits::ApiCall;
 use crate::connectsafely::{
     ApiError, ConnectRequest, ConnectResponse, RateLimit, RelationshipAnswer,
 };
 use crate::job::{Job, Status};
+use crate::outbox::publish_now;
 use crate::queue::Queue;
 use crate::retry;
 use crate::store::{Claim, SendStart, Store, StoreError, Transition};

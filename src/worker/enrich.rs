@@ -201,7 +201,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
     ) -> Result<Option<Job>, WorkerError> {
         let (s, job) = (self.s, self.job);
         let released = s.store.resume_crm(&job.source, Utc::now()).await?;
-        super::publish_now(&s.store, &s.queue, released).await;
+        crate::outbox::publish_now(&s.store, &s.queue, released).await;
         let account_id = s.enricher.account_for(&job.source, crm.owner_id.as_deref());
         let (enrichment, invalid) = lead_from_crm(
             &crm,
