@@ -1,6 +1,6 @@
 //! The connect stage: lease the job, pass the account gate, send, record the outcome.
 
-use super::decide::{self, Context, Decision, RelationshipCheck};
+use super::decide::{self, Context, NextStep, RelationshipCheck};
 use super::{Services, WorkerError};
 use crate::connectsafely::limits::ApiCall;
 use crate::connectsafely::{
@@ -98,7 +98,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         }
         if job.account_id.trim().is_empty() {
             // Every account call would go to `/account//...`; nothing can be sent.
-            let decision = Decision::Finish {
+            let decision = NextStep::Finish {
                 status: Status::Invalid,
                 profile_urn: None,
                 error: Some(
@@ -136,7 +136,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                     if !retry::may_retry(&s.config.retry, u32::try_from(job.attempts).unwrap_or(0))
                     {
                         // Nothing went out and the tries are spent.
-                        let decision = Decision::Finish {
+                        let decision = NextStep::Finish {
                             status: Status::Failed,
                             profile_urn: None,
                             error: Some(format!(
@@ -160,7 +160,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                         &s.config.retry,
                         u32::try_from(job.attempts.max(1)).unwrap_or(1),
                         now,
-                        retry::jitter_sample(),
+                        retry::random_jitter(),
                         format!("relationship check before resend failed: {error}"),
                     );
                     return self.settle(decision, None, calls, false, false).await;
@@ -202,17 +202,17 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             now: Utc::now(),
             policy: &s.config.retry,
             already_connected_text: &s.config.connectsafely.already_connected_text,
-            jitter: retry::jitter_sample(),
+            jitter: retry::random_jitter(),
         };
         let mut decision = decide::after_connect(&result, &context);
         // After a timeout or a 5xx the invitation may have gone out all the same.
         let mut settled = !may_have_sent(&result);
         let check = match &decision {
-            Decision::CheckRelationship { error } => Some(RelationshipCheck::Unclear400 {
+            NextStep::CheckRelationship { error } => Some(RelationshipCheck::Unclear400 {
                 error: error.clone(),
             }),
             // Giving up: find out whether one of the failed tries went out after all.
-            Decision::Finish {
+            NextStep::Finish {
                 status: Status::Failed,
                 ..
             } if !settled => Some(RelationshipCheck::InDoubt),
@@ -250,8 +250,8 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                     }
                 }
             }
-            if let Decision::CheckRelationship { error } = decision {
-                decision = Decision::Finish {
+            if let NextStep::CheckRelationship { error } = decision {
+                decision = NextStep::Finish {
                     status: Status::Failed,
                     profile_urn: None,
                     error: Some(error),
@@ -361,10 +361,10 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                 &s.config.retry,
                 attempts,
                 now,
-                retry::jitter_sample(),
+                retry::random_jitter(),
                 format!("could not learn whether the invitation went out: {why}"),
             ) {
-                Decision::Retry { retry_at, error } => Transition {
+                NextStep::Retry { retry_at, error } => Transition {
                     status: Some(Status::Retrying),
                     error: Some(error),
                     retry_at: Some(retry_at),
@@ -404,7 +404,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
     /// Turns a decision into the job's next state and commits it with its history.
     pub(super) async fn settle(
         &self,
-        decision: Decision,
+        decision: NextStep,
         rate_limit: Option<RateLimit>,
         calls: Vec<serde_json::Value>,
         send_settled: bool,
@@ -412,7 +412,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
     ) -> Result<(), WorkerError> {
         let now = Utc::now();
         let transition = match decision {
-            Decision::Finish {
+            NextStep::Finish {
                 status,
                 profile_urn,
                 error,
@@ -422,7 +422,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                 profile_urn,
                 ..Default::default()
             },
-            Decision::PauseKey { error } => {
+            NextStep::PauseKey { error } => {
                 self.pause_key(&error, now).await?;
                 Transition {
                     status: Some(Status::Paused),
@@ -432,7 +432,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                     ..Default::default()
                 }
             }
-            Decision::Hold {
+            NextStep::Hold {
                 hold_until,
                 blocked_until,
                 retry_at,
@@ -447,13 +447,13 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                     ..Default::default()
                 }
             }
-            Decision::Retry { retry_at, error } => Transition {
+            NextStep::Retry { retry_at, error } => Transition {
                 status: Some(Status::Retrying),
                 error: Some(error),
                 retry_at: Some(retry_at),
                 ..Default::default()
             },
-            Decision::CheckRelationship { error } => Transition {
+            NextStep::CheckRelationship { error } => Transition {
                 status: Some(Status::Failed),
                 error: Some(error),
                 ..Default::default()

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 
 /// The next step for a job after a call to the API.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
+pub enum NextStep {
     /// The job ends with this status.
     Finish {
         status: Status,
@@ -47,15 +47,15 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
-    fn retry_or_fail(&self, error: String, retry_after: Option<std::time::Duration>) -> Decision {
+    fn retry_or_fail(&self, error: String, retry_after: Option<std::time::Duration>) -> NextStep {
         if !retry::may_retry(self.policy, self.attempt) {
-            return Decision::Finish {
+            return NextStep::Finish {
                 status: Status::Failed,
                 profile_urn: None,
                 error: Some(format!("gave up after {} attempts: {error}", self.attempt)),
             };
         }
-        Decision::Retry {
+        NextStep::Retry {
             retry_at: retry::next_try_at(
                 self.policy,
                 self.attempt,
@@ -68,7 +68,7 @@ impl Context<'_> {
     }
 }
 
-pub fn after_connect(result: &Result<ConnectResponse, ApiError>, ctx: &Context<'_>) -> Decision {
+pub fn after_connect(result: &Result<ConnectResponse, ApiError>, ctx: &Context<'_>) -> NextStep {
     let response = match result {
         Ok(response) => response,
         Err(error) => return ctx.retry_or_fail(error.to_string(), None),
@@ -80,7 +80,7 @@ pub fn after_connect(result: &Result<ConnectResponse, ApiError>, ctx: &Context<'
             .unwrap_or_else(|| format!("HTTP {}", response.status))
     };
     match response.status {
-        200..=299 => Decision::Finish {
+        200..=299 => NextStep::Finish {
             status: Status::Sent,
             profile_urn: response.profile_urn.clone(),
             error: None,
@@ -89,26 +89,26 @@ pub fn after_connect(result: &Result<ConnectResponse, ApiError>, ctx: &Context<'
             let error = error_text();
             let needle = ctx.already_connected_text.to_lowercase();
             if error.to_lowercase().contains(&needle) {
-                Decision::Finish {
+                NextStep::Finish {
                     status: Status::AlreadyConnected,
                     profile_urn: None,
                     error: None,
                 }
             } else if response.error.is_none() {
                 // A 400 that says nothing may still be the "already connected" case.
-                Decision::CheckRelationship { error }
+                NextStep::CheckRelationship { error }
             } else {
-                Decision::Finish {
+                NextStep::Finish {
                     status: Status::Failed,
                     profile_urn: None,
                     error: Some(error),
                 }
             }
         }
-        401 => Decision::PauseKey {
+        401 => NextStep::PauseKey {
             error: format!("ConnectSafely rejected the API key: {}", error_text()),
         },
-        404 => Decision::Finish {
+        404 => NextStep::Finish {
             status: Status::ProfileNotFound,
             profile_urn: None,
             error: Some(error_text()),
@@ -128,7 +128,7 @@ pub fn after_connect(result: &Result<ConnectResponse, ApiError>, ctx: &Context<'
                     })
                     .or_else(|| Some(account::next_weekly_reset(ctx.now)));
                 let retry_at = blocked_until.map_or(hold_until, |b| b.max(hold_until));
-                Decision::Hold {
+                NextStep::Hold {
                     hold_until,
                     blocked_until,
                     retry_at: retry_at.max(ctx.now),
@@ -145,7 +145,7 @@ pub fn after_connect(result: &Result<ConnectResponse, ApiError>, ctx: &Context<'
             ),
         },
         408 | 500..=599 => ctx.retry_or_fail(error_text(), response.retry_after),
-        _ => Decision::Finish {
+        _ => NextStep::Finish {
             status: Status::Failed,
             profile_urn: None,
             error: Some(error_text()),
@@ -161,9 +161,9 @@ pub fn look_again(
     now: DateTime<Utc>,
     jitter: f64,
     error: String,
-) -> Decision {
+) -> NextStep {
     let delay = retry::backoff(policy, attempt, jitter);
-    Decision::Retry {
+    NextStep::Retry {
         retry_at: now + Duration::from_std(delay).unwrap_or(Duration::hours(1)),
         error,
     }
@@ -204,9 +204,9 @@ pub enum RelationshipCheck {
 pub fn after_relationship(
     answer: &RelationshipAnswer,
     check: &RelationshipCheck,
-) -> Option<Decision> {
+) -> Option<NextStep> {
     let finish = |status, profile_urn: Option<String>, error: Option<String>| {
-        Some(Decision::Finish {
+        Some(NextStep::Finish {
             status,
             profile_urn,
             error,
@@ -259,11 +259,11 @@ mod tests {
         }
     }
 
-    fn decide(status: u16, body: &str, attempt: u32) -> Decision {
+    fn decide(status: u16, body: &str, attempt: u32) -> NextStep {
         decide_with(status, &HeaderMap::new(), body, attempt)
     }
 
-    fn decide_with(status: u16, headers: &HeaderMap, body: &str, attempt: u32) -> Decision {
+    fn decide_with(status: u16, headers: &HeaderMap, body: &str, attempt: u32) -> NextStep {
         let p = policy();
         let ctx = Context {
             attempt,
@@ -286,7 +286,7 @@ mod tests {
                 r#"{"success":true,"profileUrn":"urn:li:fsd_profile:X"}"#,
                 1
             ),
-            Decision::Finish {
+            NextStep::Finish {
                 status: Status::Sent,
                 profile_urn: Some("urn:li:fsd_profile:X".into()),
                 error: None
@@ -304,7 +304,7 @@ mod tests {
         assert!(
             matches!(
                 d,
-                Decision::Finish {
+                NextStep::Finish {
                     status: Status::AlreadyConnected,
                     ..
                 }
@@ -322,7 +322,7 @@ mod tests {
         );
         assert_eq!(
             d,
-            Decision::Finish {
+            NextStep::Finish {
                 status: Status::Failed,
                 profile_urn: None,
                 error: Some("Either profileId or profileUrn must be provided".into())
@@ -330,7 +330,7 @@ mod tests {
         );
         assert!(matches!(
             decide(400, "", 1),
-            Decision::CheckRelationship { .. }
+            NextStep::CheckRelationship { .. }
         ));
     }
 
@@ -338,7 +338,7 @@ mod tests {
     fn unauthorized_pauses_the_key() {
         assert!(matches!(
             decide(401, r#"{"error":"Unauthorized"}"#, 1),
-            Decision::PauseKey { .. }
+            NextStep::PauseKey { .. }
         ));
     }
 
@@ -351,7 +351,7 @@ mod tests {
         );
         assert!(matches!(
             d,
-            Decision::Finish {
+            NextStep::Finish {
                 status: Status::ProfileNotFound,
                 ..
             }
@@ -367,7 +367,7 @@ mod tests {
         );
         assert_eq!(
             d,
-            Decision::Hold {
+            NextStep::Hold {
                 hold_until: t("2026-12-01T10:00:00Z"),
                 blocked_until: Some(t("2026-12-07T00:00:00Z")),
                 retry_at: t("2026-12-07T00:00:00Z"),
@@ -383,11 +383,11 @@ mod tests {
         headers.insert("x-ratelimit-remaining", "0".parse().unwrap());
         headers.insert("x-ratelimit-reset", "2026-12-05T00:00:00Z".parse().unwrap());
         let body = r#"{"error":"limit","holdUntil":"2026-12-01T10:00:00Z"}"#;
-        let Decision::Hold { retry_at, .. } = decide_with(429, &headers, body, 1) else {
+        let NextStep::Hold { retry_at, .. } = decide_with(429, &headers, body, 1) else {
             panic!()
         };
         assert_eq!(retry_at, t("2026-12-05T00:00:00Z"));
-        let Decision::Hold { retry_at, .. } = decide(429, body, 1) else {
+        let NextStep::Hold { retry_at, .. } = decide(429, body, 1) else {
             panic!()
         };
         assert_eq!(retry_at, t("2026-12-07T00:00:00Z"));
@@ -400,7 +400,7 @@ mod tests {
         let d = decide_with(429, &headers, r#"{"error":"Too many requests"}"#, 1);
         assert_eq!(
             d,
-            Decision::Retry {
+            NextStep::Retry {
                 retry_at: t("2026-11-30T10:00:20Z"),
                 error: "rate limited: Too many requests".into()
             }
@@ -411,7 +411,7 @@ mod tests {
     fn server_errors_back_off_then_fail() {
         assert_eq!(
             decide(503, r#"{"error":"down"}"#, 2),
-            Decision::Retry {
+            NextStep::Retry {
                 retry_at: t("2026-11-30T10:01:00Z"),
                 error: "down".into()
             }
@@ -420,7 +420,7 @@ mod tests {
         assert!(
             matches!(
                 d,
-                Decision::Finish {
+                NextStep::Finish {
                     status: Status::Failed,
                     ..
                 }
@@ -441,7 +441,7 @@ mod tests {
         };
         assert!(matches!(
             after_connect(&Err(ApiError::Timeout), &ctx),
-            Decision::Retry { .. }
+            NextStep::Retry { .. }
         ));
     }
 
@@ -456,7 +456,7 @@ mod tests {
         );
         assert_eq!(
             d,
-            Decision::Retry {
+            NextStep::Retry {
                 retry_at: t("2026-11-30T11:00:00Z"),
                 error: "unknown".into()
             }
@@ -501,7 +501,7 @@ mod tests {
         assert!(
             matches!(
                 d,
-                Some(Decision::Finish {
+                Some(NextStep::Finish {
                     status: Status::Sent,
                     ..
                 })
@@ -515,7 +515,7 @@ mod tests {
         let d = after_relationship(&found(true, false), &RelationshipCheck::InDoubt);
         assert!(matches!(
             d,
-            Some(Decision::Finish {
+            Some(NextStep::Finish {
                 status: Status::AlreadyConnected,
                 ..
             })
@@ -530,7 +530,7 @@ mod tests {
         let d = after_relationship(&found(false, true), &check);
         assert!(matches!(
             d,
-            Some(Decision::Finish {
+            Some(NextStep::Finish {
                 status: Status::InvitationPending,
                 ..
             })
@@ -538,7 +538,7 @@ mod tests {
         let d = after_relationship(&found(false, false), &check);
         assert!(matches!(
             d,
-            Some(Decision::Finish {
+            Some(NextStep::Finish {
                 status: Status::Failed,
                 ..
             })

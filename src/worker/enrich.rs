@@ -152,7 +152,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             attempt,
             &s.config.retry,
             now,
-            retry::jitter_sample(),
+            retry::random_jitter(),
         ) {
             AfterRead::Lead(crm) => return self.use_lead(crm, call).await,
             AfterRead::Pause { reason } => {
