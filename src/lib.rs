@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod connectsafely;
 pub mod crm;
