@@ -8,7 +8,7 @@ mod config;
 #[cfg(test)]
 mod tests;
 
-pub use classify::{Budget, BudgetSpent, classify};
+pub use classify::BudgetSpent;
 pub use client::HubSpotClient;
 pub use config::{HubSpotCrmConfig, HubSpotProperties};
 
