@@ -13,7 +13,7 @@ mod common;
 use axum::http::Method;
 use chrono::Utc;
 use common::TestEnv;
-use leadlink::app::Roles;
+use leadlink::app::Role;
 use leadlink::config::Config;
 use leadlink::secret::Secret;
 use leadlink::signature::hubspot::sign_v3;
@@ -128,15 +128,7 @@ access_token = "pat-bench"
     let config = Config::from_toml(&text).expect("bench config");
     // The ingest role alone: the answer's latency is what is measured, and no worker takes
     // connections from the pool meanwhile (the relay still runs, as in every process).
-    let mut app = env
-        .start_roles(
-            config,
-            Roles {
-                ingest: true,
-                worker: false,
-            },
-        )
-        .await;
+    let mut app = env.start_role(config, Role::Ingest).await;
     let url = app.url(PATH);
     let http = reqwest::Client::new();
     let contacts = Arc::new(AtomicU64::new(1_000_000));

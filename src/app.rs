@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::connectsafely;
 use crate::crm::{Clients, CrmError, Enricher, Writers};
 use crate::ingest::{self, IngestState, PublishGate};
+use crate::outbox;
 use crate::queue::{Queue, Rabbit};
 use crate::secret::Secret;
 use crate::signature::standard_webhooks::Verifier;
@@ -35,16 +36,23 @@ pub enum AppError {
 
 /// Which sides this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Roles {
-    pub ingest: bool,
-    pub worker: bool,
+pub enum Role {
+    /// Ingest and workers in one process (`leadlink serve`).
+    All,
+    /// The HTTP side (webhooks, admin API) and the relay.
+    Ingest,
+    /// The workers and the relay.
+    Worker,
 }
 
-impl Roles {
-    pub const ALL: Roles = Roles {
-        ingest: true,
-        worker: true,
-    };
+impl Role {
+    fn runs_ingest(self) -> bool {
+        matches!(self, Role::All | Role::Ingest)
+    }
+
+    fn runs_worker(self) -> bool {
+        matches!(self, Role::All | Role::Worker)
+    }
 }
 
 /// A started process: where it listens, and how to stop it.
@@ -79,7 +87,7 @@ impl Running {
     }
 }
 
-pub async fn start(config: Config, roles: Roles) -> Result<Running, AppError> {
+pub async fn start(config: Config, role: Role) -> Result<Running, AppError> {
     let config = Arc::new(config);
     let clients = Clients::from_config(&config)?;
     let writers = Writers::from_config(&config, &clients)?;
@@ -116,12 +124,12 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, AppError> {
         ),
     });
     let mut ingest_addr = None;
-    if roles.ingest {
+    if role.runs_ingest() {
         let router = ingest::router(ingest_state.clone());
         ingest_addr = Some(serve(router, config.server.listen, &shutdown, &mut tasks).await?);
     }
     let mut health_addr = None;
-    if roles.worker {
+    if role.runs_worker() {
         let api_key = config
             .connectsafely
             .api_key
@@ -147,7 +155,7 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, AppError> {
             health_addr = Some(serve(router, addr, &shutdown, &mut tasks).await?);
         }
     }
-    tasks.spawn(worker::relay_loop(
+    tasks.spawn(outbox::relay_loop(
         store.clone(),
         queue.clone(),
         config.worker.relay_interval,

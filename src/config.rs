@@ -7,7 +7,7 @@ use crate::account::policy::AccountsConfig;
 use crate::connectsafely::limits::RateLimits;
 use crate::crm::hubspot::HubSpotCrmConfig;
 use crate::crm::salesforce::SalesforceCrmConfig;
-use crate::ingest::hubspot::payload::HubSpotSourceConfig;
+use crate::ingest::hubspot::config::HubSpotSourceConfig;
 use crate::ingest::salesforce::config::SalesforceSourceConfig;
 use crate::lead::{MessageTemplate, Overflow};
 use crate::secret::Secret;

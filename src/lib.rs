@@ -3,12 +3,14 @@
 
 pub mod account;
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod connectsafely;
 pub mod crm;
 pub mod ingest;
 pub mod job;
 pub mod lead;
+pub mod outbox;
 pub mod queue;
 pub mod retry;
 pub mod secret;

@@ -54,7 +54,7 @@ pub fn may_retry(policy: &RetryConfig, attempt: u32) -> bool {
 }
 
 /// A uniform sample in [-1, 1] for the functions above.
-pub fn jitter_sample() -> f64 {
+pub fn random_jitter() -> f64 {
     rand::random_range(-1.0..=1.0)
 }
 

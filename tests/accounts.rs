@@ -6,17 +6,14 @@ mod common;
 use chrono::{DateTime, Datelike, Duration as TimeDelta, Utc};
 use common::process::*;
 use common::*;
-use leadlink::app::Roles;
+use leadlink::app::Role;
 use leadlink::config::Config;
 use serde_json::{Value, json};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-const INGEST_ONLY: Roles = Roles {
-    ingest: true,
-    worker: false,
-};
+const INGEST_ONLY: Role = Role::Ingest;
 
 fn job_id(body: &Value) -> String {
     body["jobId"]
@@ -65,7 +62,7 @@ async fn two_worker_processes_keep_a_spent_week_and_another_account_keeps_sendin
     env.sim_put("config", json!({"latencyMs": 30})).await;
     let config_text = env.config_text();
     let ingest = env
-        .start_roles(Config::from_toml(&config_text).unwrap(), INGEST_ONLY)
+        .start_role(Config::from_toml(&config_text).unwrap(), INGEST_ONLY)
         .await;
     let mut workers = [
         spawn_binary(&env, "worker", &config_text, &[]),
@@ -138,7 +135,7 @@ async fn a_worker_killed_while_it_holds_an_account_frees_it_within_the_lease() {
     let config_text = env.config_text();
     let config = Config::from_toml(&config_text).unwrap();
     let lease = config.worker.lease;
-    let ingest = env.start_roles(config.clone(), INGEST_ONLY).await;
+    let ingest = env.start_role(config.clone(), INGEST_ONLY).await;
     let mut worker = spawn_binary(&env, "worker", &config_text, &[]);
     let (_, first) = ingest
         .send(&webhook_id(), &lead("crm-k1", "kill-one", "acc_k"))
@@ -159,15 +156,7 @@ async fn a_worker_killed_while_it_holds_an_account_frees_it_within_the_lease() {
         .send(&webhook_id(), &lead("crm-k2", "kill-two", "acc_k"))
         .await;
     let second = job_id(&second);
-    let mut replacement = env
-        .start_roles(
-            config,
-            Roles {
-                ingest: false,
-                worker: true,
-            },
-        )
-        .await;
+    let mut replacement = env.start_role(config, Role::Worker).await;
     ingest.wait_for_status(&second, "sent", WAIT).await;
     let freed_after = killed_at.elapsed();
     assert!(

@@ -6,7 +6,7 @@ mod common;
 use common::process::*;
 use common::proxy::Proxy;
 use common::*;
-use leadlink::app::Roles;
+use leadlink::app::Role;
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -64,15 +64,7 @@ async fn a_worker_killed_mid_send_leaves_one_invitation() {
     // The kill comes as soon as the invitation is recorded, well inside the 2 s API timeout.
     let config_text = env.config_text();
     let config = leadlink::config::Config::from_toml(&config_text).unwrap();
-    let mut ingest = env
-        .start_roles(
-            config.clone(),
-            Roles {
-                ingest: true,
-                worker: false,
-            },
-        )
-        .await;
+    let mut ingest = env.start_role(config.clone(), Role::Ingest).await;
     let mut worker = spawn_binary(&env, "worker", &config_text, &[]);
     let (_, body) = ingest
         .send(&webhook_id(), &lead("crm-mid", "mid-send", "acc_1"))
@@ -86,15 +78,7 @@ async fn a_worker_killed_mid_send_leaves_one_invitation() {
     worker.wait().unwrap();
     env.sim_put("config", json!({"latencyMs": 0})).await;
 
-    let mut replacement = env
-        .start_roles(
-            config,
-            Roles {
-                ingest: false,
-                worker: true,
-            },
-        )
-        .await;
+    let mut replacement = env.start_role(config, Role::Worker).await;
     let job = ingest.wait_for_status(&id, "sent", WAIT).await;
     assert_eq!(
         env.invitations("acc_1", "mid-send").await,

@@ -7,10 +7,11 @@ use chrono::{DateTime, Duration, Utc};
 use common::*;
 use leadlink::account::quota::{Quota, QuotaSource};
 use leadlink::job::{LeadDetails, Status};
+use leadlink::queue::Topic;
 use leadlink::store::{
     AccountReading, AccountStore, ApiBudgetStore, Claim, Doubt, Facts, GateWait, IngestOutcome,
-    JobStore, NewJob, OutboxStore, PgStore, SendGate, SendStart, StoreError, Topic, Transition,
-    WaitStore, WritebackClaim, WritebackResult, WritebackStore,
+    JobStore, NewJob, OutboxStore, PgStore, SendGate, SendStart, StoreError, Transition, WaitStore,
+    WritebackClaim, WritebackResult, WritebackStore,
 };
 use uuid::Uuid;
 

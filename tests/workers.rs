@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use leadlink::app::Roles;
+use leadlink::app::Role;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -12,17 +12,11 @@ async fn concurrent_duplicates_across_workers_invite_each_lead_once() {
     // A little latency keeps several sends in flight at once across the workers.
     env.sim_put("config", serde_json::json!({"latencyMs": 50}))
         .await;
-    let ingest_only = Roles {
-        ingest: true,
-        worker: false,
-    };
-    let worker_only = Roles {
-        ingest: false,
-        worker: true,
-    };
-    let mut ingest = env.start_roles(env.config(), ingest_only).await;
-    let mut first = env.start_roles(env.config(), worker_only).await;
-    let mut second = env.start_roles(env.config(), worker_only).await;
+    let ingest_only = Role::Ingest;
+    let worker_only = Role::Worker;
+    let mut ingest = env.start_role(env.config(), ingest_only).await;
+    let mut first = env.start_role(env.config(), worker_only).await;
+    let mut second = env.start_role(env.config(), worker_only).await;
 
     let leads = 20;
     let sends = (0..leads).flat_map(|n| {
@@ -80,21 +74,10 @@ async fn concurrent_workers_never_spend_more_than_the_headers_announced() {
     .await;
     env.sim_put("config", serde_json::json!({"latencyMs": 100}))
         .await;
-    let worker_only = Roles {
-        ingest: false,
-        worker: true,
-    };
-    let mut ingest = env
-        .start_roles(
-            env.config(),
-            Roles {
-                ingest: true,
-                worker: false,
-            },
-        )
-        .await;
-    let mut first = env.start_roles(env.config(), worker_only).await;
-    let mut second = env.start_roles(env.config(), worker_only).await;
+    let worker_only = Role::Worker;
+    let mut ingest = env.start_role(env.config(), Role::Ingest).await;
+    let mut first = env.start_role(env.config(), worker_only).await;
+    let mut second = env.start_role(env.config(), worker_only).await;
 
     // One send tells leadlink where the week stands (2 of 3 left) ...
     let (_, body) = ingest

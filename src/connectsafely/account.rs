@@ -13,7 +13,7 @@ use serde_json::Value;
 /// What `GET /account/{accountId}/quota` says about connection requests.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Quota {
+pub struct QuotaResponse {
     /// The CONNECT feature's weekly window, or its only window; `None` when the body has no
     /// CONNECT quota.
     pub connect: Option<QuotaWindow>,
@@ -75,7 +75,7 @@ pub struct RemoteAccount {
 
 impl Client {
     /// `GET /account/{accountId}/quota`: database-only on the vendor's side, safe to poll.
-    pub async fn quota(&self, account_id: &str) -> Result<Quota, ApiError> {
+    pub async fn quota(&self, account_id: &str) -> Result<QuotaResponse, ApiError> {
         const CALL: &str = "GET /account/{accountId}/quota";
         let url = format!(
             "{}/account/{}/quota",
@@ -86,7 +86,7 @@ impl Client {
         let body: QuotaBody = answer.parse(CALL)?;
         let connect = connect_window(body.quotas.as_deref().unwrap_or_default())
             .map_err(|reason| ApiError::Unreadable { call: CALL, reason })?;
-        Ok(Quota {
+        Ok(QuotaResponse {
             connect,
             rate_limit: RateLimit::from_headers(&answer.headers),
         })

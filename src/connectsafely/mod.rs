@@ -6,7 +6,7 @@
 mod account;
 pub mod limits;
 
-pub use account::{AccountStatus, Quota, QuotaWindow, RemoteAccount};
+pub use account::{AccountStatus, QuotaResponse, QuotaWindow, RemoteAccount};
 
 use crate::secret::Secret;
 use chrono::{DateTime, Utc};

@@ -232,7 +232,7 @@ impl Writers {
             attempt,
             &self.policy,
             now,
-            retry::jitter_sample(),
+            retry::random_jitter(),
             pause_until,
         );
         let mut paused = self.paused.lock().expect("pause lock");

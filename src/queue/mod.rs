@@ -7,11 +7,37 @@ mod rabbit;
 
 pub use rabbit::Rabbit;
 
-use crate::store::Topic;
+use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+
+/// The two streams of work: connect attempts and writebacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Topic {
+    Connect,
+    Writeback,
+}
+
+impl Topic {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topic::Connect => "connect",
+            Topic::Writeback => "writeback",
+        }
+    }
+
+    /// Reads back what `as_str` wrote (the outbox stores topics as text).
+    pub fn parse(text: &str) -> Option<Topic> {
+        match text {
+            "connect" => Some(Topic::Connect),
+            "writeback" => Some(Topic::Writeback),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {

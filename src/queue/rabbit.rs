@@ -1,10 +1,9 @@
 //! RabbitMQ: durable queues under `broker.prefix`, persistent messages, publisher confirms,
 //! manual acks, bounded prefetch, and reconnection with backoff on both sides.
 
-use super::{Handled, Handler, Queue, QueueError};
+use super::{Handled, Handler, Queue, QueueError, Topic};
 use crate::config::BrokerConfig;
 use crate::secret::redact_url;
-use crate::store::Topic;
 use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,

@@ -19,7 +19,7 @@ pub use jobs::{
     AccountHold, Actor, Attempts, Claim, ClaimedJob, Doubt, Enriched, Enrichment, IngestOutcome,
     JobFilter, JobHistory, JobStore, NewJob, SendSlot, SendStart, Transition,
 };
-pub use outbox::{OutboxMessage, OutboxStore, Topic};
+pub use outbox::{OutboxMessage, OutboxStore};
 pub use send_gate::{AccountReading, Facts, GateWait, SendGate};
 pub use waits::{Wait, WaitStore, Waiting};
 pub use writebacks::{

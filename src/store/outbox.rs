@@ -4,33 +4,9 @@
 //! after its transaction has ended: no lock is ever held while the broker confirms.
 
 use super::{PgStore, StoreError};
+use crate::queue::Topic;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use std::future::Future;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Topic {
-    Connect,
-    Writeback,
-}
-
-impl Topic {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Topic::Connect => "connect",
-            Topic::Writeback => "writeback",
-        }
-    }
-
-    fn parse(text: &str) -> Option<Topic> {
-        match text {
-            "connect" => Some(Topic::Connect),
-            "writeback" => Some(Topic::Writeback),
-            _ => None,
-        }
-    }
-}
 
 /// A message to publish: `reference` is a job id (connect) or a writeback id (writeback).
 #[derive(Debug, Clone, PartialEq)]

@@ -3,7 +3,7 @@
 //! at a time per account, and the account's backlog released oldest first.
 
 use super::jobs::SendSlot;
-use super::outbox::{self, Topic};
+use super::outbox;
 use super::waits::{self, Wait};
 use super::{PgStore, StoreError};
 use crate::account::pacing::{self, AccountFacts, Decision};
@@ -11,6 +11,7 @@ use crate::account::policy::AccountPolicy;
 use crate::account::projection::projected_sends;
 use crate::account::quota::{Quota, QuotaSource};
 use crate::job::{Job, Status};
+use crate::queue::Topic;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 

@@ -4,8 +4,9 @@
 //! interval): one timer per wait lets its oldest job try again now and then, and whatever
 //! lifts the wait releases every job waiting on it.
 
-use super::outbox::{self, OutboxMessage, Topic};
+use super::outbox::{self, OutboxMessage};
 use super::{PgStore, StoreError};
+use crate::queue::Topic;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 

@@ -2,9 +2,10 @@
 //! itself, delivered in order per job and record, never an older job's over a newer one's on
 //! the same record, retried on their own schedule.
 
-use super::outbox::{self, OutboxMessage, Topic};
+use super::outbox::{self, OutboxMessage};
 use super::{PgStore, StoreError, record_event};
 use crate::job::Job;
+use crate::queue::Topic;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;

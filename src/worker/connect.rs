@@ -1,13 +1,14 @@
 //! The connect stage: lease the job, pass the account gate, send, record the outcome.
 
-use super::decide::{self, Context, Decision, PAUSED_PARK, RelationshipCheck};
+use super::decide::{self, Context, NextStep, PAUSED_PARK, RelationshipCheck};
 use super::gate::Holding;
-use super::{Services, WorkerError, publish_now};
+use super::{Services, WorkerError};
 use crate::connectsafely::limits::ApiCall;
 use crate::connectsafely::{
     ApiError, ConnectRequest, ConnectResponse, RateLimit, RelationshipAnswer,
 };
 use crate::job::{Call, CallRecord, Job, Status};
+use crate::outbox::publish_now;
 use crate::queue::Queue;
 use crate::retry;
 use crate::store::{Attempts, Claim, Doubt, SendSlot, SendStart, Store, StoreError, Transition};
@@ -223,7 +224,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                     &s.config.retry,
                     u32::try_from(job.attempts.max(1)).unwrap_or(1),
                     now,
-                    retry::jitter_sample(),
+                    retry::random_jitter(),
                     format!("relationship check before resend failed: {error}"),
                 );
                 self.settle(decision, SendEffects::calls(calls)).await?;
@@ -261,16 +262,16 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             now: Utc::now(),
             policy: &s.config.retry,
             already_connected_text: &s.config.connectsafely.already_connected_text,
-            jitter: retry::jitter_sample(),
+            jitter: retry::random_jitter(),
         };
         let mut decision = decide::after_connect(&result, &context);
         let mut settled = !may_have_sent(&result);
         let check = match &decision {
-            Decision::CheckRelationship { error } => Some(RelationshipCheck::Unclear400 {
+            NextStep::CheckRelationship { error } => Some(RelationshipCheck::Unclear400 {
                 error: error.clone(),
             }),
             // Giving up: find out whether one of the failed tries went out after all.
-            Decision::Finish {
+            NextStep::Finish {
                 status: Status::Failed,
                 ..
             } if !settled => Some(RelationshipCheck::InDoubt),
@@ -421,10 +422,10 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                 &s.config.retry,
                 attempts,
                 now,
-                retry::jitter_sample(),
+                retry::random_jitter(),
                 format!("could not learn whether the invitation went out: {why}"),
             ) {
-                Decision::Retry { retry_at, error } => Transition::retrying(retry_at, error),
+                NextStep::Retry { retry_at, error } => Transition::retrying(retry_at, error),
                 other => return self.settle(other, SendEffects::calls(calls)).await,
             }
         } else {
@@ -448,13 +449,13 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
     /// Turns a decision into the job's next state and commits it with its history.
     pub(super) async fn settle(
         &self,
-        decision: Decision,
+        decision: NextStep,
         effects: SendEffects,
     ) -> Result<(), WorkerError> {
         let now = Utc::now();
         match &decision {
-            Decision::PauseKey { error } => self.pause_key(error, now).await?,
-            Decision::Hold {
+            NextStep::PauseKey { error } => self.pause_key(error, now).await?,
+            NextStep::Hold {
                 hold_until,
                 retry_at,
                 ..

@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 
 /// The next step for a job after a call to the API.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
+pub enum NextStep {
     /// The job ends with this status.
     Finish {
         status: Status,
@@ -48,15 +48,15 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
-    fn retry_or_fail(&self, error: String, retry_after: Option<std::time::Duration>) -> Decision {
+    fn retry_or_fail(&self, error: String, retry_after: Option<std::time::Duration>) -> NextStep {
         if !retry::may_retry(self.policy, self.attempt) {
-            return Decision::Finish {
+            return NextStep::Finish {
                 status: Status::Failed,
                 profile_urn: None,
                 error: Some(format!("gave up after {} attempts: {error}", self.attempt)),
             };
         }
-        Decision::Retry {
+        NextStep::Retry {
             retry_at: retry::next_try_at(
                 self.policy,
                 self.attempt,
@@ -69,7 +69,7 @@ impl Context<'_> {
     }
 }
 
-pub fn after_connect(result: &Result<ConnectResponse, ApiError>, ctx: &Context<'_>) -> Decision {
+pub fn after_connect(result: &Result<ConnectResponse, ApiError>, ctx: &Context<'_>) -> NextStep {
     let response = match result {
         Ok(response) => response,
         Err(error) => return ctx.retry_or_fail(error.to_string(), None),
@@ -81,7 +81,7 @@ pub fn after_connect(result: &Result<ConnectResponse, ApiError>, ctx: &Context<'
             .unwrap_or_else(|| format!("HTTP {}", response.status))
     };
     match response.status {
-        200..=299 => Decision::Finish {
+        200..=299 => NextStep::Finish {
             status: Status::Sent,
             profile_urn: response.profile_urn.clone(),
             error: None,
@@ -90,26 +90,26 @@ pub fn after_connect(result: &Result<ConnectResponse, ApiError>, ctx: &Context<'
             let error = error_text();
             let needle = ctx.already_connected_text.to_lowercase();
             if error.to_lowercase().contains(&needle) {
-                Decision::Finish {
+                NextStep::Finish {
                     status: Status::AlreadyConnected,
                     profile_urn: None,
                     error: None,
                 }
             } else if response.error.is_none() {
                 // A 400 that says nothing may still be the "already connected" case.
-                Decision::CheckRelationship { error }
+                NextStep::CheckRelationship { error }
             } else {
-                Decision::Finish {
+                NextStep::Finish {
                     status: Status::Failed,
                     profile_urn: None,
                     error: Some(error),
                 }
             }
         }
-        401 => Decision::PauseKey {
+        401 => NextStep::PauseKey {
             error: format!("ConnectSafely rejected the API key: {}", error_text()),
         },
-        404 => Decision::Finish {
+        404 => NextStep::Finish {
             status: Status::ProfileNotFound,
             profile_urn: None,
             error: Some(error_text()),
@@ -129,7 +129,7 @@ pub fn after_connect(result: &Result<ConnectResponse, ApiError>, ctx: &Context<'
                     })
                     .or_else(|| Some(account::next_weekly_reset(ctx.now)));
                 let retry_at = blocked_until.map_or(hold_until, |b| b.max(hold_until));
-                Decision::Hold {
+                NextStep::Hold {
                     hold_until,
                     blocked_until,
                     retry_at: retry_at.max(ctx.now),
@@ -146,7 +146,7 @@ pub fn after_connect(result: &Result<ConnectResponse, ApiError>, ctx: &Context<'
             ),
         },
         408 | 500..=599 => ctx.retry_or_fail(error_text(), response.retry_after),
-        _ => Decision::Finish {
+        _ => NextStep::Finish {
             status: Status::Failed,
             profile_urn: None,
             error: Some(error_text()),
@@ -162,9 +162,9 @@ pub fn look_again(
     now: DateTime<Utc>,
     jitter: f64,
     error: String,
-) -> Decision {
+) -> NextStep {
     let delay = retry::backoff(policy, attempt, jitter);
-    Decision::Retry {
+    NextStep::Retry {
         retry_at: now + Duration::from_std(delay).unwrap_or(Duration::hours(1)),
         error,
     }
@@ -195,9 +195,9 @@ pub const PAUSED_PARK: Duration = Duration::hours(1);
 
 /// The job's next state for a decision (the account's hold with it). What the send's
 /// outcome means for the doubt and the account's slot is the caller's to add.
-pub fn transition_for(decision: Decision, now: DateTime<Utc>) -> Transition {
+pub fn transition_for(decision: NextStep, now: DateTime<Utc>) -> Transition {
     match decision {
-        Decision::Finish {
+        NextStep::Finish {
             status,
             profile_urn,
             error,
@@ -206,8 +206,8 @@ pub fn transition_for(decision: Decision, now: DateTime<Utc>) -> Transition {
             profile_urn,
             ..Transition::to(status)
         },
-        Decision::PauseKey { error } => Transition::paused_for_key(error, now + PAUSED_PARK),
-        Decision::Hold {
+        NextStep::PauseKey { error } => Transition::paused_for_key(error, now + PAUSED_PARK),
+        NextStep::Hold {
             hold_until,
             blocked_until,
             retry_at,
@@ -222,9 +222,9 @@ pub fn transition_for(decision: Decision, now: DateTime<Utc>) -> Transition {
             }),
             ..Transition::to(Status::Held)
         },
-        Decision::Retry { retry_at, error } => Transition::retrying(retry_at, error),
+        NextStep::Retry { retry_at, error } => Transition::retrying(retry_at, error),
         // No relationship answer settled it: the send was refused with this error.
-        Decision::CheckRelationship { error } => Transition::with_error(Status::Failed, error),
+        NextStep::CheckRelationship { error } => Transition::with_error(Status::Failed, error),
     }
 }
 
@@ -288,9 +288,9 @@ pub enum RelationshipCheck {
 pub fn after_relationship(
     answer: &RelationshipAnswer,
     check: &RelationshipCheck,
-) -> Option<Decision> {
+) -> Option<NextStep> {
     let finish = |status, profile_urn: Option<String>, error: Option<String>| {
-        Some(Decision::Finish {
+        Some(NextStep::Finish {
             status,
             profile_urn,
             error,
@@ -343,11 +343,11 @@ mod tests {
         }
     }
 
-    fn decide(status: u16, body: &str, attempt: u32) -> Decision {
+    fn decide(status: u16, body: &str, attempt: u32) -> NextStep {
         decide_with(status, &HeaderMap::new(), body, attempt)
     }
 
-    fn decide_with(status: u16, headers: &HeaderMap, body: &str, attempt: u32) -> Decision {
+    fn decide_with(status: u16, headers: &HeaderMap, body: &str, attempt: u32) -> NextStep {
         let p = policy();
         let ctx = Context {
             attempt,
@@ -370,7 +370,7 @@ mod tests {
                 r#"{"success":true,"profileUrn":"urn:li:fsd_profile:X"}"#,
                 1
             ),
-            Decision::Finish {
+            NextStep::Finish {
                 status: Status::Sent,
                 profile_urn: Some("urn:li:fsd_profile:X".into()),
                 error: None
@@ -388,7 +388,7 @@ mod tests {
         assert!(
             matches!(
                 d,
-                Decision::Finish {
+                NextStep::Finish {
                     status: Status::AlreadyConnected,
                     ..
                 }
@@ -406,7 +406,7 @@ mod tests {
         );
         assert_eq!(
             d,
-            Decision::Finish {
+            NextStep::Finish {
                 status: Status::Failed,
                 profile_urn: None,
                 error: Some("Either profileId or profileUrn must be provided".into())
@@ -414,7 +414,7 @@ mod tests {
         );
         assert!(matches!(
             decide(400, "", 1),
-            Decision::CheckRelationship { .. }
+            NextStep::CheckRelationship { .. }
         ));
     }
 
@@ -422,7 +422,7 @@ mod tests {
     fn unauthorized_pauses_the_key() {
         assert!(matches!(
             decide(401, r#"{"error":"Unauthorized"}"#, 1),
-            Decision::PauseKey { .. }
+            NextStep::PauseKey { .. }
         ));
     }
 
@@ -435,7 +435,7 @@ mod tests {
         );
         assert!(matches!(
             d,
-            Decision::Finish {
+            NextStep::Finish {
                 status: Status::ProfileNotFound,
                 ..
             }
@@ -451,7 +451,7 @@ mod tests {
         );
         assert_eq!(
             d,
-            Decision::Hold {
+            NextStep::Hold {
                 hold_until: t("2026-12-01T10:00:00Z"),
                 blocked_until: Some(t("2026-12-07T00:00:00Z")),
                 retry_at: t("2026-12-07T00:00:00Z"),
@@ -467,11 +467,11 @@ mod tests {
         headers.insert("x-ratelimit-remaining", "0".parse().unwrap());
         headers.insert("x-ratelimit-reset", "2026-12-05T00:00:00Z".parse().unwrap());
         let body = r#"{"error":"limit","holdUntil":"2026-12-01T10:00:00Z"}"#;
-        let Decision::Hold { retry_at, .. } = decide_with(429, &headers, body, 1) else {
+        let NextStep::Hold { retry_at, .. } = decide_with(429, &headers, body, 1) else {
             panic!()
         };
         assert_eq!(retry_at, t("2026-12-05T00:00:00Z"));
-        let Decision::Hold { retry_at, .. } = decide(429, body, 1) else {
+        let NextStep::Hold { retry_at, .. } = decide(429, body, 1) else {
             panic!()
         };
         assert_eq!(retry_at, t("2026-12-07T00:00:00Z"));
@@ -484,7 +484,7 @@ mod tests {
         let d = decide_with(429, &headers, r#"{"error":"Too many requests"}"#, 1);
         assert_eq!(
             d,
-            Decision::Retry {
+            NextStep::Retry {
                 retry_at: t("2026-11-30T10:00:20Z"),
                 error: "rate limited: Too many requests".into()
             }
@@ -495,7 +495,7 @@ mod tests {
     fn server_errors_back_off_then_fail() {
         assert_eq!(
             decide(503, r#"{"error":"down"}"#, 2),
-            Decision::Retry {
+            NextStep::Retry {
                 retry_at: t("2026-11-30T10:01:00Z"),
                 error: "down".into()
             }
@@ -504,7 +504,7 @@ mod tests {
         assert!(
             matches!(
                 d,
-                Decision::Finish {
+                NextStep::Finish {
                     status: Status::Failed,
                     ..
                 }
@@ -525,7 +525,7 @@ mod tests {
         };
         assert!(matches!(
             after_connect(&Err(ApiError::Timeout), &ctx),
-            Decision::Retry { .. }
+            NextStep::Retry { .. }
         ));
     }
 
@@ -540,7 +540,7 @@ mod tests {
         );
         assert_eq!(
             d,
-            Decision::Retry {
+            NextStep::Retry {
                 retry_at: t("2026-11-30T11:00:00Z"),
                 error: "unknown".into()
             }
@@ -585,7 +585,7 @@ mod tests {
         assert!(
             matches!(
                 d,
-                Some(Decision::Finish {
+                Some(NextStep::Finish {
                     status: Status::Sent,
                     ..
                 })
@@ -599,7 +599,7 @@ mod tests {
         let d = after_relationship(&found(true, false), &RelationshipCheck::InDoubt);
         assert!(matches!(
             d,
-            Some(Decision::Finish {
+            Some(NextStep::Finish {
                 status: Status::AlreadyConnected,
                 ..
             })
@@ -614,7 +614,7 @@ mod tests {
         let d = after_relationship(&found(false, true), &check);
         assert!(matches!(
             d,
-            Some(Decision::Finish {
+            Some(NextStep::Finish {
                 status: Status::InvitationPending,
                 ..
             })
@@ -622,7 +622,7 @@ mod tests {
         let d = after_relationship(&found(false, false), &check);
         assert!(matches!(
             d,
-            Some(Decision::Finish {
+            Some(NextStep::Finish {
                 status: Status::Failed,
                 ..
             })
@@ -650,7 +650,7 @@ mod tests {
     #[test]
     fn a_hold_decision_holds_the_job_and_records_the_accounts_hold() {
         let now = t("2026-12-02T10:00:00Z");
-        let hold = Decision::Hold {
+        let hold = NextStep::Hold {
             hold_until: t("2026-12-03T10:00:00Z"),
             blocked_until: Some(t("2026-12-07T00:00:00Z")),
             retry_at: t("2026-12-07T00:00:00Z"),
@@ -662,7 +662,7 @@ mod tests {
         let recorded = transition.account_hold.unwrap();
         assert_eq!(recorded.blocked_until, Some(t("2026-12-07T00:00:00Z")));
         let paused = transition_for(
-            Decision::PauseKey {
+            NextStep::PauseKey {
                 error: "401".into(),
             },
             now,

@@ -163,7 +163,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             attempt,
             &s.config.retry,
             now,
-            retry::jitter_sample(),
+            retry::random_jitter(),
         ) {
             AfterRead::Lead(crm) => return self.use_lead(crm, call).await,
             AfterRead::Pause { reason } => {
@@ -202,7 +202,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
     async fn use_lead(&self, crm: CrmLead, call: CallRecord) -> Result<Option<Job>, WorkerError> {
         let (s, job) = (self.s, self.job);
         let released = s.store.resume_crm(&job.source, Utc::now()).await?;
-        super::publish_now(&s.store, &s.queue, released).await;
+        crate::outbox::publish_now(&s.store, &s.queue, released).await;
         let account_id = s.enricher.account_for(&job.source, crm.owner_id.as_deref());
         let (enrichment, invalid) = lead_from_crm(
             &crm,

@@ -211,7 +211,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             &s.config.retry,
             u32::try_from(job.attempts.max(1)).unwrap_or(1),
             now,
-            retry::jitter_sample(),
+            retry::random_jitter(),
             format!("could not read the account's quota: {failure}"),
         );
         let effects = SendEffects {
@@ -248,7 +248,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                     Some(decision) => decision,
                 }
             }
-            Err(ApiError::Unauthorized) => decide::Decision::PauseKey {
+            Err(ApiError::Unauthorized) => decide::NextStep::PauseKey {
                 error: "ConnectSafely rejected the API key (401)".into(),
             },
             Err(error) => {
@@ -261,7 +261,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                     &s.config.retry,
                     u32::try_from(job.attempts.max(1)).unwrap_or(1),
                     Utc::now(),
-                    retry::jitter_sample(),
+                    retry::random_jitter(),
                     format!("relationship check before sending failed: {error}"),
                 )
             }

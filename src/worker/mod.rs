@@ -1,21 +1,19 @@
-//! The workers: the connect stage, the writeback stage, and the loops every worker runs
-//! beside them (the outbox relay and the key probe).
+//! The workers: the connect stage, the writeback stage, and the key probe every worker runs
+//! beside them (the outbox relay is `outbox::relay_loop`).
 
 mod connect;
 pub mod decide;
 pub mod enrich;
 mod gate;
-mod relay;
+mod key_probe;
 mod writeback;
-
-pub use relay::publish_now;
 
 use crate::config::Config;
 use crate::connectsafely;
 use crate::crm::{Enricher, Writers};
 use crate::lead::MessageTemplate;
-use crate::queue::{Handled, Handler, Queue};
-use crate::store::{Store, StoreError, Topic};
+use crate::queue::{Handled, Handler, Queue, Topic};
+use crate::store::{Store, StoreError};
 use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -41,7 +39,7 @@ pub struct Services<Q: Queue, S: Store> {
     pub worker_id: String,
 }
 
-/// Starts the connect and writeback consumers, the relay and the key probe.
+/// Starts the connect and writeback consumers and the key probe.
 pub fn spawn<Q: Queue, S: Store>(
     services: Arc<Services<Q, S>>,
     shutdown: &CancellationToken,
@@ -78,10 +76,8 @@ pub fn spawn<Q: Queue, S: Store>(
             .consume(Topic::Writeback, concurrency, writeback, token)
             .await
     });
-    tasks.spawn(relay::probe_key_loop(services, shutdown.clone()));
+    tasks.spawn(key_probe::probe_key_loop(services, shutdown.clone()));
 }
-
-pub use relay::relay_loop;
 
 fn outcome(result: Result<(), WorkerError>) -> Handled {
     match result {

@@ -37,7 +37,7 @@ pub async fn handle<Q: Queue, S: Store>(
             }
             WritebackResult::Delivered if work.target != CallbackWriter::TARGET => {
                 let released = s.store.resume_crm(&work.target, Utc::now()).await?;
-                super::publish_now(&s.store, &s.queue, released).await;
+                crate::outbox::publish_now(&s.store, &s.queue, released).await;
             }
             _ => {}
         }

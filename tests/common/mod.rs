@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use chrono::Utc;
-use leadlink::app::{self, Roles, Running};
+use leadlink::app::{self, Role, Running};
 use leadlink::config::Config;
 use leadlink::signature::standard_webhooks::{Signer, Verifier};
 use leadlink::sim::{self, Sim, SimOptions};
@@ -207,11 +207,11 @@ impl TestEnv {
     }
 
     pub async fn start(&self, config: Config) -> TestApp {
-        self.start_roles(config, Roles::ALL).await
+        self.start_role(config, Role::All).await
     }
 
-    pub async fn start_roles(&self, config: Config, roles: Roles) -> TestApp {
-        let running = app::start(config, roles).await.expect("app starts");
+    pub async fn start_role(&self, config: Config, role: Role) -> TestApp {
+        let running = app::start(config, role).await.expect("app starts");
         TestApp {
             addr: running.ingest_addr,
             running: Some(running),

@@ -1,6 +1,7 @@
 //! `POST /webhooks/hubspot` (app-subscription batches) and `POST /webhooks/hubspot/workflow`
 //! (workflow "Send a webhook" actions), both signed with the app's client secret.
 
+pub mod config;
 pub mod payload;
 
 use super::{CrmRecord, IngestError, IngestState};
@@ -14,7 +15,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use payload::{HubSpotSourceConfig, Judged};
+use config::HubSpotSourceConfig;
+use payload::Judged;
 use serde_json::json;
 use std::sync::Arc;
 

@@ -1,16 +1,14 @@
 //! What HubSpot sends, parsed without any HTTP or database in sight: app-subscription batches
 //! (a JSON array of events, judged one by one), the trigger rules that make an event a lead,
-//! workflow "Send a webhook" payloads, and the `[sources.hubspot]` configuration.
+//! and workflow "Send a webhook" payloads.
 
 use std::fmt;
-use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::crm::api::RecordFields;
-use crate::secret::Secret;
 
 /// HubSpot's documented maximum per request; more means it is not HubSpot talking.
 pub const MAX_BATCH: usize = 100;
@@ -247,100 +245,6 @@ fn field_value(value: &Value) -> Option<String> {
         Value::Null | Value::Array(_) => return None,
     };
     (!text.is_empty()).then_some(text)
-}
-
-/// `[sources.hubspot]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HubSpotSourceConfig {
-    /// The app's client secret, which keys every signature version.
-    pub client_secret: Option<Secret>,
-    pub client_secret_file: Option<PathBuf>,
-    /// The base URL HubSpot calls, e.g. `https://hooks.example.com`: signatures cover the full
-    /// URL, which a service behind a proxy cannot see for itself.
-    pub public_url: Option<String>,
-    pub triggers: Vec<TriggerRule>,
-    pub on_creation: bool,
-    /// The ConnectSafely account for HubSpot jobs that no owner mapping routes elsewhere.
-    pub account_id: Option<String>,
-}
-
-impl HubSpotSourceConfig {
-    const KEY: &str = "sources.hubspot";
-
-    pub fn triggers(&self) -> Triggers {
-        Triggers {
-            rules: self.triggers.clone(),
-            on_creation: self.on_creation,
-        }
-    }
-
-    /// The URL HubSpot signed for a request that reached us at `path_and_query`
-    /// (e.g. `/webhooks/hubspot?x=1`); `None` without a `public_url`.
-    pub fn signed_uri(&self, path_and_query: &str) -> Option<String> {
-        let base = self.public_url.as_deref()?.trim().trim_end_matches('/');
-        Some(format!("{base}{path_and_query}"))
-    }
-
-    /// Pushes one message per problem, each starting with the key it is about.
-    pub fn check(&self, problems: &mut Vec<String>) {
-        let key = Self::KEY;
-        match &self.client_secret {
-            None if self.client_secret_file.is_none() => problems.push(format!(
-                "{key}.client_secret is missing (inline, LEADLINK_SOURCES__HUBSPOT__CLIENT_SECRET or client_secret_file)"
-            )),
-            Some(secret) if secret.expose().trim().is_empty() => {
-                problems.push(format!("{key}.client_secret is empty"))
-            }
-            _ => {}
-        }
-        match self.public_url.as_deref().map(str::trim) {
-            None | Some("") => problems.push(format!(
-                "{key}.public_url is missing: the base URL HubSpot calls (e.g. https://hooks.example.com), which its signatures cover"
-            )),
-            Some(raw) => {
-                if let Err(reason) = check_public_url(raw) {
-                    problems.push(format!("{key}.public_url: {reason}"));
-                }
-            }
-        }
-        if self.triggers.is_empty() && !self.on_creation {
-            problems.push(format!(
-                "{key}.triggers is empty and on_creation is false: nothing would ever qualify"
-            ));
-        }
-        for (i, rule) in self.triggers.iter().enumerate() {
-            if rule.property.trim().is_empty() {
-                problems.push(format!("{key}.triggers[{i}].property is empty"));
-            }
-            if rule.value.trim().is_empty() {
-                problems.push(format!("{key}.triggers[{i}].value is empty"));
-            }
-        }
-        if self
-            .account_id
-            .as_deref()
-            .is_some_and(|a| a.trim().is_empty())
-        {
-            problems.push(format!(
-                "{key}.account_id is empty: leave it out to use the default account"
-            ));
-        }
-    }
-}
-
-fn check_public_url(raw: &str) -> Result<(), String> {
-    let url = url::Url::parse(raw).map_err(|e| format!("not an absolute URL ({e})"))?;
-    if url.scheme() != "http" && url.scheme() != "https" {
-        return Err("must be an http(s) URL".to_owned());
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err("must not have a query or fragment: it is a base for paths".to_owned());
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not carry credentials".to_owned());
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -655,109 +559,5 @@ mod tests {
             parse_workflow(b"id=1"),
             Err(PayloadError::NotJson(_))
         ));
-    }
-
-    fn from_toml(toml: &str) -> Result<HubSpotSourceConfig, String> {
-        use figment::providers::{Format, Toml};
-        figment::Figment::new()
-            .merge(Toml::string(toml))
-            .extract()
-            .map_err(|e| e.to_string())
-    }
-
-    fn problems(config: &HubSpotSourceConfig) -> Vec<String> {
-        let mut problems = Vec::new();
-        config.check(&mut problems);
-        problems
-    }
-
-    #[test]
-    fn a_complete_config_deserializes_and_passes() {
-        let c = from_toml(
-            r#"
-            client_secret = "yyyy"
-            public_url = "https://hooks.example.com/"
-            on_creation = false
-            account_id = "acct_1"
-            triggers = [{ property = "hs_lead_status", value = "QUALIFIED" }]
-            "#,
-        )
-        .unwrap();
-        assert_eq!(problems(&c), Vec::<String>::new());
-        assert_eq!(c.triggers().rules.len(), 1);
-        assert_eq!(
-            c.signed_uri("/webhooks/hubspot?a=1").as_deref(),
-            Some("https://hooks.example.com/webhooks/hubspot?a=1")
-        );
-        assert!(!format!("{c:?}").contains("yyyy"));
-    }
-
-    #[test]
-    fn config_problems_name_their_key() {
-        let c = HubSpotSourceConfig {
-            triggers: vec![TriggerRule {
-                property: " ".into(),
-                value: String::new(),
-            }],
-            account_id: Some(String::new()),
-            ..Default::default()
-        };
-        let found = problems(&c);
-        assert_eq!(found.len(), 5, "{found:#?}");
-        for (problem, start) in found.iter().zip([
-            "sources.hubspot.client_secret is missing",
-            "sources.hubspot.public_url is missing",
-            "sources.hubspot.triggers[0].property is empty",
-            "sources.hubspot.triggers[0].value is empty",
-            "sources.hubspot.account_id is empty",
-        ]) {
-            assert!(problem.starts_with(start), "{problem}");
-        }
-
-        let nothing = HubSpotSourceConfig {
-            client_secret_file: Some("/run/secrets/hubspot".into()),
-            public_url: Some("https://hooks.example.com".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            problems(&nothing),
-            [
-                "sources.hubspot.triggers is empty and on_creation is false: nothing would ever qualify"
-            ]
-        );
-
-        for (url, reason) in [
-            ("hooks.example.com", "not an absolute URL"),
-            ("ftp://hooks.example.com", "must be an http(s) URL"),
-            (
-                "https://hooks.example.com/?token=1",
-                "must not have a query",
-            ),
-            (
-                "https://u:p@hooks.example.com",
-                "must not carry credentials",
-            ),
-        ] {
-            let c = HubSpotSourceConfig {
-                client_secret: Some(Secret::new("s")),
-                public_url: Some(url.into()),
-                on_creation: true,
-                ..Default::default()
-            };
-            let found = problems(&c);
-            assert_eq!(found.len(), 1, "{found:?}");
-            assert!(
-                found[0].starts_with("sources.hubspot.public_url: ") && found[0].contains(reason),
-                "{}",
-                found[0]
-            );
-        }
-    }
-
-    #[test]
-    fn unknown_keys_are_refused() {
-        let error = from_toml("client_secrets = \"x\"").unwrap_err();
-        assert!(error.to_string().contains("client_secrets"), "{error}");
-        assert!(from_toml("[[triggers]]\nproperty = \"a\"\nvalue = \"b\"\nvalues = 1").is_err());
     }
 }

@@ -1,11 +1,12 @@
 //! Creating jobs from accepted deliveries: idempotency keys, one job per lead and per
 //! record, and the records that join a job.
 
-use super::super::outbox::{self, OutboxMessage, Topic};
+use super::super::outbox::{self, OutboxMessage};
 use super::super::writebacks;
 use super::rows;
 use super::{IngestOutcome, NewJob};
 use crate::job::{Job, Status};
+use crate::queue::Topic;
 use crate::store::{PgStore, StoreError, record_event};
 use chrono::{DateTime, Utc};
 use serde_json::json;

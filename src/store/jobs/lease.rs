@@ -1,8 +1,9 @@
 //! A worker's lease on a job: the claim, the start of a send, and a slot given back.
 
 use super::super::accounts;
-use super::super::outbox::{self, Topic};
+use super::super::outbox;
 use super::{Claim, ClaimedJob, SendStart, rows};
+use crate::queue::Topic;
 use crate::store::{PgStore, StoreError};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;

@@ -1,12 +1,13 @@
 //! A job's next state: the row is locked, a pure plan decides what changes, then the
 //! writes follow (the row, its history, its timer or wait, its account, its writebacks).
 
-use super::super::outbox::{self, OutboxMessage, Topic};
+use super::super::outbox::{self, OutboxMessage};
 use super::super::waits::{self, Wait};
 use super::super::{accounts, crm_pauses, send_gate, writebacks};
 use super::rows::{self, LockedJob};
 use super::{Attempts, Doubt, SendSlot, Transition};
 use crate::job::{Job, Status, worth_writing_back};
+use crate::queue::Topic;
 use crate::store::{PgStore, StoreError, record_event};
 use chrono::{DateTime, Utc};
 use serde_json::json;

@@ -1,9 +1,8 @@
-//! Getting committed messages onto the broker: right away after a commit, and by the relay
-//! for whatever was left behind or falls due later. Also the probe of a refused API key.
+//! The relay: publishes due outbox rows, in every process, until shutdown.
 
-use super::Services;
+use super::publish_now;
 use crate::queue::Queue;
-use crate::store::{OutboxMessage, Store};
+use crate::store::Store;
 use chrono::Utc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,24 +12,6 @@ use tokio_util::sync::CancellationToken;
 const RELAY_BATCH: i64 = 200;
 /// The longest pause between relay passes while the broker is unreachable.
 const RELAY_OUTAGE_MAX_PAUSE: Duration = Duration::from_secs(10);
-
-/// Publishes messages just committed; what fails stays in the outbox for the relay.
-pub async fn publish_now<Q: Queue, S: Store>(store: &S, queue: &Q, messages: Vec<OutboxMessage>) {
-    let mut done = Vec::with_capacity(messages.len());
-    for message in messages {
-        match queue.publish(message.topic, &message.reference).await {
-            Ok(()) => done.push(message.outbox_id),
-            Err(error) => {
-                tracing::warn!(%error, "publish failed; the relay will retry from the outbox");
-                break;
-            }
-        }
-    }
-    if let Err(error) = store.published(&done).await {
-        // Harmless: the relay publishes them again and consumers ignore duplicates.
-        tracing::warn!(%error, "could not forget published outbox rows");
-    }
-}
 
 /// Publishes due outbox rows until shutdown. Safe to run in every process.
 pub async fn relay_loop<Q: Queue, S: Store>(
@@ -97,56 +78,6 @@ pub async fn relay_loop<Q: Queue, S: Store>(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(pause.max(Duration::from_millis(50))) => {}
-        }
-    }
-}
-
-/// While the key is paused, one process per interval tries it with a call that costs no
-/// quota, and lifts the pause when it works.
-pub async fn probe_key_loop<Q: Queue, S: Store>(
-    services: Arc<Services<Q, S>>,
-    shutdown: CancellationToken,
-) {
-    let interval = services.config.connectsafely.key_probe_interval;
-    let tick = interval.min(Duration::from_secs(5));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(tick) => {}
-        }
-        let now = Utc::now();
-        let next =
-            now + chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::minutes(1));
-        match services.store.claim_key_probe(now, next).await {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(error) => {
-                tracing::warn!(%error, "could not read the key state");
-                continue;
-            }
-        }
-        // The probe counts against the key's per-minute budget like any call.
-        let key = (
-            "key".to_string(),
-            services.config.connectsafely.rate_limits.key_per_minute,
-        );
-        if !matches!(services.store.take_api_calls(&[key], now).await, Ok(None)) {
-            continue;
-        }
-        match services.api.probe_key().await {
-            Ok(()) => match services.store.resume_key(Utc::now()).await {
-                Ok(publish) => {
-                    tracing::info!(
-                        jobs = publish.len(),
-                        "ConnectSafely accepts the API key again; resuming"
-                    );
-                    publish_now(&services.store, &services.queue, publish).await;
-                }
-                Err(error) => tracing::warn!(%error, "could not resume after the key recovered"),
-            },
-            Err(error) => {
-                tracing::error!(%error, "ConnectSafely API key still refused; sending stays paused")
-            }
         }
     }
 }

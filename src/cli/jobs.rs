@@ -1,0 +1,81 @@
+//! `leadlink jobs`: look at jobs, send a failed one again, or end a waiting one.
+
+use super::{open_store, print_json};
+use crate::job::Status;
+use crate::outbox::publish_now;
+use crate::queue::Rabbit;
+use crate::store::{JobFilter, JobStore};
+use anyhow::bail;
+use clap::ValueEnum;
+use clap::builder::PossibleValue;
+use serde_json::json;
+use std::path::Path;
+use uuid::Uuid;
+
+#[derive(clap::Subcommand)]
+pub enum JobsAction {
+    /// A job with its full history.
+    Show { id: Uuid },
+    /// Jobs, newest first.
+    List {
+        #[arg(long)]
+        record: Option<String>,
+        #[arg(long)]
+        status: Option<Status>,
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Send a failed job again, and re-arm its parked writebacks.
+    Retry { id: Uuid },
+    /// End a waiting job (it becomes `failed`, "cancelled by operator").
+    Cancel { id: Uuid },
+}
+
+/// `--status` takes a status's stored name; `Status::as_str` is the one list of them.
+impl ValueEnum for Status {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Status::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.as_str()))
+    }
+}
+
+pub async fn run(config_path: Option<&Path>, action: JobsAction) -> anyhow::Result<()> {
+    let (config, store) = open_store(config_path).await?;
+    match action {
+        JobsAction::Show { id } => match store.job(id).await? {
+            Some(job) => print_json(json!(job)),
+            None => bail!("job {id} not found"),
+        },
+        JobsAction::List {
+            record,
+            status,
+            account,
+            limit,
+        } => {
+            let jobs = store
+                .jobs(&JobFilter {
+                    record_id: record,
+                    status,
+                    account_id: account,
+                    limit,
+                })
+                .await?;
+            print_json(json!({"jobs": jobs}))
+        }
+        JobsAction::Retry { id } => {
+            let (job, publish) = store.retry_job(id, chrono::Utc::now()).await?;
+            publish_now(&store, &Rabbit::new(config.broker.clone()), publish).await;
+            print_json(json!({"jobId": job.id, "status": job.status}))
+        }
+        JobsAction::Cancel { id } => {
+            let (job, publish) = store.cancel_job(id, chrono::Utc::now()).await?;
+            publish_now(&store, &Rabbit::new(config.broker.clone()), publish).await;
+            print_json(json!({"jobId": job.id, "status": job.status, "error": job.error}))
+        }
+    }
+}

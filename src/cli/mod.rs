@@ -1,0 +1,100 @@
+//! The command line: what each `leadlink` command reads, and one file per command body.
+
+mod accounts;
+mod check_config;
+mod jobs;
+mod serve;
+mod sim;
+
+use crate::app::Role;
+use crate::config::{Config, LogFormat};
+use crate::store::PgStore;
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "leadlink",
+    version,
+    about = "Qualified CRM leads become LinkedIn connection requests"
+)]
+pub struct Cli {
+    /// TOML configuration; `LEADLINK_<SECTION>__<KEY>` environment variables override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run ingest and workers in one process.
+    Serve,
+    /// Run only the HTTP side (webhooks, admin API) and the outbox relay.
+    Ingest,
+    /// Run only the workers (connect, writeback, relay).
+    Worker,
+    /// Run the ConnectSafely simulator.
+    Sim(sim::SimArgs),
+    /// Look at and act on jobs.
+    Jobs {
+        #[command(subcommand)]
+        action: jobs::JobsAction,
+    },
+    /// What is known about each LinkedIn account: its week, holds and pauses, today's sends,
+    /// the next allowed send and its backlog. `--remote` lists the key's accounts as
+    /// ConnectSafely knows them (`GET /accounts`), to find their ids.
+    Accounts {
+        #[arg(long)]
+        remote: bool,
+    },
+    /// Check a configuration and name every problem in it.
+    CheckConfig,
+}
+
+/// Runs the command the line asked for.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config.as_deref();
+    match cli.command {
+        Command::Serve => serve::run(config, Role::All).await,
+        Command::Ingest => serve::run(config, Role::Ingest).await,
+        Command::Worker => serve::run(config, Role::Worker).await,
+        Command::Sim(args) => sim::run(args).await,
+        Command::Jobs { action } => jobs::run(config, action).await,
+        Command::Accounts { remote: true } => accounts::remote(config).await,
+        Command::Accounts { remote: false } => accounts::local(config).await,
+        Command::CheckConfig => check_config::run(config),
+    }
+}
+
+/// Loads the configuration for an operator's command, which logs warnings only.
+fn load_quietly(config_path: Option<&Path>) -> anyhow::Result<Config> {
+    let config = Config::load(config_path)?;
+    init_logging(config.log.format, "warn");
+    Ok(config)
+}
+
+async fn open_store(config_path: Option<&Path>) -> anyhow::Result<(Config, PgStore)> {
+    let config = load_quietly(config_path)?;
+    // No grace: what this short-lived process fails to publish is the relay's at once.
+    let store = PgStore::connect(&config.database, Duration::ZERO).await?;
+    Ok((config, store))
+}
+
+fn print_json(value: serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(())
+}
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
