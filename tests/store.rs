@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use common::*;
 use leadlink::account::quota::{Quota, QuotaSource};
 use leadlink::job::{LeadDetails, Status};
-use leadlink::queue::Topic;
+use leadlink::queue::Message;
 use leadlink::store::{
     AccountReading, AccountStore, ApiBudgetStore, Claim, Doubt, Facts, GateWait, IngestOutcome,
     JobStore, NewJob, OutboxStore, PgStore, SendGate, SendStart, StoreError, Transition, WaitStore,
@@ -189,13 +189,13 @@ async fn a_skipped_delivery_leaves_the_job_reachable_even_while_a_relay_holds_it
         .relay_due(due, 10, move |message| {
             let worker = worker.clone();
             async move {
-                if message.topic != Topic::Connect {
+                let Message::Connect(job_id) = message.message else {
                     return true;
-                }
+                };
                 // ... and its message reaches a worker whose clock says "not due yet".
                 let claim = worker
                     .claim(
-                        message.reference.parse().unwrap(),
+                        job_id,
                         "w:2",
                         Duration::seconds(10),
                         due - Duration::milliseconds(5),
@@ -902,7 +902,7 @@ async fn jobs_of_a_paused_account_share_one_timer_and_are_released_together() {
         .await
         .unwrap();
     assert_eq!(woken.len(), 1);
-    assert_eq!(woken[0].reference, ids[0].0.to_string());
+    assert_eq!(woken[0].message, Message::Connect(ids[0].0));
     // It finds the account still paused: parked as it was, with no new history.
     let events = "SELECT count(*) FROM job_events";
     let before = count(&env, events).await;

@@ -18,7 +18,7 @@ pub async fn publish_now<Q: Queue, S: OutboxStore>(
 ) {
     let mut done = Vec::with_capacity(messages.len());
     for message in messages {
-        match queue.publish(message.topic, &message.reference).await {
+        match queue.publish(message.message).await {
             Ok(()) => done.push(message.outbox_id),
             Err(error) => {
                 tracing::warn!(%error, "publish failed; the relay will retry from the outbox");

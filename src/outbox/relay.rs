@@ -35,7 +35,7 @@ pub async fn relay_loop<Q: Queue, S: Store>(
             .relay_due(Utc::now(), RELAY_BATCH, move |message| {
                 let (q, failed) = (q.clone(), failed.clone());
                 async move {
-                    let ok = q.publish(message.topic, &message.reference).await.is_ok();
+                    let ok = q.publish(message.message).await.is_ok();
                     if !ok {
                         failed.store(true, Ordering::Relaxed);
                     }

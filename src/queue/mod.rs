@@ -12,6 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 /// The two streams of work: connect attempts and writebacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +40,39 @@ impl Topic {
     }
 }
 
+/// What a message points at: the job to attempt, or the writeback to deliver. On the wire
+/// (and in the outbox) it is its topic and its id as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message {
+    Connect(Uuid),
+    Writeback(i64),
+}
+
+impl Message {
+    pub fn topic(self) -> Topic {
+        match self {
+            Message::Connect(_) => Topic::Connect,
+            Message::Writeback(_) => Topic::Writeback,
+        }
+    }
+
+    /// The message's body: the id it points at.
+    pub fn reference(self) -> String {
+        match self {
+            Message::Connect(job_id) => job_id.to_string(),
+            Message::Writeback(id) => id.to_string(),
+        }
+    }
+
+    /// Reads back a body of `topic`; `None` for one that names nothing of ours.
+    pub fn parse(topic: Topic, reference: &str) -> Option<Message> {
+        match topic {
+            Topic::Connect => Uuid::parse_str(reference).ok().map(Message::Connect),
+            Topic::Writeback => reference.parse().ok().map(Message::Writeback),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("broker unreachable: {0}")]
@@ -59,15 +93,11 @@ pub enum Handled {
 }
 
 pub type Handler =
-    Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = Handled> + Send>> + Send + Sync>;
+    Arc<dyn Fn(Message) -> Pin<Box<dyn Future<Output = Handled> + Send>> + Send + Sync>;
 
 pub trait Queue: Clone + Send + Sync + 'static {
     /// Publishes one persistent message and waits for the broker to confirm it.
-    fn publish(
-        &self,
-        topic: Topic,
-        reference: &str,
-    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+    fn publish(&self, message: Message) -> impl Future<Output = Result<(), QueueError>> + Send;
 
     /// Consumes `topic` with at most `concurrency` handlers at once until `shutdown`,
     /// reconnecting by itself; in-flight deliveries are finished before it returns.
@@ -81,4 +111,21 @@ pub trait Queue: Clone + Send + Sync + 'static {
 
     /// Whether the broker answers now.
     fn ping(&self) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_reads_back_from_its_topic_and_body_only() {
+        for message in [Message::Connect(Uuid::now_v7()), Message::Writeback(42)] {
+            assert_eq!(
+                Message::parse(message.topic(), &message.reference()),
+                Some(message)
+            );
+        }
+        assert_eq!(Message::parse(Topic::Connect, "42"), None);
+        assert_eq!(Message::parse(Topic::Writeback, "not-an-id"), None);
+    }
 }

@@ -1,7 +1,7 @@
 //! RabbitMQ: durable queues under `broker.prefix`, persistent messages, publisher confirms,
 //! manual acks, bounded prefetch, and reconnection with backoff on both sides.
 
-use super::{Handled, Handler, Queue, QueueError, Topic};
+use super::{Handled, Handler, Message, Queue, QueueError, Topic};
 use crate::config::BrokerConfig;
 use crate::secret::redact_url;
 use futures_util::{FutureExt, StreamExt};
@@ -80,7 +80,7 @@ impl Rabbit {
         Ok(&guard.as_ref().expect("publisher channel was just opened").1)
     }
 
-    async fn publish_once(&self, topic: Topic, reference: &str) -> Result<(), QueueError> {
+    async fn publish_once(&self, message: Message) -> Result<(), QueueError> {
         let timeout = self.config.publish_timeout;
         // The wait for the shared channel counts too: behind a wedged publish, every other
         // one would otherwise queue up for its whole timeout in turn.
@@ -88,7 +88,7 @@ impl Rabbit {
         let result = tokio::time::timeout(timeout, async {
             let mut guard = self.publisher.lock().await;
             held = true;
-            let result = self.publish_on(&mut guard, topic, reference).await;
+            let result = self.publish_on(&mut guard, message).await;
             if result.is_err() {
                 // Start from a fresh connection next time: this one may be wedged.
                 *guard = None;
@@ -112,19 +112,18 @@ impl Rabbit {
     async fn publish_on(
         &self,
         guard: &mut Option<(Connection, Channel)>,
-        topic: Topic,
-        reference: &str,
+        message: Message,
     ) -> Result<(), QueueError> {
         let channel = self.publisher_channel(guard).await?;
         let confirm = channel
             .basic_publish(
                 "".into(),
-                self.queue_name(topic).into(),
+                self.queue_name(message.topic()).into(),
                 BasicPublishOptions {
                     mandatory: true,
                     ..Default::default()
                 },
-                reference.as_bytes(),
+                message.reference().as_bytes(),
                 BasicProperties::default()
                     .with_delivery_mode(PERSISTENT)
                     .with_content_type("text/plain".into()),
@@ -193,16 +192,22 @@ impl Rabbit {
             };
             let handler = handler.clone();
             in_flight.spawn(async move {
-                let reference = String::from_utf8_lossy(&delivery.data).into_owned();
-                // A panicking handler must still settle its delivery, or the consumer stalls
-                // once `prefetch` deliveries are stuck.
-                let handled = AssertUnwindSafe(handler(reference))
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|_| {
-                        tracing::error!("handler panicked; the message is requeued");
-                        Handled::Requeue
-                    });
+                let reference = String::from_utf8_lossy(&delivery.data);
+                let handled = match Message::parse(topic, &reference) {
+                    // A panicking handler must still settle its delivery, or the consumer
+                    // stalls once `prefetch` deliveries are stuck.
+                    Some(message) => AssertUnwindSafe(handler(message))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| {
+                            tracing::error!("handler panicked; the message is requeued");
+                            Handled::Requeue
+                        }),
+                    None => {
+                        tracing::warn!(%reference, ?topic, "message names nothing of ours; dropped");
+                        Handled::Ack
+                    }
+                };
                 let result = match handled {
                     Handled::Ack => delivery.ack(BasicAckOptions::default()).await,
                     Handled::Requeue => {
@@ -243,8 +248,8 @@ fn unavailable(error: lapin::Error) -> QueueError {
 }
 
 impl Queue for Rabbit {
-    async fn publish(&self, topic: Topic, reference: &str) -> Result<(), QueueError> {
-        self.publish_once(topic, reference).await
+    async fn publish(&self, message: Message) -> Result<(), QueueError> {
+        self.publish_once(message).await
     }
 
     async fn consume(

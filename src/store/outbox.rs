@@ -4,37 +4,31 @@
 //! after its transaction has ended: no lock is ever held while the broker confirms.
 
 use super::{PgStore, StoreError};
-use crate::queue::Topic;
+use crate::queue::{Message, Topic};
 use chrono::{DateTime, Utc};
 use std::future::Future;
 
-/// A message to publish: `reference` is a job id (connect) or a writeback id (writeback).
+/// A message to publish, and the outbox row to forget once the broker has it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxMessage {
     pub outbox_id: i64,
-    pub topic: Topic,
-    pub reference: String,
+    pub message: Message,
 }
 
 pub(super) async fn insert(
     tx: &mut sqlx::PgConnection,
-    topic: Topic,
-    reference: &str,
+    message: Message,
     due_at: DateTime<Utc>,
 ) -> Result<OutboxMessage, StoreError> {
-    let outbox_id: i64 = sqlx::query_scalar(
+    let outbox_id = sqlx::query_scalar!(
         "INSERT INTO outbox (topic, ref, due_at) VALUES ($1, $2, $3) RETURNING id",
+        message.topic().as_str(),
+        message.reference(),
+        due_at
     )
-    .bind(topic.as_str())
-    .bind(reference)
-    .bind(due_at)
     .fetch_one(&mut *tx)
     .await?;
-    Ok(OutboxMessage {
-        outbox_id,
-        topic,
-        reference: reference.to_string(),
-    })
+    Ok(OutboxMessage { outbox_id, message })
 }
 
 /// How long a relay keeps the rows it took out of sight while it publishes them.
@@ -44,34 +38,41 @@ const RELAY_CLAIM: chrono::Duration = chrono::Duration::minutes(2);
 /// is being published right now, and deleted once it is: it does not count.
 pub(super) async fn ensure(
     tx: &mut sqlx::PgConnection,
-    topic: Topic,
-    reference: &str,
+    message: Message,
     due_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let waiting: Option<i64> = sqlx::query_scalar(
+    let waiting = sqlx::query_scalar!(
         "SELECT id FROM outbox WHERE topic = $1 AND ref = $2 AND relay_until IS NULL LIMIT 1",
+        message.topic().as_str(),
+        message.reference()
     )
-    .bind(topic.as_str())
-    .bind(reference)
     .fetch_optional(&mut *tx)
     .await?;
     if waiting.is_none() {
-        insert(tx, topic, reference, due_at).await?;
+        insert(tx, message, due_at).await?;
     }
     Ok(())
 }
 
 pub(super) async fn delete_for(
     tx: &mut sqlx::PgConnection,
-    topic: Topic,
-    reference: &str,
+    message: Message,
 ) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM outbox WHERE topic = $1 AND ref = $2")
-        .bind(topic.as_str())
-        .bind(reference)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "DELETE FROM outbox WHERE topic = $1 AND ref = $2",
+        message.topic().as_str(),
+        message.reference()
+    )
+    .execute(&mut *tx)
+    .await?;
     Ok(())
+}
+
+/// The row's message; a row naming nothing of ours is corrupt.
+fn stored_message(topic: &str, reference: &str) -> Result<Message, StoreError> {
+    Topic::parse(topic)
+        .and_then(|topic| Message::parse(topic, reference))
+        .ok_or_else(|| StoreError::Corrupt(format!("outbox row {topic} {reference}")))
 }
 
 /// The outbox as the relay and the publishers see it.
@@ -140,17 +141,8 @@ impl OutboxStore for PgStore {
         let mut done = Vec::with_capacity(rows.len());
         let mut rest = Vec::new();
         for (outbox_id, topic, reference, _) in rows {
-            let Some(topic) = Topic::parse(&topic) else {
-                return Err(StoreError::Corrupt(format!("outbox topic {topic}")));
-            };
-            if !rest.is_empty()
-                || !publish(OutboxMessage {
-                    outbox_id,
-                    topic,
-                    reference,
-                })
-                .await
-            {
+            let message = stored_message(&topic, &reference)?;
+            if !rest.is_empty() || !publish(OutboxMessage { outbox_id, message }).await {
                 // The broker is unreachable: the rest is for the next pass.
                 rest.push(outbox_id);
                 continue;

@@ -11,7 +11,7 @@ use crate::account::policy::AccountPolicy;
 use crate::account::projection::projected_sends;
 use crate::account::quota::{Quota, QuotaSource};
 use crate::job::{Job, Status};
-use crate::queue::Topic;
+use crate::queue::Message;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -383,8 +383,8 @@ async fn wake_now(
     sqlx::query!("UPDATE jobs SET due_at = $2 WHERE id = $1", job_id, now)
         .execute(&mut *tx)
         .await?;
-    outbox::delete_for(&mut *tx, Topic::Connect, &job_id.to_string()).await?;
-    outbox::insert(&mut *tx, Topic::Connect, &job_id.to_string(), now).await?;
+    outbox::delete_for(&mut *tx, Message::Connect(job_id)).await?;
+    outbox::insert(&mut *tx, Message::Connect(job_id), now).await?;
     Ok(())
 }
 
@@ -522,8 +522,8 @@ pub(super) async fn release_account(
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(next) = next {
-        outbox::delete_for(&mut *tx, Topic::Connect, &next.to_string()).await?;
-        outbox::insert(&mut *tx, Topic::Connect, &next.to_string(), now).await?;
+        outbox::delete_for(&mut *tx, Message::Connect(next)).await?;
+        outbox::insert(&mut *tx, Message::Connect(next), now).await?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 
 use super::outbox::{self, OutboxMessage};
 use super::{PgStore, StoreError};
-use crate::queue::Topic;
+use crate::queue::Message;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -120,9 +120,8 @@ async fn due_now(
 ) -> Result<Vec<OutboxMessage>, StoreError> {
     let mut publish = Vec::with_capacity(ids.len());
     for id in ids {
-        let id = id.to_string();
-        outbox::delete_for(&mut *tx, Topic::Connect, &id).await?;
-        publish.push(outbox::insert(&mut *tx, Topic::Connect, &id, now).await?);
+        outbox::delete_for(&mut *tx, Message::Connect(id)).await?;
+        publish.push(outbox::insert(&mut *tx, Message::Connect(id), now).await?);
     }
     Ok(publish)
 }

@@ -5,7 +5,7 @@
 use super::outbox::{self, OutboxMessage};
 use super::{PgStore, StoreError, record_event};
 use crate::job::Job;
-use crate::queue::Topic;
+use crate::queue::{Message, Topic};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
@@ -125,7 +125,7 @@ impl WritebackStore for PgStore {
                 let at = lease_until
                     .map_or(next, |l| l + chrono::Duration::seconds(1))
                     .max(next);
-                outbox::ensure(&mut tx, Topic::Writeback, &id.to_string(), at).await?;
+                outbox::ensure(&mut tx, Message::Writeback(id), at).await?;
                 tx.commit().await?;
             }
             return Ok(WritebackClaim::Skip(
@@ -160,15 +160,14 @@ impl WritebackStore for PgStore {
             )
             .execute(&mut *tx)
             .await?;
-            outbox::insert(&mut tx, Topic::Writeback, &id.to_string(), due).await?;
+            outbox::insert(&mut tx, Message::Writeback(id), due).await?;
             tx.commit().await?;
             return Ok(WritebackClaim::Deferred);
         }
         // Brings the writeback back if this worker dies while delivering it.
         outbox::insert(
             &mut tx,
-            Topic::Writeback,
-            &id.to_string(),
+            Message::Writeback(id),
             now + lease + chrono::Duration::seconds(1),
         )
         .await?;
@@ -192,7 +191,6 @@ impl WritebackStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let id = work.id.to_string();
         // (state, error, next try, whether the try counts, what the history calls it)
         let (state, error, next, counted, shown) = match result {
             WritebackResult::Delivered => ("delivered", None, now, true, "delivered"),
@@ -231,9 +229,9 @@ impl WritebackStore for PgStore {
             // Our lease ran out and another worker took the writeback: its result stands.
             return Ok(());
         }
-        outbox::delete_for(&mut tx, Topic::Writeback, &id).await?;
+        outbox::delete_for(&mut tx, Message::Writeback(work.id)).await?;
         if state == "pending" {
-            outbox::insert(&mut tx, Topic::Writeback, &id, next).await?;
+            outbox::insert(&mut tx, Message::Writeback(work.id), next).await?;
         }
         record_event(
             &mut tx,
@@ -303,7 +301,7 @@ async fn supersede(
     )
     .execute(&mut *tx)
     .await?;
-    outbox::delete_for(&mut *tx, Topic::Writeback, &id.to_string()).await?;
+    outbox::delete_for(&mut *tx, Message::Writeback(id)).await?;
     record_event(
         tx,
         c.job_id,
@@ -363,7 +361,7 @@ pub(super) async fn queue_writebacks(
 ) -> Result<Vec<OutboxMessage>, StoreError> {
     let payload =
         serde_json::to_value(job.snapshot()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let rows: Vec<(i64, String)> = sqlx::query_as(
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
         "WITH w AS (INSERT INTO writebacks (job_id, job_record_id, target, sequence, payload, next_attempt_at) \
                     SELECT $1, r.id, t.target, $2, \
                       CASE WHEN r.record_object IS NULL THEN $3::jsonb - 'recordObject' \
@@ -373,7 +371,7 @@ pub(super) async fn queue_writebacks(
                     WHERE r.job_id = $1 AND ($5::bigint IS NULL OR r.id = $5) \
                     ORDER BY r.id, t.target RETURNING id) \
          INSERT INTO outbox (topic, ref, due_at) SELECT $6, id::text, $7 FROM w \
-         RETURNING id, ref",
+         RETURNING id, ref::bigint",
 
      )
     .bind(job.id)
@@ -387,10 +385,9 @@ pub(super) async fn queue_writebacks(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(outbox_id, reference)| OutboxMessage {
+        .map(|(outbox_id, writeback_id)| OutboxMessage {
             outbox_id,
-            topic: Topic::Writeback,
-            reference,
+            message: Message::Writeback(writeback_id),
         })
         .collect())
 }
@@ -434,13 +431,7 @@ impl PgStore {
         let mut publish = Vec::new();
         for id in &ids {
             publish.push(
-                outbox::insert(
-                    &mut tx,
-                    Topic::Writeback,
-                    &id.to_string(),
-                    now + self.relay_grace,
-                )
-                .await?,
+                outbox::insert(&mut tx, Message::Writeback(*id), now + self.relay_grace).await?,
             );
         }
         if !ids.is_empty() {

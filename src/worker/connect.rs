@@ -53,12 +53,8 @@ impl SendEffects {
 
 pub async fn handle<Q: Queue, S: Store>(
     services: &Services<Q, S>,
-    reference: &str,
+    job_id: Uuid,
 ) -> Result<(), WorkerError> {
-    let Ok(job_id) = Uuid::parse_str(reference) else {
-        tracing::warn!(reference, "connect message without a job id; dropped");
-        return Ok(());
-    };
     let span = tracing::info_span!("job", job_id = %job_id, stage = "connect");
     run(services, job_id).instrument(span).await
 }

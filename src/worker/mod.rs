@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::connectsafely;
 use crate::crm::{Enricher, Writers};
 use crate::lead::MessageTemplate;
-use crate::queue::{Handled, Handler, Queue, Topic};
+use crate::queue::{Handled, Handler, Message, Queue, Topic};
 use crate::store::{Store, StoreError};
 use std::sync::Arc;
 use tokio::task::JoinSet;
@@ -46,36 +46,26 @@ pub fn spawn<Q: Queue, S: Store>(
     tasks: &mut JoinSet<()>,
 ) {
     let config = services.config.clone();
-    let connect: Handler = {
+    let handler: Handler = {
         let services = services.clone();
-        Arc::new(move |reference| {
+        Arc::new(move |message| {
             let services = services.clone();
-            Box::pin(async move { outcome(connect::handle(&services, &reference).await) })
+            Box::pin(async move {
+                outcome(match message {
+                    Message::Connect(job_id) => connect::handle(&services, job_id).await,
+                    Message::Writeback(id) => writeback::handle(&services, id).await,
+                })
+            })
         })
     };
-    let writeback: Handler = {
-        let services = services.clone();
-        Arc::new(move |reference| {
-            let services = services.clone();
-            Box::pin(async move { outcome(writeback::handle(&services, &reference).await) })
-        })
-    };
-    let queue = services.queue.clone();
-    let token = shutdown.clone();
-    let concurrency = config.broker.connect_concurrency;
-    tasks.spawn(async move {
-        queue
-            .consume(Topic::Connect, concurrency, connect, token)
-            .await
-    });
-    let queue = services.queue.clone();
-    let token = shutdown.clone();
-    let concurrency = config.broker.writeback_concurrency;
-    tasks.spawn(async move {
-        queue
-            .consume(Topic::Writeback, concurrency, writeback, token)
-            .await
-    });
+    let consumers = [
+        (Topic::Connect, config.broker.connect_concurrency),
+        (Topic::Writeback, config.broker.writeback_concurrency),
+    ];
+    for (topic, concurrency) in consumers {
+        let (queue, handler, token) = (services.queue.clone(), handler.clone(), shutdown.clone());
+        tasks.spawn(async move { queue.consume(topic, concurrency, handler, token).await });
+    }
     tasks.spawn(key_probe::probe_key_loop(services, shutdown.clone()));
 }
 

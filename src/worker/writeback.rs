@@ -8,14 +8,7 @@ use crate::store::{Store, WritebackClaim, WritebackResult};
 use chrono::Utc;
 use tracing::Instrument;
 
-pub async fn handle<Q: Queue, S: Store>(
-    s: &Services<Q, S>,
-    reference: &str,
-) -> Result<(), WorkerError> {
-    let Ok(id) = reference.parse::<i64>() else {
-        tracing::warn!(reference, "writeback message without an id; dropped");
-        return Ok(());
-    };
+pub async fn handle<Q: Queue, S: Store>(s: &Services<Q, S>, id: i64) -> Result<(), WorkerError> {
     let lease =
         chrono::Duration::from_std(s.writers.lease()).unwrap_or(chrono::Duration::minutes(2));
     let work = match s.store.claim_writeback(id, lease, Utc::now()).await? {

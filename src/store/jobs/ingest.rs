@@ -6,7 +6,7 @@ use super::super::writebacks;
 use super::rows;
 use super::{IngestOutcome, NewJob};
 use crate::job::{Job, Status};
-use crate::queue::Topic;
+use crate::queue::Message;
 use crate::store::{PgStore, StoreError, record_event};
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -146,15 +146,7 @@ async fn ingest_one(
     remember_delivery(&mut *tx, new, job_id, now, "accepted", Some(status)).await?;
     let mut publish = Vec::new();
     if status == Status::Queued {
-        publish.push(
-            outbox::insert(
-                &mut *tx,
-                Topic::Connect,
-                &job_id.to_string(),
-                now + relay_grace,
-            )
-            .await?,
-        );
+        publish.push(outbox::insert(&mut *tx, Message::Connect(job_id), now + relay_grace).await?);
     }
     publish.extend(writebacks::queue_writebacks(&mut *tx, &job, None, now, relay_grace).await?);
     Ok(IngestOutcome::Created {

@@ -3,7 +3,7 @@
 use super::super::accounts;
 use super::super::outbox;
 use super::{Claim, ClaimedJob, SendStart, rows};
-use crate::queue::Topic;
+use crate::queue::Message;
 use crate::store::{PgStore, StoreError};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -40,7 +40,7 @@ pub(super) async fn claim(
         // This delivery may be the job's only message (a relay whose clock runs ahead,
         // say): make sure something brings the job back before dropping it.
         if let Some(at) = comes_back_at {
-            outbox::ensure(&mut tx, Topic::Connect, &job_id.to_string(), at).await?;
+            outbox::ensure(&mut tx, Message::Connect(job_id), at).await?;
             tx.commit().await?;
         }
         return Ok(Claim::Skip(why));
@@ -49,8 +49,7 @@ pub(super) async fn claim(
     accounts::give_back_unstarted_slots(&mut tx, job_id, now).await?;
     outbox::insert(
         &mut tx,
-        Topic::Connect,
-        &job_id.to_string(),
+        Message::Connect(job_id),
         now + lease + chrono::Duration::seconds(1),
     )
     .await?;

@@ -7,7 +7,7 @@ use super::super::{accounts, crm_pauses, send_gate, writebacks};
 use super::rows::{self, LockedJob};
 use super::{Attempts, Doubt, SendSlot, Transition};
 use crate::job::{Job, Status, worth_writing_back};
-use crate::queue::Topic;
+use crate::queue::Message;
 use crate::store::{PgStore, StoreError, record_event};
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -50,11 +50,11 @@ pub(super) async fn transition(
         });
         record_event(&mut tx, job_id, now, kind, Some(plan.status), detail).await?;
     }
-    outbox::delete_for(&mut tx, Topic::Connect, &job_id.to_string()).await?;
+    outbox::delete_for(&mut tx, Message::Connect(job_id)).await?;
     match (plan.due_at, &waiting) {
         (Some(_), Some(waiting)) => waits::park(&mut tx, job_id, waiting, now).await?,
         (Some(due), None) => {
-            outbox::insert(&mut tx, Topic::Connect, &job_id.to_string(), due).await?;
+            outbox::insert(&mut tx, Message::Connect(job_id), due).await?;
         }
         (None, _) => {}
     }
