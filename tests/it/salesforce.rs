@@ -2,11 +2,9 @@
 //! RabbitMQ and PostgreSQL, the simulator as ConnectSafely, and a fake Salesforce (wiremock:
 //! the OAuth token endpoint and sObject GET/PATCH) that reads records and takes the statuses.
 
-mod common;
-
+use crate::harness::*;
 use base64::Engine as _;
 use chrono::Utc;
-use common::*;
 use hmac::{Hmac, Mac};
 use leadlink::config::Config;
 use leadlink::ingest::salesforce::outbound::canonical_id;
@@ -15,13 +13,10 @@ use leadlink::signature::standard_webhooks::Signer;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::Write;
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-const WAIT: Duration = Duration::from_secs(20);
 
 /// The URL token of the Outbound Message endpoint.
 const SF_TOKEN: &str = "sfTok-4c1e9a7d2b8f6053";
@@ -58,48 +53,6 @@ fn id18(short: &str) -> String {
 
 fn org_18() -> String {
     id18(ORG_15)
-}
-
-// ---------------------------------------------------------------------------------------
-// Logs: every test of this binary logs into one buffer, so a secret logged anywhere shows.
-
-static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-struct LogSink;
-
-impl Write for LogSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOGS.lock().unwrap().extend_from_slice(buf);
-        if std::env::var_os("SF_TEST_LOG").is_some() {
-            eprint!("{}", String::from_utf8_lossy(buf));
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Installs the capturing subscriber before `TestEnv` tries its own.
-fn capture_logs() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("warn,leadlink=debug"))
-            .with_ansi(false)
-            .with_writer(|| LogSink)
-            .try_init();
-    });
-}
-
-fn logs() -> String {
-    String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned()
-}
-
-async fn test_env() -> TestEnv {
-    capture_logs();
-    TestEnv::new().await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -584,7 +537,7 @@ async fn assert_nothing_created(env: &TestEnv, app: &TestApp, sf: &FakeSalesforc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_with_a_lead_and_contacts_is_acked_sent_and_written_back_to_each_record() {
-    let env = test_env().await;
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env.start(config(&env, &sf, "")).await;
 
@@ -704,7 +657,7 @@ async fn a_message_with_a_lead_and_contacts_is_acked_sent_and_written_back_to_ea
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivered_notification_is_acked_again_without_a_second_job() {
-    let env = test_env().await;
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env.start(config(&env, &sf, "")).await;
     let lead = id18("00Q5g00000ReDel");
@@ -795,7 +748,7 @@ async fn a_redelivered_notification_is_acked_again_without_a_second_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_orgs_message_is_forbidden_and_the_15_character_org_id_is_accepted() {
-    let env = test_env().await;
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env.start(config(&env, &sf, "")).await;
     let lead = id18("00Q5g00000OrgId");
@@ -842,7 +795,7 @@ async fn another_orgs_message_is_forbidden_and_the_15_character_org_id_is_accept
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_org_id_configured_with_surrounding_spaces_still_names_the_org() {
-    let env = test_env().await;
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     // The config check trims the id (a copy-paste from Company Information often carries
     // a space); the comparison must use the same id.
@@ -876,7 +829,7 @@ async fn an_org_id_configured_with_surrounding_spaces_still_names_the_org() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_or_wrong_url_token_is_unauthorized_and_never_logged() {
-    let env = test_env().await;
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env.start(config(&env, &sf, "")).await;
     let lead = id18("00Q5g00000ToKen");
@@ -904,7 +857,7 @@ async fn a_missing_or_wrong_url_token_is_unauthorized_and_never_logged() {
     assert_nothing_created(&env, &app, &sf).await;
 
     // The requests were logged, by path; neither token reached the log.
-    let logs = logs();
+    let logs = logs::captured();
     assert!(
         logs.contains("path=/webhooks/salesforce") && logs.contains("status=401"),
         "the request log is missing:\n{logs}"
@@ -921,7 +874,7 @@ async fn a_missing_or_wrong_url_token_is_unauthorized_and_never_logged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_xml_gets_a_soap_fault_and_changes_nothing() {
-    let env = test_env().await;
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env.start(config(&env, &sf, "")).await;
     let lead = id18("00Q5g00000BadXm");
@@ -977,7 +930,7 @@ async fn malformed_xml_gets_a_soap_fault_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notification_that_does_not_qualify_is_acked_without_a_job() {
-    let env = test_env().await;
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env
         .start(config(
@@ -1108,7 +1061,7 @@ fn callout_body(object: &str, record: &str, slug: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow_callouts_are_accepted_in_both_signature_styles() {
-    let env = test_env().await;
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env
         .start(config(
@@ -1312,7 +1265,7 @@ timestamp_header = "X-LeadLink-Timestamp"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_apex_callout_signed_in_base64_is_accepted_and_a_bad_one_is_not() {
-    let env = test_env().await;
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env
         .start(config(
@@ -1418,7 +1371,7 @@ async fn send_lead(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_access_token_that_expires_mid_run_is_replaced_once() {
-    let env = test_env().await;
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env.start(config(&env, &sf, "")).await;
     let (first, _) = send_lead(&app, &sf, "00Q5g00000TkEx1", "sf-token-one").await;
@@ -1456,7 +1409,7 @@ async fn an_access_token_that_expires_mid_run_is_replaced_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_sessions_pause_salesforce_writebacks_until_they_work() {
-    let env = test_env().await;
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     // Tokens are issued, but the API refuses every one (the integration user lost its
     // API permission, say): two 401s in a row.
@@ -1511,7 +1464,7 @@ async fn refused_sessions_pause_salesforce_writebacks_until_they_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_credentials_pause_enrichment_and_the_job_resumes_once_fixed() {
-    let env = test_env().await;
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     // The connected app's secret was rotated in Salesforce but not in leadlink.
     sf.with(|s| s.client_secret = "rotated-secret-abcdef".into());
@@ -1565,7 +1518,7 @@ async fn refused_credentials_pause_enrichment_and_the_job_resumes_once_fixed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_limit_exceeded_is_retried_then_delivered() {
-    let env = test_env().await;
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env.start(config(&env, &sf, "")).await;
     let record = id18("00Q5g00000LiMit");
@@ -1620,7 +1573,7 @@ async fn request_limit_exceeded_is_retried_then_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_lead_parks_its_writebacks_with_the_reason() {
-    let env = test_env().await;
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env.start(config(&env, &sf, "")).await;
     let record = id18("00Q5g00000DeLtd");

@@ -1,10 +1,8 @@
 //! The store's race rules against the real PostgreSQL, with the clock passed in: leases,
 //! operator actions, writeback leases and the outbox seen by a relay mid-publish.
 
-mod common;
-
+use crate::harness::*;
 use chrono::{DateTime, Duration, Utc};
-use common::*;
 use leadlink::account::quota::{Quota, QuotaSource};
 use leadlink::job::{LeadDetails, Status};
 use leadlink::store::{

@@ -1,17 +1,13 @@
 //! Processes killed at the worst moments and a broker connection cut under load: nothing
 //! lost, nothing sent twice.
 
-mod common;
-
-use common::process::*;
-use common::proxy::Proxy;
-use common::*;
+use crate::harness::process::*;
+use crate::harness::proxy::Proxy;
+use crate::harness::*;
 use leadlink::app::Roles;
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_killed_between_commit_and_publish_loses_nothing() {

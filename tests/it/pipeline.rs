@@ -1,13 +1,8 @@
 //! End to end against the real RabbitMQ and PostgreSQL, the simulator as ConnectSafely and a
 //! local receiver as the callback: every response class and the identity rules.
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 use serde_json::json;
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qualified_lead_is_sent_once_and_written_back_in_order() {

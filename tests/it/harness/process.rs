@@ -1,10 +1,7 @@
 //! The real binary as a child process, for tests that kill it or run several.
 
-use super::{TestApp, TestEnv, eventually};
+use super::{TestApp, TestEnv, WAIT, eventually};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(30);
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -9,12 +9,10 @@
 //! its own proxies, so tests beside it are untouched. The long run (`--ignored`) really stops
 //! and starts RabbitMQ, so it is run alone.
 
-mod common;
-
+use crate::harness::process::*;
+use crate::harness::proxy::Proxy;
+use crate::harness::*;
 use chrono::{DateTime, Utc};
-use common::process::*;
-use common::proxy::Proxy;
-use common::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::OpenOptions;

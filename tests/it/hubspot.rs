@@ -1,11 +1,9 @@
 //! The HubSpot source and writeback end to end: the real RabbitMQ and PostgreSQL, the
 //! simulator as ConnectSafely, and wiremock as HubSpot's CRM v3 contacts API.
 
-mod common;
-
+use crate::harness::*;
 use axum::http::Method;
 use chrono::{DateTime, Utc};
-use common::*;
 use leadlink::config::Config;
 use leadlink::crm::{Clients, Writers};
 use leadlink::secret::Secret;
@@ -18,8 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wiremock::matchers::{header, method, path, path_regex, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
-
-const WAIT: Duration = Duration::from_secs(20);
 const CLIENT_SECRET: &str = "hs-client-secret-0b7c2a1e";
 const TOKEN: &str = "pat-na1-11111111-2222-3333-4444-555555555555";
 /// The base URL HubSpot calls, which its signatures cover.

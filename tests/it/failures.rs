@@ -1,14 +1,10 @@
 //! Holds, transient failures, a refused key and failing writebacks, end to end with short
 //! windows against the real broker and database.
 
-mod common;
-
+use crate::harness::*;
 use chrono::Utc;
-use common::*;
 use serde_json::{Value, json};
 use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(25);
 
 fn job_id(body: &Value) -> String {
     body["jobId"].as_str().expect("a job id").to_string()

@@ -1,7 +1,7 @@
 //! Test harness: each test gets its own database, its own queue prefix, its own simulator
 //! and its own callback receiver, so tests run in parallel and repeatedly.
-#![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod logs;
 pub mod process;
 pub mod proxy;
 
@@ -26,16 +26,8 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const API_KEY: &str = "sim-api-key";
 pub const PG: &str = "postgres://postgres@127.0.0.1:5432";
 pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
-pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,leadlink=info".into()),
-        )
-        .with_test_writer()
-        .try_init();
-}
+/// How long a test waits for something that should happen, before it fails.
+pub const WAIT: Duration = Duration::from_secs(30);
 
 /// One status change as the callback receiver got it.
 #[derive(Debug, Clone)]
@@ -102,7 +94,7 @@ impl TestEnv {
     }
 
     pub async fn with_sim(options: SimOptions) -> TestEnv {
-        init_tracing();
+        logs::init();
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         let database = format!("leadlink_t_{id}");
         let admin = sqlx::PgPool::connect(&format!("{PG}/postgres"))

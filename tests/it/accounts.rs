@@ -1,17 +1,13 @@
 //! Account safety with the real broker and database: weekly quota across worker processes,
 //! pacing, a disabled account, and a worker killed while it holds an account.
 
-mod common;
-
+use crate::harness::process::*;
+use crate::harness::*;
 use chrono::{DateTime, Datelike, Duration as TimeDelta, Utc};
-use common::process::*;
-use common::*;
 use leadlink::app::Roles;
 use leadlink::config::Config;
 use serde_json::{Value, json};
 use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(30);
 
 const INGEST_ONLY: Roles = Roles {
     ingest: true,

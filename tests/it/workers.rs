@@ -1,8 +1,6 @@
 //! Several workers on one broker and database: each lead is still invited once.
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 use leadlink::app::Roles;
 use std::time::Duration;
 
@@ -51,9 +49,7 @@ async fn concurrent_duplicates_across_workers_invite_each_lead_once() {
     job_ids.dedup();
     assert_eq!(job_ids.len(), leads, "one job per lead");
     for id in &job_ids {
-        ingest
-            .wait_for_status(id, "sent", Duration::from_secs(30))
-            .await;
+        ingest.wait_for_status(id, "sent", WAIT).await;
     }
     for n in 0..leads {
         assert_eq!(
@@ -101,22 +97,14 @@ async fn concurrent_workers_never_spend_more_than_the_headers_announced() {
         .send(&webhook_id(), &lead("crm-q0", "quota-0", "acc_q"))
         .await;
     ingest
-        .wait_for_status(
-            body["jobId"].as_str().unwrap(),
-            "sent",
-            Duration::from_secs(20),
-        )
+        .wait_for_status(body["jobId"].as_str().unwrap(), "sent", WAIT)
         .await;
     // A send the API refuses outright does not count against the week ...
     let (_, body) = ingest
         .send(&webhook_id(), &lead("crm-q404", "unknown-q", "acc_q"))
         .await;
     ingest
-        .wait_for_status(
-            body["jobId"].as_str().unwrap(),
-            "profile_not_found",
-            Duration::from_secs(20),
-        )
+        .wait_for_status(body["jobId"].as_str().unwrap(), "profile_not_found", WAIT)
         .await;
     // ... then six more arrive at once, across two workers.
     let answers = futures_util::future::join_all((1..=6).map(|n| {
@@ -138,7 +126,7 @@ async fn concurrent_workers_never_spend_more_than_the_headers_announced() {
     let mut sent = 0;
     let mut held = 0;
     for id in &ids {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let job = ingest.job(id).await;
             match job["status"].as_str().unwrap() {
