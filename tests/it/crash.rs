@@ -5,6 +5,7 @@ use crate::harness::process::*;
 use crate::harness::proxy::Proxy;
 use crate::harness::*;
 use leadlink::app::Roles;
+use leadlink::job::Status;
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -45,8 +46,8 @@ async fn a_process_killed_between_commit_and_publish_loses_nothing() {
         status, 200,
         "the CRM's retry finds the committed job: {again}"
     );
-    let id = again["jobId"].as_str().unwrap().to_string();
-    app.wait_for_status(&id, "sent", WAIT).await;
+    let id = job_id(&again);
+    app.wait_for(id, Status::Sent).await;
     assert_eq!(env.invitations("acc_1", "crash-one").await, 1);
     app.stop().await;
     env.cleanup().await;
@@ -73,7 +74,7 @@ async fn a_worker_killed_mid_send_leaves_one_invitation() {
     let (_, body) = ingest
         .send(&webhook_id(), &lead("crm-mid", "mid-send", "acc_1"))
         .await;
-    let id = body["jobId"].as_str().unwrap().to_string();
+    let id = job_id(&body);
     eventually(WAIT, "the invitation is out", || async {
         env.total_invitations().await == 1
     })
@@ -91,19 +92,20 @@ async fn a_worker_killed_mid_send_leaves_one_invitation() {
             },
         )
         .await;
-    let job = ingest.wait_for_status(&id, "sent", WAIT).await;
+    let job = ingest.wait_for(id, Status::Sent).await;
     assert_eq!(
         env.invitations("acc_1", "mid-send").await,
         1,
         "the job was sent twice"
     );
-    assert_eq!(job["attempts"], 1, "{job:#}");
-    let checked = job["history"].as_array().unwrap().iter().any(|e| {
-        e["detail"]["call"] == "GET /relationship" && e["detail"]["invitationSent"] == true
-    });
+    assert_eq!(job.attempts, 1, "{job:#?}");
+    let checked = job
+        .history
+        .iter()
+        .any(|e| e.detail["call"] == "GET /relationship" && e.detail["invitationSent"] == true);
     assert!(
         checked,
-        "the resend was not preceded by a relationship check: {job:#}"
+        "the resend was not preceded by a relationship check: {job:#?}"
     );
     replacement.stop().await;
     ingest.stop().await;
@@ -120,7 +122,7 @@ async fn sigterm_drains_the_job_in_flight() {
     let (_, body) = app
         .send(&webhook_id(), &lead("crm-term", "term-one", "acc_1"))
         .await;
-    let id = body["jobId"].as_str().unwrap().to_string();
+    let id = job_id(&body);
     eventually(WAIT, "the call is in flight", || async {
         env.total_invitations().await == 1
     })
@@ -138,7 +140,7 @@ async fn sigterm_drains_the_job_in_flight() {
     // The outcome was committed before exit: read it with the CLI against the same database.
     let path = env.write_config(&env.config_text());
     let output = Command::new(env!("CARGO_BIN_EXE_leadlink"))
-        .args(["jobs", "show", &id, "--config"])
+        .args(["jobs", "show", &id.to_string(), "--config"])
         .arg(path)
         .output()
         .unwrap();
@@ -174,11 +176,11 @@ async fn a_broker_outage_under_a_stream_of_events_loses_and_doubles_nothing() {
             )
             .await;
         assert_eq!(status, 202, "event {n}: {body}");
-        ids.push(body["jobId"].as_str().unwrap().to_string());
+        ids.push(job_id(&body));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for id in &ids {
-        app.wait_for_status(id, "sent", Duration::from_secs(60))
+    for &id in &ids {
+        app.wait_for_within(id, Status::Sent, Duration::from_secs(60))
             .await;
     }
     let readyz = app.http.get(app.url("/readyz")).send().await.unwrap();
@@ -194,7 +196,7 @@ async fn a_broker_outage_under_a_stream_of_events_loses_and_doubles_nothing() {
     }
     eventually(WAIT, "every sent status written back", || async {
         ids.iter()
-            .all(|id| env.callback_statuses(id).last().map(String::as_str) == Some("sent"))
+            .all(|&id| env.callback_statuses(id).last().map(String::as_str) == Some("sent"))
     })
     .await;
     app.stop().await;
@@ -222,8 +224,8 @@ async fn json_logs_carry_the_job_id_and_never_a_secret() {
     let (_, body) = app
         .send(&webhook_id(), &lead("crm-log", "log-one", "acc_1"))
         .await;
-    let id = body["jobId"].as_str().unwrap().to_string();
-    app.wait_for_status(&id, "paused", WAIT).await;
+    let id = job_id(&body);
+    app.wait_for(id, Status::Paused).await;
     let (status, _) = app
         .send_raw(
             &webhook_id(),
@@ -245,6 +247,7 @@ async fn json_logs_carry_the_job_id_and_never_a_secret() {
     for line in text.lines() {
         let entry: Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let id = id.to_string();
         if entry["span"]["job_id"] == id.as_str() || entry["spans"].to_string().contains(&id) {
             job_lines += 1;
         }
@@ -309,8 +312,8 @@ async fn a_database_outage_answers_503_and_loses_nothing_after_it() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let id = accepted["jobId"].as_str().unwrap().to_string();
-    app.wait_for_status(&id, "sent", WAIT).await;
+    let id = job_id(&accepted);
+    app.wait_for(id, Status::Sent).await;
     assert_eq!(env.invitations("acc_1", "db-outage").await, 1);
     app.stop().await;
     env.cleanup().await;
@@ -332,8 +335,7 @@ async fn a_broker_that_never_answers_keeps_publishes_bounded_and_loses_nothing()
         .send(&webhook_id(), &lead("crm-w0", "swallowed-0", "acc_1"))
         .await;
     assert_eq!(status, 202, "{body}");
-    app.wait_for_status(body["jobId"].as_str().unwrap(), "sent", WAIT)
-        .await;
+    app.wait_for(job_id(&body), Status::Sent).await;
 
     // The broker accepts TCP and never answers: every publish hangs until its timeout.
     proxy.swallow().await;
@@ -361,21 +363,20 @@ async fn a_broker_that_never_answers_keeps_publishes_bounded_and_loses_nothing()
             "event {n} answered after {:?}",
             started.elapsed()
         );
-        ids.push(body["jobId"].as_str().unwrap().to_string());
+        ids.push(job_id(&body));
         most_tasks = most_tasks.max(metrics.num_alive_tasks());
     }
     // Without a bound each webhook leaves a task behind, queued for the publisher.
     let grown = most_tasks.saturating_sub(before);
     assert!(grown < 40, "{grown} more tasks alive ({before} before)");
-    let (_, stats) = app.admin("/admin/stats").await;
-    let publishes = &stats["publishes"];
+    let publishes = app.stats().await.publishes;
     let limit = leadlink::config::BrokerConfig::default().publish_concurrency as u64;
-    assert!(publishes["inFlight"].as_u64().unwrap() <= limit, "{stats}");
-    assert!(publishes["leftToRelay"].as_u64().unwrap() > 0, "{stats}");
+    assert!(publishes.in_flight <= limit, "{publishes:?}");
+    assert!(publishes.left_to_relay > 0, "{publishes:?}");
 
     proxy.stop_swallowing().await;
-    for id in &ids {
-        app.wait_for_status(id, "sent", Duration::from_secs(90))
+    for &id in &ids {
+        app.wait_for_within(id, Status::Sent, Duration::from_secs(90))
             .await;
     }
     for n in 1..=total {

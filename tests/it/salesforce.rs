@@ -8,6 +8,7 @@ use chrono::Utc;
 use hmac::{Hmac, Mac};
 use leadlink::config::Config;
 use leadlink::ingest::salesforce::outbound::canonical_id;
+use leadlink::job::Status;
 use leadlink::signature::hmac_callout::{self, SignatureEncoding};
 use leadlink::signature::standard_webhooks::Signer;
 use serde_json::{Value, json};
@@ -15,6 +16,7 @@ use sha2::Sha256;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use uuid::Uuid;
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -491,34 +493,6 @@ fn assert_not_acked(answer: &Answer, status: u16) {
     assert!(!answer.body.contains("<Ack>true</Ack>"), "{}", answer.body);
 }
 
-async fn jobs_for(app: &TestApp, record: &str) -> Vec<Value> {
-    let (status, body) = app.admin(&format!("/admin/jobs?record={record}")).await;
-    assert_eq!(status, 200, "{body}");
-    body["jobs"].as_array().unwrap().clone()
-}
-
-async fn all_jobs(app: &TestApp) -> Vec<Value> {
-    let (status, body) = app.admin("/admin/jobs").await;
-    assert_eq!(status, 200, "{body}");
-    body["jobs"].as_array().unwrap().clone()
-}
-
-async fn only_job_for(app: &TestApp, record: &str) -> String {
-    let jobs = jobs_for(app, record).await;
-    assert_eq!(jobs.len(), 1, "{record}: {jobs:?}");
-    jobs[0]["id"].as_str().unwrap().to_string()
-}
-
-fn salesforce_writebacks(job: &Value) -> Vec<Value> {
-    job["writebacks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|w| w["target"] == "salesforce")
-        .cloned()
-        .collect()
-}
-
 fn linkedin(slug: &str) -> String {
     format!("https://www.linkedin.com/in/{slug}/")
 }
@@ -527,7 +501,7 @@ fn linkedin(slug: &str) -> String {
 async fn assert_nothing_created(env: &TestEnv, app: &TestApp, sf: &FakeSalesforce) {
     // Long enough for a publish and a worker to act, had anything been committed.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(all_jobs(app).await, Vec::<Value>::new());
+    assert!(app.jobs("").await.is_empty());
     assert!(sf.calls().is_empty(), "{:?}", sf.calls());
     assert_eq!(env.total_invitations().await, 0);
 }
@@ -605,10 +579,10 @@ async fn a_message_with_a_lead_and_contacts_is_acked_sent_and_written_back_to_ea
         (&rep_lead, "Lead", "acc_rep", "sf-alan-lead"),
     ];
     for (record, object, account, slug) in expectations {
-        let id = only_job_for(&app, record).await;
-        let job = app.wait_for_status(&id, "sent", WAIT).await;
-        assert_eq!(job["recordObject"], object, "{job:#}");
-        assert_eq!(job["accountId"], account, "{job:#}");
+        let id = app.only_job_of(record).await.id;
+        let job = app.wait_for(id, Status::Sent).await;
+        assert_eq!(job.record_object.as_deref(), Some(object), "{job:#?}");
+        assert_eq!(job.account_id, account, "{job:#?}");
         assert_eq!(env.invitations(account, slug).await, 1, "{slug}");
         eventually(WAIT, "queued then sent written back", || async {
             sf.written_statuses(record) == ["queued", "sent"]
@@ -616,10 +590,13 @@ async fn a_message_with_a_lead_and_contacts_is_acked_sent_and_written_back_to_ea
         .await;
         let patches = sf.accepted_patches(record);
         assert_eq!(patches[0]["LinkedIn_Profile_URN__c"], Value::Null);
-        assert_eq!(patches[1]["LinkedIn_Profile_URN__c"], job["profileUrn"]);
+        assert_eq!(
+            patches[1]["LinkedIn_Profile_URN__c"],
+            job.profile_urn.as_deref().unwrap()
+        );
         assert!(
-            job["profileUrn"]
-                .as_str()
+            job.profile_urn
+                .as_deref()
                 .unwrap()
                 .starts_with("urn:li:fsd_profile:")
         );
@@ -675,8 +652,8 @@ async fn a_redelivered_notification_is_acked_again_without_a_second_job() {
     assert_acked(&deliver(&app, &xml).await);
     // Salesforce did not see the Ack (a timeout) and sends the same message again.
     assert_acked(&deliver(&app, &xml).await);
-    let id = only_job_for(&app, &lead).await;
-    app.wait_for_status(&id, "sent", WAIT).await;
+    let id = app.only_job_of(&lead).await.id;
+    app.wait_for(id, Status::Sent).await;
 
     // Later, out of order, bundled with a new notification.
     let again = outbound_message(
@@ -697,8 +674,8 @@ async fn a_redelivered_notification_is_acked_again_without_a_second_job() {
         ],
     );
     assert_acked(&deliver(&app, &again).await);
-    let other_id = only_job_for(&app, &other).await;
-    app.wait_for_status(&other_id, "sent", WAIT).await;
+    let other_id = app.only_job_of(&other).await.id;
+    app.wait_for(other_id, Status::Sent).await;
 
     // A lead whose job ended `profile_not_found` may start a new job, so what stops a
     // redelivery here is the notification id alone.
@@ -721,18 +698,17 @@ async fn a_redelivered_notification_is_acked_again_without_a_second_job() {
     };
     let gone_xml = gone_message(&id18("04l5g00000RdLv3"));
     assert_acked(&deliver(&app, &gone_xml).await);
-    let gone_id = only_job_for(&app, &gone).await;
-    app.wait_for_status(&gone_id, "profile_not_found", WAIT)
-        .await;
+    let gone_id = app.only_job_of(&gone).await.id;
+    app.wait_for(gone_id, Status::ProfileNotFound).await;
     assert_acked(&deliver(&app, &gone_xml).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(only_job_for(&app, &gone).await, gone_id);
+    assert_eq!(app.only_job_of(&gone).await.id, gone_id);
     // A new notification for the record (the lead qualified again) is a new job.
     assert_acked(&deliver(&app, &gone_message(&id18("04l5g00000RdLv4"))).await);
-    assert_eq!(jobs_for(&app, &gone).await.len(), 2);
-    app.wait_for_status(&other_id, "sent", WAIT).await;
-    assert_eq!(only_job_for(&app, &lead).await, id);
-    assert_eq!(all_jobs(&app).await.len(), 4);
+    assert_eq!(app.jobs_of(&gone).await.len(), 2);
+    app.wait_for(other_id, Status::Sent).await;
+    assert_eq!(app.only_job_of(&lead).await.id, id);
+    assert_eq!(app.jobs("").await.len(), 4);
     assert_eq!(env.invitations("acc_sf", "sf-redelivered").await, 1);
     assert_eq!(env.invitations("acc_sf", "sf-bundled").await, 1);
     eventually(WAIT, "the first lead written back once", || async {
@@ -786,8 +762,8 @@ async fn another_orgs_message_is_forbidden_and_the_15_character_org_id_is_accept
 
     // The configured id is the 18-character form; the 15-character one is the same org.
     assert_acked(&deliver(&app, &message(ORG_15)).await);
-    let id = only_job_for(&app, &lead).await;
-    app.wait_for_status(&id, "sent", WAIT).await;
+    let id = app.only_job_of(&lead).await.id;
+    app.wait_for(id, Status::Sent).await;
     assert_eq!(env.invitations("acc_sf", "sf-org").await, 1);
     app.stop().await;
     env.cleanup().await;
@@ -821,8 +797,8 @@ async fn an_org_id_configured_with_surrounding_spaces_still_names_the_org() {
         )],
     );
     assert_acked(&deliver(&app, &xml).await);
-    let id = only_job_for(&app, &lead).await;
-    app.wait_for_status(&id, "sent", WAIT).await;
+    let id = app.only_job_of(&lead).await.id;
+    app.wait_for(id, Status::Sent).await;
     app.stop().await;
     env.cleanup().await;
 }
@@ -979,11 +955,11 @@ async fn a_notification_that_does_not_qualify_is_acked_without_a_job() {
         ],
     );
     assert_acked(&deliver(&app, &xml).await);
-    let id = only_job_for(&app, &qualified).await;
-    app.wait_for_status(&id, "sent", WAIT).await;
-    assert_eq!(all_jobs(&app).await.len(), 1);
-    assert!(jobs_for(&app, &working).await.is_empty());
-    assert!(jobs_for(&app, &no_status).await.is_empty());
+    let id = app.only_job_of(&qualified).await.id;
+    app.wait_for(id, Status::Sent).await;
+    assert_eq!(app.jobs("").await.len(), 1);
+    assert!(app.jobs_of(&working).await.is_empty());
+    assert!(app.jobs_of(&no_status).await.is_empty());
     assert_eq!(env.total_invitations().await, 1);
     let (_, stats) = app.admin("/admin/stats").await;
     assert_eq!(
@@ -1214,9 +1190,8 @@ timestamp_header = "X-LeadLink-Timestamp"
     let sw_headers = standard_webhooks_headers(SW_SECRET, &msg, now, &body);
     let (status, gone_first) = post_callout(&app, &sw_headers, &body).await;
     assert_eq!(status, 202, "{gone_first}");
-    let gone_id = gone_first["jobId"].as_str().unwrap();
-    app.wait_for_status(gone_id, "profile_not_found", WAIT)
-        .await;
+    let gone_id = job_id(&gone_first);
+    app.wait_for(gone_id, Status::ProfileNotFound).await;
     let (status, repeat) = post_callout(&app, &sw_headers, &body).await;
     assert_eq!(
         (status, &repeat["jobId"]),
@@ -1232,32 +1207,31 @@ timestamp_header = "X-LeadLink-Timestamp"
     ];
     let (status, hmac_gone) = post_callout(&app, &hmac_headers, &body).await;
     assert_eq!(status, 202, "a new delivery starts a new job: {hmac_gone}");
-    let hmac_gone_id = hmac_gone["jobId"].as_str().unwrap();
+    let hmac_gone_id = job_id(&hmac_gone);
     assert_ne!(hmac_gone_id, gone_id);
-    app.wait_for_status(hmac_gone_id, "profile_not_found", WAIT)
-        .await;
+    app.wait_for(hmac_gone_id, Status::ProfileNotFound).await;
     let (status, repeat) = post_callout(&app, &hmac_headers, &body).await;
     assert_eq!(
         (status, &repeat["jobId"]),
         (200, &hmac_gone["jobId"]),
         "{repeat}"
     );
-    assert_eq!(jobs_for(&app, &gone).await.len(), 2);
+    assert_eq!(app.jobs_of(&gone).await.len(), 2);
 
     for (answer, record, slug) in [
         (&first, &sw_lead, "sf-flow-sw"),
         (&hmac_first, &hmac_lead, "sf-flow-hmac"),
     ] {
-        let id = answer["jobId"].as_str().unwrap();
-        let job = app.wait_for_status(id, "sent", WAIT).await;
-        assert_eq!(job["recordObject"], "Lead");
+        let id = job_id(answer);
+        let job = app.wait_for(id, Status::Sent).await;
+        assert_eq!(job.record_object.as_deref(), Some("Lead"));
         assert_eq!(env.invitations("acc_sf", slug).await, 1);
         eventually(WAIT, "the callout's record written back", || async {
             sf.written_statuses(record) == ["queued", "sent"]
         })
         .await;
     }
-    assert_eq!(all_jobs(&app).await.len(), 4);
+    assert_eq!(app.jobs("").await.len(), 4);
     assert_eq!(env.total_invitations().await, 2);
     app.stop().await;
     env.cleanup().await;
@@ -1320,7 +1294,7 @@ async fn an_apex_callout_signed_in_base64_is_accepted_and_a_bad_one_is_not() {
         let (status, answer) = post_callout(&app, &headers, &body).await;
         assert_eq!(status, 401, "{headers:?}: {answer}");
     }
-    assert_eq!(all_jobs(&app).await, Vec::<Value>::new());
+    assert!(app.jobs("").await.is_empty());
     let (status, created) = post_callout(
         &app,
         &[("X-Timestamp", ts.clone()), ("X-Signature", signature)],
@@ -1328,9 +1302,9 @@ async fn an_apex_callout_signed_in_base64_is_accepted_and_a_bad_one_is_not() {
     )
     .await;
     assert_eq!(status, 202, "{created}");
-    let id = created["jobId"].as_str().unwrap();
-    let job = app.wait_for_status(id, "sent", WAIT).await;
-    assert_eq!(job["recordObject"], "Contact");
+    let id = job_id(&created);
+    let job = app.wait_for(id, Status::Sent).await;
+    assert_eq!(job.record_object.as_deref(), Some("Contact"));
     assert_eq!(env.invitations("acc_sf", "sf-apex-b64").await, 1);
     eventually(WAIT, "the Contact written back", || async {
         sf.written_statuses(&contact) == ["queued", "sent"]
@@ -1350,7 +1324,7 @@ async fn send_lead(
     sf: &FakeSalesforce,
     short_id: &str,
     slug: &str,
-) -> (String, String) {
+) -> (String, Uuid) {
     let record = id18(short_id);
     sf.add_record("Lead", &record, json!({"LinkedIn_URL__c": linkedin(slug)}));
     let notification_id = id18(&format!("04l{}", &short_id[3..]));
@@ -1364,8 +1338,8 @@ async fn send_lead(
         )],
     );
     assert_acked(&deliver(app, &xml).await);
-    let id = only_job_for(app, &record).await;
-    app.wait_for_status(&id, "sent", WAIT).await;
+    let id = app.only_job_of(&record).await.id;
+    app.wait_for(id, Status::Sent).await;
     (record, id)
 }
 
@@ -1398,10 +1372,10 @@ async fn an_access_token_that_expires_mid_run_is_replaced_once() {
             .all(|c| c.bearer.ends_with("fake-access-token-2") && c.status == 204)
     );
     // The new token was fetched inside the delivery: no try was spent on it.
-    let job = app.job(&id).await;
-    for writeback in salesforce_writebacks(&job) {
-        assert_eq!(writeback["state"], "delivered", "{job:#}");
-        assert_eq!(writeback["attempts"], 1, "{job:#}");
+    let job = app.job(id).await;
+    for writeback in job.writebacks_to("salesforce") {
+        assert_eq!(writeback.state, "delivered", "{job:#?}");
+        assert_eq!(writeback.attempts, 1, "{job:#?}");
     }
     app.stop().await;
     env.cleanup().await;
@@ -1419,30 +1393,30 @@ async fn refused_sessions_pause_salesforce_writebacks_until_they_work() {
 
     // Longer than four writeback tries (max_attempts = 4) would take were they counted.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let job = app.job(&id).await;
-    assert_eq!(job["status"], "sent", "{job:#}");
-    let writebacks = salesforce_writebacks(&job);
-    assert_eq!(writebacks.len(), 2, "{job:#}");
+    let job = app.job(id).await;
+    assert_eq!(job.status, Status::Sent, "{job:#?}");
+    let writebacks = job.writebacks_to("salesforce");
+    assert_eq!(writebacks.len(), 2, "{job:#?}");
     for writeback in &writebacks {
-        assert_eq!(writeback["state"], "pending", "{job:#}");
+        assert_eq!(writeback.state, "pending", "{job:#?}");
     }
     assert!(
-        writebacks[0]["lastError"]
-            .as_str()
+        writebacks[0]
+            .last_error
+            .as_deref()
             .unwrap_or_default()
             .contains("INVALID_SESSION_ID"),
-        "{job:#}"
+        "{job:#?}"
     );
-    let paused_tries = job["history"]
-        .as_array()
-        .unwrap()
+    let paused_tries = job
+        .events("writeback")
         .iter()
-        .filter(|e| e["kind"] == "writeback" && e["detail"]["result"] == "paused")
+        .filter(|e| e.detail["result"] == "paused")
         .count();
-    assert!(paused_tries >= 2, "probed again while paused: {job:#}");
+    assert!(paused_tries >= 2, "probed again while paused: {job:#?}");
     assert!(sf.written_statuses(&record).is_empty());
     // The callback target is not held up by Salesforce's pause.
-    assert_eq!(env.callback_statuses(&id), ["queued", "sent"]);
+    assert_eq!(env.callback_statuses(id), ["queued", "sent"]);
     assert_eq!(env.invitations("acc_sf", "sf-paused-writes").await, 1);
 
     sf.with(|s| s.refuse_all_tokens = false);
@@ -1451,10 +1425,10 @@ async fn refused_sessions_pause_salesforce_writebacks_until_they_work() {
     })
     .await;
     eventually(WAIT, "writebacks delivered", || async {
-        let job = app.job(&id).await;
-        salesforce_writebacks(&job)
+        let job = app.job(id).await;
+        job.writebacks_to("salesforce")
             .iter()
-            .all(|w| w["state"] == "delivered")
+            .all(|w| w.state == "delivered")
     })
     .await;
     assert_eq!(env.invitations("acc_sf", "sf-paused-writes").await, 1);
@@ -1486,23 +1460,23 @@ async fn refused_credentials_pause_enrichment_and_the_job_resumes_once_fixed() {
         )],
     );
     assert_acked(&deliver(&app, &xml).await);
-    let id = only_job_for(&app, &contact).await;
-    let job = app.wait_for_status(&id, "paused", WAIT).await;
+    let id = app.only_job_of(&contact).await.id;
+    let job = app.wait_for(id, Status::Paused).await;
     assert!(
-        job["error"].as_str().unwrap().contains("invalid_client"),
-        "{job:#}"
+        job.error.as_deref().unwrap().contains("invalid_client"),
+        "{job:#?}"
     );
     // It stays paused, whatever the retry budget (max_attempts = 3), and is probed again.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let job = app.job(&id).await;
-    assert_eq!(job["status"], "paused", "{job:#}");
+    let job = app.job(id).await;
+    assert_eq!(job.status, Status::Paused, "{job:#?}");
     assert!(sf.token_requests() >= 2, "probed: {}", sf.token_requests());
     assert_eq!(env.total_invitations().await, 0);
 
     sf.with(|s| s.client_secret = CLIENT_SECRET.into());
-    let job = app.wait_for_status(&id, "sent", WAIT).await;
+    let job = app.wait_for(id, Status::Sent).await;
     // The owner read from the record routes the job to the rep's account.
-    assert_eq!(job["accountId"], "acc_rep", "{job:#}");
+    assert_eq!(job.account_id, "acc_rep", "{job:#?}");
     assert_eq!(env.invitations("acc_rep", "sf-paused-read").await, 1);
     eventually(WAIT, "statuses written back, sent last", || async {
         let written = sf.written_statuses(&contact);
@@ -1546,27 +1520,25 @@ async fn request_limit_exceeded_is_retried_then_delivered() {
         .map(|c| c.status)
         .collect();
     assert_eq!(patches, [403, 403, 204, 204]);
-    let job = app.job(&id).await;
-    let writebacks = salesforce_writebacks(&job);
-    assert_eq!(writebacks[0]["state"], "delivered", "{job:#}");
-    assert_eq!(writebacks[0]["attempts"], 3, "{job:#}");
-    assert_eq!(writebacks[1]["state"], "delivered", "{job:#}");
-    let retried = job["history"]
-        .as_array()
-        .unwrap()
+    let job = app.job(id).await;
+    let writebacks = job.writebacks_to("salesforce");
+    assert_eq!(writebacks[0].state, "delivered", "{job:#?}");
+    assert_eq!(writebacks[0].attempts, 3, "{job:#?}");
+    assert_eq!(writebacks[1].state, "delivered", "{job:#?}");
+    let retried = job
+        .events("writeback")
         .iter()
         .filter(|e| {
-            e["kind"] == "writeback"
-                && e["detail"]["result"] == "pending"
-                && e["detail"]["error"]
+            e.detail["result"] == "pending"
+                && e.detail["error"]
                     .as_str()
                     .is_some_and(|t| t.contains("REQUEST_LIMIT_EXCEEDED"))
         })
         .count();
-    assert_eq!(retried, 2, "{job:#}");
+    assert_eq!(retried, 2, "{job:#?}");
     // A limit is not a credentials problem: no new token.
     assert_eq!(sf.token_requests(), 1);
-    assert_eq!(job["status"], "sent");
+    assert_eq!(job.status, Status::Sent);
     app.stop().await;
     env.cleanup().await;
 }
@@ -1582,38 +1554,39 @@ async fn a_deleted_lead_parks_its_writebacks_with_the_reason() {
     let job = {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let job = app.job(&id).await;
-            let writebacks = salesforce_writebacks(&job);
-            if writebacks.len() == 2 && writebacks.iter().all(|w| w["state"] == "parked") {
+            let job = app.job(id).await;
+            let writebacks = job.writebacks_to("salesforce");
+            if writebacks.len() == 2 && writebacks.iter().all(|w| w.state == "parked") {
                 break job;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "not parked: {job:#}"
+                "not parked: {job:#?}"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
-    for writeback in salesforce_writebacks(&job) {
-        assert_eq!(writeback["attempts"], 1, "{job:#}");
+    for writeback in job.writebacks_to("salesforce") {
+        assert_eq!(writeback.attempts, 1, "{job:#?}");
         assert!(
-            writeback["lastError"]
-                .as_str()
+            writeback
+                .last_error
+                .as_deref()
                 .unwrap()
                 .contains("ENTITY_IS_DELETED: entity is deleted"),
-            "{job:#}"
+            "{job:#?}"
         );
     }
-    let history = serde_json::to_string(&job["history"]).unwrap();
+    let history: String = job.history.iter().map(|e| e.detail.to_string()).collect();
     assert!(
         history.contains("ENTITY_IS_DELETED: entity is deleted"),
-        "{job:#}"
+        "{job:#?}"
     );
     // The lead was still sent, once, and the callback heard every status.
-    assert_eq!(job["status"], "sent");
+    assert_eq!(job.status, Status::Sent);
     assert_eq!(env.invitations("acc_sf", "sf-deleted").await, 1);
     eventually(WAIT, "callbacks", || async {
-        env.callback_statuses(&id) == ["queued", "sent"]
+        env.callback_statuses(id) == ["queued", "sent"]
     })
     .await;
     // A parked writeback is not retried by itself.

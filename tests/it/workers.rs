@@ -2,6 +2,7 @@
 
 use crate::harness::*;
 use leadlink::app::Roles;
+use leadlink::job::Status;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,18 +39,18 @@ async fn concurrent_duplicates_across_workers_invite_each_lead_once() {
         async move { ingest.send(&id, &event).await }
     }))
     .await;
-    let mut job_ids: Vec<String> = answers
+    let mut job_ids: Vec<_> = answers
         .iter()
         .map(|(status, body)| {
             assert!(*status == 202 || *status == 200, "{status} {body}");
-            body["jobId"].as_str().unwrap().to_string()
+            job_id(body)
         })
         .collect();
     job_ids.sort();
     job_ids.dedup();
     assert_eq!(job_ids.len(), leads, "one job per lead");
-    for id in &job_ids {
-        ingest.wait_for_status(id, "sent", WAIT).await;
+    for &id in &job_ids {
+        ingest.wait_for(id, Status::Sent).await;
     }
     for n in 0..leads {
         assert_eq!(
@@ -96,15 +97,13 @@ async fn concurrent_workers_never_spend_more_than_the_headers_announced() {
     let (_, body) = ingest
         .send(&webhook_id(), &lead("crm-q0", "quota-0", "acc_q"))
         .await;
-    ingest
-        .wait_for_status(body["jobId"].as_str().unwrap(), "sent", WAIT)
-        .await;
+    ingest.wait_for(job_id(&body), Status::Sent).await;
     // A send the API refuses outright does not count against the week ...
     let (_, body) = ingest
         .send(&webhook_id(), &lead("crm-q404", "unknown-q", "acc_q"))
         .await;
     ingest
-        .wait_for_status(body["jobId"].as_str().unwrap(), "profile_not_found", WAIT)
+        .wait_for(job_id(&body), Status::ProfileNotFound)
         .await;
     // ... then six more arrive at once, across two workers.
     let answers = futures_util::future::join_all((1..=6).map(|n| {
@@ -119,24 +118,21 @@ async fn concurrent_workers_never_spend_more_than_the_headers_announced() {
         }
     }))
     .await;
-    let ids: Vec<String> = answers
-        .iter()
-        .map(|(_, body)| body["jobId"].as_str().unwrap().to_string())
-        .collect();
+    let ids: Vec<_> = answers.iter().map(|(_, body)| job_id(body)).collect();
     let mut sent = 0;
     let mut held = 0;
-    for id in &ids {
+    for &id in &ids {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let job = ingest.job(id).await;
-            match job["status"].as_str().unwrap() {
-                "sent" => sent += 1,
-                "held" => held += 1,
+            match job.status {
+                Status::Sent => sent += 1,
+                Status::Held => held += 1,
                 _ if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
-                other => panic!("job {id} stuck in {other}"),
+                other => panic!("job {id} stuck in {other:?}"),
             }
             break;
         }

@@ -28,8 +28,15 @@ pub fn init() {
     let printed = EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,leadlink=info".into());
     // Debug, so a secret logged at any level shows in the capture.
     let captured = EnvFilter::new("warn,leadlink=debug");
+    // Both layers without colours: they share each span's formatted fields, and escape
+    // codes there would split `path=/...` in the capture.
     let _ = tracing_subscriber::registry()
-        .with(fmt::layer().with_test_writer().with_filter(printed))
+        .with(
+            fmt::layer()
+                .with_ansi(false)
+                .with_test_writer()
+                .with_filter(printed),
+        )
         .with(
             fmt::layer()
                 .with_ansi(false)

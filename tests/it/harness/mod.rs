@@ -1,6 +1,7 @@
 //! Test harness: each test gets its own database, its own queue prefix, its own simulator
 //! and its own callback receiver, so tests run in parallel and repeatedly.
 
+pub mod admin;
 pub mod logs;
 pub mod process;
 pub mod proxy;
@@ -249,19 +250,20 @@ impl TestEnv {
     }
 
     /// Status changes the callback got for one job, in arrival order.
-    pub fn callbacks_for(&self, job_id: &str) -> Vec<Value> {
+    pub fn callbacks_for(&self, job: uuid::Uuid) -> Vec<Value> {
+        let job = job.to_string();
         self.callback
             .received
             .lock()
             .unwrap()
             .iter()
-            .filter(|r| r.data["jobId"] == job_id)
+            .filter(|r| r.data["jobId"] == job.as_str())
             .map(|r| r.data.clone())
             .collect()
     }
 
-    pub fn callback_statuses(&self, job_id: &str) -> Vec<String> {
-        self.callbacks_for(job_id)
+    pub fn callback_statuses(&self, job: uuid::Uuid) -> Vec<String> {
+        self.callbacks_for(job)
             .iter()
             .map(|d| d["status"].as_str().unwrap().to_string())
             .collect()
@@ -350,41 +352,6 @@ impl TestApp {
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
     }
-
-    pub async fn admin(&self, path: &str) -> (u16, Value) {
-        let response = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        (
-            response.status().as_u16(),
-            response.json().await.unwrap_or(Value::Null),
-        )
-    }
-
-    pub async fn job(&self, id: &str) -> Value {
-        let (status, body) = self.admin(&format!("/admin/jobs/{id}")).await;
-        assert_eq!(status, 200, "{body}");
-        body
-    }
-
-    /// Waits until the job has `status`, or panics with the job as it stands.
-    pub async fn wait_for_status(&self, id: &str, status: &str, within: Duration) -> Value {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let job = self.job(id).await;
-            if job["status"] == status {
-                return job;
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!("job {id} did not reach {status} within {within:?}: {job:#}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 }
 
 pub fn lead(record: &str, profile: &str, account: &str) -> Value {
@@ -394,6 +361,14 @@ pub fn lead(record: &str, profile: &str, account: &str) -> Value {
                  "profileId": null, "profileUrn": null, "accountId": account,
                  "firstName": "John", "lastName": "Doe", "company": "Acme", "message": null}
     })
+}
+
+/// The job id of an ingest answer.
+pub fn job_id(answer: &Value) -> uuid::Uuid {
+    answer["jobId"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no job id: {answer}"))
 }
 
 pub fn webhook_id() -> String {
