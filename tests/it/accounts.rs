@@ -25,7 +25,8 @@ async fn rate_limited(env: &TestEnv) -> (u64, u64) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_worker_processes_keep_a_spent_week_and_another_account_keeps_sending() {
+async fn two_worker_processes_keep_a_spent_week_and_another_account_keeps_sending()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     // Another tool already used 3 of this account's 8 requests before leadlink started.
     let reset = Utc::now() + TimeDelta::hours(1);
@@ -37,7 +38,7 @@ async fn two_worker_processes_keep_a_spent_week_and_another_account_keeps_sendin
     env.sim_put("config", json!({"latencyMs": 30})).await;
     let config_text = env.config_text();
     let ingest = env
-        .start_roles(Config::from_toml(&config_text).unwrap(), INGEST_ONLY)
+        .start_roles(Config::from_toml(&config_text)?, INGEST_ONLY)
         .await;
     let mut workers = [
         spawn_binary(&env, "worker", &config_text, &[]),
@@ -92,26 +93,27 @@ async fn two_worker_processes_keep_a_spent_week_and_another_account_keeps_sendin
         .args(["jobs", "list", "--account", "acc_week", "--status", "held"])
         .arg("--config")
         .arg(env.write_config(&config_text))
-        .output()
-        .unwrap();
+        .output()?;
     assert!(output.status.success(), "{output:?}");
-    let listed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let listed: Value = serde_json::from_slice(&output.stdout)?;
     assert_eq!(listed["jobs"].as_array().unwrap().len(), 5, "{listed}");
 
     for worker in &mut workers {
-        worker.kill().unwrap();
-        worker.wait().unwrap();
+        worker.kill()?;
+        worker.wait()?;
     }
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_while_it_holds_an_account_frees_it_within_the_lease() {
+async fn a_worker_killed_while_it_holds_an_account_frees_it_within_the_lease() -> anyhow::Result<()>
+{
     let env = TestEnv::new().await;
     // The simulator records the invitation, then answers only after 3 s.
     env.sim_put("config", json!({"latencyMs": 3000})).await;
     let config_text = env.config_text();
-    let config = Config::from_toml(&config_text).unwrap();
+    let config = Config::from_toml(&config_text)?;
     let lease = config.worker.lease;
     let ingest = env.start_roles(config.clone(), INGEST_ONLY).await;
     let mut worker = spawn_binary(&env, "worker", &config_text, &[]);
@@ -125,8 +127,8 @@ async fn a_worker_killed_while_it_holds_an_account_frees_it_within_the_lease() {
     .await;
     let view = ingest.account("acc_k").await;
     assert_eq!(view.and_then(|v| v.sending_job), Some(first));
-    worker.kill().unwrap();
-    worker.wait().unwrap();
+    worker.kill()?;
+    worker.wait()?;
     let killed_at = std::time::Instant::now();
     env.sim_put("config", json!({"latencyMs": 0})).await;
 
@@ -155,10 +157,11 @@ async fn a_worker_killed_while_it_holds_an_account_frees_it_within_the_lease() {
     assert_eq!(env.invitations("acc_k", "kill-two").await, 1);
     replacement.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_account_the_api_reports_disabled_is_paused_until_it_recovers() {
+async fn an_account_the_api_reports_disabled_is_paused_until_it_recovers() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     env.sim_put("accounts/acc_off", json!({"enabled": false}))
         .await;
@@ -194,10 +197,12 @@ async fn an_account_the_api_reports_disabled_is_paused_until_it_recovers() {
     })
     .await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pacing_schedules_outside_working_days_spaces_sends_and_keeps_the_daily_cap() {
+async fn pacing_schedules_outside_working_days_spaces_sends_and_keeps_the_daily_cap()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let now = Utc::now();
     let day_after_tomorrow = (now + TimeDelta::days(2)).weekday();
@@ -223,7 +228,7 @@ async fn pacing_schedules_outside_working_days_spaces_sends_and_keeps_the_daily_
         "#,
         env.config_text()
     );
-    let app = env.start(Config::from_toml(&text).unwrap()).await;
+    let app = env.start(Config::from_toml(&text)?).await;
 
     // Outside the working days: scheduled for the window's opening, with no API call.
     let (_, later) = app
@@ -270,12 +275,14 @@ async fn pacing_schedules_outside_working_days_spaces_sends_and_keeps_the_daily_
     assert_eq!(env.total_invitations().await, 3);
     assert_eq!(rate_limited(&env).await, (0, 0));
     env.cleanup().await;
+    Ok(())
 }
 
 /// Issue 9, scenario 12: a job that waits for a spent week says so: `held` with its
 /// `retryAt`, written back, not `queued`; then it goes out after the reset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jobs_waiting_for_a_spent_week_are_held_with_their_eta_and_written_back() {
+async fn jobs_waiting_for_a_spent_week_are_held_with_their_eta_and_written_back()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let reset = Utc::now() + TimeDelta::seconds(12);
     env.sim_put(
@@ -325,4 +332,5 @@ async fn jobs_waiting_for_a_spent_week_are_held_with_their_eta_and_written_back(
     assert_eq!(rate_limited(&env).await, (0, 0), "leadlink caused a 429");
     assert_eq!(env.total_invitations().await, 6);
     env.cleanup().await;
+    Ok(())
 }

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_process_killed_between_commit_and_publish_loses_nothing() {
+async fn a_process_killed_between_commit_and_publish_loses_nothing() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let port = free_port();
     let config = with_listen(&env.config_text(), port);
@@ -24,12 +24,10 @@ async fn a_process_killed_between_commit_and_publish_loses_nothing() {
     let crashing = process_at(&env, port).await;
     let delivery = webhook_id();
     let event = lead("crm-crash", "crash-one", "acc_1");
-    let body = serde_json::to_vec(&event).unwrap();
+    let body = serde_json::to_vec(&event)?;
     let mut request = env.http.post(crashing.url("/webhooks/events"));
-    for (name, value) in leadlink::signature::standard_webhooks::Signer::new(EVENTS_SECRET)
-        .unwrap()
-        .headers(&delivery, chrono::Utc::now(), &body)
-        .unwrap()
+    for (name, value) in leadlink::signature::standard_webhooks::Signer::new(EVENTS_SECRET)?
+        .headers(&delivery, chrono::Utc::now(), &body)?
     {
         request = request.header(name, value);
     }
@@ -37,7 +35,7 @@ async fn a_process_killed_between_commit_and_publish_loses_nothing() {
         request.body(body).send().await.is_err(),
         "the process answered instead of dying"
     );
-    assert_eq!(child.wait().unwrap().code(), Some(3));
+    assert_eq!(child.wait()?.code(), Some(3));
 
     // A healthy process finds the committed job in the outbox and sends it once.
     let mut app = env.start(env.config()).await;
@@ -51,16 +49,17 @@ async fn a_process_killed_between_commit_and_publish_loses_nothing() {
     assert_eq!(env.invitations("acc_1", "crash-one").await, 1);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_mid_send_leaves_one_invitation() {
+async fn a_worker_killed_mid_send_leaves_one_invitation() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     // The simulator records the invitation, then answers only after 3 s.
     env.sim_put("config", json!({"latencyMs": 3000})).await;
     // The kill comes as soon as the invitation is recorded, well inside the 2 s API timeout.
     let config_text = env.config_text();
-    let config = leadlink::config::Config::from_toml(&config_text).unwrap();
+    let config = leadlink::config::Config::from_toml(&config_text)?;
     let mut ingest = env
         .start_roles(
             config.clone(),
@@ -79,8 +78,8 @@ async fn a_worker_killed_mid_send_leaves_one_invitation() {
         env.total_invitations().await == 1
     })
     .await;
-    worker.kill().unwrap();
-    worker.wait().unwrap();
+    worker.kill()?;
+    worker.wait()?;
     env.sim_put("config", json!({"latencyMs": 0})).await;
 
     let mut replacement = env
@@ -110,10 +109,11 @@ async fn a_worker_killed_mid_send_leaves_one_invitation() {
     replacement.stop().await;
     ingest.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_drains_the_job_in_flight() {
+async fn sigterm_drains_the_job_in_flight() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     env.sim_put("config", json!({"latencyMs": 1500})).await;
     let port = free_port();
@@ -129,11 +129,10 @@ async fn sigterm_drains_the_job_in_flight() {
     .await;
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+        .status()?;
     assert!(status.success());
     assert!(
-        child.wait().unwrap().success(),
+        child.wait()?.success(),
         "leadlink did not exit cleanly on SIGTERM"
     );
 
@@ -142,18 +141,19 @@ async fn sigterm_drains_the_job_in_flight() {
     let output = Command::new(env!("CARGO_BIN_EXE_leadlink"))
         .args(["jobs", "show", &id.to_string(), "--config"])
         .arg(path)
-        .output()
-        .unwrap();
-    let job: Value = serde_json::from_slice(&output.stdout).unwrap();
+        .output()?;
+    let job: Value = serde_json::from_slice(&output.stdout)?;
     assert_eq!(job["status"], "sent", "{job:#}");
     assert_eq!(env.invitations("acc_1", "term-one").await, 1);
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broker_outage_under_a_stream_of_events_loses_and_doubles_nothing() {
+async fn a_broker_outage_under_a_stream_of_events_loses_and_doubles_nothing() -> anyhow::Result<()>
+{
     let env = TestEnv::new().await;
-    let proxy = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let proxy = Proxy::start("127.0.0.1:5672".parse()?).await;
     let mut config = env.config();
     config.broker.url =
         leadlink::secret::Secret::new(format!("amqp://guest:guest@{}/%2f", proxy.addr));
@@ -163,7 +163,7 @@ async fn a_broker_outage_under_a_stream_of_events_loses_and_doubles_nothing() {
     for n in 0..total {
         if n == 10 {
             proxy.cut().await;
-            let readyz = app.http.get(app.url("/readyz")).send().await.unwrap();
+            let readyz = app.http.get(app.url("/readyz")).send().await?;
             assert_eq!(readyz.status(), 503, "ready without a broker");
         }
         if n == 20 {
@@ -183,7 +183,7 @@ async fn a_broker_outage_under_a_stream_of_events_loses_and_doubles_nothing() {
         app.wait_for_within(id, Status::Sent, Duration::from_secs(60))
             .await;
     }
-    let readyz = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let readyz = app.http.get(app.url("/readyz")).send().await?;
     assert_eq!(readyz.status(), 200, "not ready again after the outage");
     let invitations = env.sim_get("invitations").await;
     assert_eq!(invitations["total"], total, "{invitations}");
@@ -201,10 +201,11 @@ async fn a_broker_outage_under_a_stream_of_events_loses_and_doubles_nothing() {
     .await;
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_logs_carry_the_job_id_and_never_a_secret() {
+async fn json_logs_carry_the_job_id_and_never_a_secret() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     // Errors everywhere, so that everything that could leak a secret gets logged.
     env.sim_put("config", json!({"apiKeys": ["another-key"]}))
@@ -212,7 +213,7 @@ async fn json_logs_carry_the_job_id_and_never_a_secret() {
     env.callback.answers.lock().unwrap().extend([500, 500, 500]);
     let port = free_port();
     let log_path = std::env::temp_dir().join(format!("leadlink-log-{}.json", env.id));
-    let log = std::fs::File::create(&log_path).unwrap();
+    let log = std::fs::File::create(&log_path)?;
     let mut child = spawn_binary_logging_to(
         &env,
         "serve",
@@ -238,11 +239,10 @@ async fn json_logs_carry_the_job_id_and_never_a_secret() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap();
+        .status()?;
+    child.wait()?;
 
-    let text = std::fs::read_to_string(&log_path).unwrap();
+    let text = std::fs::read_to_string(&log_path)?;
     let mut job_lines = 0;
     for line in text.lines() {
         let entry: Value =
@@ -275,14 +275,15 @@ async fn json_logs_carry_the_job_id_and_never_a_secret() {
             "a secret reached the logs: {secret}"
         );
     }
-    std::fs::remove_file(log_path).unwrap();
+    std::fs::remove_file(log_path)?;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_outage_answers_503_and_loses_nothing_after_it() {
+async fn a_database_outage_answers_503_and_loses_nothing_after_it() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
-    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let proxy = Proxy::start("127.0.0.1:5432".parse()?).await;
     let mut config = env.config();
     config.database.url = leadlink::secret::Secret::new(
         env.database_url
@@ -317,12 +318,14 @@ async fn a_database_outage_answers_503_and_loses_nothing_after_it() {
     assert_eq!(env.invitations("acc_1", "db-outage").await, 1);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broker_that_never_answers_keeps_publishes_bounded_and_loses_nothing() {
+async fn a_broker_that_never_answers_keeps_publishes_bounded_and_loses_nothing()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
-    let proxy = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let proxy = Proxy::start("127.0.0.1:5672".parse()?).await;
     let mut config = env.config();
     config.broker.url =
         leadlink::secret::Secret::new(format!("amqp://guest:guest@{}/%2f", proxy.addr));
@@ -389,4 +392,5 @@ async fn a_broker_that_never_answers_keeps_publishes_bounded_and_loses_nothing()
     }
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }

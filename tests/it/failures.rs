@@ -15,7 +15,8 @@ async fn connect_calls(env: &TestEnv, account: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_held_account_waits_for_its_reset_while_another_account_sends_at_once() {
+async fn a_held_account_waits_for_its_reset_while_another_account_sends_at_once()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let mut config = env.config();
     config.broker.prefetch = 1;
@@ -88,10 +89,12 @@ async fn a_held_account_waits_for_its_reset_while_another_account_sends_at_once(
     assert!(held_callback["retryAt"].is_string(), "{held_callback}");
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_errors_are_retried_and_an_ambiguous_failure_is_checked_before_resending() {
+async fn server_errors_are_retried_and_an_ambiguous_failure_is_checked_before_resending()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let mut app = env.start(env.config()).await;
     // The API records the invitation and then fails: the retry must find it, not resend.
@@ -150,10 +153,11 @@ async fn server_errors_are_retried_and_an_ambiguous_failure_is_checked_before_re
     assert_eq!(env.invitations("acc_1", "never-one").await, 0);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn timeouts_are_retried_without_a_second_invitation() {
+async fn timeouts_are_retried_without_a_second_invitation() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let mut app = env.start(env.config()).await;
     // Longer than connectsafely.timeout (2s): the worker gives up on the call.
@@ -173,10 +177,11 @@ async fn timeouts_are_retried_without_a_second_invitation() {
     assert_eq!(env.invitations("acc_1", "slow-one").await, 1);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_short_api_429_is_retried_after_retry_after() {
+async fn a_short_api_429_is_retried_after_retry_after() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     env.sim_put(
         "config",
@@ -206,10 +211,11 @@ async fn a_short_api_429_is_retried_after_retry_after() {
     assert_eq!(env.sim_get("stats").await["rateLimited"]["hold"], 0);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_key_pauses_everyone_and_recovers_by_itself() {
+async fn a_refused_key_pauses_everyone_and_recovers_by_itself() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     env.sim_put("config", json!({"apiKeys": ["another-key"]}))
         .await;
@@ -243,10 +249,11 @@ async fn a_refused_key_pauses_everyone_and_recovers_by_itself() {
     assert!(!app.accounts().await.api_key.paused);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writebacks_retry_on_their_own_and_park_on_a_permanent_refusal() {
+async fn writebacks_retry_on_their_own_and_park_on_a_permanent_refusal() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let mut app = env.start(env.config()).await;
     // queued: two 503s then accepted; the connect is not repeated meanwhile.
@@ -304,10 +311,11 @@ async fn writebacks_retry_on_their_own_and_park_on_a_permanent_refusal() {
     assert_eq!(env.invitations("acc_1", "writeback-two").await, 1);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operators_retry_failed_jobs_and_cancel_waiting_ones_from_the_cli() {
+async fn operators_retry_failed_jobs_and_cancel_waiting_ones_from_the_cli() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let mut app = env.start(env.config()).await;
     let config_file = env.write_config(&env.config_text());
@@ -332,8 +340,7 @@ async fn operators_retry_failed_jobs_and_cancel_waiting_ones_from_the_cli() {
         .args(["check-config", "--config"])
         .arg(&broken)
         .env("LEADLINK_RETRY__JITTER", "7.5")
-        .output()
-        .unwrap();
+        .output()?;
     assert_eq!(output.status.code(), Some(1));
     let problems = String::from_utf8_lossy(&output.stderr);
     for needle in ["connectsafely.timeout", "retry.jitter"] {
@@ -345,8 +352,7 @@ async fn operators_retry_failed_jobs_and_cancel_waiting_ones_from_the_cli() {
     let valid = std::process::Command::new(env!("CARGO_BIN_EXE_leadlink"))
         .args(["check-config", "--config"])
         .arg(&config_file)
-        .output()
-        .unwrap();
+        .output()?;
     assert!(
         valid.status.success(),
         "{}",
@@ -382,8 +388,7 @@ async fn operators_retry_failed_jobs_and_cancel_waiting_ones_from_the_cli() {
     let refused = std::process::Command::new(env!("CARGO_BIN_EXE_leadlink"))
         .args(["jobs", "cancel", &failed.to_string(), "--config"])
         .arg(&config_file)
-        .output()
-        .unwrap();
+        .output()?;
     assert!(!refused.status.success());
     assert_eq!(app.job(failed).await.status, Status::Sent);
     let cancelled = cli(&["jobs", "cancel", &waiting.to_string()]);
@@ -404,6 +409,7 @@ async fn operators_retry_failed_jobs_and_cancel_waiting_ones_from_the_cli() {
     .await;
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 /// ConnectSafely as a fake that knows only the accounts in `known` (wiremock: the sim
@@ -472,14 +478,13 @@ async fn quota_reads(server: &wiremock::MockServer, account: &str) -> usize {
 /// account, its jobs are paused naming it, other accounts send, and the jobs resume by
 /// themselves once the account appears.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_account_pauses_its_jobs_once_and_they_resume_when_it_appears() {
+async fn an_unknown_account_pauses_its_jobs_once_and_they_resume_when_it_appears()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let api = wiremock::MockServer::start().await;
     connectsafely_knowing(&api, &["acc_ok"]).await;
     let text = env.config_text().replace(&env.sim_url, &api.uri());
-    let mut app = env
-        .start(leadlink::config::Config::from_toml(&text).unwrap())
-        .await;
+    let mut app = env.start(leadlink::config::Config::from_toml(&text)?).await;
     let mut typo = Vec::new();
     for n in 0..5 {
         let (_, body) = app
@@ -531,12 +536,13 @@ async fn an_unknown_account_pauses_its_jobs_once_and_they_resume_when_it_appears
     }
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 /// Issue 9, scenario 4: without an account in the event and no default, the event is
 /// refused, naming the field, instead of calling `/account//quota`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_event_without_an_account_and_no_default_is_refused() {
+async fn an_event_without_an_account_and_no_default_is_refused() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let mut config = env.config();
     config.connectsafely.default_account_id = None;
@@ -550,4 +556,5 @@ async fn an_event_without_an_account_and_no_default_is_refused() {
     assert!(jobs.is_empty(), "{jobs:#?}");
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }

@@ -180,7 +180,7 @@ fn changed_at(properties: &Value) -> DateTime<Utc> {
 // ---- tests ---------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signed_mixed_batch_makes_jobs_only_for_qualified_contacts() {
+async fn a_signed_mixed_batch_makes_jobs_only_for_qualified_contacts() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     contact(
@@ -259,10 +259,11 @@ async fn a_signed_mixed_batch_makes_jobs_only_for_qualified_contacts() {
     assert_eq!(status, 400);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn enrichment_reads_the_contact_and_routes_it_to_its_owners_account() {
+async fn enrichment_reads_the_contact_and_routes_it_to_its_owners_account() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     // Only the expected read is answered; anything else gets wiremock's 404 (job failed).
@@ -308,16 +309,17 @@ async fn enrichment_reads_the_contact_and_routes_it_to_its_owners_account() {
     assert_eq!(reads.len(), 2, "{reads:?}");
     for read in &reads {
         assert_eq!(
-            read.headers.get("authorization").unwrap().to_str().unwrap(),
+            read.headers.get("authorization").unwrap().to_str()?,
             format!("Bearer {TOKEN}")
         );
     }
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_status_is_written_back_in_order() {
+async fn each_status_is_written_back_in_order() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     contact(
@@ -372,12 +374,7 @@ async fn each_status_is_written_back_in_order() {
     assert!(sent.get("hs_linkedin_url").is_none());
     for patch in requests(&hubspot, "PATCH").await {
         assert_eq!(
-            patch
-                .headers
-                .get("authorization")
-                .unwrap()
-                .to_str()
-                .unwrap(),
+            patch.headers.get("authorization").unwrap().to_str()?,
             format!("Bearer {TOKEN}")
         );
     }
@@ -390,10 +387,11 @@ async fn each_status_is_written_back_in_order() {
     assert_eq!(states, [(1, "delivered"), (2, "delivered")]);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn configured_property_names_are_read_and_written() {
+async fn configured_property_names_are_read_and_written() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     Mock::given(method("GET"))
@@ -432,10 +430,11 @@ async fn configured_property_names_are_read_and_written() {
     assert!(sent["linkedin_status_changed_at"].is_string(), "{sent}");
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn throttled_and_unavailable_writebacks_are_retried_then_delivered() {
+async fn throttled_and_unavailable_writebacks_are_retried_then_delivered() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     contact(
@@ -518,10 +517,11 @@ async fn throttled_and_unavailable_writebacks_are_retried_then_delivered() {
     assert_eq!(env.invitations("acc_default", "slow-crm").await, 1);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deleted_contact_parks_its_writebacks_and_fails_its_read() {
+async fn a_deleted_contact_parks_its_writebacks_and_fails_its_read() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     // 501 exists when read, and is deleted before the writebacks arrive.
@@ -593,10 +593,11 @@ async fn a_deleted_contact_parks_its_writebacks_and_fails_its_read() {
     );
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_stale_and_missing_signatures_are_refused_and_change_nothing() {
+async fn bad_stale_and_missing_signatures_are_refused_and_change_nothing() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     contact(
@@ -607,11 +608,10 @@ async fn bad_stale_and_missing_signatures_are_refused_and_change_nothing() {
     .await;
     accept_patches(&hubspot).await;
     let mut app = env.start(config(&env, &hubspot, "")).await;
-    let body = serde_json::to_vec(&json!([qualified(1, 601)])).unwrap();
+    let body = serde_json::to_vec(&json!([qualified(1, 601)]))?;
     let workflow = serde_json::to_vec(
         &json!({"objectId": 601, "properties": {"hs_linkedin_url": profile_url("never")}}),
-    )
-    .unwrap();
+    )?;
 
     let (status, answer_body) = post_v3(&app, BATCH, &body, "not-the-secret", Utc::now()).await;
     assert_eq!(status, 401, "{answer_body}");
@@ -628,12 +628,11 @@ async fn bad_stale_and_missing_signatures_are_refused_and_change_nothing() {
         .header("content-type", "application/json")
         .body(body.clone())
         .send()
-        .await
-        .unwrap();
+        .await?;
     assert_eq!(unsigned.status().as_u16(), 401);
     // Signed for another body (tampered in transit).
     let signed_uri = format!("{PUBLIC_URL}{BATCH}");
-    let other = serde_json::to_vec(&json!([qualified(1, 602)])).unwrap();
+    let other = serde_json::to_vec(&json!([qualified(1, 602)]))?;
     let mut request = app.http.post(app.url(BATCH));
     for (name, value) in sign_v3(
         &Method::POST,
@@ -641,12 +640,10 @@ async fn bad_stale_and_missing_signatures_are_refused_and_change_nothing() {
         &other,
         &Secret::new(CLIENT_SECRET),
         Utc::now(),
-    )
-    .unwrap()
-    {
+    )? {
         request = request.header(name, value);
     }
-    let (status, _) = answer(request.body(body.clone()).send().await.unwrap()).await;
+    let (status, _) = answer(request.body(body.clone()).send().await?).await;
     assert_eq!(status, 401);
     // A wrong v1 signature, and a workflow request with the wrong secret.
     let (status, _) = post_v1(&app, &body, &v1_signature("not-the-secret", &body)).await;
@@ -666,6 +663,7 @@ async fn bad_stale_and_missing_signatures_are_refused_and_change_nothing() {
     job_of(&app, "601").await;
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 fn v1_signature(secret: &str, body: &[u8]) -> String {
@@ -693,7 +691,7 @@ async fn post_v1(app: &TestApp, body: &[u8], signature: &str) -> (u16, Value) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn app_subscriptions_signed_with_v1_are_accepted() {
+async fn app_subscriptions_signed_with_v1_are_accepted() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     contact(
@@ -704,7 +702,7 @@ async fn app_subscriptions_signed_with_v1_are_accepted() {
     .await;
     accept_patches(&hubspot).await;
     let mut app = env.start(config(&env, &hubspot, "")).await;
-    let body = serde_json::to_vec(&json!([qualified(1, 651)])).unwrap();
+    let body = serde_json::to_vec(&json!([qualified(1, 651)]))?;
     let (status, answer_body) = post_v1(&app, &body, &v1_signature(CLIENT_SECRET, &body)).await;
     assert_eq!(status, 200, "{answer_body}");
     assert_eq!(answer_body["accepted"], 1);
@@ -713,10 +711,11 @@ async fn app_subscriptions_signed_with_v1_are_accepted() {
     assert_eq!(env.invitations("acc_default", "v-one").await, 1);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_contact_without_a_linkedin_url_is_invalid_and_written_back() {
+async fn a_contact_without_a_linkedin_url_is_invalid_and_written_back() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     contact(
@@ -744,10 +743,11 @@ async fn a_contact_without_a_linkedin_url_is_invalid_and_written_back() {
     assert_eq!(env.total_invitations().await, 0);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_workflow_payload_with_the_url_needs_no_read() {
+async fn a_workflow_payload_with_the_url_needs_no_read() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     accept_patches(&hubspot).await;
@@ -761,7 +761,7 @@ async fn a_workflow_payload_with_the_url_needs_no_read() {
             "hubspot_owner_id": 123, "email": "wanda@example.com"
         }
     });
-    let body = serde_json::to_vec(&payload).unwrap();
+    let body = serde_json::to_vec(&payload)?;
     let (status, first) = post_v3(&app, WORKFLOW, &body, CLIENT_SECRET, Utc::now()).await;
     assert_eq!(status, 202, "{first}");
     let id = job_id(&first);
@@ -787,15 +787,17 @@ async fn a_workflow_payload_with_the_url_needs_no_read() {
     );
 
     // A flat payload without a record id is refused.
-    let flat = serde_json::to_vec(&json!({"firstname": "Nobody"})).unwrap();
+    let flat = serde_json::to_vec(&json!({"firstname": "Nobody"}))?;
     let (status, _) = post_v3(&app, WORKFLOW, &flat, CLIENT_SECRET, Utc::now()).await;
     assert_eq!(status, 400);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_credentials_pause_hubspot_writebacks_until_they_work_again() {
+async fn refused_credentials_pause_hubspot_writebacks_until_they_work_again() -> anyhow::Result<()>
+{
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     contact(
@@ -871,12 +873,13 @@ async fn refused_credentials_pause_hubspot_writebacks_until_they_work_again() {
     assert_eq!(env.invitations("acc_default", "token-revoked").await, 1);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 /// HubSpot sends up to 10 requests at once: events for one contact racing each other still
 /// make one job (the unique index over open jobs per record settles it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_requests_for_one_contact_make_one_job() {
+async fn concurrent_requests_for_one_contact_make_one_job() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     contact(
@@ -917,10 +920,12 @@ async fn concurrent_requests_for_one_contact_make_one_job() {
     assert_eq!(env.invitations("acc_default", "raced").await, 1);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_contacts_of_one_person_get_one_invitation_and_both_are_written_back() {
+async fn two_contacts_of_one_person_get_one_invitation_and_both_are_written_back()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     for id in [611, 612] {
@@ -977,6 +982,7 @@ async fn two_contacts_of_one_person_get_one_invitation_and_both_are_written_back
     assert_eq!(sent_by[0], sent_by[1], "{sent_by:?}");
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 /// A writeback of `status` for contact `record`, as a worker holds it under `lease`.
@@ -1000,7 +1006,8 @@ fn hubspot_work(id: i64, record: &str, lease: chrono::Duration) -> WritebackWork
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_spent_hubspot_budget_releases_the_writeback_instead_of_outliving_its_lease() {
+async fn a_spent_hubspot_budget_releases_the_writeback_instead_of_outliving_its_lease()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     // The first PATCH leaves one call in a minute-long window: the client keeps the last one
@@ -1015,9 +1022,9 @@ async fn a_spent_hubspot_budget_releases_the_writeback_instead_of_outliving_its_
         .mount(&hubspot)
         .await;
     let config = config(&env, &hubspot, "");
-    let clients = Clients::from_config(&config).unwrap();
-    let writers = Writers::from_config(&config, &clients).unwrap();
-    let lease = chrono::Duration::from_std(writers.lease()).unwrap();
+    let clients = Clients::from_config(&config)?;
+    let writers = Writers::from_config(&config, &clients)?;
+    let lease = chrono::Duration::from_std(writers.lease())?;
     assert!(lease < chrono::Duration::seconds(60), "{lease}");
     let first = writers
         .deliver(&hubspot_work(1, "701", lease), Utc::now())
@@ -1041,10 +1048,12 @@ async fn a_spent_hubspot_budget_releases_the_writeback_instead_of_outliving_its_
     );
     assert_eq!(requests(&hubspot, "PATCH").await.len(), 1);
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_hubspot_outage_is_retried_for_the_whole_give_up_time_then_parked() {
+async fn a_long_hubspot_outage_is_retried_for_the_whole_give_up_time_then_parked()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     contact(
@@ -1065,7 +1074,7 @@ async fn a_long_hubspot_outage_is_retried_for_the_whole_give_up_time_then_parked
     );
     assert!(text.contains("give_up_after"));
     let config = Config {
-        writeback: Config::from_toml(&text).unwrap().writeback,
+        writeback: Config::from_toml(&text)?.writeback,
         ..config
     };
     let mut app = env.start(config).await;
@@ -1089,4 +1098,5 @@ async fn a_long_hubspot_outage_is_retried_for_the_whole_give_up_time_then_parked
     }
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }

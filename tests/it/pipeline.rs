@@ -6,7 +6,7 @@ use leadlink::job::Status;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn qualified_lead_is_sent_once_and_written_back_in_order() {
+async fn qualified_lead_is_sent_once_and_written_back_in_order() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let mut app = env.start(env.config()).await;
     let (status, body) = app
@@ -54,10 +54,12 @@ async fn qualified_lead_is_sent_once_and_written_back_in_order() {
     assert!(app.jobs("account=acc_2").await.is_empty());
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn repeated_webhook_id_and_repeated_lead_make_one_job_and_one_invitation() {
+async fn repeated_webhook_id_and_repeated_lead_make_one_job_and_one_invitation()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let mut app = env.start(env.config()).await;
     let delivery = webhook_id();
@@ -94,10 +96,11 @@ async fn repeated_webhook_id_and_repeated_lead_make_one_job_and_one_invitation()
     assert_eq!(env.invitations("acc_1", "jane-roe").await, 1);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn documented_answers_map_to_their_statuses() {
+async fn documented_answers_map_to_their_statuses() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let mut app = env.start(env.config()).await;
     let cases = [
@@ -123,10 +126,11 @@ async fn documented_answers_map_to_their_statuses() {
     assert_eq!(env.total_invitations().await, 0);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unusable_leads_are_accepted_and_end_invalid_with_the_reason() {
+async fn unusable_leads_are_accepted_and_end_invalid_with_the_reason() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let mut app = env.start(env.config()).await;
     let mut company = lead("crm-co", "x", "acc_1");
@@ -154,13 +158,14 @@ async fn unusable_leads_are_accepted_and_end_invalid_with_the_reason() {
     assert_eq!(env.total_invitations().await, 1);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
+async fn bad_input_gets_a_clear_4xx_and_changes_nothing() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let mut app = env.start(env.config()).await;
-    let event = serde_json::to_vec(&lead("crm-bad", "someone", "acc_1")).unwrap();
+    let event = serde_json::to_vec(&lead("crm-bad", "someone", "acc_1"))?;
     let now = chrono::Utc::now();
     let other_secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
     let (status, body) = app
@@ -182,8 +187,7 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         .post(app.url("/webhooks/events"))
         .body(event.clone())
         .send()
-        .await
-        .unwrap();
+        .await?;
     assert_eq!(unsigned.status(), 401);
 
     let (status, body) = app
@@ -227,21 +231,22 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     assert!(app.jobs("record=crm-bad").await.is_empty());
     let jobs = app.jobs("").await;
     assert!(jobs.is_empty(), "bad input created a job: {jobs:#?}");
-    let unauthorized = app.http.get(app.url("/admin/jobs")).send().await.unwrap();
+    let unauthorized = app.http.get(app.url("/admin/jobs")).send().await?;
     assert_eq!(unauthorized.status(), 401);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_and_readiness_are_real() {
+async fn health_and_readiness_are_real() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let mut app = env.start(env.config()).await;
-    let healthz = app.http.get(app.url("/healthz")).send().await.unwrap();
+    let healthz = app.http.get(app.url("/healthz")).send().await?;
     assert_eq!(healthz.status(), 200);
-    let readyz = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let readyz = app.http.get(app.url("/readyz")).send().await?;
     assert_eq!(readyz.status(), 200);
-    let body: serde_json::Value = readyz.json().await.unwrap();
+    let body: serde_json::Value = readyz.json().await?;
     assert_eq!(body, json!({"database": "ok", "broker": "ok"}));
     app.stop().await;
 
@@ -249,17 +254,19 @@ async fn health_and_readiness_are_real() {
     let mut config = env.config();
     config.broker.url = leadlink::secret::Secret::new("amqp://guest:guest@127.0.0.1:1/%2f");
     let mut app = env.start(config).await;
-    let readyz = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let readyz = app.http.get(app.url("/readyz")).send().await?;
     assert_eq!(readyz.status(), 503);
-    let body: serde_json::Value = readyz.json().await.unwrap();
+    let body: serde_json::Value = readyz.json().await?;
     assert_eq!(body["database"], "ok");
     assert_ne!(body["broker"], "ok");
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lead_named_by_slug_and_by_urn_before_either_was_linked_is_invited_once() {
+async fn a_lead_named_by_slug_and_by_urn_before_either_was_linked_is_invited_once()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let mut config = env.config();
     // One job at a time, so the slug's job goes first after the reset.
@@ -295,10 +302,11 @@ async fn a_lead_named_by_slug_and_by_urn_before_either_was_linked_is_invited_onc
     assert_eq!(env.invitations("acc_u", "two-ways").await, 1, "{job:#?}");
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_record_naming_the_same_person_is_written_back_too() {
+async fn a_second_record_naming_the_same_person_is_written_back_too() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let mut app = env.start(env.config()).await;
     let (status, first) = app
@@ -332,4 +340,5 @@ async fn a_second_record_naming_the_same_person_is_written_back_too() {
     assert_eq!(listed[0].id, id, "{listed:#?}");
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }

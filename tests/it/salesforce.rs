@@ -510,7 +510,8 @@ async fn assert_nothing_created(env: &TestEnv, app: &TestApp, sf: &FakeSalesforc
 // Outbound Messages
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_with_a_lead_and_contacts_is_acked_sent_and_written_back_to_each_record() {
+async fn a_message_with_a_lead_and_contacts_is_acked_sent_and_written_back_to_each_record()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env.start(config(&env, &sf, "")).await;
@@ -630,10 +631,11 @@ async fn a_message_with_a_lead_and_contacts_is_acked_sent_and_written_back_to_ea
     assert_eq!(env.total_invitations().await, 3);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redelivered_notification_is_acked_again_without_a_second_job() {
+async fn a_redelivered_notification_is_acked_again_without_a_second_job() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env.start(config(&env, &sf, "")).await;
@@ -720,10 +722,12 @@ async fn a_redelivered_notification_is_acked_again_without_a_second_job() {
     assert_eq!(sf.written_statuses(&lead), ["queued", "sent"]);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_orgs_message_is_forbidden_and_the_15_character_org_id_is_accepted() {
+async fn another_orgs_message_is_forbidden_and_the_15_character_org_id_is_accepted()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env.start(config(&env, &sf, "")).await;
@@ -767,10 +771,11 @@ async fn another_orgs_message_is_forbidden_and_the_15_character_org_id_is_accept
     assert_eq!(env.invitations("acc_sf", "sf-org").await, 1);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_org_id_configured_with_surrounding_spaces_still_names_the_org() {
+async fn an_org_id_configured_with_surrounding_spaces_still_names_the_org() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     // The config check trims the id (a copy-paste from Company Information often carries
@@ -780,7 +785,7 @@ async fn an_org_id_configured_with_surrounding_spaces_still_names_the_org() {
         &format!("organization_id = \" {} \"", org_18()),
     );
     assert!(text.contains(&format!("\" {} \"", org_18())));
-    let mut app = env.start(Config::from_toml(&text).unwrap()).await;
+    let mut app = env.start(Config::from_toml(&text)?).await;
     let lead = id18("00Q5g00000SpAce");
     sf.add_record(
         "Lead",
@@ -801,10 +806,11 @@ async fn an_org_id_configured_with_surrounding_spaces_still_names_the_org() {
     app.wait_for(id, Status::Sent).await;
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_or_wrong_url_token_is_unauthorized_and_never_logged() {
+async fn a_missing_or_wrong_url_token_is_unauthorized_and_never_logged() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env.start(config(&env, &sf, "")).await;
@@ -846,10 +852,11 @@ async fn a_missing_or_wrong_url_token_is_unauthorized_and_never_logged() {
     );
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_xml_gets_a_soap_fault_and_changes_nothing() {
+async fn malformed_xml_gets_a_soap_fault_and_changes_nothing() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env.start(config(&env, &sf, "")).await;
@@ -902,10 +909,11 @@ async fn malformed_xml_gets_a_soap_fault_and_changes_nothing() {
     assert_nothing_created(&env, &app, &sf).await;
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_notification_that_does_not_qualify_is_acked_without_a_job() {
+async fn a_notification_that_does_not_qualify_is_acked_without_a_job() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env
@@ -974,6 +982,7 @@ async fn a_notification_that_does_not_qualify_is_acked_without_a_job() {
     assert!(sf.calls_for(&no_status).is_empty());
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1036,7 +1045,7 @@ fn callout_body(object: &str, record: &str, slug: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn flow_callouts_are_accepted_in_both_signature_styles() {
+async fn flow_callouts_are_accepted_in_both_signature_styles() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env
@@ -1105,8 +1114,7 @@ timestamp_header = "X-LeadLink-Timestamp"
             now.timestamp(),
             body.as_bytes(),
             SignatureEncoding::Hex
-        )
-        .unwrap()
+        )?
     );
     let signed = vec![
         ("X-LeadLink-Timestamp", ts.clone()),
@@ -1165,7 +1173,7 @@ timestamp_header = "X-LeadLink-Timestamp"
         vec![
             ("X-LeadLink-Timestamp", ts.clone()),
             ("X-LeadLink-Signature", {
-                let mut mac = Hmac::<Sha256>::new_from_slice(HMAC_SECRET.as_bytes()).unwrap();
+                let mut mac = Hmac::<Sha256>::new_from_slice(HMAC_SECRET.as_bytes())?;
                 mac.update(body.as_bytes());
                 mac.finalize()
                     .into_bytes()
@@ -1235,10 +1243,11 @@ timestamp_header = "X-LeadLink-Timestamp"
     assert_eq!(env.total_invitations().await, 2);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_apex_callout_signed_in_base64_is_accepted_and_a_bad_one_is_not() {
+async fn an_apex_callout_signed_in_base64_is_accepted_and_a_bad_one_is_not() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env
@@ -1263,8 +1272,7 @@ async fn an_apex_callout_signed_in_base64_is_accepted_and_a_bad_one_is_not() {
             now.timestamp(),
             body.as_bytes(),
             SignatureEncoding::Base64
-        )
-        .unwrap()
+        )?
     );
     // Hex where base64 is configured, a stale timestamp, and a wrong MAC are refused.
     let stale = (now - chrono::Duration::minutes(6)).timestamp().to_string();
@@ -1313,6 +1321,7 @@ async fn an_apex_callout_signed_in_base64_is_accepted_and_a_bad_one_is_not() {
     assert!(sf.calls_for(&contact).iter().all(|c| c.object == "Contact"));
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1344,7 +1353,7 @@ async fn send_lead(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_access_token_that_expires_mid_run_is_replaced_once() {
+async fn an_access_token_that_expires_mid_run_is_replaced_once() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env.start(config(&env, &sf, "")).await;
@@ -1379,10 +1388,11 @@ async fn an_access_token_that_expires_mid_run_is_replaced_once() {
     }
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_sessions_pause_salesforce_writebacks_until_they_work() {
+async fn refused_sessions_pause_salesforce_writebacks_until_they_work() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     // Tokens are issued, but the API refuses every one (the integration user lost its
@@ -1434,10 +1444,12 @@ async fn refused_sessions_pause_salesforce_writebacks_until_they_work() {
     assert_eq!(env.invitations("acc_sf", "sf-paused-writes").await, 1);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_credentials_pause_enrichment_and_the_job_resumes_once_fixed() {
+async fn refused_credentials_pause_enrichment_and_the_job_resumes_once_fixed() -> anyhow::Result<()>
+{
     let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     // The connected app's secret was rotated in Salesforce but not in leadlink.
@@ -1488,10 +1500,11 @@ async fn refused_credentials_pause_enrichment_and_the_job_resumes_once_fixed() {
     assert!(written.contains(&"paused".to_string()), "{written:?}");
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_limit_exceeded_is_retried_then_delivered() {
+async fn request_limit_exceeded_is_retried_then_delivered() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env.start(config(&env, &sf, "")).await;
@@ -1541,10 +1554,11 @@ async fn request_limit_exceeded_is_retried_then_delivered() {
     assert_eq!(job.status, Status::Sent);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deleted_lead_parks_its_writebacks_with_the_reason() {
+async fn a_deleted_lead_parks_its_writebacks_with_the_reason() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env.start(config(&env, &sf, "")).await;
@@ -1599,4 +1613,5 @@ async fn a_deleted_lead_parks_its_writebacks_with_the_reason() {
     assert_eq!(patches, 2);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }

@@ -6,7 +6,7 @@ use leadlink::job::Status;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_duplicates_across_workers_invite_each_lead_once() {
+async fn concurrent_duplicates_across_workers_invite_each_lead_once() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     // A little latency keeps several sends in flight at once across the workers.
     env.sim_put("config", serde_json::json!({"latencyMs": 50}))
@@ -64,10 +64,11 @@ async fn concurrent_duplicates_across_workers_invite_each_lead_once() {
     second.stop().await;
     ingest.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_workers_never_spend_more_than_the_headers_announced() {
+async fn concurrent_workers_never_spend_more_than_the_headers_announced() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let reset = chrono::Utc::now() + chrono::Duration::hours(1);
     env.sim_put(
@@ -151,4 +152,5 @@ async fn concurrent_workers_never_spend_more_than_the_headers_announced() {
     second.stop().await;
     ingest.stop().await;
     env.cleanup().await;
+    Ok(())
 }
