@@ -1044,16 +1044,12 @@ fn callout_body(object: &str, record: &str, slug: &str) -> String {
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn flow_callouts_are_accepted_in_both_signature_styles() -> anyhow::Result<()> {
+/// The test environment with the Flow callout source taking both signature styles.
+async fn callout_app() -> (TestEnv, FakeSalesforce, TestApp) {
     let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
-    let mut app = env
-        .start(config(
-            &env,
-            &sf,
-            &format!(
-                r#"[sources.salesforce.callout]
+    let callout = format!(
+        r#"[sources.salesforce.callout]
 standard_webhooks_secrets = ["{SW_SECRET}"]
 [sources.salesforce.callout.hmac]
 secret = "{HMAC_SECRET}"
@@ -1061,126 +1057,134 @@ encoding = "hex"
 signature_header = "X-LeadLink-Signature"
 timestamp_header = "X-LeadLink-Timestamp"
 "#
-            ),
-        ))
-        .await;
-    let now = Utc::now();
+    );
+    let app = env.start(config(&env, &sf, &callout)).await;
+    (env, sf, app)
+}
 
-    // Standard Webhooks: the webhook-id is the delivery's idempotency key.
-    let sw_lead = id18("00Q5g00000FlwSw");
-    sf.add_record("Lead", &sw_lead, json!({}));
-    let body = callout_body("Lead", &sw_lead, "sf-flow-sw");
-    let msg = webhook_id();
-    let (status, first) = post_callout(
-        &app,
-        &standard_webhooks_headers(SW_SECRET, &msg, now, &body),
-        &body,
-    )
+/// The callout's job is sent once and its record hears `queued` then `sent`.
+async fn assert_sent_and_written_back(
+    env: &TestEnv,
+    app: &TestApp,
+    sf: &FakeSalesforce,
+    answer: &Value,
+    record: &str,
+    slug: &str,
+) {
+    let job = app.wait_for(job_id(answer), Status::Sent).await;
+    assert_eq!(job.record_object.as_deref(), Some("Lead"));
+    assert_eq!(env.invitations("acc_sf", slug).await, 1);
+    eventually(WAIT, "the callout's record written back", || async {
+        sf.written_statuses(record) == ["queued", "sent"]
+    })
     .await;
+}
+
+/// The `X-LeadLink-*` headers for `body` signed as the Apex does at `ts`.
+fn apex_headers(secret: &str, ts: &str, body: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("X-LeadLink-Timestamp", ts.to_string()),
+        (
+            "X-LeadLink-Signature",
+            apex_signature(secret, ts, body, false),
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_callout_signed_with_standard_webhooks_is_accepted_once() -> anyhow::Result<()> {
+    let (env, sf, mut app) = callout_app().await;
+    let now = Utc::now();
+    // The webhook-id is the delivery's idempotency key.
+    let lead = id18("00Q5g00000FlwSw");
+    sf.add_record("Lead", &lead, json!({}));
+    let body = callout_body("Lead", &lead, "sf-flow-sw");
+    let headers = standard_webhooks_headers(SW_SECRET, &webhook_id(), now, &body);
+    let (status, first) = post_callout(&app, &headers, &body).await;
     assert_eq!(status, 202, "{first}");
-    let (status, again) = post_callout(
-        &app,
-        &standard_webhooks_headers(SW_SECRET, &msg, now, &body),
-        &body,
-    )
-    .await;
+    let (status, again) = post_callout(&app, &headers, &body).await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["duplicate"], true);
     assert_eq!(again["jobId"], first["jobId"]);
     let other_secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    let stale = now - chrono::Duration::minutes(10);
     for headers in [
         standard_webhooks_headers(other_secret, &webhook_id(), now, &body),
-        standard_webhooks_headers(
-            SW_SECRET,
-            &webhook_id(),
-            now - chrono::Duration::minutes(10),
-            &body,
-        ),
+        standard_webhooks_headers(SW_SECRET, &webhook_id(), stale, &body),
     ] {
         let (status, answer) = post_callout(&app, &headers, &body).await;
         assert_eq!(status, 401, "{answer}");
     }
+    assert_sent_and_written_back(&env, &app, &sf, &first, &lead, "sf-flow-sw").await;
+    assert_eq!(app.jobs("").await.len(), 1);
+    assert_eq!(env.total_invitations().await, 1);
+    app.stop().await;
+    env.cleanup().await;
+    Ok(())
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_callout_signed_with_hmac_is_accepted_once() -> anyhow::Result<()> {
+    let (env, sf, mut app) = callout_app().await;
+    let now = Utc::now();
     // Plain HMAC, hex, in the configured headers; signed as the Apex does.
-    let hmac_lead = id18("00Q5g00000FlwHx");
-    sf.add_record("Lead", &hmac_lead, json!({}));
-    let body = callout_body("Lead", &hmac_lead, "sf-flow-hmac");
+    let lead = id18("00Q5g00000FlwHx");
+    sf.add_record("Lead", &lead, json!({}));
+    let body = callout_body("Lead", &lead, "sf-flow-hmac");
     let ts = now.timestamp().to_string();
-    let signature = apex_signature(HMAC_SECRET, &ts, &body, false);
-    assert_eq!(
-        signature,
-        hmac_callout::sign(
-            HMAC_SECRET,
-            now.timestamp(),
-            body.as_bytes(),
-            SignatureEncoding::Hex
-        )?
-    );
-    let signed = vec![
-        ("X-LeadLink-Timestamp", ts.clone()),
-        ("X-LeadLink-Signature", signature.clone()),
-    ];
-    let (status, hmac_first) = post_callout(&app, &signed, &body).await;
-    assert_eq!(status, 202, "{hmac_first}");
+    let signed = apex_headers(HMAC_SECRET, &ts, &body);
+    let encoding = SignatureEncoding::Hex;
+    let sign = hmac_callout::sign(HMAC_SECRET, now.timestamp(), body.as_bytes(), encoding)?;
+    assert_eq!(signed[1].1, sign);
+    let (status, first) = post_callout(&app, &signed, &body).await;
+    assert_eq!(status, 202, "{first}");
     // The same signed request again (a Flow fault path retrying) is the same delivery.
-    let (status, hmac_again) = post_callout(&app, &signed, &body).await;
-    assert_eq!(status, 200, "{hmac_again}");
-    assert_eq!(hmac_again["jobId"], hmac_first["jobId"]);
+    let (status, again) = post_callout(&app, &signed, &body).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["jobId"], first["jobId"]);
     // Upper-case hex is what some senders write.
-    let (status, upper) = post_callout(
-        &app,
-        &[
-            ("X-LeadLink-Timestamp", ts.clone()),
-            ("X-LeadLink-Signature", signature.to_uppercase()),
-        ],
-        &body,
-    )
-    .await;
-    assert_eq!(status, 200, "{upper}");
+    let upper = [signed[0].clone(), (signed[1].0, signed[1].1.to_uppercase())];
+    let (status, answer) = post_callout(&app, &upper, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_sent_and_written_back(&env, &app, &sf, &first, &lead, "sf-flow-hmac").await;
+    assert_eq!(app.jobs("").await.len(), 1);
+    assert_eq!(env.total_invitations().await, 1);
+    app.stop().await;
+    env.cleanup().await;
+    Ok(())
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_callout_with_a_wrong_hmac_is_refused() -> anyhow::Result<()> {
+    let (env, sf, mut app) = callout_app().await;
+    let now = Utc::now();
+    let lead = id18("00Q5g00000FlwHx");
+    sf.add_record("Lead", &lead, json!({}));
+    let body = callout_body("Lead", &lead, "sf-flow-hmac");
+    let ts = now.timestamp().to_string();
     let stale_ts = (now - chrono::Duration::minutes(6)).timestamp().to_string();
+    let signature = apex_signature(HMAC_SECRET, &ts, &body, false);
+    let mut body_only = Hmac::<Sha256>::new_from_slice(HMAC_SECRET.as_bytes())?;
+    body_only.update(body.as_bytes());
+    let body_only: String = body_only
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let refused = [
         // Stale, though correctly signed.
-        vec![
-            ("X-LeadLink-Timestamp", stale_ts.clone()),
-            (
-                "X-LeadLink-Signature",
-                apex_signature(HMAC_SECRET, &stale_ts, &body, false),
-            ),
-        ],
+        apex_headers(HMAC_SECRET, &stale_ts, &body),
         // Signed with another secret.
-        vec![
-            ("X-LeadLink-Timestamp", ts.clone()),
-            (
-                "X-LeadLink-Signature",
-                apex_signature("another-secret-0123456789", &ts, &body, false),
-            ),
-        ],
+        apex_headers("another-secret-0123456789", &ts, &body),
         // Right signature for another body.
-        vec![
-            ("X-LeadLink-Timestamp", ts.clone()),
-            (
-                "X-LeadLink-Signature",
-                apex_signature(HMAC_SECRET, &ts, &body.replace("Flo", "Eve"), false),
-            ),
-        ],
+        apex_headers(HMAC_SECRET, &ts, &body.replace("Flo", "Eve")),
         // Right signature in the default headers, which this config does not use.
-        vec![
-            ("X-Timestamp", ts.clone()),
-            ("X-Signature", signature.clone()),
-        ],
+        vec![("X-Timestamp", ts.clone()), ("X-Signature", signature)],
         // The body alone signed, as a named-credential formula would.
         vec![
             ("X-LeadLink-Timestamp", ts.clone()),
-            ("X-LeadLink-Signature", {
-                let mut mac = Hmac::<Sha256>::new_from_slice(HMAC_SECRET.as_bytes())?;
-                mac.update(body.as_bytes());
-                mac.finalize()
-                    .into_bytes()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect()
-            }),
+            ("X-LeadLink-Signature", body_only),
         ],
         vec![],
     ];
@@ -1188,14 +1192,22 @@ timestamp_header = "X-LeadLink-Timestamp"
         let (status, answer) = post_callout(&app, &headers, &body).await;
         assert_eq!(status, 401, "{headers:?}: {answer}");
     }
+    assert!(app.jobs("").await.is_empty());
+    app.stop().await;
+    env.cleanup().await;
+    Ok(())
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_delivery_id_makes_a_repeated_flow_callout_a_duplicate() -> anyhow::Result<()> {
+    let (env, sf, mut app) = callout_app().await;
+    let now = Utc::now();
     // A lead that ended `profile_not_found` may start again, so only the delivery id
     // makes a repeat a duplicate: the same webhook-id, or the same HMAC-signed request.
     let gone = id18("00Q5g00000FlwGn");
     sf.add_record("Lead", &gone, json!({}));
     let body = callout_body("Lead", &gone, "unknown-sf-flow");
-    let msg = webhook_id();
-    let sw_headers = standard_webhooks_headers(SW_SECRET, &msg, now, &body);
+    let sw_headers = standard_webhooks_headers(SW_SECRET, &webhook_id(), now, &body);
     let (status, gone_first) = post_callout(&app, &sw_headers, &body).await;
     assert_eq!(status, 202, "{gone_first}");
     let gone_id = job_id(&gone_first);
@@ -1206,13 +1218,7 @@ timestamp_header = "X-LeadLink-Timestamp"
         (200, &gone_first["jobId"]),
         "{repeat}"
     );
-    let hmac_headers = vec![
-        ("X-LeadLink-Timestamp", ts.clone()),
-        (
-            "X-LeadLink-Signature",
-            apex_signature(HMAC_SECRET, &ts, &body, false),
-        ),
-    ];
+    let hmac_headers = apex_headers(HMAC_SECRET, &now.timestamp().to_string(), &body);
     let (status, hmac_gone) = post_callout(&app, &hmac_headers, &body).await;
     assert_eq!(status, 202, "a new delivery starts a new job: {hmac_gone}");
     let hmac_gone_id = job_id(&hmac_gone);
@@ -1225,22 +1231,8 @@ timestamp_header = "X-LeadLink-Timestamp"
         "{repeat}"
     );
     assert_eq!(app.jobs_of(&gone).await.len(), 2);
-
-    for (answer, record, slug) in [
-        (&first, &sw_lead, "sf-flow-sw"),
-        (&hmac_first, &hmac_lead, "sf-flow-hmac"),
-    ] {
-        let id = job_id(answer);
-        let job = app.wait_for(id, Status::Sent).await;
-        assert_eq!(job.record_object.as_deref(), Some("Lead"));
-        assert_eq!(env.invitations("acc_sf", slug).await, 1);
-        eventually(WAIT, "the callout's record written back", || async {
-            sf.written_statuses(record) == ["queued", "sent"]
-        })
-        .await;
-    }
-    assert_eq!(app.jobs("").await.len(), 4);
-    assert_eq!(env.total_invitations().await, 2);
+    assert_eq!(app.jobs("").await.len(), 2);
+    assert_eq!(env.total_invitations().await, 0);
     app.stop().await;
     env.cleanup().await;
     Ok(())
