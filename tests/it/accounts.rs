@@ -4,16 +4,10 @@
 use crate::harness::process::*;
 use crate::harness::*;
 use chrono::{DateTime, Datelike, Duration as TimeDelta, Utc};
-use leadlink::app::Roles;
 use leadlink::config::Config;
 use leadlink::job::Status;
 use serde_json::{Value, json};
 use std::time::Duration;
-
-const INGEST_ONLY: Roles = Roles {
-    ingest: true,
-    worker: false,
-};
 
 /// 429s of either kind the simulator answered.
 async fn rate_limited(env: &TestEnv) -> (u64, u64) {
@@ -136,15 +130,7 @@ async fn a_worker_killed_while_it_holds_an_account_frees_it_within_the_lease() -
         .send(&webhook_id(), &lead("crm-k2", "kill-two", "acc_k"))
         .await;
     let second = job_id(&second);
-    let mut replacement = env
-        .start_roles(
-            config,
-            Roles {
-                ingest: false,
-                worker: true,
-            },
-        )
-        .await;
+    let mut replacement = env.start_roles(config, WORKER_ONLY).await;
     ingest.wait_for(second, Status::Sent).await;
     let freed_after = killed_at.elapsed();
     assert!(

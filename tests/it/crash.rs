@@ -4,7 +4,6 @@
 use crate::harness::process::*;
 use crate::harness::proxy::Proxy;
 use crate::harness::*;
-use leadlink::app::Roles;
 use leadlink::job::Status;
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
@@ -60,15 +59,7 @@ async fn a_worker_killed_mid_send_leaves_one_invitation() -> anyhow::Result<()> 
     // The kill comes as soon as the invitation is recorded, well inside the 2 s API timeout.
     let config_text = env.config_text();
     let config = leadlink::config::Config::from_toml(&config_text)?;
-    let mut ingest = env
-        .start_roles(
-            config.clone(),
-            Roles {
-                ingest: true,
-                worker: false,
-            },
-        )
-        .await;
+    let mut ingest = env.start_roles(config.clone(), INGEST_ONLY).await;
     let mut worker = spawn_binary(&env, "worker", &config_text, &[]);
     let (_, body) = ingest
         .send(&webhook_id(), &lead("crm-mid", "mid-send", "acc_1"))
@@ -82,15 +73,7 @@ async fn a_worker_killed_mid_send_leaves_one_invitation() -> anyhow::Result<()> 
     worker.wait()?;
     env.sim_put("config", json!({"latencyMs": 0})).await;
 
-    let mut replacement = env
-        .start_roles(
-            config,
-            Roles {
-                ingest: false,
-                worker: true,
-            },
-        )
-        .await;
+    let mut replacement = env.start_roles(config, WORKER_ONLY).await;
     let job = ingest.wait_for(id, Status::Sent).await;
     assert_eq!(
         env.invitations("acc_1", "mid-send").await,

@@ -54,10 +54,6 @@ timeout = "2s"
     Config::from_toml(&text).unwrap_or_else(|e| panic!("config: {e}\n{text}"))
 }
 
-fn profile_url(slug: &str) -> String {
-    format!("https://www.linkedin.com/in/{slug}/")
-}
-
 /// A `contact.propertyChange` event as HubSpot sends it.
 fn change(event_id: u64, object_id: u64, property: &str, value: &str) -> Value {
     json!({
@@ -90,15 +86,6 @@ async fn post_v3(
         request = request.header(name, value);
     }
     answer(request.body(body.to_vec()).send().await.unwrap()).await
-}
-
-async fn answer(response: reqwest::Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
 }
 
 async fn send_batch(app: &TestApp, events: &Value) -> (u16, Value) {

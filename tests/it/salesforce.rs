@@ -493,10 +493,6 @@ fn assert_not_acked(answer: &Answer, status: u16) {
     assert!(!answer.body.contains("<Ack>true</Ack>"), "{}", answer.body);
 }
 
-fn linkedin(slug: &str) -> String {
-    format!("https://www.linkedin.com/in/{slug}/")
-}
-
 /// Nothing at all came of a refused request: no job, no call to Salesforce, no invitation.
 async fn assert_nothing_created(env: &TestEnv, app: &TestApp, sf: &FakeSalesforce) {
     // Long enough for a publish and a worker to act, had anything been committed.
@@ -526,19 +522,19 @@ async fn a_message_with_a_lead_and_contacts_is_acked_sent_and_written_back_to_ea
         "Lead",
         &lead,
         json!({"FirstName": "Ada", "LastName": "Lovelace", "Company": "Analytical",
-               "OwnerId": id18("0055g00000Other"), "LinkedIn_URL__c": linkedin("sf-ada-lead")}),
+               "OwnerId": id18("0055g00000Other"), "LinkedIn_URL__c": profile_url("sf-ada-lead")}),
     );
     sf.add_record(
         "Contact",
         &contact,
         json!({"FirstName": "Grace", "LastName": "Hopper", "OwnerId": rep_18,
-               "LinkedIn_URL__c": linkedin("sf-grace-contact")}),
+               "LinkedIn_URL__c": profile_url("sf-grace-contact")}),
     );
     sf.add_record(
         "Lead",
         &rep_lead,
         json!({"FirstName": "Alan", "LastName": "Turing", "Company": "Bletchley",
-               "OwnerId": rep_18, "LinkedIn_URL__c": linkedin("sf-alan-lead")}),
+               "OwnerId": rep_18, "LinkedIn_URL__c": profile_url("sf-alan-lead")}),
     );
     let xml = outbound_message(
         &org_18(),
@@ -551,7 +547,7 @@ async fn a_message_with_a_lead_and_contacts_is_acked_sent_and_written_back_to_ea
                     ("FirstName", "Ada"),
                     ("LastName", "Lovelace"),
                     ("Company", "Analytical & Co"),
-                    ("LinkedIn_URL__c", &linkedin("sf-ada-lead")),
+                    ("LinkedIn_URL__c", &profile_url("sf-ada-lead")),
                 ],
             ),
             notification(
@@ -567,7 +563,7 @@ async fn a_message_with_a_lead_and_contacts_is_acked_sent_and_written_back_to_ea
                 &[
                     ("FirstName", "Alan"),
                     ("OwnerId", &rep_18),
-                    ("LinkedIn_URL__c", &linkedin("sf-alan-lead")),
+                    ("LinkedIn_URL__c", &profile_url("sf-alan-lead")),
                 ],
             ),
         ],
@@ -642,13 +638,17 @@ async fn a_redelivered_notification_is_acked_again_without_a_second_job() -> any
     let lead = id18("00Q5g00000ReDel");
     let other = id18("00Q5g00000ReDe2");
     for (record, slug) in [(&lead, "sf-redelivered"), (&other, "sf-bundled")] {
-        sf.add_record("Lead", record, json!({"LinkedIn_URL__c": linkedin(slug)}));
+        sf.add_record(
+            "Lead",
+            record,
+            json!({"LinkedIn_URL__c": profile_url(slug)}),
+        );
     }
     let first = notification(
         &id18("04l5g00000RdLv1"),
         "Lead",
         &lead,
-        &[("LinkedIn_URL__c", &linkedin("sf-redelivered"))],
+        &[("LinkedIn_URL__c", &profile_url("sf-redelivered"))],
     );
     let xml = outbound_message(&org_18(), &[first]);
     assert_acked(&deliver(&app, &xml).await);
@@ -665,13 +665,13 @@ async fn a_redelivered_notification_is_acked_again_without_a_second_job() -> any
                 &id18("04l5g00000RdLv2"),
                 "Lead",
                 &other,
-                &[("LinkedIn_URL__c", &linkedin("sf-bundled"))],
+                &[("LinkedIn_URL__c", &profile_url("sf-bundled"))],
             ),
             notification(
                 &id18("04l5g00000RdLv1"),
                 "Lead",
                 &lead,
-                &[("LinkedIn_URL__c", &linkedin("sf-redelivered"))],
+                &[("LinkedIn_URL__c", &profile_url("sf-redelivered"))],
             ),
         ],
     );
@@ -685,7 +685,7 @@ async fn a_redelivered_notification_is_acked_again_without_a_second_job() -> any
     sf.add_record(
         "Lead",
         &gone,
-        json!({"LinkedIn_URL__c": linkedin("unknown-sf-gone")}),
+        json!({"LinkedIn_URL__c": profile_url("unknown-sf-gone")}),
     );
     let gone_message = |notification_id: &str| {
         outbound_message(
@@ -694,7 +694,7 @@ async fn a_redelivered_notification_is_acked_again_without_a_second_job() -> any
                 notification_id,
                 "Lead",
                 &gone,
-                &[("LinkedIn_URL__c", &linkedin("unknown-sf-gone"))],
+                &[("LinkedIn_URL__c", &profile_url("unknown-sf-gone"))],
             )],
         )
     };
@@ -735,7 +735,7 @@ async fn another_orgs_message_is_forbidden_and_the_15_character_org_id_is_accept
     sf.add_record(
         "Lead",
         &lead,
-        json!({"LinkedIn_URL__c": linkedin("sf-org")}),
+        json!({"LinkedIn_URL__c": profile_url("sf-org")}),
     );
     let message = |org: &str| {
         outbound_message(
@@ -744,7 +744,7 @@ async fn another_orgs_message_is_forbidden_and_the_15_character_org_id_is_accept
                 &id18("04l5g00000OrgN1"),
                 "Lead",
                 &lead,
-                &[("LinkedIn_URL__c", &linkedin("sf-org"))],
+                &[("LinkedIn_URL__c", &profile_url("sf-org"))],
             )],
         )
     };
@@ -790,7 +790,7 @@ async fn an_org_id_configured_with_surrounding_spaces_still_names_the_org() -> a
     sf.add_record(
         "Lead",
         &lead,
-        json!({"LinkedIn_URL__c": linkedin("sf-space")}),
+        json!({"LinkedIn_URL__c": profile_url("sf-space")}),
     );
     let xml = outbound_message(
         &org_18(),
@@ -798,7 +798,7 @@ async fn an_org_id_configured_with_surrounding_spaces_still_names_the_org() -> a
             &id18("04l5g00000SpAce"),
             "Lead",
             &lead,
-            &[("LinkedIn_URL__c", &linkedin("sf-space"))],
+            &[("LinkedIn_URL__c", &profile_url("sf-space"))],
         )],
     );
     assert_acked(&deliver(&app, &xml).await);
@@ -821,7 +821,7 @@ async fn a_missing_or_wrong_url_token_is_unauthorized_and_never_logged() -> anyh
             &id18("04l5g00000TkN01"),
             "Lead",
             &lead,
-            &[("LinkedIn_URL__c", &linkedin("sf-token"))],
+            &[("LinkedIn_URL__c", &profile_url("sf-token"))],
         )],
     );
     let wrong = "wrongTok-93b1c7e05d2a";
@@ -867,7 +867,7 @@ async fn malformed_xml_gets_a_soap_fault_and_changes_nothing() -> anyhow::Result
             &id18("04l5g00000BdX01"),
             "Lead",
             &lead,
-            &[("LinkedIn_URL__c", &linkedin("sf-bad-xml"))],
+            &[("LinkedIn_URL__c", &profile_url("sf-bad-xml"))],
         )],
     );
     let truncated = good[..good.len() / 2].to_string();
@@ -931,7 +931,11 @@ async fn a_notification_that_does_not_qualify_is_acked_without_a_job() -> anyhow
         (&working, "sf-working"),
         (&no_status, "sf-no-status"),
     ] {
-        sf.add_record("Lead", record, json!({"LinkedIn_URL__c": linkedin(slug)}));
+        sf.add_record(
+            "Lead",
+            record,
+            json!({"LinkedIn_URL__c": profile_url(slug)}),
+        );
     }
     let xml = outbound_message(
         &org_18(),
@@ -942,7 +946,7 @@ async fn a_notification_that_does_not_qualify_is_acked_without_a_job() -> anyhow
                 &working,
                 &[
                     ("Status", "Working - Contacted"),
-                    ("LinkedIn_URL__c", &linkedin("sf-working")),
+                    ("LinkedIn_URL__c", &profile_url("sf-working")),
                 ],
             ),
             notification(
@@ -951,14 +955,14 @@ async fn a_notification_that_does_not_qualify_is_acked_without_a_job() -> anyhow
                 &qualified,
                 &[
                     ("Status", "Qualified"),
-                    ("LinkedIn_URL__c", &linkedin("sf-qualified")),
+                    ("LinkedIn_URL__c", &profile_url("sf-qualified")),
                 ],
             ),
             notification(
                 &id18("04l5g00000QuN03"),
                 "Lead",
                 &no_status,
-                &[("LinkedIn_URL__c", &linkedin("sf-no-status"))],
+                &[("LinkedIn_URL__c", &profile_url("sf-no-status"))],
             ),
         ],
     );
@@ -996,13 +1000,7 @@ async fn post_callout(app: &TestApp, headers: &[(&str, String)], body: &str) -> 
     for (name, value) in headers {
         request = request.header(*name, value);
     }
-    let response = request.body(body.to_string()).send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    answer(request.body(body.to_string()).send().await.unwrap()).await
 }
 
 fn standard_webhooks_headers(
@@ -1037,7 +1035,7 @@ fn callout_body(object: &str, record: &str, slug: &str) -> String {
     serde_json::to_string(&json!({
         "recordId": record,
         "object": object,
-        "linkedinUrl": linkedin(slug),
+        "linkedinUrl": profile_url(slug),
         "FirstName": "Flo",
         "attributes": {"type": object},
     }))
@@ -1327,7 +1325,11 @@ async fn send_lead(
     slug: &str,
 ) -> (String, Uuid) {
     let record = id18(short_id);
-    sf.add_record("Lead", &record, json!({"LinkedIn_URL__c": linkedin(slug)}));
+    sf.add_record(
+        "Lead",
+        &record,
+        json!({"LinkedIn_URL__c": profile_url(slug)}),
+    );
     let notification_id = id18(&format!("04l{}", &short_id[3..]));
     let xml = outbound_message(
         &org_18(),
@@ -1335,7 +1337,7 @@ async fn send_lead(
             &notification_id,
             "Lead",
             &record,
-            &[("LinkedIn_URL__c", &linkedin(slug))],
+            &[("LinkedIn_URL__c", &profile_url(slug))],
         )],
     );
     assert_acked(&deliver(app, &xml).await);
@@ -1452,7 +1454,7 @@ async fn refused_credentials_pause_enrichment_and_the_job_resumes_once_fixed() -
         "Contact",
         &contact,
         json!({"FirstName": "Kat", "LastName": "Johnson", "OwnerId": id18(REP_15),
-               "LinkedIn_URL__c": linkedin("sf-paused-read")}),
+               "LinkedIn_URL__c": profile_url("sf-paused-read")}),
     );
     let xml = outbound_message(
         &org_18(),

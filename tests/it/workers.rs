@@ -1,7 +1,6 @@
 //! Several workers on one broker and database: each lead is still invited once.
 
 use crate::harness::*;
-use leadlink::app::Roles;
 use leadlink::job::Status;
 use std::time::Duration;
 
@@ -11,17 +10,9 @@ async fn concurrent_duplicates_across_workers_invite_each_lead_once() -> anyhow:
     // A little latency keeps several sends in flight at once across the workers.
     env.sim_put("config", serde_json::json!({"latencyMs": 50}))
         .await;
-    let ingest_only = Roles {
-        ingest: true,
-        worker: false,
-    };
-    let worker_only = Roles {
-        ingest: false,
-        worker: true,
-    };
-    let mut ingest = env.start_roles(env.config(), ingest_only).await;
-    let mut first = env.start_roles(env.config(), worker_only).await;
-    let mut second = env.start_roles(env.config(), worker_only).await;
+    let mut ingest = env.start_roles(env.config(), INGEST_ONLY).await;
+    let mut first = env.start_roles(env.config(), WORKER_ONLY).await;
+    let mut second = env.start_roles(env.config(), WORKER_ONLY).await;
 
     let leads = 20;
     let sends = (0..leads).flat_map(|n| {
@@ -78,21 +69,9 @@ async fn concurrent_workers_never_spend_more_than_the_headers_announced() -> any
     .await;
     env.sim_put("config", serde_json::json!({"latencyMs": 100}))
         .await;
-    let worker_only = Roles {
-        ingest: false,
-        worker: true,
-    };
-    let mut ingest = env
-        .start_roles(
-            env.config(),
-            Roles {
-                ingest: true,
-                worker: false,
-            },
-        )
-        .await;
-    let mut first = env.start_roles(env.config(), worker_only).await;
-    let mut second = env.start_roles(env.config(), worker_only).await;
+    let mut ingest = env.start_roles(env.config(), INGEST_ONLY).await;
+    let mut first = env.start_roles(env.config(), WORKER_ONLY).await;
+    let mut second = env.start_roles(env.config(), WORKER_ONLY).await;
 
     // One send tells leadlink where the week stands (2 of 3 left) ...
     let (_, body) = ingest

@@ -27,6 +27,15 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const API_KEY: &str = "sim-api-key";
 pub const PG: &str = "postgres://postgres@127.0.0.1:5432";
 pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The roles of a process that only ingests, and of one that only works.
+pub const INGEST_ONLY: Roles = Roles {
+    ingest: true,
+    worker: false,
+};
+pub const WORKER_ONLY: Roles = Roles {
+    ingest: false,
+    worker: true,
+};
 /// How long a test waits for something that should happen, before it fails.
 pub const WAIT: Duration = Duration::from_secs(30);
 
@@ -344,20 +353,29 @@ impl TestApp {
         {
             request = request.header(name, value);
         }
-        let response = request.body(body).send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        answer(request.body(body).send().await.unwrap()).await
     }
+}
+
+/// A response's status and body: its JSON, or its text when it is not JSON.
+pub async fn answer(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// The LinkedIn profile URL of a vanity slug.
+pub fn profile_url(slug: &str) -> String {
+    format!("https://www.linkedin.com/in/{slug}/")
 }
 
 pub fn lead(record: &str, profile: &str, account: &str) -> Value {
     json!({
         "type": "lead.qualified",
-        "data": {"recordId": record, "linkedinUrl": format!("https://www.linkedin.com/in/{profile}/"),
+        "data": {"recordId": record, "linkedinUrl": profile_url(profile),
                  "profileId": null, "profileUrn": null, "accountId": account,
                  "firstName": "John", "lastName": "Doe", "company": "Acme", "message": null}
     })
