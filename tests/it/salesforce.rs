@@ -2,6 +2,7 @@
 //! RabbitMQ and PostgreSQL, the simulator as ConnectSafely, and a fake Salesforce (wiremock:
 //! the OAuth token endpoint and sObject GET/PATCH) that reads records and takes the statuses.
 
+use crate::harness::admin::JobView;
 use crate::harness::*;
 use base64::Engine as _;
 use chrono::Utc;
@@ -493,6 +494,49 @@ fn assert_not_acked(answer: &Answer, status: u16) {
     assert!(!answer.body.contains("<Ack>true</Ack>"), "{}", answer.body);
 }
 
+/// A record's job as it should end: sent once on `account`, for the profile `slug`.
+struct Sent<'a> {
+    record: &'a str,
+    object: &'a str,
+    account: &'a str,
+    slug: &'a str,
+}
+
+impl<'a> Sent<'a> {
+    fn lead(record: &'a str, account: &'a str, slug: &'a str) -> Sent<'a> {
+        Sent {
+            record,
+            object: "Lead",
+            account,
+            slug,
+        }
+    }
+}
+
+/// The record's one job is sent as `sent` says, and the record hears `queued` then `sent`.
+async fn assert_sent_and_written_back(
+    env: &TestEnv,
+    app: &TestApp,
+    sf: &FakeSalesforce,
+    sent: Sent<'_>,
+) -> JobView {
+    let id = app.only_job_of(sent.record).await.id;
+    let job = app.wait_for(id, Status::Sent).await;
+    assert_eq!(job.record_object.as_deref(), Some(sent.object), "{job:#?}");
+    assert_eq!(job.account_id, sent.account, "{job:#?}");
+    assert_eq!(
+        env.invitations(sent.account, sent.slug).await,
+        1,
+        "{}",
+        sent.slug
+    );
+    eventually(WAIT, "queued then sent written back", || async {
+        sf.written_statuses(sent.record) == ["queued", "sent"]
+    })
+    .await;
+    job
+}
+
 /// Nothing at all came of a refused request: no job, no call to Salesforce, no invitation.
 async fn assert_nothing_created(env: &TestEnv, app: &TestApp, sf: &FakeSalesforce) {
     // Long enough for a publish and a worker to act, had anything been committed.
@@ -505,15 +549,10 @@ async fn assert_nothing_created(env: &TestEnv, app: &TestApp, sf: &FakeSalesforc
 // ---------------------------------------------------------------------------------------
 // Outbound Messages
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_with_a_lead_and_contacts_is_acked_sent_and_written_back_to_each_record()
--> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let sf = FakeSalesforce::start().await;
-    let mut app = env.start(config(&env, &sf, "")).await;
-
-    // A Lead with its LinkedIn URL, a Contact without (read from Salesforce, owned by a
-    // rep with an account of their own), and a Lead owned by that rep.
+/// An Outbound Message with a Lead with its LinkedIn URL, a Contact without (read from
+/// Salesforce, owned by a rep with an account of their own), and a Lead owned by that rep;
+/// and the three record ids.
+fn lead_contact_and_rep_lead(sf: &FakeSalesforce) -> (String, [String; 3]) {
     let lead = id18("00Q5g00000AbCdE");
     let contact = id18("0035g00000XyZaB");
     let rep_lead = id18("00Q5g00000RpLd1");
@@ -568,6 +607,17 @@ async fn a_message_with_a_lead_and_contacts_is_acked_sent_and_written_back_to_ea
             ),
         ],
     );
+    (xml, [lead, contact, rep_lead])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_with_a_lead_and_contacts_is_acked_sent_and_written_back_to_each_record()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await;
+    let sf = FakeSalesforce::start().await;
+    let mut app = env.start(config(&env, &sf, "")).await;
+
+    let (xml, [lead, contact, rep_lead]) = lead_contact_and_rep_lead(&sf);
     assert_acked(&deliver(&app, &xml).await);
 
     let expectations = [
@@ -576,15 +626,13 @@ async fn a_message_with_a_lead_and_contacts_is_acked_sent_and_written_back_to_ea
         (&rep_lead, "Lead", "acc_rep", "sf-alan-lead"),
     ];
     for (record, object, account, slug) in expectations {
-        let id = app.only_job_of(record).await.id;
-        let job = app.wait_for(id, Status::Sent).await;
-        assert_eq!(job.record_object.as_deref(), Some(object), "{job:#?}");
-        assert_eq!(job.account_id, account, "{job:#?}");
-        assert_eq!(env.invitations(account, slug).await, 1, "{slug}");
-        eventually(WAIT, "queued then sent written back", || async {
-            sf.written_statuses(record) == ["queued", "sent"]
-        })
-        .await;
+        let sent = Sent {
+            record,
+            object,
+            account,
+            slug,
+        };
+        let job = assert_sent_and_written_back(&env, &app, &sf, sent).await;
         let patches = sf.accepted_patches(record);
         assert_eq!(patches[0]["LinkedIn_Profile_URN__c"], Value::Null);
         assert_eq!(
@@ -1060,24 +1108,6 @@ timestamp_header = "X-LeadLink-Timestamp"
     (env, sf, app)
 }
 
-/// The callout's job is sent once and its record hears `queued` then `sent`.
-async fn assert_sent_and_written_back(
-    env: &TestEnv,
-    app: &TestApp,
-    sf: &FakeSalesforce,
-    answer: &Value,
-    record: &str,
-    slug: &str,
-) {
-    let job = app.wait_for(job_id(answer), Status::Sent).await;
-    assert_eq!(job.record_object.as_deref(), Some("Lead"));
-    assert_eq!(env.invitations("acc_sf", slug).await, 1);
-    eventually(WAIT, "the callout's record written back", || async {
-        sf.written_statuses(record) == ["queued", "sent"]
-    })
-    .await;
-}
-
 /// The `X-LeadLink-*` headers for `body` signed as the Apex does at `ts`.
 fn apex_headers(secret: &str, ts: &str, body: &str) -> Vec<(&'static str, String)> {
     vec![
@@ -1113,7 +1143,8 @@ async fn a_flow_callout_signed_with_standard_webhooks_is_accepted_once() -> anyh
         let (status, answer) = post_callout(&app, &headers, &body).await;
         assert_eq!(status, 401, "{answer}");
     }
-    assert_sent_and_written_back(&env, &app, &sf, &first, &lead, "sf-flow-sw").await;
+    let sent = Sent::lead(&lead, "acc_sf", "sf-flow-sw");
+    assert_sent_and_written_back(&env, &app, &sf, sent).await;
     assert_eq!(app.jobs("").await.len(), 1);
     assert_eq!(env.total_invitations().await, 1);
     app.stop().await;
@@ -1144,7 +1175,8 @@ async fn a_flow_callout_signed_with_hmac_is_accepted_once() -> anyhow::Result<()
     let upper = [signed[0].clone(), (signed[1].0, signed[1].1.to_uppercase())];
     let (status, answer) = post_callout(&app, &upper, &body).await;
     assert_eq!(status, 200, "{answer}");
-    assert_sent_and_written_back(&env, &app, &sf, &first, &lead, "sf-flow-hmac").await;
+    let sent = Sent::lead(&lead, "acc_sf", "sf-flow-hmac");
+    assert_sent_and_written_back(&env, &app, &sf, sent).await;
     assert_eq!(app.jobs("").await.len(), 1);
     assert_eq!(env.total_invitations().await, 1);
     app.stop().await;
