@@ -315,25 +315,9 @@ async fn writebacks_retry_on_their_own_and_park_on_a_permanent_refusal() -> anyh
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operators_retry_failed_jobs_and_cancel_waiting_ones_from_the_cli() -> anyhow::Result<()> {
+async fn check_config_names_every_problem_and_passes_a_valid_file() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
-    let mut app = env.start(env.config()).await;
     let config_file = env.write_config(&env.config_text());
-    let cli = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_leadlink"))
-            .args(args)
-            .arg("--config")
-            .arg(&config_file)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice::<Value>(&output.stdout).unwrap()
-    };
-
     // check-config names every problem, from the file and the environment alike.
     let broken = env.write_config("[broker]\nprefetch = 0\n[connectsafely]\ntimeout = \"soon\"\n");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_leadlink"))
@@ -358,6 +342,30 @@ async fn operators_retry_failed_jobs_and_cancel_waiting_ones_from_the_cli() -> a
         "{}",
         String::from_utf8_lossy(&valid.stderr)
     );
+
+    env.cleanup().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_retry_failed_jobs_and_cancel_waiting_ones_from_the_cli() -> anyhow::Result<()> {
+    let env = TestEnv::new().await;
+    let mut app = env.start(env.config()).await;
+    let config_file = env.write_config(&env.config_text());
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_leadlink"))
+            .args(args)
+            .arg("--config")
+            .arg(&config_file)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice::<Value>(&output.stdout).unwrap()
+    };
 
     env.sim_put("config", json!({"errorRate": 1.0})).await;
     let (_, body) = app
