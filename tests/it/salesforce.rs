@@ -1108,6 +1108,28 @@ timestamp_header = "X-LeadLink-Timestamp"
     (env, sf, app)
 }
 
+/// A Lead the Flow calls out for, and the callout's body.
+fn flow_lead(sf: &FakeSalesforce, short_id: &str, slug: &str) -> (String, String) {
+    let lead = id18(short_id);
+    sf.add_record("Lead", &lead, json!({}));
+    let body = callout_body("Lead", &lead, slug);
+    (lead, body)
+}
+
+/// The Lead's job is the only one, sent once and written back.
+async fn assert_the_only_job_sent(
+    env: &TestEnv,
+    app: &TestApp,
+    sf: &FakeSalesforce,
+    lead: &str,
+    slug: &str,
+) {
+    let sent = Sent::lead(lead, "acc_sf", slug);
+    assert_sent_and_written_back(env, app, sf, sent).await;
+    assert_eq!(app.jobs("").await.len(), 1);
+    assert_eq!(env.total_invitations().await, 1);
+}
+
 /// The `X-LeadLink-*` headers for `body` signed as the Apex does at `ts`.
 fn apex_headers(secret: &str, ts: &str, body: &str) -> Vec<(&'static str, String)> {
     vec![
@@ -1124,9 +1146,7 @@ async fn a_flow_callout_signed_with_standard_webhooks_is_accepted_once() -> anyh
     let (env, sf, mut app) = callout_app().await;
     let now = Utc::now();
     // The webhook-id is the delivery's idempotency key.
-    let lead = id18("00Q5g00000FlwSw");
-    sf.add_record("Lead", &lead, json!({}));
-    let body = callout_body("Lead", &lead, "sf-flow-sw");
+    let (lead, body) = flow_lead(&sf, "00Q5g00000FlwSw", "sf-flow-sw");
     let headers = standard_webhooks_headers(SW_SECRET, &webhook_id(), now, &body);
     let (status, first) = post_callout(&app, &headers, &body).await;
     assert_eq!(status, 202, "{first}");
@@ -1143,10 +1163,7 @@ async fn a_flow_callout_signed_with_standard_webhooks_is_accepted_once() -> anyh
         let (status, answer) = post_callout(&app, &headers, &body).await;
         assert_eq!(status, 401, "{answer}");
     }
-    let sent = Sent::lead(&lead, "acc_sf", "sf-flow-sw");
-    assert_sent_and_written_back(&env, &app, &sf, sent).await;
-    assert_eq!(app.jobs("").await.len(), 1);
-    assert_eq!(env.total_invitations().await, 1);
+    assert_the_only_job_sent(&env, &app, &sf, &lead, "sf-flow-sw").await;
     app.stop().await;
     env.cleanup().await;
     Ok(())
@@ -1157,9 +1174,7 @@ async fn a_flow_callout_signed_with_hmac_is_accepted_once() -> anyhow::Result<()
     let (env, sf, mut app) = callout_app().await;
     let now = Utc::now();
     // Plain HMAC, hex, in the configured headers; signed as the Apex does.
-    let lead = id18("00Q5g00000FlwHx");
-    sf.add_record("Lead", &lead, json!({}));
-    let body = callout_body("Lead", &lead, "sf-flow-hmac");
+    let (lead, body) = flow_lead(&sf, "00Q5g00000FlwHx", "sf-flow-hmac");
     let ts = now.timestamp().to_string();
     let signed = apex_headers(HMAC_SECRET, &ts, &body);
     let encoding = SignatureEncoding::Hex;
@@ -1175,10 +1190,7 @@ async fn a_flow_callout_signed_with_hmac_is_accepted_once() -> anyhow::Result<()
     let upper = [signed[0].clone(), (signed[1].0, signed[1].1.to_uppercase())];
     let (status, answer) = post_callout(&app, &upper, &body).await;
     assert_eq!(status, 200, "{answer}");
-    let sent = Sent::lead(&lead, "acc_sf", "sf-flow-hmac");
-    assert_sent_and_written_back(&env, &app, &sf, sent).await;
-    assert_eq!(app.jobs("").await.len(), 1);
-    assert_eq!(env.total_invitations().await, 1);
+    assert_the_only_job_sent(&env, &app, &sf, &lead, "sf-flow-hmac").await;
     app.stop().await;
     env.cleanup().await;
     Ok(())
@@ -1188,9 +1200,7 @@ async fn a_flow_callout_signed_with_hmac_is_accepted_once() -> anyhow::Result<()
 async fn a_flow_callout_with_a_wrong_hmac_is_refused() -> anyhow::Result<()> {
     let (env, sf, mut app) = callout_app().await;
     let now = Utc::now();
-    let lead = id18("00Q5g00000FlwHx");
-    sf.add_record("Lead", &lead, json!({}));
-    let body = callout_body("Lead", &lead, "sf-flow-hmac");
+    let (_, body) = flow_lead(&sf, "00Q5g00000FlwHx", "sf-flow-hmac");
     let ts = now.timestamp().to_string();
     let stale_ts = (now - chrono::Duration::minutes(6)).timestamp().to_string();
     let signature = apex_signature(HMAC_SECRET, &ts, &body, false);
@@ -1234,9 +1244,7 @@ async fn only_the_delivery_id_makes_a_repeated_flow_callout_a_duplicate() -> any
     let now = Utc::now();
     // A lead that ended `profile_not_found` may start again, so only the delivery id
     // makes a repeat a duplicate: the same webhook-id, or the same HMAC-signed request.
-    let gone = id18("00Q5g00000FlwGn");
-    sf.add_record("Lead", &gone, json!({}));
-    let body = callout_body("Lead", &gone, "unknown-sf-flow");
+    let (gone, body) = flow_lead(&sf, "00Q5g00000FlwGn", "unknown-sf-flow");
     let sw_headers = standard_webhooks_headers(SW_SECRET, &webhook_id(), now, &body);
     let (status, gone_first) = post_callout(&app, &sw_headers, &body).await;
     assert_eq!(status, 202, "{gone_first}");
