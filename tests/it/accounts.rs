@@ -9,15 +9,6 @@ use leadlink::job::Status;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-/// 429s of either kind the simulator answered.
-async fn rate_limited(env: &TestEnv) -> (u64, u64) {
-    let stats = env.sim_get("stats").await;
-    (
-        stats["rateLimited"]["hold"].as_u64().unwrap(),
-        stats["rateLimited"]["perMinute"].as_u64().unwrap(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_worker_processes_keep_a_spent_week_and_another_account_keeps_sending()
 -> anyhow::Result<()> {
@@ -66,7 +57,7 @@ async fn two_worker_processes_keep_a_spent_week_and_another_account_keeps_sendin
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(rate_limited(&env).await, (0, 0), "leadlink caused a 429");
+    assert_eq!(env.rate_limited().await, (0, 0), "leadlink caused a 429");
     let invitations = env.sim_get("invitations").await;
     let per_lead = invitations["accounts"]["acc_week"].as_object().unwrap();
     assert_eq!(per_lead.len(), 5, "{invitations}");
@@ -259,7 +250,7 @@ async fn pacing_schedules_outside_working_days_spaces_sends_and_keeps_the_daily_
     let retry_at: DateTime<Utc> = capped.retry_at.unwrap();
     assert_eq!(retry_at, tomorrow, "{capped:#?}");
     assert_eq!(env.total_invitations().await, 3);
-    assert_eq!(rate_limited(&env).await, (0, 0));
+    assert_eq!(env.rate_limited().await, (0, 0));
     env.cleanup().await;
     Ok(())
 }
@@ -315,7 +306,7 @@ async fn jobs_waiting_for_a_spent_week_are_held_with_their_eta_and_written_back(
     for &id in &ids {
         app.wait_for_within(id, Status::Sent, WAIT + WAIT).await;
     }
-    assert_eq!(rate_limited(&env).await, (0, 0), "leadlink caused a 429");
+    assert_eq!(env.rate_limited().await, (0, 0), "leadlink caused a 429");
     assert_eq!(env.total_invitations().await, 6);
     env.cleanup().await;
     Ok(())

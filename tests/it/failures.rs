@@ -80,7 +80,7 @@ async fn a_held_account_waits_for_its_reset_while_another_account_sends_at_once(
     app.wait_for(second, Status::Sent).await;
     assert_eq!(env.invitations("acc_held", "held-one").await, 1);
     assert_eq!(env.invitations("acc_held", "held-two").await, 1);
-    assert_eq!(env.sim_get("stats").await["rateLimited"]["hold"], 0);
+    assert_eq!(env.rate_limited().await.0, 0);
     eventually(WAIT, "queued, held, sent written back", || async {
         env.callback_statuses(first) == ["queued", "held", "sent"]
     })
@@ -208,7 +208,7 @@ async fn a_short_api_429_is_retried_after_retry_after() -> anyhow::Result<()> {
         job.error.as_deref().unwrap().starts_with("rate limited"),
         "{job:#?}"
     );
-    assert_eq!(env.sim_get("stats").await["rateLimited"]["hold"], 0);
+    assert_eq!(env.rate_limited().await.0, 0);
     app.stop().await;
     env.cleanup().await;
     Ok(())

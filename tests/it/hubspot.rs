@@ -420,21 +420,14 @@ async fn configured_property_names_are_read_and_written() -> anyhow::Result<()> 
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn throttled_and_unavailable_writebacks_are_retried_then_delivered() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let hubspot = MockServer::start().await;
-    contact(
-        &hubspot,
-        401,
-        json!({"hs_linkedin_url": profile_url("slow-crm")}),
-    )
-    .await;
-    // Each PATCH's arrival, to check that Retry-After was honoured.
+/// Contact `id`'s first PATCH answers 429 with `Retry-After: 2`, its second 503; later
+/// ones fall through to the mocks behind. Returns the failed PATCHes' arrival times, to
+/// check that Retry-After was honoured.
+async fn throttle_then_fail_one_patch(hubspot: &MockServer, id: u64) -> Arc<Mutex<Vec<Instant>>> {
     let arrivals: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let log = arrivals.clone();
     Mock::given(method("PATCH"))
-        .and(path(format!("{CONTACTS}/401")))
+        .and(path(format!("{CONTACTS}/{id}")))
         .respond_with(move |_: &Request| {
             log.lock().unwrap().push(Instant::now());
             ResponseTemplate::new(429)
@@ -447,19 +440,33 @@ async fn throttled_and_unavailable_writebacks_are_retried_then_delivered() -> an
         })
         .up_to_n_times(1)
         .with_priority(1)
-        .mount(&hubspot)
+        .mount(hubspot)
         .await;
     let log = arrivals.clone();
     Mock::given(method("PATCH"))
-        .and(path(format!("{CONTACTS}/401")))
+        .and(path(format!("{CONTACTS}/{id}")))
         .respond_with(move |_: &Request| {
             log.lock().unwrap().push(Instant::now());
             ResponseTemplate::new(503).set_body_string("upstream unavailable")
         })
         .up_to_n_times(1)
         .with_priority(2)
-        .mount(&hubspot)
+        .mount(hubspot)
         .await;
+    arrivals
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_and_unavailable_writebacks_are_retried_then_delivered() -> anyhow::Result<()> {
+    let env = TestEnv::new().await;
+    let hubspot = MockServer::start().await;
+    contact(
+        &hubspot,
+        401,
+        json!({"hs_linkedin_url": profile_url("slow-crm")}),
+    )
+    .await;
+    let arrivals = throttle_then_fail_one_patch(&hubspot, 401).await;
     accept_patches(&hubspot).await;
     let mut app = env.start(config(&env, &hubspot, "")).await;
     send_batch(&app, &json!([qualified(1, 401)])).await;

@@ -389,6 +389,16 @@ fn notification<'a>(
     }
 }
 
+/// A Lead's notification carrying only its LinkedIn URL, for the profile `slug`.
+fn url_notification(id: &str, record_id: &str, slug: &str) -> Notification<'static> {
+    notification(
+        id,
+        "Lead",
+        record_id,
+        &[("LinkedIn_URL__c", &profile_url(slug))],
+    )
+}
+
 fn xml_escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -692,12 +702,7 @@ async fn a_redelivered_notification_is_acked_again_without_a_second_job() -> any
             json!({"LinkedIn_URL__c": profile_url(slug)}),
         );
     }
-    let first = notification(
-        &id18("04l5g00000RdLv1"),
-        "Lead",
-        &lead,
-        &[("LinkedIn_URL__c", &profile_url("sf-redelivered"))],
-    );
+    let first = url_notification(&id18("04l5g00000RdLv1"), &lead, "sf-redelivered");
     let xml = outbound_message(&org_18(), &[first]);
     assert_acked(&deliver(&app, &xml).await);
     // Salesforce did not see the Ack (a timeout) and sends the same message again.
@@ -709,18 +714,8 @@ async fn a_redelivered_notification_is_acked_again_without_a_second_job() -> any
     let again = outbound_message(
         &org_18(),
         &[
-            notification(
-                &id18("04l5g00000RdLv2"),
-                "Lead",
-                &other,
-                &[("LinkedIn_URL__c", &profile_url("sf-bundled"))],
-            ),
-            notification(
-                &id18("04l5g00000RdLv1"),
-                "Lead",
-                &lead,
-                &[("LinkedIn_URL__c", &profile_url("sf-redelivered"))],
-            ),
+            url_notification(&id18("04l5g00000RdLv2"), &other, "sf-bundled"),
+            url_notification(&id18("04l5g00000RdLv1"), &lead, "sf-redelivered"),
         ],
     );
     assert_acked(&deliver(&app, &again).await);
@@ -738,12 +733,7 @@ async fn a_redelivered_notification_is_acked_again_without_a_second_job() -> any
     let gone_message = |notification_id: &str| {
         outbound_message(
             &org_18(),
-            &[notification(
-                notification_id,
-                "Lead",
-                &gone,
-                &[("LinkedIn_URL__c", &profile_url("unknown-sf-gone"))],
-            )],
+            &[url_notification(notification_id, &gone, "unknown-sf-gone")],
         )
     };
     let gone_xml = gone_message(&id18("04l5g00000RdLv3"));
@@ -788,12 +778,7 @@ async fn another_orgs_message_is_forbidden_and_the_15_character_org_id_is_accept
     let message = |org: &str| {
         outbound_message(
             org,
-            &[notification(
-                &id18("04l5g00000OrgN1"),
-                "Lead",
-                &lead,
-                &[("LinkedIn_URL__c", &profile_url("sf-org"))],
-            )],
+            &[url_notification(&id18("04l5g00000OrgN1"), &lead, "sf-org")],
         )
     };
     for org in [
@@ -842,11 +827,10 @@ async fn an_org_id_configured_with_surrounding_spaces_still_names_the_org() -> a
     );
     let xml = outbound_message(
         &org_18(),
-        &[notification(
+        &[url_notification(
             &id18("04l5g00000SpAce"),
-            "Lead",
             &lead,
-            &[("LinkedIn_URL__c", &profile_url("sf-space"))],
+            "sf-space",
         )],
     );
     assert_acked(&deliver(&app, &xml).await);
@@ -865,11 +849,10 @@ async fn a_missing_or_wrong_url_token_is_unauthorized_and_never_logged() -> anyh
     let lead = id18("00Q5g00000ToKen");
     let xml = outbound_message(
         &org_18(),
-        &[notification(
+        &[url_notification(
             &id18("04l5g00000TkN01"),
-            "Lead",
             &lead,
-            &[("LinkedIn_URL__c", &profile_url("sf-token"))],
+            "sf-token",
         )],
     );
     let wrong = "wrongTok-93b1c7e05d2a";
@@ -911,11 +894,10 @@ async fn malformed_xml_gets_a_soap_fault_and_changes_nothing() -> anyhow::Result
     let lead = id18("00Q5g00000BadXm");
     let good = outbound_message(
         &org_18(),
-        &[notification(
+        &[url_notification(
             &id18("04l5g00000BdX01"),
-            "Lead",
             &lead,
-            &[("LinkedIn_URL__c", &profile_url("sf-bad-xml"))],
+            "sf-bad-xml",
         )],
     );
     let truncated = good[..good.len() / 2].to_string();
@@ -1006,12 +988,7 @@ async fn a_notification_that_does_not_qualify_is_acked_without_a_job() -> anyhow
                     ("LinkedIn_URL__c", &profile_url("sf-qualified")),
                 ],
             ),
-            notification(
-                &id18("04l5g00000QuN03"),
-                "Lead",
-                &no_status,
-                &[("LinkedIn_URL__c", &profile_url("sf-no-status"))],
-            ),
+            url_notification(&id18("04l5g00000QuN03"), &no_status, "sf-no-status"),
         ],
     );
     assert_acked(&deliver(&app, &xml).await);

@@ -190,14 +190,24 @@ impl TestApp {
     }
 
     pub async fn wait_for_within(&self, id: Uuid, status: Status, within: Duration) -> JobView {
+        self.wait_for_one_of(id, &[status], within).await
+    }
+
+    /// Waits until the job has one of `statuses`, or panics with the job as it stands.
+    pub async fn wait_for_one_of(
+        &self,
+        id: Uuid,
+        statuses: &[Status],
+        within: Duration,
+    ) -> JobView {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let job = self.job(id).await;
-            if job.status == status {
+            if statuses.contains(&job.status) {
                 return job;
             }
             if tokio::time::Instant::now() > deadline {
-                panic!("job {id} did not reach {status:?} within {within:?}: {job:#?}");
+                panic!("job {id} did not reach {statuses:?} within {within:?}: {job:#?}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -254,6 +254,15 @@ impl TestEnv {
             .unwrap_or(0)
     }
 
+    /// 429s the simulator answered: (hold, per minute).
+    pub async fn rate_limited(&self) -> (u64, u64) {
+        let stats = self.sim_get("stats").await;
+        (
+            stats["rateLimited"]["hold"].as_u64().unwrap(),
+            stats["rateLimited"]["perMinute"].as_u64().unwrap(),
+        )
+    }
+
     pub async fn total_invitations(&self) -> u64 {
         self.sim_get("invitations").await["total"].as_u64().unwrap()
     }
