@@ -1,6 +1,7 @@
 //! The HubSpot source and writeback end to end: the real RabbitMQ and PostgreSQL, the
 //! simulator as ConnectSafely, and wiremock as HubSpot's CRM v3 contacts API.
 
+use crate::harness::fake_hubspot::*;
 use crate::harness::*;
 use axum::http::Method;
 use chrono::{DateTime, Utc};
@@ -16,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
-use wiremock::matchers::{header, method, path, path_regex, query_param};
+use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 const CLIENT_SECRET: &str = "hs-client-secret-0b7c2a1e";
 const TOKEN: &str = "pat-na1-11111111-2222-3333-4444-555555555555";
@@ -24,7 +25,6 @@ const TOKEN: &str = "pat-na1-11111111-2222-3333-4444-555555555555";
 const PUBLIC_URL: &str = "https://hooks.example.com";
 const BATCH: &str = "/webhooks/hubspot";
 const WORKFLOW: &str = "/webhooks/hubspot/workflow";
-const CONTACTS: &str = "/crm/v3/objects/contacts";
 
 // ---- helpers -------------------------------------------------------------------------------
 
@@ -91,64 +91,6 @@ async fn post_v3(
 async fn send_batch(app: &TestApp, events: &Value) -> (u16, Value) {
     let body = serde_json::to_vec(events).unwrap();
     post_v3(app, BATCH, &body, CLIENT_SECRET, Utc::now()).await
-}
-
-/// `GET /crm/v3/objects/contacts/{id}` answers the contact with these properties.
-async fn contact(hubspot: &MockServer, id: u64, properties: Value) {
-    Mock::given(method("GET"))
-        .and(path(format!("{CONTACTS}/{id}")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "id": id.to_string(), "properties": properties,
-            "createdAt": "2025-01-01T00:00:00Z", "updatedAt": "2025-01-02T00:00:00Z",
-            "archived": false
-        })))
-        .mount(hubspot)
-        .await;
-}
-
-/// Every `PATCH` of a contact answers 200 (at the lowest priority, so tests can put
-/// failures in front of it).
-async fn accept_patches(hubspot: &MockServer) {
-    Mock::given(method("PATCH"))
-        .and(path_regex(r"^/crm/v3/objects/contacts/\d+$"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "1"})))
-        .with_priority(10)
-        .mount(hubspot)
-        .await;
-}
-
-/// The `properties` of each PATCH HubSpot received for contact `id`, in arrival order.
-async fn patches(hubspot: &MockServer, id: u64) -> Vec<Value> {
-    let target = format!("{CONTACTS}/{id}");
-    hubspot
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| r.method.as_str() == "PATCH" && r.url.path() == target)
-        .map(|r| {
-            let body: Value = serde_json::from_slice(&r.body).unwrap();
-            body["properties"].clone()
-        })
-        .collect()
-}
-
-async fn patched_statuses(hubspot: &MockServer, id: u64, property: &str) -> Vec<String> {
-    patches(hubspot, id)
-        .await
-        .iter()
-        .map(|p| p[property].as_str().unwrap_or("(none)").to_string())
-        .collect()
-}
-
-async fn requests(hubspot: &MockServer, verb: &str) -> Vec<Request> {
-    hubspot
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|r| r.method.as_str() == verb)
-        .collect()
 }
 
 /// The id of the one job of `record`, waiting for it to be committed.
