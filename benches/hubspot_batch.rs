@@ -7,12 +7,14 @@
 //! `BENCH_DB_CONNECTIONS` (the pool size, default 8 as in production; the tests use 4).
 //! Exits non-zero when a phase's p99 is 1 s or more.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+// The integration tests' harness; the benchmark needs only its `TestEnv`.
+#[path = "../tests/it/harness/mod.rs"]
+#[allow(dead_code)]
+mod harness;
 
 use axum::http::Method;
 use chrono::Utc;
-use common::TestEnv;
+use harness::TestEnv;
 use leadlink::app::Role;
 use leadlink::config::Config;
 use leadlink::secret::Secret;

@@ -1,10 +1,8 @@
 //! The store's race rules against the real PostgreSQL, with the clock passed in: leases,
 //! operator actions, writeback leases and the outbox seen by a relay mid-publish.
 
-mod common;
-
+use crate::harness::*;
 use chrono::{DateTime, Duration, Utc};
-use common::*;
 use leadlink::account::quota::{Quota, QuotaSource};
 use leadlink::job::{LeadDetails, Status};
 use leadlink::queue::Message;
@@ -61,26 +59,25 @@ async fn outbox_rows(env: &TestEnv, reference: &str) -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lease_that_ran_out_cannot_send_or_settle() {
+async fn a_lease_that_ran_out_cannot_send_or_settle() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let store = store(&env).await;
     let now = t0();
     let id = new_job(&store, "lease-one", now).await;
     let lease = Duration::seconds(10);
-    let Claim::Claimed(_) = store.claim(id, "a:1", lease, now).await.unwrap() else {
+    let Claim::Claimed(_) = store.claim(id, "a:1", lease, now).await? else {
         panic!("first claim refused")
     };
     // While A holds it, nobody else may take it.
     assert!(matches!(
         store
             .claim(id, "b:1", lease, now + Duration::seconds(5))
-            .await
-            .unwrap(),
+            .await?,
         Claim::Skip(_)
     ));
     // A stalls past its lease; B takes over.
     let later = now + Duration::seconds(11);
-    let Claim::Claimed(_) = store.claim(id, "b:1", lease, later).await.unwrap() else {
+    let Claim::Claimed(_) = store.claim(id, "b:1", lease, later).await? else {
         panic!("expired lease not taken over")
     };
     assert!(matches!(
@@ -94,18 +91,17 @@ async fn a_lease_that_ran_out_cannot_send_or_settle() {
     assert!(matches!(
         store
             .send_started(id, "b:1", None, lease, || later + Duration::seconds(9))
-            .await
-            .unwrap(),
+            .await?,
         SendStart::Started { attempt: 1, .. }
     ));
     assert!(matches!(
         store
             .claim(id, "c:1", lease, later + Duration::seconds(12))
-            .await
-            .unwrap(),
+            .await?,
         Claim::Skip(_)
     ));
     env.cleanup().await;
+    Ok(())
 }
 
 fn sent() -> Transition {
@@ -117,20 +113,17 @@ fn sent() -> Transition {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operators_cannot_end_a_held_in_doubt_or_finished_job() {
+async fn operators_cannot_end_a_held_in_doubt_or_finished_job() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let store = store(&env).await;
     let now = t0();
     let id = new_job(&store, "operator-race", now).await;
     let lease = Duration::seconds(10);
-    store.claim(id, "w:1", lease, now).await.unwrap();
+    store.claim(id, "w:1", lease, now).await?;
     let busy = store.cancel_job(id, now + Duration::seconds(1)).await;
     assert!(matches!(busy, Err(StoreError::Conflict(_))), "{busy:?}");
     // The worker's send got no answer and it died: the invitation may be out.
-    store
-        .send_started(id, "w:1", None, lease, || now)
-        .await
-        .unwrap();
+    store.send_started(id, "w:1", None, lease, || now).await?;
     let in_doubt = store.cancel_job(id, now + Duration::seconds(30)).await;
     assert!(
         matches!(in_doubt, Err(StoreError::Conflict(ref m)) if m.contains("may already be out")),
@@ -139,34 +132,31 @@ async fn operators_cannot_end_a_held_in_doubt_or_finished_job() {
     // Once it is sent, neither cancel nor retry may touch it.
     store
         .claim(id, "w:2", lease, now + Duration::seconds(31))
-        .await
-        .unwrap();
+        .await?;
     store
         .transition(id, Some("w:2"), sent(), now + Duration::seconds(32))
-        .await
-        .unwrap();
+        .await?;
     for result in [
         store.cancel_job(id, now + Duration::seconds(40)).await,
         store.retry_job(id, now + Duration::seconds(40)).await,
     ] {
         assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
     }
-    let job = store.job(id).await.unwrap().unwrap().job;
+    let job = store.job(id).await?.unwrap().job;
     assert_eq!(job.status, Status::Sent);
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_skipped_delivery_leaves_the_job_reachable_even_while_a_relay_holds_its_row() {
+async fn a_skipped_delivery_leaves_the_job_reachable_even_while_a_relay_holds_its_row()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let store = store(&env).await;
     let now = t0();
     let id = new_job(&store, "skew-one", now).await;
     // Park it until later: the job's only outbox row is due then.
-    store
-        .claim(id, "w:1", Duration::seconds(10), now)
-        .await
-        .unwrap();
+    store.claim(id, "w:1", Duration::seconds(10), now).await?;
     let due = now + Duration::seconds(60);
     store
         .transition(
@@ -180,8 +170,7 @@ async fn a_skipped_delivery_leaves_the_job_reachable_even_while_a_relay_holds_it
             },
             now,
         )
-        .await
-        .unwrap();
+        .await?;
     assert_eq!(outbox_rows(&env, &id.to_string()).await, 1);
     // A relay whose clock runs ahead publishes that row (and deletes it once confirmed) ...
     let worker = store.clone();
@@ -206,8 +195,7 @@ async fn a_skipped_delivery_leaves_the_job_reachable_even_while_a_relay_holds_it
                 true
             }
         })
-        .await
-        .unwrap();
+        .await?;
     assert!(published >= 1);
     assert_eq!(
         outbox_rows(&env, &id.to_string()).await,
@@ -215,96 +203,84 @@ async fn a_skipped_delivery_leaves_the_job_reachable_even_while_a_relay_holds_it
         "the job was stranded"
     );
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_writeback_result_counts_only_under_its_own_lease() {
+async fn a_writeback_result_counts_only_under_its_own_lease() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let store = store(&env).await;
     let now = t0();
     let id = new_job(&store, "writeback-lease", now).await;
-    let writeback_id: i64 = store.job(id).await.unwrap().unwrap().writebacks[0].id;
+    let writeback_id: i64 = store.job(id).await?.unwrap().writebacks[0].id;
     let lease = Duration::seconds(5);
-    let WritebackClaim::Deliver(slow) = store
-        .claim_writeback(writeback_id, lease, now)
-        .await
-        .unwrap()
+    let WritebackClaim::Deliver(slow) = store.claim_writeback(writeback_id, lease, now).await?
     else {
         panic!("not claimed")
     };
     let later = now + Duration::seconds(6);
-    let WritebackClaim::Deliver(fast) = store
-        .claim_writeback(writeback_id, lease, later)
-        .await
-        .unwrap()
+    let WritebackClaim::Deliver(fast) = store.claim_writeback(writeback_id, lease, later).await?
     else {
         panic!("expired writeback lease not taken over")
     };
     store
         .writeback_done(&fast, &WritebackResult::Delivered, later)
-        .await
-        .unwrap();
+        .await?;
     // The slow worker's late failure must not make a delivered change pending again.
     let retry = WritebackResult::Retry {
         at: later,
         error: "timeout".into(),
     };
-    store.writeback_done(&slow, &retry, later).await.unwrap();
-    let row = &store.job(id).await.unwrap().unwrap().writebacks[0];
+    store.writeback_done(&slow, &retry, later).await?;
+    let row = &store.job(id).await?.unwrap().writebacks[0];
     assert_eq!(row.state, "delivered", "{row:?}");
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retrying_parked_writebacks_never_sends_an_older_state_after_a_newer_one() {
+async fn retrying_parked_writebacks_never_sends_an_older_state_after_a_newer_one()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let store = store(&env).await;
     let now = t0();
     let id = new_job(&store, "rearm-one", now).await;
     let lease = Duration::seconds(5);
     // queued (sequence 1) is refused for good ...
-    let first = store.job(id).await.unwrap().unwrap().writebacks[0].id;
-    let WritebackClaim::Deliver(queued) = store.claim_writeback(first, lease, now).await.unwrap()
-    else {
+    let first = store.job(id).await?.unwrap().writebacks[0].id;
+    let WritebackClaim::Deliver(queued) = store.claim_writeback(first, lease, now).await? else {
         panic!()
     };
     let parked = WritebackResult::Parked {
         reason: "HTTP 410".into(),
     };
-    store.writeback_done(&queued, &parked, now).await.unwrap();
+    store.writeback_done(&queued, &parked, now).await?;
     // ... then the job fails (sequence 2), which is refused too.
-    store.claim(id, "w:1", lease, now).await.unwrap();
+    store.claim(id, "w:1", lease, now).await?;
     let failed = Transition {
         status: Some(Status::Failed),
         error: Some("boom".into()),
         doubt: Doubt::Settled,
         ..Default::default()
     };
-    store
-        .transition(id, Some("w:1"), failed, now)
-        .await
-        .unwrap();
-    let second = store.job(id).await.unwrap().unwrap().writebacks[1].id;
-    let WritebackClaim::Deliver(failed_wb) =
-        store.claim_writeback(second, lease, now).await.unwrap()
+    store.transition(id, Some("w:1"), failed, now).await?;
+    let second = store.job(id).await?.unwrap().writebacks[1].id;
+    let WritebackClaim::Deliver(failed_wb) = store.claim_writeback(second, lease, now).await?
     else {
         panic!()
     };
     store
         .writeback_done(&failed_wb, &WritebackResult::Delivered, now)
-        .await
-        .unwrap();
+        .await?;
     // An operator retry re-queues the job; the parked "queued" from before stays parked,
     // because "failed" (newer) was already delivered.
-    store
-        .retry_job(id, now + Duration::seconds(1))
-        .await
-        .unwrap();
-    let rows = store.job(id).await.unwrap().unwrap().writebacks;
+    store.retry_job(id, now + Duration::seconds(1)).await?;
+    let rows = store.job(id).await?.unwrap().writebacks;
     assert_eq!(rows[0].state, "parked", "{rows:?}");
     assert_eq!(rows[1].state, "delivered");
     assert_eq!(rows[2].state, "pending", "the retry's own change goes out");
     env.cleanup().await;
+    Ok(())
 }
 
 fn unpaced() -> leadlink::account::policy::AccountPolicy {
@@ -341,7 +317,8 @@ fn reading(remaining: u32, now: DateTime<Utc>) -> AccountReading {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_account_sends_one_job_at_a_time_oldest_first_and_a_dead_sender_frees_it() {
+async fn an_account_sends_one_job_at_a_time_oldest_first_and_a_dead_sender_frees_it()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let store = store(&env).await;
     let now = t0();
@@ -354,19 +331,16 @@ async fn an_account_sends_one_job_at_a_time_oldest_first_and_a_dead_sender_frees
     assert_eq!(
         store
             .take_send_slot(&newer_job, &policy, lease, Facts::Recorded, now)
-            .await
-            .unwrap(),
+            .await?,
         SendGate::NeedReading
     );
     store
         .record_account_reading("acc_1", &reading(5, now), now)
-        .await
-        .unwrap();
+        .await?;
     // The newer job yields to the older one, which is woken now.
     let SendGate::Wait(GateWait { reason, .. }) = store
         .take_send_slot(&newer_job, &policy, lease, Facts::JustRead, now)
-        .await
-        .unwrap()
+        .await?
     else {
         panic!("the newer job went before the older one");
     };
@@ -375,8 +349,7 @@ async fn an_account_sends_one_job_at_a_time_oldest_first_and_a_dead_sender_frees
     assert_eq!(
         store
             .take_send_slot(&older_job, &policy, lease, Facts::Recorded, now)
-            .await
-            .unwrap(),
+            .await?,
         SendGate::Send
     );
     // While the older job's send holds the account, the newer one waits ...
@@ -388,8 +361,7 @@ async fn an_account_sends_one_job_at_a_time_oldest_first_and_a_dead_sender_frees
             Facts::Recorded,
             now + Duration::seconds(1),
         )
-        .await
-        .unwrap();
+        .await?;
     assert!(
         matches!(&busy, SendGate::Wait(GateWait { reason, .. }) if reason.contains("in progress")),
         "{busy:?}"
@@ -405,8 +377,7 @@ async fn an_account_sends_one_job_at_a_time_oldest_first_and_a_dead_sender_frees
             },
             now + Duration::seconds(1),
         )
-        .await
-        .unwrap();
+        .await?;
     // ... until the sender died mid-send and its leases ran out: its job, still the oldest,
     // takes the account again (its worker will check the relationship before any resend).
     let after = now + Duration::seconds(31);
@@ -414,15 +385,16 @@ async fn an_account_sends_one_job_at_a_time_oldest_first_and_a_dead_sender_frees
     assert_eq!(
         store
             .take_send_slot(&older_job, &policy, lease, Facts::Recorded, after)
-            .await
-            .unwrap(),
+            .await?,
         SendGate::Send
     );
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_week_another_tool_spent_holds_jobs_until_the_reset_and_a_disabled_account_pauses() {
+async fn a_week_another_tool_spent_holds_jobs_until_the_reset_and_a_disabled_account_pauses()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let store = store(&env).await;
     let now = t0();
@@ -431,12 +403,10 @@ async fn a_week_another_tool_spent_holds_jobs_until_the_reset_and_a_disabled_acc
     let job = claimed(&store, id, "w:1", now).await;
     store
         .record_account_reading("acc_1", &reading(0, now), now)
-        .await
-        .unwrap();
+        .await?;
     let SendGate::Wait(GateWait { status, until, .. }) = store
         .take_send_slot(&job, &policy, Duration::seconds(10), Facts::Recorded, now)
-        .await
-        .unwrap()
+        .await?
     else {
         panic!("sent on a spent week");
     };
@@ -448,70 +418,65 @@ async fn a_week_another_tool_spent_holds_jobs_until_the_reset_and_a_disabled_acc
     };
     store
         .record_account_reading("acc_1", &disabled, now)
-        .await
-        .unwrap();
+        .await?;
     let SendGate::Wait(GateWait { status, reason, .. }) = store
         .take_send_slot(&job, &policy, Duration::seconds(10), Facts::Recorded, now)
-        .await
-        .unwrap()
+        .await?
     else {
         panic!("sent from a disabled account");
     };
     assert_eq!(status, Some(Status::Paused));
     assert!(reason.contains("disabled"), "{reason}");
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_per_minute_budget_is_shared_and_slides() {
+async fn the_per_minute_budget_is_shared_and_slides() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let store = store(&env).await;
     let now = t0();
     let scopes = [("key".to_string(), 3), ("writes:acc_1".to_string(), 2)];
-    assert_eq!(store.take_api_calls(&scopes, now).await.unwrap(), None);
+    assert_eq!(store.take_api_calls(&scopes, now).await?, None);
     assert_eq!(
         store
             .take_api_calls(&scopes, now + Duration::seconds(10))
-            .await
-            .unwrap(),
+            .await?,
         None
     );
     // The account's writes are spent: nothing is counted, and the answer says when.
     let until = store
         .take_api_calls(&scopes, now + Duration::seconds(20))
-        .await
-        .unwrap()
+        .await?
         .expect("a third write in a minute was allowed");
     assert!(until > now + Duration::seconds(60) && until < now + Duration::seconds(61));
     // The key still has room for another account's call.
     assert_eq!(
         store
             .take_api_calls(&[("key".to_string(), 3)], now + Duration::seconds(20))
-            .await
-            .unwrap(),
+            .await?,
         None
     );
     // A minute after the first call there is room again, for one call ...
     assert_eq!(
         store
             .take_api_calls(&scopes, now + Duration::seconds(61))
-            .await
-            .unwrap(),
+            .await?,
         None
     );
     // ... and the next waits for the call made at +10 s to leave the window.
     let until = store
         .take_api_calls(&scopes, now + Duration::seconds(62))
-        .await
-        .unwrap()
+        .await?
         .expect("the window did not slide");
     let expected = now + Duration::seconds(70);
     assert!((until - expected).num_milliseconds().abs() <= 2, "{until}");
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_commits_together_in_order_with_one_creation_time_each() {
+async fn a_batch_commits_together_in_order_with_one_creation_time_each() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let store = store(&env).await;
     let now = t0();
@@ -538,7 +503,7 @@ async fn a_batch_commits_together_in_order_with_one_creation_time_each() {
         new("batch-b", "d3"),
         new("batch-a", "d4"),
     ];
-    let outcomes = store.ingest_batch(&batch, now).await.unwrap();
+    let outcomes = store.ingest_batch(&batch, now).await?;
     let ids: Vec<Uuid> = outcomes
         .iter()
         .map(|o| match o {
@@ -554,24 +519,25 @@ async fn a_batch_commits_together_in_order_with_one_creation_time_each() {
     assert_eq!(ids[3], ids[1], "the repeated lead did not attach");
     let mut created = Vec::new();
     for id in &ids[..3] {
-        created.push(store.job(*id).await.unwrap().unwrap().job.created_at);
+        created.push(store.job(*id).await?.unwrap().job.created_at);
     }
     created.sort();
     created.dedup();
     assert_eq!(created.len(), 3, "jobs of one batch share a creation time");
     env.cleanup().await;
+    Ok(())
 }
 
 /// Issue 9, scenario 1: a relay waiting for the broker's confirms holds no lock that a send
 /// waits on, and the renewed lease runs from the moment the send may start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_waiting_for_confirms_holds_no_lock_a_send_waits_on() {
+async fn a_relay_waiting_for_confirms_holds_no_lock_a_send_waits_on() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let store = store(&env).await;
     let now = t0();
     let id = new_job(&store, "slow-confirm", now).await;
     let lease = Duration::seconds(30);
-    let Claim::Claimed(_) = store.claim(id, "w:1", lease, now).await.unwrap() else {
+    let Claim::Claimed(_) = store.claim(id, "w:1", lease, now).await? else {
         panic!("not claimed")
     };
     let entered = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
@@ -592,14 +558,14 @@ async fn a_relay_waiting_for_confirms_holds_no_lock_a_send_waits_on() {
                 .await
         }
     });
-    entered.acquire().await.unwrap().forget();
+    entered.acquire().await?.forget();
     let started = tokio::time::timeout(
         std::time::Duration::from_secs(3),
         store.send_started(id, "w:1", None, lease, || now + Duration::seconds(20)),
     )
     .await;
     confirm.add_permits(10);
-    relay.await.unwrap().unwrap();
+    relay.await??;
     let started = started.expect("the send waited on the relay's publish");
     let Ok(SendStart::Started { lease_until, .. }) = started else {
         panic!("send not started: {started:?}")
@@ -607,6 +573,7 @@ async fn a_relay_waiting_for_confirms_holds_no_lock_a_send_waits_on() {
     // Measured from the clock read after the waits, not from before them.
     assert_eq!(lease_until, now + Duration::seconds(20) + lease);
     env.cleanup().await;
+    Ok(())
 }
 
 fn urn_job(profile: &str, urn: &str) -> NewJob {
@@ -638,7 +605,7 @@ async fn ingested(store: &PgStore, new: &NewJob, now: DateTime<Utc>) -> Uuid {
 /// Issue 9, scenario 3: whether a job may send is decided when its send starts, not at its
 /// claim: a URN-only job claimed before another job's send linked its URN does not send.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_made_doubtful_after_its_claim_does_not_start_its_send() {
+async fn a_job_made_doubtful_after_its_claim_does_not_start_its_send() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let store = store(&env).await;
     let now = t0();
@@ -646,16 +613,15 @@ async fn a_job_made_doubtful_after_its_claim_does_not_start_its_send() {
     let by_slug = new_job(&store, "jane-doubt", now).await;
     let by_urn = ingested(&store, &urn_job("jane-doubt", urn), now).await;
     let lease = Duration::seconds(30);
-    let Claim::Claimed(b) = store.claim(by_urn, "w:b", lease, now).await.unwrap() else {
+    let Claim::Claimed(b) = store.claim(by_urn, "w:b", lease, now).await? else {
         panic!("not claimed")
     };
     assert!(!b.in_doubt());
     // Job A (the slug) sends meanwhile and learns the URN that job B holds.
-    store.claim(by_slug, "w:a", lease, now).await.unwrap();
+    store.claim(by_slug, "w:a", lease, now).await?;
     store
         .send_started(by_slug, "w:a", None, lease, || now)
-        .await
-        .unwrap();
+        .await?;
     store
         .transition(
             by_slug,
@@ -666,14 +632,12 @@ async fn a_job_made_doubtful_after_its_claim_does_not_start_its_send() {
             },
             now + Duration::seconds(1),
         )
-        .await
-        .unwrap();
+        .await?;
     let later = now + Duration::seconds(2);
     assert_eq!(
         store
             .send_started(by_urn, "w:b", b.in_doubt_since, lease, || later)
-            .await
-            .unwrap(),
+            .await?,
         SendStart::NowInDoubt
     );
     // Its worker parks it at once; the next claim is in doubt and can ask by A's slug.
@@ -687,20 +651,20 @@ async fn a_job_made_doubtful_after_its_claim_does_not_start_its_send() {
             },
             later,
         )
-        .await
-        .unwrap();
-    let Claim::Claimed(again) = store.claim(by_urn, "w:c", lease, later).await.unwrap() else {
+        .await?;
+    let Claim::Claimed(again) = store.claim(by_urn, "w:c", lease, later).await? else {
         panic!("not claimed again")
     };
     assert!(again.in_doubt());
     assert_eq!(again.job.profile_id.as_deref(), Some("jane-doubt"));
     env.cleanup().await;
+    Ok(())
 }
 
 /// Issue 9, scenario 2: a job that gave up while in doubt keeps its lead, so a later event
 /// for the same person is a duplicate, not a second invitation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_that_ended_in_doubt_keeps_its_lead() {
+async fn a_job_that_ended_in_doubt_keeps_its_lead() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let store = store(&env).await;
     let now = t0();
@@ -708,11 +672,8 @@ async fn a_job_that_ended_in_doubt_keeps_its_lead() {
     let new = urn_job("keeps-lead", urn);
     let id = ingested(&store, &new, now).await;
     let lease = Duration::seconds(30);
-    store.claim(id, "w:1", lease, now).await.unwrap();
-    store
-        .send_started(id, "w:1", None, lease, || now)
-        .await
-        .unwrap();
+    store.claim(id, "w:1", lease, now).await?;
+    store.send_started(id, "w:1", None, lease, || now).await?;
     store
         .transition(
             id,
@@ -724,19 +685,19 @@ async fn a_job_that_ended_in_doubt_keeps_its_lead() {
             },
             now,
         )
-        .await
-        .unwrap();
+        .await?;
     let again = NewJob {
         delivery_id: Some(webhook_id()),
         record_id: "crm-keeps-lead-second".into(),
         ..new
     };
-    let outcome = store.ingest(&again, now).await.unwrap();
+    let outcome = store.ingest(&again, now).await?;
     assert!(
         matches!(outcome, IngestOutcome::Duplicate { job_id, status: Status::Failed, .. } if job_id == id),
         "{outcome:?}"
     );
     env.cleanup().await;
+    Ok(())
 }
 
 async fn remaining(env: &TestEnv) -> (i32, i64) {
@@ -759,7 +720,7 @@ async fn remaining(env: &TestEnv) -> (i32, i64) {
 /// account's week, whether its worker died before the send or its store failed; a late
 /// worker whose lease is gone never gives back the new owner's slot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_send_slot_whose_post_never_started_is_given_back() {
+async fn a_send_slot_whose_post_never_started_is_given_back() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let store = store(&env).await;
     let now = t0();
@@ -767,14 +728,13 @@ async fn a_send_slot_whose_post_never_started_is_given_back() {
     let lease = Duration::seconds(10);
     store
         .record_account_reading("acc_1", &reading(5, now), now)
-        .await
-        .unwrap();
+        .await?;
     let id = new_job(&store, "slot-back", now).await;
     let job = claimed(&store, id, "w:1", now).await;
     let gate = store
         .take_send_slot(&job, &policy, lease, Facts::Recorded, now)
         .await;
-    assert_eq!(gate.unwrap(), SendGate::Send);
+    assert_eq!(gate?, SendGate::Send);
     assert_eq!(remaining(&env).await, (4, 1));
     // The worker stalls past its lease; another takes the job over ...
     let later = now + Duration::seconds(31);
@@ -784,7 +744,7 @@ async fn a_send_slot_whose_post_never_started_is_given_back() {
     let gate = store
         .take_send_slot(&job, &policy, lease, Facts::Recorded, later)
         .await;
-    assert_eq!(gate.unwrap(), SendGate::Send);
+    assert_eq!(gate?, SendGate::Send);
     // This time the worker itself learns that its lease is gone before the POST.
     let stolen = later + Duration::seconds(31);
     claimed(&store, id, "w:3", stolen).await;
@@ -798,16 +758,16 @@ async fn a_send_slot_whose_post_never_started_is_given_back() {
             stolen + Duration::seconds(31),
         )
         .await;
-    assert_eq!(gate.unwrap(), SendGate::Send);
+    assert_eq!(gate?, SendGate::Send);
     assert!(matches!(
         store.send_started(id, "w:2", None, lease, || stolen).await,
         Err(StoreError::LeaseLost(_))
     ));
     // That late worker gives nothing back: the slot there now is w:4's.
-    store.give_back_send_slot(id, "w:2", stolen).await.unwrap();
+    store.give_back_send_slot(id, "w:2", stolen).await?;
     assert_eq!(remaining(&env).await, (4, 1));
     // w:4's store fails before its POST: its own slot goes back.
-    store.give_back_send_slot(id, "w:4", stolen).await.unwrap();
+    store.give_back_send_slot(id, "w:4", stolen).await?;
     assert_eq!(remaining(&env).await, (5, 0));
     // A send that started keeps its slot.
     let at = stolen + Duration::seconds(70);
@@ -815,14 +775,12 @@ async fn a_send_slot_whose_post_never_started_is_given_back() {
     let gate = store
         .take_send_slot(&job, &policy, lease, Facts::Recorded, at)
         .await;
-    assert_eq!(gate.unwrap(), SendGate::Send);
-    store
-        .send_started(id, "w:5", None, lease, || at)
-        .await
-        .unwrap();
-    store.give_back_send_slot(id, "w:5", at).await.unwrap();
+    assert_eq!(gate?, SendGate::Send);
+    store.send_started(id, "w:5", None, lease, || at).await?;
+    store.give_back_send_slot(id, "w:5", at).await?;
     assert_eq!(remaining(&env).await, (4, 1));
     env.cleanup().await;
+    Ok(())
 }
 
 async fn count(env: &TestEnv, sql: &str) -> i64 {
@@ -836,7 +794,8 @@ async fn count(env: &TestEnv, sql: &str) -> i64 {
 /// one, a wake that changes nothing adds no history, and the account's recovery releases
 /// them all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jobs_of_a_paused_account_share_one_timer_and_are_released_together() {
+async fn jobs_of_a_paused_account_share_one_timer_and_are_released_together() -> anyhow::Result<()>
+{
     let env = TestEnv::new().await;
     let store = store(&env).await;
     let now = t0();
@@ -896,11 +855,8 @@ async fn jobs_of_a_paused_account_share_one_timer_and_are_released_together() {
     );
     assert_eq!(count(&env, "SELECT count(*) FROM waits").await, 1);
     // Nothing is due before the account's timer; at it, only the oldest job tries again.
-    assert!(store.wake_due_waits(now).await.unwrap().is_empty());
-    let woken = store
-        .wake_due_waits(now + Duration::seconds(61))
-        .await
-        .unwrap();
+    assert!(store.wake_due_waits(now).await?.is_empty());
+    let woken = store.wake_due_waits(now + Duration::seconds(61)).await?;
     assert_eq!(woken.len(), 1);
     assert_eq!(woken[0].message, Message::Connect(ids[0].0));
     // It finds the account still paused: parked as it was, with no new history.
@@ -913,17 +869,15 @@ async fn jobs_of_a_paused_account_share_one_timer_and_are_released_together() {
     // The account is unpaused: at the next timer, the first job through the gate releases
     // all the others.
     let later = now + Duration::seconds(122);
-    let woken = store.wake_due_waits(later).await.unwrap();
+    let woken = store.wake_due_waits(later).await?;
     assert_eq!(woken.len(), 1);
     let job = claimed(&store, ids[0].0, "w:2", later).await;
     store
         .record_account_reading("acc_1", &reading(5, later), later)
-        .await
-        .unwrap();
+        .await?;
     let gate = store
         .take_send_slot(&job, &unpaced(), lease, Facts::JustRead, later)
-        .await
-        .unwrap();
+        .await?;
     assert_eq!(gate, SendGate::Send);
     let jobs_with_rows = "SELECT count(DISTINCT ref) FROM outbox WHERE topic = 'connect'";
     assert_eq!(
@@ -933,6 +887,7 @@ async fn jobs_of_a_paused_account_share_one_timer_and_are_released_together() {
     );
     assert_eq!(count(&env, "SELECT count(*) FROM waits").await, 0);
     env.cleanup().await;
+    Ok(())
 }
 
 /// A job for `record` of `source` naming `profile`, with that source's writeback target.
@@ -999,14 +954,13 @@ fn entry(target: &str, record: &str, status: &str) -> (String, String, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_record_of_the_same_lead_hears_the_state_and_every_change() {
+async fn a_second_record_of_the_same_lead_hears_the_state_and_every_change() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let store = store(&env).await;
     let now = t0();
     let first = store
         .ingest(&record_job("events", "rec-a", "two-records"), now)
-        .await
-        .unwrap();
+        .await?;
     let id = job_id_of(&first);
     assert_eq!(
         deliver_all(&store, id, now).await,
@@ -1016,8 +970,7 @@ async fn a_second_record_of_the_same_lead_hears_the_state_and_every_change() {
     // the job's current state at once, on its own target.
     let second = store
         .ingest(&record_job("hubspot", "901", "two-records"), now)
-        .await
-        .unwrap();
+        .await?;
     assert!(
         matches!(second, IngestOutcome::Duplicate { job_id, .. } if job_id == id),
         "{second:?}"
@@ -1029,18 +982,11 @@ async fn a_second_record_of_the_same_lead_hears_the_state_and_every_change() {
     // A repeat of the contact's event adds nothing.
     store
         .ingest(&record_job("hubspot", "901", "two-records"), now)
-        .await
-        .unwrap();
+        .await?;
     assert_eq!(deliver_all(&store, id, now).await, vec![]);
     // Every later change reaches both records.
-    store
-        .claim(id, "w:1", Duration::seconds(10), now)
-        .await
-        .unwrap();
-    store
-        .transition(id, Some("w:1"), sent(), now)
-        .await
-        .unwrap();
+    store.claim(id, "w:1", Duration::seconds(10), now).await?;
+    store.transition(id, Some("w:1"), sent(), now).await?;
     let mut later = deliver_all(&store, id, now).await;
     later.sort();
     assert_eq!(
@@ -1057,8 +1003,7 @@ async fn a_second_record_of_the_same_lead_hears_the_state_and_every_change() {
                 record_id: Some(record.into()),
                 ..Default::default()
             })
-            .await
-            .unwrap();
+            .await?;
         assert_eq!(
             jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
             vec![id],
@@ -1066,6 +1011,7 @@ async fn a_second_record_of_the_same_lead_hears_the_state_and_every_change() {
         );
     }
     env.cleanup().await;
+    Ok(())
 }
 
 fn failed() -> Transition {
@@ -1092,7 +1038,7 @@ async fn writeback_id(store: &PgStore, job: Uuid, sequence: i32) -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_older_jobs_late_writeback_never_overwrites_a_newer_jobs_state() {
+async fn an_older_jobs_late_writeback_never_overwrites_a_newer_jobs_state() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let store = store(&env).await;
     let now = t0();
@@ -1100,39 +1046,30 @@ async fn an_older_jobs_late_writeback_never_overwrites_a_newer_jobs_state() {
     let old = job_id_of(
         &store
             .ingest(&record_job("hubspot", "902", "late-failure"), now)
-            .await
-            .unwrap(),
+            .await?,
     );
     deliver_all(&store, old, now).await;
-    store.claim(old, "w:1", lease, now).await.unwrap();
-    store
-        .transition(old, Some("w:1"), failed(), now)
-        .await
-        .unwrap();
+    store.claim(old, "w:1", lease, now).await?;
+    store.transition(old, Some("w:1"), failed(), now).await?;
     // The record's `failed` meets a CRM outage and is retried an hour later ...
     let late = writeback_id(&store, old, 2).await;
-    let WritebackClaim::Deliver(work) = store.claim_writeback(late, lease, now).await.unwrap()
-    else {
+    let WritebackClaim::Deliver(work) = store.claim_writeback(late, lease, now).await? else {
         panic!("not claimed")
     };
     let retry = WritebackResult::Retry {
         at: now + Duration::hours(1),
         error: "HTTP 503".into(),
     };
-    store.writeback_done(&work, &retry, now).await.unwrap();
+    store.writeback_done(&work, &retry, now).await?;
     // ... while the record qualifies again and its new job is sent and written back.
     let new = job_id_of(
         &store
             .ingest(&record_job("hubspot", "902", "late-failure"), now)
-            .await
-            .unwrap(),
+            .await?,
     );
     assert_ne!(new, old);
-    store.claim(new, "w:2", lease, now).await.unwrap();
-    store
-        .transition(new, Some("w:2"), sent(), now)
-        .await
-        .unwrap();
+    store.claim(new, "w:2", lease, now).await?;
+    store.transition(new, Some("w:2"), sent(), now).await?;
     assert_eq!(
         deliver_all(&store, new, now).await,
         vec![
@@ -1142,9 +1079,9 @@ async fn an_older_jobs_late_writeback_never_overwrites_a_newer_jobs_state() {
     );
     // The old job's `failed` falls due: it is superseded, never delivered.
     let due = now + Duration::hours(1) + Duration::seconds(1);
-    let claim = store.claim_writeback(late, lease, due).await.unwrap();
+    let claim = store.claim_writeback(late, lease, due).await?;
     assert!(matches!(claim, WritebackClaim::Skip(_)), "{claim:?}");
-    let history = store.job(old).await.unwrap().unwrap();
+    let history = store.job(old).await?.unwrap();
     let row = history.writebacks.iter().find(|w| w.id == late).unwrap();
     assert_eq!(row.state, "superseded", "{row:?}");
     assert!(
@@ -1156,10 +1093,12 @@ async fn an_older_jobs_late_writeback_never_overwrites_a_newer_jobs_state() {
         history.history
     );
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_newer_jobs_writeback_waits_for_an_older_one_in_flight_on_the_same_record() {
+async fn a_newer_jobs_writeback_waits_for_an_older_one_in_flight_on_the_same_record()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let store = store(&env).await;
     let now = t0();
@@ -1167,20 +1106,15 @@ async fn a_newer_jobs_writeback_waits_for_an_older_one_in_flight_on_the_same_rec
     let old = job_id_of(
         &store
             .ingest(&record_job("hubspot", "903", "in-flight"), now)
-            .await
-            .unwrap(),
+            .await?,
     );
     deliver_all(&store, old, now).await;
-    store.claim(old, "w:1", lease, now).await.unwrap();
-    store
-        .transition(old, Some("w:1"), failed(), now)
-        .await
-        .unwrap();
+    store.claim(old, "w:1", lease, now).await?;
+    store.transition(old, Some("w:1"), failed(), now).await?;
     // The old job's `failed` is being delivered (its call is under way) ...
     let WritebackClaim::Deliver(in_flight) = store
         .claim_writeback(writeback_id(&store, old, 2).await, lease, now)
-        .await
-        .unwrap()
+        .await?
     else {
         panic!("not claimed")
     };
@@ -1188,24 +1122,22 @@ async fn a_newer_jobs_writeback_waits_for_an_older_one_in_flight_on_the_same_rec
     let new = job_id_of(
         &store
             .ingest(&record_job("hubspot", "903", "in-flight"), now)
-            .await
-            .unwrap(),
+            .await?,
     );
     let first = writeback_id(&store, new, 1).await;
-    let claim = store.claim_writeback(first, lease, now).await.unwrap();
+    let claim = store.claim_writeback(first, lease, now).await?;
     assert!(matches!(claim, WritebackClaim::Deferred), "{claim:?}");
     store
         .writeback_done(&in_flight, &WritebackResult::Delivered, now)
-        .await
-        .unwrap();
+        .await?;
     let after = now + lease + Duration::seconds(2);
     assert!(matches!(
-        store.claim_writeback(first, lease, after).await.unwrap(),
+        store.claim_writeback(first, lease, after).await?,
         WritebackClaim::Deliver(_)
     ));
     env.cleanup().await;
+    Ok(())
 }
-
 /// The statuses named in a partial index's predicate, as PostgreSQL prints it back.
 fn statuses_in(predicate: &str) -> Vec<Status> {
     let mut found: Vec<Status> = predicate

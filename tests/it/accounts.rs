@@ -1,56 +1,17 @@
 //! Account safety with the real broker and database: weekly quota across worker processes,
 //! pacing, a disabled account, and a worker killed while it holds an account.
 
-mod common;
-
+use crate::harness::process::*;
+use crate::harness::*;
 use chrono::{DateTime, Datelike, Duration as TimeDelta, Utc};
-use common::process::*;
-use common::*;
-use leadlink::app::Role;
 use leadlink::config::Config;
+use leadlink::job::Status;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-const WAIT: Duration = Duration::from_secs(30);
-
-const INGEST_ONLY: Role = Role::Ingest;
-
-fn job_id(body: &Value) -> String {
-    body["jobId"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no job id: {body}"))
-        .to_string()
-}
-
-async fn jobs_with(app: &TestApp, account: &str, status: &str) -> usize {
-    let (_, body) = app
-        .admin(&format!("/admin/jobs?account={account}&status={status}"))
-        .await;
-    body["jobs"].as_array().map_or(0, Vec::len)
-}
-
-async fn account_view(app: &TestApp, account: &str) -> Value {
-    let (_, body) = app.admin("/admin/accounts").await;
-    body["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["accountId"] == account)
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
-/// 429s of either kind the simulator answered.
-async fn rate_limited(env: &TestEnv) -> (u64, u64) {
-    let stats = env.sim_get("stats").await;
-    (
-        stats["rateLimited"]["hold"].as_u64().unwrap(),
-        stats["rateLimited"]["perMinute"].as_u64().unwrap(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_worker_processes_keep_a_spent_week_and_another_account_keeps_sending() {
+async fn two_worker_processes_keep_a_spent_week_and_another_account_keeps_sending()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     // Another tool already used 3 of this account's 8 requests before leadlink started.
     let reset = Utc::now() + TimeDelta::hours(1);
@@ -62,7 +23,7 @@ async fn two_worker_processes_keep_a_spent_week_and_another_account_keeps_sendin
     env.sim_put("config", json!({"latencyMs": 30})).await;
     let config_text = env.config_text();
     let ingest = env
-        .start_role(Config::from_toml(&config_text).unwrap(), INGEST_ONLY)
+        .start_role(Config::from_toml(&config_text)?, INGEST_ONLY)
         .await;
     let mut workers = [
         spawn_binary(&env, "worker", &config_text, &[]),
@@ -82,21 +43,21 @@ async fn two_worker_processes_keep_a_spent_week_and_another_account_keeps_sendin
     );
 
     eventually(WAIT, "the free account sends all four", || async {
-        jobs_with(&ingest, "acc_free", "sent").await == 4
+        ingest.jobs("account=acc_free&status=sent").await.len() == 4
     })
     .await;
     let deadline = std::time::Instant::now() + WAIT;
-    while !(jobs_with(&ingest, "acc_week", "sent").await == 5
-        && jobs_with(&ingest, "acc_week", "held").await == 5)
+    while !(ingest.jobs("account=acc_week&status=sent").await.len() == 5
+        && ingest.jobs("account=acc_week&status=held").await.len() == 5)
     {
         if std::time::Instant::now() > deadline {
-            let (_, jobs) = ingest.admin("/admin/jobs?account=acc_week").await;
-            let view = account_view(&ingest, "acc_week").await;
-            panic!("not 5 sent and 5 held: {view:#}\n{jobs:#}");
+            let jobs = ingest.jobs("account=acc_week").await;
+            let view = ingest.account("acc_week").await;
+            panic!("not 5 sent and 5 held: {view:#?}\n{jobs:#?}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(rate_limited(&env).await, (0, 0), "leadlink caused a 429");
+    assert_eq!(env.rate_limited().await, (0, 0), "leadlink caused a 429");
     let invitations = env.sim_get("invitations").await;
     let per_lead = invitations["accounts"]["acc_week"].as_object().unwrap();
     assert_eq!(per_lead.len(), 5, "{invitations}");
@@ -104,36 +65,40 @@ async fn two_worker_processes_keep_a_spent_week_and_another_account_keeps_sendin
 
     // The account view: the week spent, today's sends, the next send at the reset, the
     // backlog; and the CLI lists the held jobs.
-    let view = account_view(&ingest, "acc_week").await;
-    assert_eq!(view["remaining"], 0, "{view}");
-    assert_eq!(view["sendsToday"], 5, "{view}");
-    assert_eq!(view["backlog"], 5, "{view}");
-    let next: DateTime<Utc> = view["nextSendAt"].as_str().unwrap().parse().unwrap();
-    assert!((next - reset).num_seconds().abs() <= 1, "{view}");
+    let view = ingest
+        .account("acc_week")
+        .await
+        .expect("acc_week is listed");
+    assert_eq!(view.remaining, Some(0), "{view:?}");
+    assert_eq!(view.sends_today, 5, "{view:?}");
+    assert_eq!(view.backlog, 5, "{view:?}");
+    let next = view.next_send_at.expect("a next send");
+    assert!((next - reset).num_seconds().abs() <= 1, "{view:?}");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_leadlink"))
         .args(["jobs", "list", "--account", "acc_week", "--status", "held"])
         .arg("--config")
         .arg(env.write_config(&config_text))
-        .output()
-        .unwrap();
+        .output()?;
     assert!(output.status.success(), "{output:?}");
-    let listed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let listed: Value = serde_json::from_slice(&output.stdout)?;
     assert_eq!(listed["jobs"].as_array().unwrap().len(), 5, "{listed}");
 
     for worker in &mut workers {
-        worker.kill().unwrap();
-        worker.wait().unwrap();
+        worker.kill()?;
+        worker.wait()?;
     }
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_while_it_holds_an_account_frees_it_within_the_lease() {
+async fn a_worker_killed_while_it_holds_an_account_frees_it_within_the_lease() -> anyhow::Result<()>
+{
     let env = TestEnv::new().await;
     // The simulator records the invitation, then answers only after 3 s.
     env.sim_put("config", json!({"latencyMs": 3000})).await;
     let config_text = env.config_text();
-    let config = Config::from_toml(&config_text).unwrap();
+    let config = Config::from_toml(&config_text)?;
     let lease = config.worker.lease;
     let ingest = env.start_role(config.clone(), INGEST_ONLY).await;
     let mut worker = spawn_binary(&env, "worker", &config_text, &[]);
@@ -145,10 +110,10 @@ async fn a_worker_killed_while_it_holds_an_account_frees_it_within_the_lease() {
         env.total_invitations().await == 1
     })
     .await;
-    let view = account_view(&ingest, "acc_k").await;
-    assert_eq!(view["sendingJob"], first.as_str(), "{view}");
-    worker.kill().unwrap();
-    worker.wait().unwrap();
+    let view = ingest.account("acc_k").await;
+    assert_eq!(view.and_then(|v| v.sending_job), Some(first));
+    worker.kill()?;
+    worker.wait()?;
     let killed_at = std::time::Instant::now();
     env.sim_put("config", json!({"latencyMs": 0})).await;
 
@@ -156,23 +121,24 @@ async fn a_worker_killed_while_it_holds_an_account_frees_it_within_the_lease() {
         .send(&webhook_id(), &lead("crm-k2", "kill-two", "acc_k"))
         .await;
     let second = job_id(&second);
-    let mut replacement = env.start_role(config, Role::Worker).await;
-    ingest.wait_for_status(&second, "sent", WAIT).await;
+    let mut replacement = env.start_role(config, WORKER_ONLY).await;
+    ingest.wait_for(second, Status::Sent).await;
     let freed_after = killed_at.elapsed();
     assert!(
         freed_after < lease + Duration::from_secs(8),
         "the account stayed taken for {freed_after:?} (lease {lease:?})"
     );
     // The dead worker's job is settled by the relationship check, not sent again.
-    ingest.wait_for_status(&first, "sent", WAIT).await;
+    ingest.wait_for(first, Status::Sent).await;
     assert_eq!(env.invitations("acc_k", "kill-one").await, 1);
     assert_eq!(env.invitations("acc_k", "kill-two").await, 1);
     replacement.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_account_the_api_reports_disabled_is_paused_until_it_recovers() {
+async fn an_account_the_api_reports_disabled_is_paused_until_it_recovers() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     env.sim_put("accounts/acc_off", json!({"enabled": false}))
         .await;
@@ -181,15 +147,15 @@ async fn an_account_the_api_reports_disabled_is_paused_until_it_recovers() {
         .send(&webhook_id(), &lead("crm-off", "off-one", "acc_off"))
         .await;
     let id = job_id(&body);
-    let paused = app.wait_for_status(&id, "paused", WAIT).await;
+    let paused = app.wait_for(id, Status::Paused).await;
     assert!(
-        paused["error"].as_str().unwrap().contains("disabled"),
-        "{paused}"
+        paused.error.as_deref().unwrap().contains("disabled"),
+        "{paused:#?}"
     );
     assert_eq!(env.total_invitations().await, 0);
     // Paused, the job waits to be looked at again (quota_refresh, 2 s here); it does not spin.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let history = app.job(&id).await["history"].as_array().unwrap().len();
+    let history = app.job(id).await.history.len();
     assert!(
         history < 12,
         "a paused job kept going round: {history} history entries"
@@ -198,20 +164,22 @@ async fn an_account_the_api_reports_disabled_is_paused_until_it_recovers() {
     let (_, other) = app
         .send(&webhook_id(), &lead("crm-on", "on-one", "acc_on"))
         .await;
-    app.wait_for_status(&job_id(&other), "sent", WAIT).await;
+    app.wait_for(job_id(&other), Status::Sent).await;
 
     env.sim_put("accounts/acc_off", json!({"enabled": true}))
         .await;
-    app.wait_for_status(&id, "sent", WAIT).await;
+    app.wait_for(id, Status::Sent).await;
     eventually(WAIT, "queued, paused, sent written back", || async {
-        env.callback_statuses(&id) == ["queued", "paused", "sent"]
+        env.callback_statuses(id) == ["queued", "paused", "sent"]
     })
     .await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pacing_schedules_outside_working_days_spaces_sends_and_keeps_the_daily_cap() {
+async fn pacing_schedules_outside_working_days_spaces_sends_and_keeps_the_daily_cap()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let now = Utc::now();
     let day_after_tomorrow = (now + TimeDelta::days(2)).weekday();
@@ -237,16 +205,16 @@ async fn pacing_schedules_outside_working_days_spaces_sends_and_keeps_the_daily_
         "#,
         env.config_text()
     );
-    let app = env.start(Config::from_toml(&text).unwrap()).await;
+    let app = env.start(Config::from_toml(&text)?).await;
 
     // Outside the working days: scheduled for the window's opening, with no API call.
     let (_, later) = app
         .send(&webhook_id(), &lead("crm-later", "later-one", "acc_later"))
         .await;
     let later = job_id(&later);
-    let scheduled = app.wait_for_status(&later, "scheduled", WAIT).await;
-    let retry_at: DateTime<Utc> = scheduled["retryAt"].as_str().unwrap().parse().unwrap();
-    assert_eq!(retry_at, window_opens, "{scheduled}");
+    let scheduled = app.wait_for(later, Status::Scheduled).await;
+    let retry_at: DateTime<Utc> = scheduled.retry_at.unwrap();
+    assert_eq!(retry_at, window_opens, "{scheduled:#?}");
 
     // Four leads on an account spaced 3 s apart with a daily cap of 3: three go out, each
     // at least 3 s after the one before, oldest first; the fourth waits for tomorrow.
@@ -261,15 +229,9 @@ async fn pacing_schedules_outside_working_days_spaces_sends_and_keeps_the_daily_
         ids.push(job_id(&body));
     }
     let mut sent_at = Vec::new();
-    for id in &ids[..3] {
-        let job = app.wait_for_status(id, "sent", WAIT).await;
-        sent_at.push(
-            job["changedAt"]
-                .as_str()
-                .unwrap()
-                .parse::<DateTime<Utc>>()
-                .unwrap(),
-        );
+    for &id in &ids[..3] {
+        let job = app.wait_for(id, Status::Sent).await;
+        sent_at.push(job.changed_at);
     }
     // Spacing runs between the gate's decisions; `changedAt` is the outcome's commit, a
     // call and a commit later, which a loaded machine delays by a few hundred ms either way.
@@ -279,23 +241,25 @@ async fn pacing_schedules_outside_working_days_spaces_sends_and_keeps_the_daily_
             "sends closer than the spacing, or out of order: {sent_at:?}"
         );
     }
-    let capped = app.wait_for_status(&ids[3], "scheduled", WAIT).await;
+    let capped = app.wait_for(ids[3], Status::Scheduled).await;
     let tomorrow = (Utc::now() + TimeDelta::days(1))
         .date_naive()
         .and_hms_opt(0, 0, 0)
         .unwrap()
         .and_utc();
-    let retry_at: DateTime<Utc> = capped["retryAt"].as_str().unwrap().parse().unwrap();
-    assert_eq!(retry_at, tomorrow, "{capped}");
+    let retry_at: DateTime<Utc> = capped.retry_at.unwrap();
+    assert_eq!(retry_at, tomorrow, "{capped:#?}");
     assert_eq!(env.total_invitations().await, 3);
-    assert_eq!(rate_limited(&env).await, (0, 0));
+    assert_eq!(env.rate_limited().await, (0, 0));
     env.cleanup().await;
+    Ok(())
 }
 
 /// Issue 9, scenario 12: a job that waits for a spent week says so: `held` with its
 /// `retryAt`, written back, not `queued`; then it goes out after the reset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jobs_waiting_for_a_spent_week_are_held_with_their_eta_and_written_back() {
+async fn jobs_waiting_for_a_spent_week_are_held_with_their_eta_and_written_back()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let reset = Utc::now() + TimeDelta::seconds(12);
     env.sim_put(
@@ -320,15 +284,15 @@ async fn jobs_waiting_for_a_spent_week_are_held_with_their_eta_and_written_back(
         ids.push(job_id(&body));
     }
     eventually(WAIT, "three sent and three held", || async {
-        jobs_with(&app, "acc_three", "sent").await == 3
-            && jobs_with(&app, "acc_three", "held").await == 3
+        app.jobs("account=acc_three&status=sent").await.len() == 3
+            && app.jobs("account=acc_three&status=held").await.len() == 3
     })
     .await;
-    for id in &ids {
+    for &id in &ids {
         let job = app.job(id).await;
-        if job["status"] == "held" {
-            let retry_at: DateTime<Utc> = job["retryAt"].as_str().unwrap().parse().unwrap();
-            assert!(retry_at >= reset - TimeDelta::milliseconds(1), "{job}");
+        if job.status == Status::Held {
+            let retry_at = job.retry_at.unwrap();
+            assert!(retry_at >= reset - TimeDelta::milliseconds(1), "{job:#?}");
             // The CRM heard it, with the ETA.
             eventually(WAIT, "the held state written back", || async {
                 env.callbacks_for(id)
@@ -339,10 +303,11 @@ async fn jobs_waiting_for_a_spent_week_are_held_with_their_eta_and_written_back(
         }
     }
     // After the reset the held ones go out, each once.
-    for id in &ids {
-        app.wait_for_status(id, "sent", WAIT + WAIT).await;
+    for &id in &ids {
+        app.wait_for_within(id, Status::Sent, WAIT + WAIT).await;
     }
-    assert_eq!(rate_limited(&env).await, (0, 0), "leadlink caused a 429");
+    assert_eq!(env.rate_limited().await, (0, 0), "leadlink caused a 429");
     assert_eq!(env.total_invitations().await, 6);
     env.cleanup().await;
+    Ok(())
 }

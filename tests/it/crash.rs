@@ -1,20 +1,16 @@
 //! Processes killed at the worst moments and a broker connection cut under load: nothing
 //! lost, nothing sent twice.
 
-mod common;
-
-use common::process::*;
-use common::proxy::Proxy;
-use common::*;
-use leadlink::app::Role;
+use crate::harness::process::*;
+use crate::harness::proxy::Proxy;
+use crate::harness::*;
+use leadlink::job::Status;
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const WAIT: Duration = Duration::from_secs(30);
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_process_killed_between_commit_and_publish_loses_nothing() {
+async fn a_process_killed_between_commit_and_publish_loses_nothing() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let port = free_port();
     let config = with_listen(&env.config_text(), port);
@@ -27,12 +23,10 @@ async fn a_process_killed_between_commit_and_publish_loses_nothing() {
     let crashing = process_at(&env, port).await;
     let delivery = webhook_id();
     let event = lead("crm-crash", "crash-one", "acc_1");
-    let body = serde_json::to_vec(&event).unwrap();
+    let body = serde_json::to_vec(&event)?;
     let mut request = env.http.post(crashing.url("/webhooks/events"));
-    for (name, value) in leadlink::signature::standard_webhooks::Signer::new(EVENTS_SECRET)
-        .unwrap()
-        .headers(&delivery, chrono::Utc::now(), &body)
-        .unwrap()
+    for (name, value) in leadlink::signature::standard_webhooks::Signer::new(EVENTS_SECRET)?
+        .headers(&delivery, chrono::Utc::now(), &body)?
     {
         request = request.header(name, value);
     }
@@ -40,7 +34,7 @@ async fn a_process_killed_between_commit_and_publish_loses_nothing() {
         request.body(body).send().await.is_err(),
         "the process answered instead of dying"
     );
-    assert_eq!(child.wait().unwrap().code(), Some(3));
+    assert_eq!(child.wait()?.code(), Some(3));
 
     // A healthy process finds the committed job in the outbox and sends it once.
     let mut app = env.start(env.config()).await;
@@ -49,57 +43,60 @@ async fn a_process_killed_between_commit_and_publish_loses_nothing() {
         status, 200,
         "the CRM's retry finds the committed job: {again}"
     );
-    let id = again["jobId"].as_str().unwrap().to_string();
-    app.wait_for_status(&id, "sent", WAIT).await;
+    let id = job_id(&again);
+    app.wait_for(id, Status::Sent).await;
     assert_eq!(env.invitations("acc_1", "crash-one").await, 1);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_mid_send_leaves_one_invitation() {
+async fn a_worker_killed_mid_send_leaves_one_invitation() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     // The simulator records the invitation, then answers only after 3 s.
     env.sim_put("config", json!({"latencyMs": 3000})).await;
     // The kill comes as soon as the invitation is recorded, well inside the 2 s API timeout.
     let config_text = env.config_text();
-    let config = leadlink::config::Config::from_toml(&config_text).unwrap();
-    let mut ingest = env.start_role(config.clone(), Role::Ingest).await;
+    let config = leadlink::config::Config::from_toml(&config_text)?;
+    let mut ingest = env.start_role(config.clone(), INGEST_ONLY).await;
     let mut worker = spawn_binary(&env, "worker", &config_text, &[]);
     let (_, body) = ingest
         .send(&webhook_id(), &lead("crm-mid", "mid-send", "acc_1"))
         .await;
-    let id = body["jobId"].as_str().unwrap().to_string();
+    let id = job_id(&body);
     eventually(WAIT, "the invitation is out", || async {
         env.total_invitations().await == 1
     })
     .await;
-    worker.kill().unwrap();
-    worker.wait().unwrap();
+    worker.kill()?;
+    worker.wait()?;
     env.sim_put("config", json!({"latencyMs": 0})).await;
 
-    let mut replacement = env.start_role(config, Role::Worker).await;
-    let job = ingest.wait_for_status(&id, "sent", WAIT).await;
+    let mut replacement = env.start_role(config, WORKER_ONLY).await;
+    let job = ingest.wait_for(id, Status::Sent).await;
     assert_eq!(
         env.invitations("acc_1", "mid-send").await,
         1,
         "the job was sent twice"
     );
-    assert_eq!(job["attempts"], 1, "{job:#}");
-    let checked = job["history"].as_array().unwrap().iter().any(|e| {
-        e["detail"]["call"] == "GET /relationship" && e["detail"]["invitationSent"] == true
-    });
+    assert_eq!(job.attempts, 1, "{job:#?}");
+    let checked = job
+        .history
+        .iter()
+        .any(|e| e.detail["call"] == "GET /relationship" && e.detail["invitationSent"] == true);
     assert!(
         checked,
-        "the resend was not preceded by a relationship check: {job:#}"
+        "the resend was not preceded by a relationship check: {job:#?}"
     );
     replacement.stop().await;
     ingest.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_drains_the_job_in_flight() {
+async fn sigterm_drains_the_job_in_flight() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     env.sim_put("config", json!({"latencyMs": 1500})).await;
     let port = free_port();
@@ -108,38 +105,38 @@ async fn sigterm_drains_the_job_in_flight() {
     let (_, body) = app
         .send(&webhook_id(), &lead("crm-term", "term-one", "acc_1"))
         .await;
-    let id = body["jobId"].as_str().unwrap().to_string();
+    let id = job_id(&body);
     eventually(WAIT, "the call is in flight", || async {
         env.total_invitations().await == 1
     })
     .await;
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+        .status()?;
     assert!(status.success());
     assert!(
-        child.wait().unwrap().success(),
+        child.wait()?.success(),
         "leadlink did not exit cleanly on SIGTERM"
     );
 
     // The outcome was committed before exit: read it with the CLI against the same database.
     let path = env.write_config(&env.config_text());
     let output = Command::new(env!("CARGO_BIN_EXE_leadlink"))
-        .args(["jobs", "show", &id, "--config"])
+        .args(["jobs", "show", &id.to_string(), "--config"])
         .arg(path)
-        .output()
-        .unwrap();
-    let job: Value = serde_json::from_slice(&output.stdout).unwrap();
+        .output()?;
+    let job: Value = serde_json::from_slice(&output.stdout)?;
     assert_eq!(job["status"], "sent", "{job:#}");
     assert_eq!(env.invitations("acc_1", "term-one").await, 1);
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broker_outage_under_a_stream_of_events_loses_and_doubles_nothing() {
+async fn a_broker_outage_under_a_stream_of_events_loses_and_doubles_nothing() -> anyhow::Result<()>
+{
     let env = TestEnv::new().await;
-    let proxy = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let proxy = Proxy::start("127.0.0.1:5672".parse()?).await;
     let mut config = env.config();
     config.broker.url =
         leadlink::secret::Secret::new(format!("amqp://guest:guest@{}/%2f", proxy.addr));
@@ -149,7 +146,7 @@ async fn a_broker_outage_under_a_stream_of_events_loses_and_doubles_nothing() {
     for n in 0..total {
         if n == 10 {
             proxy.cut().await;
-            let readyz = app.http.get(app.url("/readyz")).send().await.unwrap();
+            let readyz = app.http.get(app.url("/readyz")).send().await?;
             assert_eq!(readyz.status(), 503, "ready without a broker");
         }
         if n == 20 {
@@ -162,14 +159,14 @@ async fn a_broker_outage_under_a_stream_of_events_loses_and_doubles_nothing() {
             )
             .await;
         assert_eq!(status, 202, "event {n}: {body}");
-        ids.push(body["jobId"].as_str().unwrap().to_string());
+        ids.push(job_id(&body));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for id in &ids {
-        app.wait_for_status(id, "sent", Duration::from_secs(60))
+    for &id in &ids {
+        app.wait_for_within(id, Status::Sent, Duration::from_secs(60))
             .await;
     }
-    let readyz = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let readyz = app.http.get(app.url("/readyz")).send().await?;
     assert_eq!(readyz.status(), 200, "not ready again after the outage");
     let invitations = env.sim_get("invitations").await;
     assert_eq!(invitations["total"], total, "{invitations}");
@@ -182,15 +179,16 @@ async fn a_broker_outage_under_a_stream_of_events_loses_and_doubles_nothing() {
     }
     eventually(WAIT, "every sent status written back", || async {
         ids.iter()
-            .all(|id| env.callback_statuses(id).last().map(String::as_str) == Some("sent"))
+            .all(|&id| env.callback_statuses(id).last().map(String::as_str) == Some("sent"))
     })
     .await;
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_logs_carry_the_job_id_and_never_a_secret() {
+async fn json_logs_carry_the_job_id_and_never_a_secret() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     // Errors everywhere, so that everything that could leak a secret gets logged.
     env.sim_put("config", json!({"apiKeys": ["another-key"]}))
@@ -198,7 +196,7 @@ async fn json_logs_carry_the_job_id_and_never_a_secret() {
     env.callback.answers.lock().unwrap().extend([500, 500, 500]);
     let port = free_port();
     let log_path = std::env::temp_dir().join(format!("leadlink-log-{}.json", env.id));
-    let log = std::fs::File::create(&log_path).unwrap();
+    let log = std::fs::File::create(&log_path)?;
     let mut child = spawn_binary_logging_to(
         &env,
         "serve",
@@ -210,8 +208,8 @@ async fn json_logs_carry_the_job_id_and_never_a_secret() {
     let (_, body) = app
         .send(&webhook_id(), &lead("crm-log", "log-one", "acc_1"))
         .await;
-    let id = body["jobId"].as_str().unwrap().to_string();
-    app.wait_for_status(&id, "paused", WAIT).await;
+    let id = job_id(&body);
+    app.wait_for(id, Status::Paused).await;
     let (status, _) = app
         .send_raw(
             &webhook_id(),
@@ -224,15 +222,15 @@ async fn json_logs_carry_the_job_id_and_never_a_secret() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap();
+        .status()?;
+    child.wait()?;
 
-    let text = std::fs::read_to_string(&log_path).unwrap();
+    let text = std::fs::read_to_string(&log_path)?;
     let mut job_lines = 0;
     for line in text.lines() {
         let entry: Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let id = id.to_string();
         if entry["span"]["job_id"] == id.as_str() || entry["spans"].to_string().contains(&id) {
             job_lines += 1;
         }
@@ -260,14 +258,15 @@ async fn json_logs_carry_the_job_id_and_never_a_secret() {
             "a secret reached the logs: {secret}"
         );
     }
-    std::fs::remove_file(log_path).unwrap();
+    std::fs::remove_file(log_path)?;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_outage_answers_503_and_loses_nothing_after_it() {
+async fn a_database_outage_answers_503_and_loses_nothing_after_it() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
-    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let proxy = Proxy::start("127.0.0.1:5432".parse()?).await;
     let mut config = env.config();
     config.database.url = leadlink::secret::Secret::new(
         env.database_url
@@ -297,17 +296,19 @@ async fn a_database_outage_answers_503_and_loses_nothing_after_it() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let id = accepted["jobId"].as_str().unwrap().to_string();
-    app.wait_for_status(&id, "sent", WAIT).await;
+    let id = job_id(&accepted);
+    app.wait_for(id, Status::Sent).await;
     assert_eq!(env.invitations("acc_1", "db-outage").await, 1);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broker_that_never_answers_keeps_publishes_bounded_and_loses_nothing() {
+async fn a_broker_that_never_answers_keeps_publishes_bounded_and_loses_nothing()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
-    let proxy = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let proxy = Proxy::start("127.0.0.1:5672".parse()?).await;
     let mut config = env.config();
     config.broker.url =
         leadlink::secret::Secret::new(format!("amqp://guest:guest@{}/%2f", proxy.addr));
@@ -320,8 +321,7 @@ async fn a_broker_that_never_answers_keeps_publishes_bounded_and_loses_nothing()
         .send(&webhook_id(), &lead("crm-w0", "swallowed-0", "acc_1"))
         .await;
     assert_eq!(status, 202, "{body}");
-    app.wait_for_status(body["jobId"].as_str().unwrap(), "sent", WAIT)
-        .await;
+    app.wait_for(job_id(&body), Status::Sent).await;
 
     // The broker accepts TCP and never answers: every publish hangs until its timeout.
     proxy.swallow().await;
@@ -349,21 +349,20 @@ async fn a_broker_that_never_answers_keeps_publishes_bounded_and_loses_nothing()
             "event {n} answered after {:?}",
             started.elapsed()
         );
-        ids.push(body["jobId"].as_str().unwrap().to_string());
+        ids.push(job_id(&body));
         most_tasks = most_tasks.max(metrics.num_alive_tasks());
     }
     // Without a bound each webhook leaves a task behind, queued for the publisher.
     let grown = most_tasks.saturating_sub(before);
     assert!(grown < 40, "{grown} more tasks alive ({before} before)");
-    let (_, stats) = app.admin("/admin/stats").await;
-    let publishes = &stats["publishes"];
+    let publishes = app.stats().await.publishes;
     let limit = leadlink::config::BrokerConfig::default().publish_concurrency as u64;
-    assert!(publishes["inFlight"].as_u64().unwrap() <= limit, "{stats}");
-    assert!(publishes["leftToRelay"].as_u64().unwrap() > 0, "{stats}");
+    assert!(publishes.in_flight <= limit, "{publishes:?}");
+    assert!(publishes.left_to_relay > 0, "{publishes:?}");
 
     proxy.stop_swallowing().await;
-    for id in &ids {
-        app.wait_for_status(id, "sent", Duration::from_secs(90))
+    for &id in &ids {
+        app.wait_for_within(id, Status::Sent, Duration::from_secs(90))
             .await;
     }
     for n in 1..=total {
@@ -376,4 +375,5 @@ async fn a_broker_that_never_answers_keeps_publishes_bounded_and_loses_nothing()
     }
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }

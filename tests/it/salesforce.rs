@@ -2,380 +2,26 @@
 //! RabbitMQ and PostgreSQL, the simulator as ConnectSafely, and a fake Salesforce (wiremock:
 //! the OAuth token endpoint and sObject GET/PATCH) that reads records and takes the statuses.
 
-mod common;
-
+use crate::harness::admin::JobView;
+use crate::harness::fake_salesforce::*;
+use crate::harness::*;
 use base64::Engine as _;
 use chrono::Utc;
-use common::*;
 use hmac::{Hmac, Mac};
 use leadlink::config::Config;
-use leadlink::ingest::salesforce::outbound::canonical_id;
+use leadlink::job::Status;
 use leadlink::signature::hmac_callout::{self, SignatureEncoding};
 use leadlink::signature::standard_webhooks::Signer;
 use serde_json::{Value, json};
 use sha2::Sha256;
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::Write;
-use std::sync::{Arc, Mutex, Once};
+use std::collections::VecDeque;
 use std::time::Duration;
-use wiremock::matchers::{method, path, path_regex};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-const WAIT: Duration = Duration::from_secs(20);
+use uuid::Uuid;
 
 /// The URL token of the Outbound Message endpoint.
 const SF_TOKEN: &str = "sfTok-4c1e9a7d2b8f6053";
-const CLIENT_ID: &str = "3MVG9leadlinkTestConnectedApp";
-const CLIENT_SECRET: &str = "sf-client-secret-9f8e7d6c5b4a";
-/// Setup > Company Information, the 15-character form; `ORG_18` adds the checksum.
-const ORG_15: &str = "00D5g000004SNFh";
 const SW_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const HMAC_SECRET: &str = "apex-shared-secret-0123456789";
-/// A Salesforce user id mapped to its own ConnectSafely account in `[crm.salesforce.owners]`.
-const REP_15: &str = "0055g00000RepAb";
-
-// ---------------------------------------------------------------------------------------
-// Salesforce ids
-
-/// The 18-character form of a 15-character id, as Salesforce computes it: per chunk of 5,
-/// bit i is set when character i is upper case, and the value picks from `A..Z0..5`.
-fn id18(short: &str) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
-    assert_eq!(short.len(), 15, "{short}");
-    let mut long = short.to_string();
-    for chunk in short.as_bytes().chunks(5) {
-        let bits = chunk
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.is_ascii_uppercase())
-            .fold(0, |bits, (i, _)| bits | 1 << i);
-        long.push(ALPHABET[bits] as char);
-    }
-    // The crate must agree, or the ids below are not what Salesforce would send.
-    assert_eq!(canonical_id(&long), Some(short));
-    long
-}
-
-fn org_18() -> String {
-    id18(ORG_15)
-}
-
-// ---------------------------------------------------------------------------------------
-// Logs: every test of this binary logs into one buffer, so a secret logged anywhere shows.
-
-static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-struct LogSink;
-
-impl Write for LogSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOGS.lock().unwrap().extend_from_slice(buf);
-        if std::env::var_os("SF_TEST_LOG").is_some() {
-            eprint!("{}", String::from_utf8_lossy(buf));
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Installs the capturing subscriber before `TestEnv` tries its own.
-fn capture_logs() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("warn,leadlink=debug"))
-            .with_ansi(false)
-            .with_writer(|| LogSink)
-            .try_init();
-    });
-}
-
-fn logs() -> String {
-    String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned()
-}
-
-async fn test_env() -> TestEnv {
-    capture_logs();
-    TestEnv::new().await
-}
-
-// ---------------------------------------------------------------------------------------
-// A fake Salesforce
-
-/// One call to the sObject API, as the fake saw and answered it.
-#[derive(Debug, Clone)]
-struct ApiCall {
-    method: String,
-    object: String,
-    id: String,
-    /// The `fields` query parameter of a GET.
-    fields: Option<String>,
-    body: Value,
-    bearer: String,
-    status: u16,
-}
-
-#[derive(Default)]
-struct SfState {
-    instance_url: String,
-    client_secret: String,
-    token_requests: u32,
-    issued: u32,
-    valid_tokens: HashSet<String>,
-    /// Every token is refused by the API (401 INVALID_SESSION_ID), new ones too.
-    refuse_all_tokens: bool,
-    /// By the 15-character id: (sObject type, fields).
-    records: HashMap<String, (String, serde_json::Map<String, Value>)>,
-    deleted: HashSet<String>,
-    /// Answers given to PATCHes of a record before it accepts one.
-    patch_failures: HashMap<String, VecDeque<(u16, Value)>>,
-    calls: Vec<ApiCall>,
-}
-
-#[derive(Clone)]
-struct Shared(Arc<Mutex<SfState>>);
-
-struct TokenEndpoint(Shared);
-
-impl Respond for TokenEndpoint {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let mut state = self.0.0.lock().unwrap();
-        state.token_requests += 1;
-        let form: HashMap<String, String> = url::form_urlencoded::parse(&request.body)
-            .into_owned()
-            .collect();
-        let field = |key: &str| form.get(key).map(String::as_str);
-        if field("grant_type") != Some("client_credentials") {
-            return ResponseTemplate::new(400).set_body_json(json!({
-                "error": "unsupported_grant_type", "error_description": "grant type not supported"}));
-        }
-        if field("client_id") != Some(CLIENT_ID)
-            || field("client_secret") != Some(state.client_secret.as_str())
-        {
-            return ResponseTemplate::new(400).set_body_json(json!({
-                "error": "invalid_client", "error_description": "invalid client credentials"}));
-        }
-        state.issued += 1;
-        let token = format!("{ORG_15}!AQ0AQ.fake-access-token-{}", state.issued);
-        state.valid_tokens.insert(token.clone());
-        ResponseTemplate::new(200).set_body_json(json!({
-            "access_token": token,
-            "signature": "3Xh1cHGv1b9bYp0yF3S0b6pNZ1Yq3VnH4iR0o8sLx0E=",
-            "instance_url": state.instance_url,
-            "id": format!("https://login.salesforce.com/id/{}/{}", org_18(), id18(REP_15)),
-            "token_type": "Bearer",
-            "issued_at": Utc::now().timestamp_millis().to_string(),
-        }))
-    }
-}
-
-struct SObjectApi(Shared);
-
-fn sf_error(status: u16, code: &str, message: &str) -> (u16, Value) {
-    (
-        status,
-        json!([{"message": message, "errorCode": code, "fields": []}]),
-    )
-}
-
-impl SObjectApi {
-    fn answer(state: &mut SfState, request: &Request, call: &ApiCall) -> (u16, Value) {
-        if state.refuse_all_tokens || !state.valid_tokens.contains(&call.bearer) {
-            return sf_error(401, "INVALID_SESSION_ID", "Session expired or invalid");
-        }
-        let key = call.id.get(..15).unwrap_or_default().to_string();
-        if state.deleted.contains(&key) {
-            return sf_error(404, "ENTITY_IS_DELETED", "entity is deleted");
-        }
-        let Some((object, fields)) = state.records.get(&key).cloned() else {
-            return sf_error(404, "NOT_FOUND", "The requested resource does not exist");
-        };
-        if object != call.object {
-            return sf_error(404, "NOT_FOUND", "The requested resource does not exist");
-        }
-        match call.method.as_str() {
-            "GET" => {
-                let mut record = serde_json::Map::new();
-                record.insert(
-                    "attributes".into(),
-                    json!({"type": object, "url": request.url.path()}),
-                );
-                for name in call.fields.as_deref().unwrap_or("Id").split(',') {
-                    match fields.get(name) {
-                        Some(value) => {
-                            record.insert(name.into(), value.clone());
-                        }
-                        None => {
-                            return (
-                                400,
-                                json!([{"message": format!("\nSELECT {name} FROM {object}\n ^\nERROR at Row:1:Column:8\nNo such column '{name}' on entity '{object}'."),
-                                        "errorCode": "INVALID_FIELD"}]),
-                            );
-                        }
-                    }
-                }
-                (200, Value::Object(record))
-            }
-            "PATCH" => {
-                if let Some(answer) = state
-                    .patch_failures
-                    .get_mut(&key)
-                    .and_then(VecDeque::pop_front)
-                {
-                    return answer;
-                }
-                let Value::Object(update) = &call.body else {
-                    return sf_error(400, "JSON_PARSER_ERROR", "not a JSON object");
-                };
-                for name in update.keys() {
-                    if !name.starts_with("LinkedIn_") {
-                        return sf_error(
-                            400,
-                            "INVALID_FIELD",
-                            &format!("No such column '{name}' on sobject of type {object}"),
-                        );
-                    }
-                }
-                let record = &mut state.records.get_mut(&key).unwrap().1;
-                for (name, value) in update {
-                    record.insert(name.clone(), value.clone());
-                }
-                (204, Value::Null)
-            }
-            other => sf_error(405, "METHOD_NOT_ALLOWED", other),
-        }
-    }
-}
-
-impl Respond for SObjectApi {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let mut state = self.0.0.lock().unwrap();
-        let segments: Vec<&str> = request.url.path().split('/').collect();
-        let (object, id) = (segments[segments.len() - 2], segments[segments.len() - 1]);
-        let mut call = ApiCall {
-            method: request.method.to_string(),
-            object: object.to_string(),
-            id: id.to_string(),
-            fields: request
-                .url
-                .query_pairs()
-                .find(|(k, _)| k == "fields")
-                .map(|(_, v)| v.into_owned()),
-            body: serde_json::from_slice(&request.body).unwrap_or(Value::Null),
-            bearer: request
-                .headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or_default()
-                .to_string(),
-            status: 0,
-        };
-        let (status, body) = Self::answer(&mut state, request, &call);
-        call.status = status;
-        state.calls.push(call);
-        let template = ResponseTemplate::new(status);
-        if body.is_null() {
-            template
-        } else {
-            template.set_body_json(body)
-        }
-    }
-}
-
-struct FakeSalesforce {
-    server: MockServer,
-    state: Shared,
-}
-
-impl FakeSalesforce {
-    async fn start() -> FakeSalesforce {
-        let server = MockServer::start().await;
-        let state = Shared(Arc::new(Mutex::new(SfState {
-            instance_url: server.uri(),
-            client_secret: CLIENT_SECRET.into(),
-            ..SfState::default()
-        })));
-        Mock::given(method("POST"))
-            .and(path("/services/oauth2/token"))
-            .respond_with(TokenEndpoint(state.clone()))
-            .mount(&server)
-            .await;
-        Mock::given(path_regex(
-            r"^/services/data/v60\.0/sobjects/(Lead|Contact)/[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$",
-        ))
-        .respond_with(SObjectApi(state.clone()))
-        .mount(&server)
-        .await;
-        FakeSalesforce { server, state }
-    }
-
-    fn uri(&self) -> String {
-        self.server.uri()
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&mut SfState) -> T) -> T {
-        f(&mut self.state.0.lock().unwrap())
-    }
-
-    /// A record the API knows; every field it has, nulls included (a GET of another field
-    /// is an INVALID_FIELD error, as in Salesforce).
-    fn add_record(&self, object: &str, id: &str, fields: Value) {
-        let Value::Object(mut fields) = fields else {
-            panic!("fields must be an object")
-        };
-        fields.insert("Id".into(), json!(id));
-        for name in [
-            "LinkedIn_Status__c",
-            "LinkedIn_Profile_URN__c",
-            "LinkedIn_Hold_Until__c",
-            "LinkedIn_Retry_At__c",
-            "LinkedIn_Last_Error__c",
-            "LinkedIn_Status_Changed_At__c",
-        ] {
-            fields.entry(name).or_insert(Value::Null);
-        }
-        self.with(|s| {
-            s.records
-                .insert(id[..15].to_string(), (object.into(), fields))
-        });
-    }
-
-    fn calls(&self) -> Vec<ApiCall> {
-        self.with(|s| s.calls.clone())
-    }
-
-    fn calls_for(&self, id: &str) -> Vec<ApiCall> {
-        self.calls().into_iter().filter(|c| c.id == id).collect()
-    }
-
-    /// The bodies of the PATCHes Salesforce accepted for a record, in order.
-    fn accepted_patches(&self, id: &str) -> Vec<Value> {
-        self.calls_for(id)
-            .into_iter()
-            .filter(|c| c.method == "PATCH" && c.status == 204)
-            .map(|c| c.body)
-            .collect()
-    }
-
-    fn written_statuses(&self, id: &str) -> Vec<String> {
-        self.accepted_patches(id)
-            .iter()
-            .map(|p| p["LinkedIn_Status__c"].as_str().unwrap_or("?").to_string())
-            .collect()
-    }
-
-    fn token_requests(&self) -> u32 {
-        self.with(|s| s.token_requests)
-    }
-
-    fn answers(&self, status: u16) -> usize {
-        self.with(|s| s.calls.iter().filter(|c| c.status == status).count())
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // Configuration and requests
@@ -431,6 +77,16 @@ fn notification<'a>(
         record_id: record_id.to_string(),
         fields: fields.iter().map(|(k, v)| (*k, v.to_string())).collect(),
     }
+}
+
+/// A Lead's notification carrying only its LinkedIn URL, for the profile `slug`.
+fn url_notification(id: &str, record_id: &str, slug: &str) -> Notification<'static> {
+    notification(
+        id,
+        "Lead",
+        record_id,
+        &[("LinkedIn_URL__c", &profile_url(slug))],
+    )
 }
 
 fn xml_escape(text: &str) -> String {
@@ -538,43 +194,54 @@ fn assert_not_acked(answer: &Answer, status: u16) {
     assert!(!answer.body.contains("<Ack>true</Ack>"), "{}", answer.body);
 }
 
-async fn jobs_for(app: &TestApp, record: &str) -> Vec<Value> {
-    let (status, body) = app.admin(&format!("/admin/jobs?record={record}")).await;
-    assert_eq!(status, 200, "{body}");
-    body["jobs"].as_array().unwrap().clone()
+/// A record's job as it should end: sent once on `account`, for the profile `slug`.
+struct Sent<'a> {
+    record: &'a str,
+    object: &'a str,
+    account: &'a str,
+    slug: &'a str,
 }
 
-async fn all_jobs(app: &TestApp) -> Vec<Value> {
-    let (status, body) = app.admin("/admin/jobs").await;
-    assert_eq!(status, 200, "{body}");
-    body["jobs"].as_array().unwrap().clone()
+impl<'a> Sent<'a> {
+    fn lead(record: &'a str, account: &'a str, slug: &'a str) -> Sent<'a> {
+        Sent {
+            record,
+            object: "Lead",
+            account,
+            slug,
+        }
+    }
 }
 
-async fn only_job_for(app: &TestApp, record: &str) -> String {
-    let jobs = jobs_for(app, record).await;
-    assert_eq!(jobs.len(), 1, "{record}: {jobs:?}");
-    jobs[0]["id"].as_str().unwrap().to_string()
-}
-
-fn salesforce_writebacks(job: &Value) -> Vec<Value> {
-    job["writebacks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|w| w["target"] == "salesforce")
-        .cloned()
-        .collect()
-}
-
-fn linkedin(slug: &str) -> String {
-    format!("https://www.linkedin.com/in/{slug}/")
+/// The record's one job is sent as `sent` says, and the record hears `queued` then `sent`.
+async fn assert_sent_and_written_back(
+    env: &TestEnv,
+    app: &TestApp,
+    sf: &FakeSalesforce,
+    sent: Sent<'_>,
+) -> JobView {
+    let id = app.only_job_of(sent.record).await.id;
+    let job = app.wait_for(id, Status::Sent).await;
+    assert_eq!(job.record_object.as_deref(), Some(sent.object), "{job:#?}");
+    assert_eq!(job.account_id, sent.account, "{job:#?}");
+    assert_eq!(
+        env.invitations(sent.account, sent.slug).await,
+        1,
+        "{}",
+        sent.slug
+    );
+    eventually(WAIT, "queued then sent written back", || async {
+        sf.written_statuses(sent.record) == ["queued", "sent"]
+    })
+    .await;
+    job
 }
 
 /// Nothing at all came of a refused request: no job, no call to Salesforce, no invitation.
 async fn assert_nothing_created(env: &TestEnv, app: &TestApp, sf: &FakeSalesforce) {
     // Long enough for a publish and a worker to act, had anything been committed.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(all_jobs(app).await, Vec::<Value>::new());
+    assert!(app.jobs("").await.is_empty());
     assert!(sf.calls().is_empty(), "{:?}", sf.calls());
     assert_eq!(env.total_invitations().await, 0);
 }
@@ -582,14 +249,10 @@ async fn assert_nothing_created(env: &TestEnv, app: &TestApp, sf: &FakeSalesforc
 // ---------------------------------------------------------------------------------------
 // Outbound Messages
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_with_a_lead_and_contacts_is_acked_sent_and_written_back_to_each_record() {
-    let env = test_env().await;
-    let sf = FakeSalesforce::start().await;
-    let mut app = env.start(config(&env, &sf, "")).await;
-
-    // A Lead with its LinkedIn URL, a Contact without (read from Salesforce, owned by a
-    // rep with an account of their own), and a Lead owned by that rep.
+/// An Outbound Message with a Lead with its LinkedIn URL, a Contact without (read from
+/// Salesforce, owned by a rep with an account of their own), and a Lead owned by that rep;
+/// and the three record ids.
+fn lead_contact_and_rep_lead(sf: &FakeSalesforce) -> (String, [String; 3]) {
     let lead = id18("00Q5g00000AbCdE");
     let contact = id18("0035g00000XyZaB");
     let rep_lead = id18("00Q5g00000RpLd1");
@@ -598,19 +261,19 @@ async fn a_message_with_a_lead_and_contacts_is_acked_sent_and_written_back_to_ea
         "Lead",
         &lead,
         json!({"FirstName": "Ada", "LastName": "Lovelace", "Company": "Analytical",
-               "OwnerId": id18("0055g00000Other"), "LinkedIn_URL__c": linkedin("sf-ada-lead")}),
+               "OwnerId": id18("0055g00000Other"), "LinkedIn_URL__c": profile_url("sf-ada-lead")}),
     );
     sf.add_record(
         "Contact",
         &contact,
         json!({"FirstName": "Grace", "LastName": "Hopper", "OwnerId": rep_18,
-               "LinkedIn_URL__c": linkedin("sf-grace-contact")}),
+               "LinkedIn_URL__c": profile_url("sf-grace-contact")}),
     );
     sf.add_record(
         "Lead",
         &rep_lead,
         json!({"FirstName": "Alan", "LastName": "Turing", "Company": "Bletchley",
-               "OwnerId": rep_18, "LinkedIn_URL__c": linkedin("sf-alan-lead")}),
+               "OwnerId": rep_18, "LinkedIn_URL__c": profile_url("sf-alan-lead")}),
     );
     let xml = outbound_message(
         &org_18(),
@@ -623,7 +286,7 @@ async fn a_message_with_a_lead_and_contacts_is_acked_sent_and_written_back_to_ea
                     ("FirstName", "Ada"),
                     ("LastName", "Lovelace"),
                     ("Company", "Analytical & Co"),
-                    ("LinkedIn_URL__c", &linkedin("sf-ada-lead")),
+                    ("LinkedIn_URL__c", &profile_url("sf-ada-lead")),
                 ],
             ),
             notification(
@@ -639,11 +302,22 @@ async fn a_message_with_a_lead_and_contacts_is_acked_sent_and_written_back_to_ea
                 &[
                     ("FirstName", "Alan"),
                     ("OwnerId", &rep_18),
-                    ("LinkedIn_URL__c", &linkedin("sf-alan-lead")),
+                    ("LinkedIn_URL__c", &profile_url("sf-alan-lead")),
                 ],
             ),
         ],
     );
+    (xml, [lead, contact, rep_lead])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_with_a_lead_and_contacts_is_acked_sent_and_written_back_to_each_record()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await;
+    let sf = FakeSalesforce::start().await;
+    let mut app = env.start(config(&env, &sf, "")).await;
+
+    let (xml, [lead, contact, rep_lead]) = lead_contact_and_rep_lead(&sf);
     assert_acked(&deliver(&app, &xml).await);
 
     let expectations = [
@@ -652,21 +326,22 @@ async fn a_message_with_a_lead_and_contacts_is_acked_sent_and_written_back_to_ea
         (&rep_lead, "Lead", "acc_rep", "sf-alan-lead"),
     ];
     for (record, object, account, slug) in expectations {
-        let id = only_job_for(&app, record).await;
-        let job = app.wait_for_status(&id, "sent", WAIT).await;
-        assert_eq!(job["recordObject"], object, "{job:#}");
-        assert_eq!(job["accountId"], account, "{job:#}");
-        assert_eq!(env.invitations(account, slug).await, 1, "{slug}");
-        eventually(WAIT, "queued then sent written back", || async {
-            sf.written_statuses(record) == ["queued", "sent"]
-        })
-        .await;
+        let sent = Sent {
+            record,
+            object,
+            account,
+            slug,
+        };
+        let job = assert_sent_and_written_back(&env, &app, &sf, sent).await;
         let patches = sf.accepted_patches(record);
         assert_eq!(patches[0]["LinkedIn_Profile_URN__c"], Value::Null);
-        assert_eq!(patches[1]["LinkedIn_Profile_URN__c"], job["profileUrn"]);
+        assert_eq!(
+            patches[1]["LinkedIn_Profile_URN__c"],
+            job.profile_urn.as_deref().unwrap()
+        );
         assert!(
-            job["profileUrn"]
-                .as_str()
+            job.profile_urn
+                .as_deref()
                 .unwrap()
                 .starts_with("urn:li:fsd_profile:")
         );
@@ -700,52 +375,42 @@ async fn a_message_with_a_lead_and_contacts_is_acked_sent_and_written_back_to_ea
     assert_eq!(env.total_invitations().await, 3);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redelivered_notification_is_acked_again_without_a_second_job() {
-    let env = test_env().await;
+async fn a_redelivered_notification_is_acked_again_without_a_second_job() -> anyhow::Result<()> {
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env.start(config(&env, &sf, "")).await;
     let lead = id18("00Q5g00000ReDel");
     let other = id18("00Q5g00000ReDe2");
     for (record, slug) in [(&lead, "sf-redelivered"), (&other, "sf-bundled")] {
-        sf.add_record("Lead", record, json!({"LinkedIn_URL__c": linkedin(slug)}));
+        sf.add_record(
+            "Lead",
+            record,
+            json!({"LinkedIn_URL__c": profile_url(slug)}),
+        );
     }
-    let first = notification(
-        &id18("04l5g00000RdLv1"),
-        "Lead",
-        &lead,
-        &[("LinkedIn_URL__c", &linkedin("sf-redelivered"))],
-    );
+    let first = url_notification(&id18("04l5g00000RdLv1"), &lead, "sf-redelivered");
     let xml = outbound_message(&org_18(), &[first]);
     assert_acked(&deliver(&app, &xml).await);
     // Salesforce did not see the Ack (a timeout) and sends the same message again.
     assert_acked(&deliver(&app, &xml).await);
-    let id = only_job_for(&app, &lead).await;
-    app.wait_for_status(&id, "sent", WAIT).await;
+    let id = app.only_job_of(&lead).await.id;
+    app.wait_for(id, Status::Sent).await;
 
     // Later, out of order, bundled with a new notification.
     let again = outbound_message(
         &org_18(),
         &[
-            notification(
-                &id18("04l5g00000RdLv2"),
-                "Lead",
-                &other,
-                &[("LinkedIn_URL__c", &linkedin("sf-bundled"))],
-            ),
-            notification(
-                &id18("04l5g00000RdLv1"),
-                "Lead",
-                &lead,
-                &[("LinkedIn_URL__c", &linkedin("sf-redelivered"))],
-            ),
+            url_notification(&id18("04l5g00000RdLv2"), &other, "sf-bundled"),
+            url_notification(&id18("04l5g00000RdLv1"), &lead, "sf-redelivered"),
         ],
     );
     assert_acked(&deliver(&app, &again).await);
-    let other_id = only_job_for(&app, &other).await;
-    app.wait_for_status(&other_id, "sent", WAIT).await;
+    let other_id = app.only_job_of(&other).await.id;
+    app.wait_for(other_id, Status::Sent).await;
 
     // A lead whose job ended `profile_not_found` may start a new job, so what stops a
     // redelivery here is the notification id alone.
@@ -753,33 +418,27 @@ async fn a_redelivered_notification_is_acked_again_without_a_second_job() {
     sf.add_record(
         "Lead",
         &gone,
-        json!({"LinkedIn_URL__c": linkedin("unknown-sf-gone")}),
+        json!({"LinkedIn_URL__c": profile_url("unknown-sf-gone")}),
     );
     let gone_message = |notification_id: &str| {
         outbound_message(
             &org_18(),
-            &[notification(
-                notification_id,
-                "Lead",
-                &gone,
-                &[("LinkedIn_URL__c", &linkedin("unknown-sf-gone"))],
-            )],
+            &[url_notification(notification_id, &gone, "unknown-sf-gone")],
         )
     };
     let gone_xml = gone_message(&id18("04l5g00000RdLv3"));
     assert_acked(&deliver(&app, &gone_xml).await);
-    let gone_id = only_job_for(&app, &gone).await;
-    app.wait_for_status(&gone_id, "profile_not_found", WAIT)
-        .await;
+    let gone_id = app.only_job_of(&gone).await.id;
+    app.wait_for(gone_id, Status::ProfileNotFound).await;
     assert_acked(&deliver(&app, &gone_xml).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(only_job_for(&app, &gone).await, gone_id);
+    assert_eq!(app.only_job_of(&gone).await.id, gone_id);
     // A new notification for the record (the lead qualified again) is a new job.
     assert_acked(&deliver(&app, &gone_message(&id18("04l5g00000RdLv4"))).await);
-    assert_eq!(jobs_for(&app, &gone).await.len(), 2);
-    app.wait_for_status(&other_id, "sent", WAIT).await;
-    assert_eq!(only_job_for(&app, &lead).await, id);
-    assert_eq!(all_jobs(&app).await.len(), 4);
+    assert_eq!(app.jobs_of(&gone).await.len(), 2);
+    app.wait_for(other_id, Status::Sent).await;
+    assert_eq!(app.only_job_of(&lead).await.id, id);
+    assert_eq!(app.jobs("").await.len(), 4);
     assert_eq!(env.invitations("acc_sf", "sf-redelivered").await, 1);
     assert_eq!(env.invitations("acc_sf", "sf-bundled").await, 1);
     eventually(WAIT, "the first lead written back once", || async {
@@ -791,28 +450,25 @@ async fn a_redelivered_notification_is_acked_again_without_a_second_job() {
     assert_eq!(sf.written_statuses(&lead), ["queued", "sent"]);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_orgs_message_is_forbidden_and_the_15_character_org_id_is_accepted() {
-    let env = test_env().await;
+async fn another_orgs_message_is_forbidden_and_the_15_character_org_id_is_accepted()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env.start(config(&env, &sf, "")).await;
     let lead = id18("00Q5g00000OrgId");
     sf.add_record(
         "Lead",
         &lead,
-        json!({"LinkedIn_URL__c": linkedin("sf-org")}),
+        json!({"LinkedIn_URL__c": profile_url("sf-org")}),
     );
     let message = |org: &str| {
         outbound_message(
             org,
-            &[notification(
-                &id18("04l5g00000OrgN1"),
-                "Lead",
-                &lead,
-                &[("LinkedIn_URL__c", &linkedin("sf-org"))],
-            )],
+            &[url_notification(&id18("04l5g00000OrgN1"), &lead, "sf-org")],
         )
     };
     for org in [
@@ -833,16 +489,17 @@ async fn another_orgs_message_is_forbidden_and_the_15_character_org_id_is_accept
 
     // The configured id is the 18-character form; the 15-character one is the same org.
     assert_acked(&deliver(&app, &message(ORG_15)).await);
-    let id = only_job_for(&app, &lead).await;
-    app.wait_for_status(&id, "sent", WAIT).await;
+    let id = app.only_job_of(&lead).await.id;
+    app.wait_for(id, Status::Sent).await;
     assert_eq!(env.invitations("acc_sf", "sf-org").await, 1);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_org_id_configured_with_surrounding_spaces_still_names_the_org() {
-    let env = test_env().await;
+async fn an_org_id_configured_with_surrounding_spaces_still_names_the_org() -> anyhow::Result<()> {
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     // The config check trims the id (a copy-paste from Company Information often carries
     // a space); the comparison must use the same id.
@@ -851,42 +508,41 @@ async fn an_org_id_configured_with_surrounding_spaces_still_names_the_org() {
         &format!("organization_id = \" {} \"", org_18()),
     );
     assert!(text.contains(&format!("\" {} \"", org_18())));
-    let mut app = env.start(Config::from_toml(&text).unwrap()).await;
+    let mut app = env.start(Config::from_toml(&text)?).await;
     let lead = id18("00Q5g00000SpAce");
     sf.add_record(
         "Lead",
         &lead,
-        json!({"LinkedIn_URL__c": linkedin("sf-space")}),
+        json!({"LinkedIn_URL__c": profile_url("sf-space")}),
     );
     let xml = outbound_message(
         &org_18(),
-        &[notification(
+        &[url_notification(
             &id18("04l5g00000SpAce"),
-            "Lead",
             &lead,
-            &[("LinkedIn_URL__c", &linkedin("sf-space"))],
+            "sf-space",
         )],
     );
     assert_acked(&deliver(&app, &xml).await);
-    let id = only_job_for(&app, &lead).await;
-    app.wait_for_status(&id, "sent", WAIT).await;
+    let id = app.only_job_of(&lead).await.id;
+    app.wait_for(id, Status::Sent).await;
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_or_wrong_url_token_is_unauthorized_and_never_logged() {
-    let env = test_env().await;
+async fn a_missing_or_wrong_url_token_is_unauthorized_and_never_logged() -> anyhow::Result<()> {
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env.start(config(&env, &sf, "")).await;
     let lead = id18("00Q5g00000ToKen");
     let xml = outbound_message(
         &org_18(),
-        &[notification(
+        &[url_notification(
             &id18("04l5g00000TkN01"),
-            "Lead",
             &lead,
-            &[("LinkedIn_URL__c", &linkedin("sf-token"))],
+            "sf-token",
         )],
     );
     let wrong = "wrongTok-93b1c7e05d2a";
@@ -904,7 +560,7 @@ async fn a_missing_or_wrong_url_token_is_unauthorized_and_never_logged() {
     assert_nothing_created(&env, &app, &sf).await;
 
     // The requests were logged, by path; neither token reached the log.
-    let logs = logs();
+    let logs = logs::captured();
     assert!(
         logs.contains("path=/webhooks/salesforce") && logs.contains("status=401"),
         "the request log is missing:\n{logs}"
@@ -917,21 +573,21 @@ async fn a_missing_or_wrong_url_token_is_unauthorized_and_never_logged() {
     );
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_xml_gets_a_soap_fault_and_changes_nothing() {
-    let env = test_env().await;
+async fn malformed_xml_gets_a_soap_fault_and_changes_nothing() -> anyhow::Result<()> {
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env.start(config(&env, &sf, "")).await;
     let lead = id18("00Q5g00000BadXm");
     let good = outbound_message(
         &org_18(),
-        &[notification(
+        &[url_notification(
             &id18("04l5g00000BdX01"),
-            "Lead",
             &lead,
-            &[("LinkedIn_URL__c", &linkedin("sf-bad-xml"))],
+            "sf-bad-xml",
         )],
     );
     let truncated = good[..good.len() / 2].to_string();
@@ -973,11 +629,12 @@ async fn malformed_xml_gets_a_soap_fault_and_changes_nothing() {
     assert_nothing_created(&env, &app, &sf).await;
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_notification_that_does_not_qualify_is_acked_without_a_job() {
-    let env = test_env().await;
+async fn a_notification_that_does_not_qualify_is_acked_without_a_job() -> anyhow::Result<()> {
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env
         .start(config(
@@ -994,7 +651,11 @@ async fn a_notification_that_does_not_qualify_is_acked_without_a_job() {
         (&working, "sf-working"),
         (&no_status, "sf-no-status"),
     ] {
-        sf.add_record("Lead", record, json!({"LinkedIn_URL__c": linkedin(slug)}));
+        sf.add_record(
+            "Lead",
+            record,
+            json!({"LinkedIn_URL__c": profile_url(slug)}),
+        );
     }
     let xml = outbound_message(
         &org_18(),
@@ -1005,7 +666,7 @@ async fn a_notification_that_does_not_qualify_is_acked_without_a_job() {
                 &working,
                 &[
                     ("Status", "Working - Contacted"),
-                    ("LinkedIn_URL__c", &linkedin("sf-working")),
+                    ("LinkedIn_URL__c", &profile_url("sf-working")),
                 ],
             ),
             notification(
@@ -1014,23 +675,18 @@ async fn a_notification_that_does_not_qualify_is_acked_without_a_job() {
                 &qualified,
                 &[
                     ("Status", "Qualified"),
-                    ("LinkedIn_URL__c", &linkedin("sf-qualified")),
+                    ("LinkedIn_URL__c", &profile_url("sf-qualified")),
                 ],
             ),
-            notification(
-                &id18("04l5g00000QuN03"),
-                "Lead",
-                &no_status,
-                &[("LinkedIn_URL__c", &linkedin("sf-no-status"))],
-            ),
+            url_notification(&id18("04l5g00000QuN03"), &no_status, "sf-no-status"),
         ],
     );
     assert_acked(&deliver(&app, &xml).await);
-    let id = only_job_for(&app, &qualified).await;
-    app.wait_for_status(&id, "sent", WAIT).await;
-    assert_eq!(all_jobs(&app).await.len(), 1);
-    assert!(jobs_for(&app, &working).await.is_empty());
-    assert!(jobs_for(&app, &no_status).await.is_empty());
+    let id = app.only_job_of(&qualified).await.id;
+    app.wait_for(id, Status::Sent).await;
+    assert_eq!(app.jobs("").await.len(), 1);
+    assert!(app.jobs_of(&working).await.is_empty());
+    assert!(app.jobs_of(&no_status).await.is_empty());
     assert_eq!(env.total_invitations().await, 1);
     let (_, stats) = app.admin("/admin/stats").await;
     assert_eq!(
@@ -1045,6 +701,7 @@ async fn a_notification_that_does_not_qualify_is_acked_without_a_job() {
     assert!(sf.calls_for(&no_status).is_empty());
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1058,13 +715,7 @@ async fn post_callout(app: &TestApp, headers: &[(&str, String)], body: &str) -> 
     for (name, value) in headers {
         request = request.header(*name, value);
     }
-    let response = request.body(body.to_string()).send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    answer(request.body(body.to_string()).send().await.unwrap()).await
 }
 
 fn standard_webhooks_headers(
@@ -1099,23 +750,19 @@ fn callout_body(object: &str, record: &str, slug: &str) -> String {
     serde_json::to_string(&json!({
         "recordId": record,
         "object": object,
-        "linkedinUrl": linkedin(slug),
+        "linkedinUrl": profile_url(slug),
         "FirstName": "Flo",
         "attributes": {"type": object},
     }))
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn flow_callouts_are_accepted_in_both_signature_styles() {
-    let env = test_env().await;
+/// The test environment with the Flow callout source taking both signature styles.
+async fn callout_app() -> (TestEnv, FakeSalesforce, TestApp) {
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
-    let mut app = env
-        .start(config(
-            &env,
-            &sf,
-            &format!(
-                r#"[sources.salesforce.callout]
+    let callout = format!(
+        r#"[sources.salesforce.callout]
 standard_webhooks_secrets = ["{SW_SECRET}"]
 [sources.salesforce.callout.hmac]
 secret = "{HMAC_SECRET}"
@@ -1123,127 +770,128 @@ encoding = "hex"
 signature_header = "X-LeadLink-Signature"
 timestamp_header = "X-LeadLink-Timestamp"
 "#
-            ),
-        ))
-        .await;
-    let now = Utc::now();
+    );
+    let app = env.start(config(&env, &sf, &callout)).await;
+    (env, sf, app)
+}
 
-    // Standard Webhooks: the webhook-id is the delivery's idempotency key.
-    let sw_lead = id18("00Q5g00000FlwSw");
-    sf.add_record("Lead", &sw_lead, json!({}));
-    let body = callout_body("Lead", &sw_lead, "sf-flow-sw");
-    let msg = webhook_id();
-    let (status, first) = post_callout(
-        &app,
-        &standard_webhooks_headers(SW_SECRET, &msg, now, &body),
-        &body,
-    )
-    .await;
+/// A Lead the Flow calls out for, and the callout's body.
+fn flow_lead(sf: &FakeSalesforce, short_id: &str, slug: &str) -> (String, String) {
+    let lead = id18(short_id);
+    sf.add_record("Lead", &lead, json!({}));
+    let body = callout_body("Lead", &lead, slug);
+    (lead, body)
+}
+
+/// The Lead's job is the only one, sent once and written back.
+async fn assert_the_only_job_sent(
+    env: &TestEnv,
+    app: &TestApp,
+    sf: &FakeSalesforce,
+    lead: &str,
+    slug: &str,
+) {
+    let sent = Sent::lead(lead, "acc_sf", slug);
+    assert_sent_and_written_back(env, app, sf, sent).await;
+    assert_eq!(app.jobs("").await.len(), 1);
+    assert_eq!(env.total_invitations().await, 1);
+}
+
+/// The `X-LeadLink-*` headers for `body` signed as the Apex does at `ts`.
+fn apex_headers(secret: &str, ts: &str, body: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("X-LeadLink-Timestamp", ts.to_string()),
+        (
+            "X-LeadLink-Signature",
+            apex_signature(secret, ts, body, false),
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_callout_signed_with_standard_webhooks_is_accepted_once() -> anyhow::Result<()> {
+    let (env, sf, mut app) = callout_app().await;
+    let now = Utc::now();
+    // The webhook-id is the delivery's idempotency key.
+    let (lead, body) = flow_lead(&sf, "00Q5g00000FlwSw", "sf-flow-sw");
+    let headers = standard_webhooks_headers(SW_SECRET, &webhook_id(), now, &body);
+    let (status, first) = post_callout(&app, &headers, &body).await;
     assert_eq!(status, 202, "{first}");
-    let (status, again) = post_callout(
-        &app,
-        &standard_webhooks_headers(SW_SECRET, &msg, now, &body),
-        &body,
-    )
-    .await;
+    let (status, again) = post_callout(&app, &headers, &body).await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["duplicate"], true);
     assert_eq!(again["jobId"], first["jobId"]);
     let other_secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    let stale = now - chrono::Duration::minutes(10);
     for headers in [
         standard_webhooks_headers(other_secret, &webhook_id(), now, &body),
-        standard_webhooks_headers(
-            SW_SECRET,
-            &webhook_id(),
-            now - chrono::Duration::minutes(10),
-            &body,
-        ),
+        standard_webhooks_headers(SW_SECRET, &webhook_id(), stale, &body),
     ] {
         let (status, answer) = post_callout(&app, &headers, &body).await;
         assert_eq!(status, 401, "{answer}");
     }
+    assert_the_only_job_sent(&env, &app, &sf, &lead, "sf-flow-sw").await;
+    app.stop().await;
+    env.cleanup().await;
+    Ok(())
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_callout_signed_with_hmac_is_accepted_once() -> anyhow::Result<()> {
+    let (env, sf, mut app) = callout_app().await;
+    let now = Utc::now();
     // Plain HMAC, hex, in the configured headers; signed as the Apex does.
-    let hmac_lead = id18("00Q5g00000FlwHx");
-    sf.add_record("Lead", &hmac_lead, json!({}));
-    let body = callout_body("Lead", &hmac_lead, "sf-flow-hmac");
+    let (lead, body) = flow_lead(&sf, "00Q5g00000FlwHx", "sf-flow-hmac");
     let ts = now.timestamp().to_string();
-    let signature = apex_signature(HMAC_SECRET, &ts, &body, false);
-    assert_eq!(
-        signature,
-        hmac_callout::sign(
-            HMAC_SECRET,
-            now.timestamp(),
-            body.as_bytes(),
-            SignatureEncoding::Hex
-        )
-        .unwrap()
-    );
-    let signed = vec![
-        ("X-LeadLink-Timestamp", ts.clone()),
-        ("X-LeadLink-Signature", signature.clone()),
-    ];
-    let (status, hmac_first) = post_callout(&app, &signed, &body).await;
-    assert_eq!(status, 202, "{hmac_first}");
+    let signed = apex_headers(HMAC_SECRET, &ts, &body);
+    let encoding = SignatureEncoding::Hex;
+    let sign = hmac_callout::sign(HMAC_SECRET, now.timestamp(), body.as_bytes(), encoding)?;
+    assert_eq!(signed[1].1, sign);
+    let (status, first) = post_callout(&app, &signed, &body).await;
+    assert_eq!(status, 202, "{first}");
     // The same signed request again (a Flow fault path retrying) is the same delivery.
-    let (status, hmac_again) = post_callout(&app, &signed, &body).await;
-    assert_eq!(status, 200, "{hmac_again}");
-    assert_eq!(hmac_again["jobId"], hmac_first["jobId"]);
+    let (status, again) = post_callout(&app, &signed, &body).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["jobId"], first["jobId"]);
     // Upper-case hex is what some senders write.
-    let (status, upper) = post_callout(
-        &app,
-        &[
-            ("X-LeadLink-Timestamp", ts.clone()),
-            ("X-LeadLink-Signature", signature.to_uppercase()),
-        ],
-        &body,
-    )
-    .await;
-    assert_eq!(status, 200, "{upper}");
+    let upper = [signed[0].clone(), (signed[1].0, signed[1].1.to_uppercase())];
+    let (status, answer) = post_callout(&app, &upper, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_the_only_job_sent(&env, &app, &sf, &lead, "sf-flow-hmac").await;
+    app.stop().await;
+    env.cleanup().await;
+    Ok(())
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_callout_with_a_wrong_hmac_is_refused() -> anyhow::Result<()> {
+    let (env, sf, mut app) = callout_app().await;
+    let now = Utc::now();
+    let (_, body) = flow_lead(&sf, "00Q5g00000FlwHx", "sf-flow-hmac");
+    let ts = now.timestamp().to_string();
     let stale_ts = (now - chrono::Duration::minutes(6)).timestamp().to_string();
+    let signature = apex_signature(HMAC_SECRET, &ts, &body, false);
+    let mut body_only = Hmac::<Sha256>::new_from_slice(HMAC_SECRET.as_bytes())?;
+    body_only.update(body.as_bytes());
+    let body_only: String = body_only
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let refused = [
         // Stale, though correctly signed.
-        vec![
-            ("X-LeadLink-Timestamp", stale_ts.clone()),
-            (
-                "X-LeadLink-Signature",
-                apex_signature(HMAC_SECRET, &stale_ts, &body, false),
-            ),
-        ],
+        apex_headers(HMAC_SECRET, &stale_ts, &body),
         // Signed with another secret.
-        vec![
-            ("X-LeadLink-Timestamp", ts.clone()),
-            (
-                "X-LeadLink-Signature",
-                apex_signature("another-secret-0123456789", &ts, &body, false),
-            ),
-        ],
+        apex_headers("another-secret-0123456789", &ts, &body),
         // Right signature for another body.
-        vec![
-            ("X-LeadLink-Timestamp", ts.clone()),
-            (
-                "X-LeadLink-Signature",
-                apex_signature(HMAC_SECRET, &ts, &body.replace("Flo", "Eve"), false),
-            ),
-        ],
+        apex_headers(HMAC_SECRET, &ts, &body.replace("Flo", "Eve")),
         // Right signature in the default headers, which this config does not use.
-        vec![
-            ("X-Timestamp", ts.clone()),
-            ("X-Signature", signature.clone()),
-        ],
+        vec![("X-Timestamp", ts.clone()), ("X-Signature", signature)],
         // The body alone signed, as a named-credential formula would.
         vec![
             ("X-LeadLink-Timestamp", ts.clone()),
-            ("X-LeadLink-Signature", {
-                let mut mac = Hmac::<Sha256>::new_from_slice(HMAC_SECRET.as_bytes()).unwrap();
-                mac.update(body.as_bytes());
-                mac.finalize()
-                    .into_bytes()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect()
-            }),
+            ("X-LeadLink-Signature", body_only),
         ],
         vec![],
     ];
@@ -1251,68 +899,53 @@ timestamp_header = "X-LeadLink-Timestamp"
         let (status, answer) = post_callout(&app, &headers, &body).await;
         assert_eq!(status, 401, "{headers:?}: {answer}");
     }
+    assert!(app.jobs("").await.is_empty());
+    app.stop().await;
+    env.cleanup().await;
+    Ok(())
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_delivery_id_makes_a_repeated_flow_callout_a_duplicate() -> anyhow::Result<()> {
+    let (env, sf, mut app) = callout_app().await;
+    let now = Utc::now();
     // A lead that ended `profile_not_found` may start again, so only the delivery id
     // makes a repeat a duplicate: the same webhook-id, or the same HMAC-signed request.
-    let gone = id18("00Q5g00000FlwGn");
-    sf.add_record("Lead", &gone, json!({}));
-    let body = callout_body("Lead", &gone, "unknown-sf-flow");
-    let msg = webhook_id();
-    let sw_headers = standard_webhooks_headers(SW_SECRET, &msg, now, &body);
+    let (gone, body) = flow_lead(&sf, "00Q5g00000FlwGn", "unknown-sf-flow");
+    let sw_headers = standard_webhooks_headers(SW_SECRET, &webhook_id(), now, &body);
     let (status, gone_first) = post_callout(&app, &sw_headers, &body).await;
     assert_eq!(status, 202, "{gone_first}");
-    let gone_id = gone_first["jobId"].as_str().unwrap();
-    app.wait_for_status(gone_id, "profile_not_found", WAIT)
-        .await;
+    let gone_id = job_id(&gone_first);
+    app.wait_for(gone_id, Status::ProfileNotFound).await;
     let (status, repeat) = post_callout(&app, &sw_headers, &body).await;
     assert_eq!(
         (status, &repeat["jobId"]),
         (200, &gone_first["jobId"]),
         "{repeat}"
     );
-    let hmac_headers = vec![
-        ("X-LeadLink-Timestamp", ts.clone()),
-        (
-            "X-LeadLink-Signature",
-            apex_signature(HMAC_SECRET, &ts, &body, false),
-        ),
-    ];
+    let hmac_headers = apex_headers(HMAC_SECRET, &now.timestamp().to_string(), &body);
     let (status, hmac_gone) = post_callout(&app, &hmac_headers, &body).await;
     assert_eq!(status, 202, "a new delivery starts a new job: {hmac_gone}");
-    let hmac_gone_id = hmac_gone["jobId"].as_str().unwrap();
+    let hmac_gone_id = job_id(&hmac_gone);
     assert_ne!(hmac_gone_id, gone_id);
-    app.wait_for_status(hmac_gone_id, "profile_not_found", WAIT)
-        .await;
+    app.wait_for(hmac_gone_id, Status::ProfileNotFound).await;
     let (status, repeat) = post_callout(&app, &hmac_headers, &body).await;
     assert_eq!(
         (status, &repeat["jobId"]),
         (200, &hmac_gone["jobId"]),
         "{repeat}"
     );
-    assert_eq!(jobs_for(&app, &gone).await.len(), 2);
-
-    for (answer, record, slug) in [
-        (&first, &sw_lead, "sf-flow-sw"),
-        (&hmac_first, &hmac_lead, "sf-flow-hmac"),
-    ] {
-        let id = answer["jobId"].as_str().unwrap();
-        let job = app.wait_for_status(id, "sent", WAIT).await;
-        assert_eq!(job["recordObject"], "Lead");
-        assert_eq!(env.invitations("acc_sf", slug).await, 1);
-        eventually(WAIT, "the callout's record written back", || async {
-            sf.written_statuses(record) == ["queued", "sent"]
-        })
-        .await;
-    }
-    assert_eq!(all_jobs(&app).await.len(), 4);
-    assert_eq!(env.total_invitations().await, 2);
+    assert_eq!(app.jobs_of(&gone).await.len(), 2);
+    assert_eq!(app.jobs("").await.len(), 2);
+    assert_eq!(env.total_invitations().await, 0);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_apex_callout_signed_in_base64_is_accepted_and_a_bad_one_is_not() {
-    let env = test_env().await;
+async fn an_apex_callout_signed_in_base64_is_accepted_and_a_bad_one_is_not() -> anyhow::Result<()> {
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env
         .start(config(
@@ -1336,8 +969,7 @@ async fn an_apex_callout_signed_in_base64_is_accepted_and_a_bad_one_is_not() {
             now.timestamp(),
             body.as_bytes(),
             SignatureEncoding::Base64
-        )
-        .unwrap()
+        )?
     );
     // Hex where base64 is configured, a stale timestamp, and a wrong MAC are refused.
     let stale = (now - chrono::Duration::minutes(6)).timestamp().to_string();
@@ -1367,7 +999,7 @@ async fn an_apex_callout_signed_in_base64_is_accepted_and_a_bad_one_is_not() {
         let (status, answer) = post_callout(&app, &headers, &body).await;
         assert_eq!(status, 401, "{headers:?}: {answer}");
     }
-    assert_eq!(all_jobs(&app).await, Vec::<Value>::new());
+    assert!(app.jobs("").await.is_empty());
     let (status, created) = post_callout(
         &app,
         &[("X-Timestamp", ts.clone()), ("X-Signature", signature)],
@@ -1375,9 +1007,9 @@ async fn an_apex_callout_signed_in_base64_is_accepted_and_a_bad_one_is_not() {
     )
     .await;
     assert_eq!(status, 202, "{created}");
-    let id = created["jobId"].as_str().unwrap();
-    let job = app.wait_for_status(id, "sent", WAIT).await;
-    assert_eq!(job["recordObject"], "Contact");
+    let id = job_id(&created);
+    let job = app.wait_for(id, Status::Sent).await;
+    assert_eq!(job.record_object.as_deref(), Some("Contact"));
     assert_eq!(env.invitations("acc_sf", "sf-apex-b64").await, 1);
     eventually(WAIT, "the Contact written back", || async {
         sf.written_statuses(&contact) == ["queued", "sent"]
@@ -1386,6 +1018,7 @@ async fn an_apex_callout_signed_in_base64_is_accepted_and_a_bad_one_is_not() {
     assert!(sf.calls_for(&contact).iter().all(|c| c.object == "Contact"));
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1397,9 +1030,13 @@ async fn send_lead(
     sf: &FakeSalesforce,
     short_id: &str,
     slug: &str,
-) -> (String, String) {
+) -> (String, Uuid) {
     let record = id18(short_id);
-    sf.add_record("Lead", &record, json!({"LinkedIn_URL__c": linkedin(slug)}));
+    sf.add_record(
+        "Lead",
+        &record,
+        json!({"LinkedIn_URL__c": profile_url(slug)}),
+    );
     let notification_id = id18(&format!("04l{}", &short_id[3..]));
     let xml = outbound_message(
         &org_18(),
@@ -1407,18 +1044,18 @@ async fn send_lead(
             &notification_id,
             "Lead",
             &record,
-            &[("LinkedIn_URL__c", &linkedin(slug))],
+            &[("LinkedIn_URL__c", &profile_url(slug))],
         )],
     );
     assert_acked(&deliver(app, &xml).await);
-    let id = only_job_for(app, &record).await;
-    app.wait_for_status(&id, "sent", WAIT).await;
+    let id = app.only_job_of(&record).await.id;
+    app.wait_for(id, Status::Sent).await;
     (record, id)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_access_token_that_expires_mid_run_is_replaced_once() {
-    let env = test_env().await;
+async fn an_access_token_that_expires_mid_run_is_replaced_once() -> anyhow::Result<()> {
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env.start(config(&env, &sf, "")).await;
     let (first, _) = send_lead(&app, &sf, "00Q5g00000TkEx1", "sf-token-one").await;
@@ -1444,19 +1081,27 @@ async fn an_access_token_that_expires_mid_run_is_replaced_once() {
             .iter()
             .all(|c| c.bearer.ends_with("fake-access-token-2") && c.status == 204)
     );
-    // The new token was fetched inside the delivery: no try was spent on it.
-    let job = app.job(&id).await;
-    for writeback in salesforce_writebacks(&job) {
-        assert_eq!(writeback["state"], "delivered", "{job:#}");
-        assert_eq!(writeback["attempts"], 1, "{job:#}");
+    // The new token was fetched inside the delivery: no try was spent on it. (The fake has
+    // answered before the outcome is committed: wait for the commit.)
+    eventually(WAIT, "the writebacks recorded as delivered", || async {
+        let job = app.job(id).await;
+        let writebacks = job.writebacks_to("salesforce");
+        !writebacks.is_empty() && writebacks.iter().all(|w| w.state != "pending")
+    })
+    .await;
+    let job = app.job(id).await;
+    for writeback in job.writebacks_to("salesforce") {
+        assert_eq!(writeback.state, "delivered", "{job:#?}");
+        assert_eq!(writeback.attempts, 1, "{job:#?}");
     }
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_sessions_pause_salesforce_writebacks_until_they_work() {
-    let env = test_env().await;
+async fn refused_sessions_pause_salesforce_writebacks_until_they_work() -> anyhow::Result<()> {
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     // Tokens are issued, but the API refuses every one (the integration user lost its
     // API permission, say): two 401s in a row.
@@ -1466,30 +1111,30 @@ async fn refused_sessions_pause_salesforce_writebacks_until_they_work() {
 
     // Longer than four writeback tries (max_attempts = 4) would take were they counted.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let job = app.job(&id).await;
-    assert_eq!(job["status"], "sent", "{job:#}");
-    let writebacks = salesforce_writebacks(&job);
-    assert_eq!(writebacks.len(), 2, "{job:#}");
+    let job = app.job(id).await;
+    assert_eq!(job.status, Status::Sent, "{job:#?}");
+    let writebacks = job.writebacks_to("salesforce");
+    assert_eq!(writebacks.len(), 2, "{job:#?}");
     for writeback in &writebacks {
-        assert_eq!(writeback["state"], "pending", "{job:#}");
+        assert_eq!(writeback.state, "pending", "{job:#?}");
     }
     assert!(
-        writebacks[0]["lastError"]
-            .as_str()
+        writebacks[0]
+            .last_error
+            .as_deref()
             .unwrap_or_default()
             .contains("INVALID_SESSION_ID"),
-        "{job:#}"
+        "{job:#?}"
     );
-    let paused_tries = job["history"]
-        .as_array()
-        .unwrap()
+    let paused_tries = job
+        .events("writeback")
         .iter()
-        .filter(|e| e["kind"] == "writeback" && e["detail"]["result"] == "paused")
+        .filter(|e| e.detail["result"] == "paused")
         .count();
-    assert!(paused_tries >= 2, "probed again while paused: {job:#}");
+    assert!(paused_tries >= 2, "probed again while paused: {job:#?}");
     assert!(sf.written_statuses(&record).is_empty());
     // The callback target is not held up by Salesforce's pause.
-    assert_eq!(env.callback_statuses(&id), ["queued", "sent"]);
+    assert_eq!(env.callback_statuses(id), ["queued", "sent"]);
     assert_eq!(env.invitations("acc_sf", "sf-paused-writes").await, 1);
 
     sf.with(|s| s.refuse_all_tokens = false);
@@ -1498,20 +1143,22 @@ async fn refused_sessions_pause_salesforce_writebacks_until_they_work() {
     })
     .await;
     eventually(WAIT, "writebacks delivered", || async {
-        let job = app.job(&id).await;
-        salesforce_writebacks(&job)
+        let job = app.job(id).await;
+        job.writebacks_to("salesforce")
             .iter()
-            .all(|w| w["state"] == "delivered")
+            .all(|w| w.state == "delivered")
     })
     .await;
     assert_eq!(env.invitations("acc_sf", "sf-paused-writes").await, 1);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_credentials_pause_enrichment_and_the_job_resumes_once_fixed() {
-    let env = test_env().await;
+async fn refused_credentials_pause_enrichment_and_the_job_resumes_once_fixed() -> anyhow::Result<()>
+{
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     // The connected app's secret was rotated in Salesforce but not in leadlink.
     sf.with(|s| s.client_secret = "rotated-secret-abcdef".into());
@@ -1521,7 +1168,7 @@ async fn refused_credentials_pause_enrichment_and_the_job_resumes_once_fixed() {
         "Contact",
         &contact,
         json!({"FirstName": "Kat", "LastName": "Johnson", "OwnerId": id18(REP_15),
-               "LinkedIn_URL__c": linkedin("sf-paused-read")}),
+               "LinkedIn_URL__c": profile_url("sf-paused-read")}),
     );
     let xml = outbound_message(
         &org_18(),
@@ -1533,23 +1180,23 @@ async fn refused_credentials_pause_enrichment_and_the_job_resumes_once_fixed() {
         )],
     );
     assert_acked(&deliver(&app, &xml).await);
-    let id = only_job_for(&app, &contact).await;
-    let job = app.wait_for_status(&id, "paused", WAIT).await;
+    let id = app.only_job_of(&contact).await.id;
+    let job = app.wait_for(id, Status::Paused).await;
     assert!(
-        job["error"].as_str().unwrap().contains("invalid_client"),
-        "{job:#}"
+        job.error.as_deref().unwrap().contains("invalid_client"),
+        "{job:#?}"
     );
     // It stays paused, whatever the retry budget (max_attempts = 3), and is probed again.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let job = app.job(&id).await;
-    assert_eq!(job["status"], "paused", "{job:#}");
+    let job = app.job(id).await;
+    assert_eq!(job.status, Status::Paused, "{job:#?}");
     assert!(sf.token_requests() >= 2, "probed: {}", sf.token_requests());
     assert_eq!(env.total_invitations().await, 0);
 
     sf.with(|s| s.client_secret = CLIENT_SECRET.into());
-    let job = app.wait_for_status(&id, "sent", WAIT).await;
+    let job = app.wait_for(id, Status::Sent).await;
     // The owner read from the record routes the job to the rep's account.
-    assert_eq!(job["accountId"], "acc_rep", "{job:#}");
+    assert_eq!(job.account_id, "acc_rep", "{job:#?}");
     assert_eq!(env.invitations("acc_rep", "sf-paused-read").await, 1);
     eventually(WAIT, "statuses written back, sent last", || async {
         let written = sf.written_statuses(&contact);
@@ -1561,11 +1208,12 @@ async fn refused_credentials_pause_enrichment_and_the_job_resumes_once_fixed() {
     assert!(written.contains(&"paused".to_string()), "{written:?}");
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_limit_exceeded_is_retried_then_delivered() {
-    let env = test_env().await;
+async fn request_limit_exceeded_is_retried_then_delivered() -> anyhow::Result<()> {
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env.start(config(&env, &sf, "")).await;
     let record = id18("00Q5g00000LiMit");
@@ -1593,34 +1241,33 @@ async fn request_limit_exceeded_is_retried_then_delivered() {
         .map(|c| c.status)
         .collect();
     assert_eq!(patches, [403, 403, 204, 204]);
-    let job = app.job(&id).await;
-    let writebacks = salesforce_writebacks(&job);
-    assert_eq!(writebacks[0]["state"], "delivered", "{job:#}");
-    assert_eq!(writebacks[0]["attempts"], 3, "{job:#}");
-    assert_eq!(writebacks[1]["state"], "delivered", "{job:#}");
-    let retried = job["history"]
-        .as_array()
-        .unwrap()
+    let job = app.job(id).await;
+    let writebacks = job.writebacks_to("salesforce");
+    assert_eq!(writebacks[0].state, "delivered", "{job:#?}");
+    assert_eq!(writebacks[0].attempts, 3, "{job:#?}");
+    assert_eq!(writebacks[1].state, "delivered", "{job:#?}");
+    let retried = job
+        .events("writeback")
         .iter()
         .filter(|e| {
-            e["kind"] == "writeback"
-                && e["detail"]["result"] == "pending"
-                && e["detail"]["error"]
+            e.detail["result"] == "pending"
+                && e.detail["error"]
                     .as_str()
                     .is_some_and(|t| t.contains("REQUEST_LIMIT_EXCEEDED"))
         })
         .count();
-    assert_eq!(retried, 2, "{job:#}");
+    assert_eq!(retried, 2, "{job:#?}");
     // A limit is not a credentials problem: no new token.
     assert_eq!(sf.token_requests(), 1);
-    assert_eq!(job["status"], "sent");
+    assert_eq!(job.status, Status::Sent);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deleted_lead_parks_its_writebacks_with_the_reason() {
-    let env = test_env().await;
+async fn a_deleted_lead_parks_its_writebacks_with_the_reason() -> anyhow::Result<()> {
+    let env = TestEnv::new().await;
     let sf = FakeSalesforce::start().await;
     let mut app = env.start(config(&env, &sf, "")).await;
     let record = id18("00Q5g00000DeLtd");
@@ -1629,38 +1276,39 @@ async fn a_deleted_lead_parks_its_writebacks_with_the_reason() {
     let job = {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let job = app.job(&id).await;
-            let writebacks = salesforce_writebacks(&job);
-            if writebacks.len() == 2 && writebacks.iter().all(|w| w["state"] == "parked") {
+            let job = app.job(id).await;
+            let writebacks = job.writebacks_to("salesforce");
+            if writebacks.len() == 2 && writebacks.iter().all(|w| w.state == "parked") {
                 break job;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "not parked: {job:#}"
+                "not parked: {job:#?}"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
-    for writeback in salesforce_writebacks(&job) {
-        assert_eq!(writeback["attempts"], 1, "{job:#}");
+    for writeback in job.writebacks_to("salesforce") {
+        assert_eq!(writeback.attempts, 1, "{job:#?}");
         assert!(
-            writeback["lastError"]
-                .as_str()
+            writeback
+                .last_error
+                .as_deref()
                 .unwrap()
                 .contains("ENTITY_IS_DELETED: entity is deleted"),
-            "{job:#}"
+            "{job:#?}"
         );
     }
-    let history = serde_json::to_string(&job["history"]).unwrap();
+    let history: String = job.history.iter().map(|e| e.detail.to_string()).collect();
     assert!(
         history.contains("ENTITY_IS_DELETED: entity is deleted"),
-        "{job:#}"
+        "{job:#?}"
     );
     // The lead was still sent, once, and the callback heard every status.
-    assert_eq!(job["status"], "sent");
+    assert_eq!(job.status, Status::Sent);
     assert_eq!(env.invitations("acc_sf", "sf-deleted").await, 1);
     eventually(WAIT, "callbacks", || async {
-        env.callback_statuses(&id) == ["queued", "sent"]
+        env.callback_statuses(id) == ["queued", "sent"]
     })
     .await;
     // A parked writeback is not retried by itself.
@@ -1673,4 +1321,5 @@ async fn a_deleted_lead_parks_its_writebacks_with_the_reason() {
     assert_eq!(patches, 2);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }

@@ -1,22 +1,17 @@
 //! Several workers on one broker and database: each lead is still invited once.
 
-mod common;
-
-use common::*;
-use leadlink::app::Role;
-use std::time::Duration;
+use crate::harness::*;
+use leadlink::job::Status;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_duplicates_across_workers_invite_each_lead_once() {
+async fn concurrent_duplicates_across_workers_invite_each_lead_once() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     // A little latency keeps several sends in flight at once across the workers.
     env.sim_put("config", serde_json::json!({"latencyMs": 50}))
         .await;
-    let ingest_only = Role::Ingest;
-    let worker_only = Role::Worker;
-    let mut ingest = env.start_role(env.config(), ingest_only).await;
-    let mut first = env.start_role(env.config(), worker_only).await;
-    let mut second = env.start_role(env.config(), worker_only).await;
+    let mut ingest = env.start_role(env.config(), INGEST_ONLY).await;
+    let mut first = env.start_role(env.config(), WORKER_ONLY).await;
+    let mut second = env.start_role(env.config(), WORKER_ONLY).await;
 
     let leads = 20;
     let sends = (0..leads).flat_map(|n| {
@@ -34,20 +29,18 @@ async fn concurrent_duplicates_across_workers_invite_each_lead_once() {
         async move { ingest.send(&id, &event).await }
     }))
     .await;
-    let mut job_ids: Vec<String> = answers
+    let mut job_ids: Vec<_> = answers
         .iter()
         .map(|(status, body)| {
             assert!(*status == 202 || *status == 200, "{status} {body}");
-            body["jobId"].as_str().unwrap().to_string()
+            job_id(body)
         })
         .collect();
     job_ids.sort();
     job_ids.dedup();
     assert_eq!(job_ids.len(), leads, "one job per lead");
-    for id in &job_ids {
-        ingest
-            .wait_for_status(id, "sent", Duration::from_secs(30))
-            .await;
+    for &id in &job_ids {
+        ingest.wait_for(id, Status::Sent).await;
     }
     for n in 0..leads {
         assert_eq!(
@@ -61,10 +54,11 @@ async fn concurrent_duplicates_across_workers_invite_each_lead_once() {
     second.stop().await;
     ingest.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_workers_never_spend_more_than_the_headers_announced() {
+async fn concurrent_workers_never_spend_more_than_the_headers_announced() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let reset = chrono::Utc::now() + chrono::Duration::hours(1);
     env.sim_put(
@@ -74,32 +68,21 @@ async fn concurrent_workers_never_spend_more_than_the_headers_announced() {
     .await;
     env.sim_put("config", serde_json::json!({"latencyMs": 100}))
         .await;
-    let worker_only = Role::Worker;
-    let mut ingest = env.start_role(env.config(), Role::Ingest).await;
-    let mut first = env.start_role(env.config(), worker_only).await;
-    let mut second = env.start_role(env.config(), worker_only).await;
+    let mut ingest = env.start_role(env.config(), INGEST_ONLY).await;
+    let mut first = env.start_role(env.config(), WORKER_ONLY).await;
+    let mut second = env.start_role(env.config(), WORKER_ONLY).await;
 
     // One send tells leadlink where the week stands (2 of 3 left) ...
     let (_, body) = ingest
         .send(&webhook_id(), &lead("crm-q0", "quota-0", "acc_q"))
         .await;
-    ingest
-        .wait_for_status(
-            body["jobId"].as_str().unwrap(),
-            "sent",
-            Duration::from_secs(20),
-        )
-        .await;
+    ingest.wait_for(job_id(&body), Status::Sent).await;
     // A send the API refuses outright does not count against the week ...
     let (_, body) = ingest
         .send(&webhook_id(), &lead("crm-q404", "unknown-q", "acc_q"))
         .await;
     ingest
-        .wait_for_status(
-            body["jobId"].as_str().unwrap(),
-            "profile_not_found",
-            Duration::from_secs(20),
-        )
+        .wait_for(job_id(&body), Status::ProfileNotFound)
         .await;
     // ... then six more arrive at once, across two workers.
     let answers = futures_util::future::join_all((1..=6).map(|n| {
@@ -114,26 +97,14 @@ async fn concurrent_workers_never_spend_more_than_the_headers_announced() {
         }
     }))
     .await;
-    let ids: Vec<String> = answers
-        .iter()
-        .map(|(_, body)| body["jobId"].as_str().unwrap().to_string())
-        .collect();
+    let ids: Vec<_> = answers.iter().map(|(_, body)| job_id(body)).collect();
     let mut sent = 0;
     let mut held = 0;
-    for id in &ids {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let job = ingest.job(id).await;
-            match job["status"].as_str().unwrap() {
-                "sent" => sent += 1,
-                "held" => held += 1,
-                _ if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-                other => panic!("job {id} stuck in {other}"),
-            }
-            break;
+    for &id in &ids {
+        let settled = [Status::Sent, Status::Held];
+        match ingest.wait_for_one_of(id, &settled, WAIT).await.status {
+            Status::Sent => sent += 1,
+            _ => held += 1,
         }
     }
     assert_eq!(
@@ -141,13 +112,10 @@ async fn concurrent_workers_never_spend_more_than_the_headers_announced() {
         (2, 4),
         "the week's remaining two, and the rest held"
     );
-    let stats = env.sim_get("stats").await;
-    assert_eq!(
-        stats["rateLimited"]["hold"], 0,
-        "leadlink caused a 429 hold: {stats}"
-    );
+    assert_eq!(env.rate_limited().await.0, 0, "leadlink caused a 429 hold");
     first.stop().await;
     second.stop().await;
     ingest.stop().await;
     env.cleanup().await;
+    Ok(())
 }

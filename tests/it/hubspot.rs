@@ -1,13 +1,13 @@
 //! The HubSpot source and writeback end to end: the real RabbitMQ and PostgreSQL, the
 //! simulator as ConnectSafely, and wiremock as HubSpot's CRM v3 contacts API.
 
-mod common;
-
+use crate::harness::fake_hubspot::*;
+use crate::harness::*;
 use axum::http::Method;
 use chrono::{DateTime, Utc};
-use common::*;
 use leadlink::config::Config;
 use leadlink::crm::{Clients, Writers};
+use leadlink::job::Status;
 use leadlink::secret::Secret;
 use leadlink::signature::hubspot::sign_v3;
 use leadlink::store::{WritebackResult, WritebackWork};
@@ -16,17 +16,15 @@ use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wiremock::matchers::{header, method, path, path_regex, query_param};
+use uuid::Uuid;
+use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
-
-const WAIT: Duration = Duration::from_secs(20);
 const CLIENT_SECRET: &str = "hs-client-secret-0b7c2a1e";
 const TOKEN: &str = "pat-na1-11111111-2222-3333-4444-555555555555";
 /// The base URL HubSpot calls, which its signatures cover.
 const PUBLIC_URL: &str = "https://hooks.example.com";
 const BATCH: &str = "/webhooks/hubspot";
 const WORKFLOW: &str = "/webhooks/hubspot/workflow";
-const CONTACTS: &str = "/crm/v3/objects/contacts";
 
 // ---- helpers -------------------------------------------------------------------------------
 
@@ -54,10 +52,6 @@ timeout = "2s"
         uri = hubspot.uri(),
     );
     Config::from_toml(&text).unwrap_or_else(|e| panic!("config: {e}\n{text}"))
-}
-
-fn profile_url(slug: &str) -> String {
-    format!("https://www.linkedin.com/in/{slug}/")
 }
 
 /// A `contact.propertyChange` event as HubSpot sends it.
@@ -94,101 +88,16 @@ async fn post_v3(
     answer(request.body(body.to_vec()).send().await.unwrap()).await
 }
 
-async fn answer(response: reqwest::Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
 async fn send_batch(app: &TestApp, events: &Value) -> (u16, Value) {
     let body = serde_json::to_vec(events).unwrap();
     post_v3(app, BATCH, &body, CLIENT_SECRET, Utc::now()).await
 }
 
-/// `GET /crm/v3/objects/contacts/{id}` answers the contact with these properties.
-async fn contact(hubspot: &MockServer, id: u64, properties: Value) {
-    Mock::given(method("GET"))
-        .and(path(format!("{CONTACTS}/{id}")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "id": id.to_string(), "properties": properties,
-            "createdAt": "2025-01-01T00:00:00Z", "updatedAt": "2025-01-02T00:00:00Z",
-            "archived": false
-        })))
-        .mount(hubspot)
-        .await;
-}
-
-/// Every `PATCH` of a contact answers 200 (at the lowest priority, so tests can put
-/// failures in front of it).
-async fn accept_patches(hubspot: &MockServer) {
-    Mock::given(method("PATCH"))
-        .and(path_regex(r"^/crm/v3/objects/contacts/\d+$"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "1"})))
-        .with_priority(10)
-        .mount(hubspot)
-        .await;
-}
-
-/// The `properties` of each PATCH HubSpot received for contact `id`, in arrival order.
-async fn patches(hubspot: &MockServer, id: u64) -> Vec<Value> {
-    let target = format!("{CONTACTS}/{id}");
-    hubspot
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| r.method.as_str() == "PATCH" && r.url.path() == target)
-        .map(|r| {
-            let body: Value = serde_json::from_slice(&r.body).unwrap();
-            body["properties"].clone()
-        })
-        .collect()
-}
-
-async fn patched_statuses(hubspot: &MockServer, id: u64, property: &str) -> Vec<String> {
-    patches(hubspot, id)
-        .await
-        .iter()
-        .map(|p| p[property].as_str().unwrap_or("(none)").to_string())
-        .collect()
-}
-
-async fn requests(hubspot: &MockServer, verb: &str) -> Vec<Request> {
-    hubspot
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|r| r.method.as_str() == verb)
-        .collect()
-}
-
-/// The jobs of a CRM record.
-async fn jobs_of(app: &TestApp, record: &str) -> Vec<Value> {
-    let (status, body) = app.admin(&format!("/admin/jobs?record={record}")).await;
-    assert_eq!(status, 200, "{body}");
-    body["jobs"].as_array().unwrap().clone()
-}
-
 /// The id of the one job of `record`, waiting for it to be committed.
-async fn job_of(app: &TestApp, record: &str) -> String {
-    let jobs = jobs_of(app, record).await;
-    assert_eq!(jobs.len(), 1, "record {record}: {jobs:#?}");
-    assert_eq!(jobs[0]["source"], "hubspot");
-    jobs[0]["id"].as_str().unwrap().to_string()
-}
-
-fn hubspot_writebacks(job: &Value) -> Vec<Value> {
-    job["writebacks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|w| w["target"] == "hubspot")
-        .cloned()
-        .collect()
+async fn job_of(app: &TestApp, record: &str) -> Uuid {
+    let job = app.only_job_of(record).await;
+    assert_eq!(job.source, "hubspot");
+    job.id
 }
 
 fn changed_at(properties: &Value) -> DateTime<Utc> {
@@ -200,7 +109,7 @@ fn changed_at(properties: &Value) -> DateTime<Utc> {
 // ---- tests ---------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signed_mixed_batch_makes_jobs_only_for_qualified_contacts() {
+async fn a_signed_mixed_batch_makes_jobs_only_for_qualified_contacts() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     contact(
@@ -239,24 +148,19 @@ async fn a_signed_mixed_batch_makes_jobs_only_for_qualified_contacts() {
     let ada = job_of(&app, "101").await;
     let bo = job_of(&app, "104").await;
     for unqualified in ["102", "103"] {
-        assert_eq!(jobs_of(&app, unqualified).await, Vec::<Value>::new());
+        assert!(app.jobs_of(unqualified).await.is_empty());
     }
     // The second qualifying change attached to the open job (the repeated event is caught
     // by its delivery id before that).
-    let history = app.job(&ada).await["history"].clone();
-    let attached: Vec<&Value> = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "duplicate_event")
-        .collect();
-    assert_eq!(attached.len(), 1, "{history:#}");
-    assert_eq!(attached[0]["detail"]["deliveryId"], "62515/4/101");
+    let job = app.job(ada).await;
+    let attached = job.events("duplicate_event");
+    assert_eq!(attached.len(), 1, "{:#?}", job.history);
+    assert_eq!(attached[0].detail["deliveryId"], "62515/4/101");
 
-    let job = app.wait_for_status(&ada, "sent", WAIT).await;
-    assert_eq!(job["accountId"], "acc_default");
-    assert_eq!(job["lead"]["firstName"], "Ada");
-    app.wait_for_status(&bo, "sent", WAIT).await;
+    let job = app.wait_for(ada, Status::Sent).await;
+    assert_eq!(job.account_id, "acc_default");
+    assert_eq!(job.lead.first_name.as_deref(), Some("Ada"));
+    app.wait_for(bo, Status::Sent).await;
     assert_eq!(env.invitations("acc_default", "hs-ada").await, 1);
     assert_eq!(env.invitations("acc_default", "hs-bo").await, 1);
     assert_eq!(env.total_invitations().await, 2);
@@ -268,7 +172,7 @@ async fn a_signed_mixed_batch_makes_jobs_only_for_qualified_contacts() {
         body,
         json!({"accepted": 0, "duplicates": 4, "ignored": 2, "malformed": 1})
     );
-    assert_eq!(jobs_of(&app, "101").await.len(), 1);
+    assert_eq!(app.jobs_of("101").await.len(), 1);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(env.total_invitations().await, 2);
 
@@ -284,10 +188,11 @@ async fn a_signed_mixed_batch_makes_jobs_only_for_qualified_contacts() {
     assert_eq!(status, 400);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn enrichment_reads_the_contact_and_routes_it_to_its_owners_account() {
+async fn enrichment_reads_the_contact_and_routes_it_to_its_owners_account() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     // Only the expected read is answered; anything else gets wiremock's 404 (job failed).
@@ -317,12 +222,12 @@ async fn enrichment_reads_the_contact_and_routes_it_to_its_owners_account() {
     assert_eq!(body["accepted"], 2, "{body}");
     let rep = job_of(&app, "201").await;
     let other = job_of(&app, "202").await;
-    let rep_job = app.wait_for_status(&rep, "sent", WAIT).await;
-    let other_job = app.wait_for_status(&other, "sent", WAIT).await;
-    assert_eq!(rep_job["accountId"], "acc_rep");
-    assert_eq!(other_job["accountId"], "acc_default");
-    assert_eq!(rep_job["lead"]["lastName"], "Hopper");
-    assert_eq!(rep_job["lead"]["company"], "Navy");
+    let rep_job = app.wait_for(rep, Status::Sent).await;
+    let other_job = app.wait_for(other, Status::Sent).await;
+    assert_eq!(rep_job.account_id, "acc_rep");
+    assert_eq!(other_job.account_id, "acc_default");
+    assert_eq!(rep_job.lead.last_name.as_deref(), Some("Hopper"));
+    assert_eq!(rep_job.lead.company.as_deref(), Some("Navy"));
     assert_eq!(env.invitations("acc_rep", "owned-by-rep").await, 1);
     assert_eq!(env.invitations("acc_default", "owned-by-rep").await, 0);
     assert_eq!(env.invitations("acc_default", "owned-by-other").await, 1);
@@ -333,16 +238,17 @@ async fn enrichment_reads_the_contact_and_routes_it_to_its_owners_account() {
     assert_eq!(reads.len(), 2, "{reads:?}");
     for read in &reads {
         assert_eq!(
-            read.headers.get("authorization").unwrap().to_str().unwrap(),
+            read.headers.get("authorization").unwrap().to_str()?,
             format!("Bearer {TOKEN}")
         );
     }
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_status_is_written_back_in_order() {
+async fn each_status_is_written_back_in_order() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     contact(
@@ -360,7 +266,7 @@ async fn each_status_is_written_back_in_order() {
         "{body}"
     );
     let id = job_of(&app, "301").await;
-    let job = app.wait_for_status(&id, "sent", WAIT).await;
+    let job = app.wait_for(id, Status::Sent).await;
 
     eventually(WAIT, "queued and sent patched", || async {
         patches(&hubspot, 301).await.len() >= 2
@@ -377,7 +283,10 @@ async fn each_status_is_written_back_in_order() {
     let (queued, sent) = (&bodies[0], &bodies[1]);
     assert_eq!(queued["linkedin_profile_urn"], "");
     assert_eq!(queued["linkedin_last_error"], "");
-    assert_eq!(sent["linkedin_profile_urn"], job["profileUrn"]);
+    assert_eq!(
+        sent["linkedin_profile_urn"],
+        job.profile_urn.as_deref().unwrap()
+    );
     assert!(
         sent["linkedin_profile_urn"]
             .as_str()
@@ -394,33 +303,24 @@ async fn each_status_is_written_back_in_order() {
     assert!(sent.get("hs_linkedin_url").is_none());
     for patch in requests(&hubspot, "PATCH").await {
         assert_eq!(
-            patch
-                .headers
-                .get("authorization")
-                .unwrap()
-                .to_str()
-                .unwrap(),
+            patch.headers.get("authorization").unwrap().to_str()?,
             format!("Bearer {TOKEN}")
         );
     }
 
-    let writebacks = hubspot_writebacks(&app.job(&id).await);
+    let writebacks = app.job(id).await.writebacks_to("hubspot");
     let states: Vec<(i64, &str)> = writebacks
         .iter()
-        .map(|w| {
-            (
-                w["sequence"].as_i64().unwrap(),
-                w["state"].as_str().unwrap(),
-            )
-        })
+        .map(|w| (i64::from(w.sequence), w.state.as_str()))
         .collect();
     assert_eq!(states, [(1, "delivered"), (2, "delivered")]);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn configured_property_names_are_read_and_written() {
+async fn configured_property_names_are_read_and_written() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     Mock::given(method("GET"))
@@ -441,7 +341,7 @@ async fn configured_property_names_are_read_and_written() {
     let mut app = env.start(config(&env, &hubspot, extra)).await;
     send_batch(&app, &json!([qualified(1, 351)])).await;
     let id = job_of(&app, "351").await;
-    app.wait_for_status(&id, "sent", WAIT).await;
+    app.wait_for(id, Status::Sent).await;
     assert_eq!(env.invitations("acc_default", "custom-names").await, 1);
     assert_eq!(env.invitations("acc_default", "not-this-one").await, 0);
 
@@ -459,23 +359,17 @@ async fn configured_property_names_are_read_and_written() {
     assert!(sent["linkedin_status_changed_at"].is_string(), "{sent}");
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn throttled_and_unavailable_writebacks_are_retried_then_delivered() {
-    let env = TestEnv::new().await;
-    let hubspot = MockServer::start().await;
-    contact(
-        &hubspot,
-        401,
-        json!({"hs_linkedin_url": profile_url("slow-crm")}),
-    )
-    .await;
-    // Each PATCH's arrival, to check that Retry-After was honoured.
+/// Contact `id`'s first PATCH answers 429 with `Retry-After: 2`, its second 503; later
+/// ones fall through to the mocks behind. Returns the failed PATCHes' arrival times, to
+/// check that Retry-After was honoured.
+async fn throttle_then_fail_one_patch(hubspot: &MockServer, id: u64) -> Arc<Mutex<Vec<Instant>>> {
     let arrivals: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let log = arrivals.clone();
     Mock::given(method("PATCH"))
-        .and(path(format!("{CONTACTS}/401")))
+        .and(path(format!("{CONTACTS}/{id}")))
         .respond_with(move |_: &Request| {
             log.lock().unwrap().push(Instant::now());
             ResponseTemplate::new(429)
@@ -488,45 +382,62 @@ async fn throttled_and_unavailable_writebacks_are_retried_then_delivered() {
         })
         .up_to_n_times(1)
         .with_priority(1)
-        .mount(&hubspot)
+        .mount(hubspot)
         .await;
     let log = arrivals.clone();
     Mock::given(method("PATCH"))
-        .and(path(format!("{CONTACTS}/401")))
+        .and(path(format!("{CONTACTS}/{id}")))
         .respond_with(move |_: &Request| {
             log.lock().unwrap().push(Instant::now());
             ResponseTemplate::new(503).set_body_string("upstream unavailable")
         })
         .up_to_n_times(1)
         .with_priority(2)
-        .mount(&hubspot)
+        .mount(hubspot)
         .await;
+    arrivals
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_and_unavailable_writebacks_are_retried_then_delivered() -> anyhow::Result<()> {
+    let env = TestEnv::new().await;
+    let hubspot = MockServer::start().await;
+    contact(
+        &hubspot,
+        401,
+        json!({"hs_linkedin_url": profile_url("slow-crm")}),
+    )
+    .await;
+    let arrivals = throttle_then_fail_one_patch(&hubspot, 401).await;
     accept_patches(&hubspot).await;
     let mut app = env.start(config(&env, &hubspot, "")).await;
     send_batch(&app, &json!([qualified(1, 401)])).await;
     let id = job_of(&app, "401").await;
-    app.wait_for_status(&id, "sent", WAIT).await;
+    app.wait_for(id, Status::Sent).await;
 
     eventually(WAIT, "both statuses delivered to HubSpot", || async {
-        let job = app.job(&id).await;
-        let writebacks = hubspot_writebacks(&job);
-        writebacks.len() == 2 && writebacks.iter().all(|w| w["state"] == "delivered")
+        let job = app.job(id).await;
+        let writebacks = job.writebacks_to("hubspot");
+        writebacks.len() == 2 && writebacks.iter().all(|w| w.state == "delivered")
     })
     .await;
     let statuses = patched_statuses(&hubspot, 401, "linkedin_connection_status").await;
     assert_eq!(statuses, ["queued", "queued", "queued", "sent"]);
-    let job = app.job(&id).await;
-    assert_eq!(job["status"], "sent", "a failing CRM never touches the job");
-    let writebacks = hubspot_writebacks(&job);
-    assert_eq!(writebacks[0]["attempts"], 3, "{writebacks:#?}");
-    assert_eq!(writebacks[1]["attempts"], 1, "{writebacks:#?}");
+    let job = app.job(id).await;
+    assert_eq!(
+        job.status,
+        Status::Sent,
+        "a failing CRM never touches the job"
+    );
+    let writebacks = job.writebacks_to("hubspot");
+    assert_eq!(writebacks[0].attempts, 3, "{writebacks:#?}");
+    assert_eq!(writebacks[1].attempts, 1, "{writebacks:#?}");
     // The failed tries are in the history with HubSpot's answers.
-    let errors: Vec<String> = job["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "writeback" && e["detail"]["target"] == "hubspot")
-        .filter_map(|e| e["detail"]["error"].as_str().map(str::to_string))
+    let errors: Vec<&str> = job
+        .events("writeback")
+        .into_iter()
+        .filter(|e| e.detail["target"] == "hubspot")
+        .filter_map(|e| e.detail["error"].as_str())
         .collect();
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(errors[0].contains("HTTP 429"), "{errors:?}");
@@ -542,10 +453,11 @@ async fn throttled_and_unavailable_writebacks_are_retried_then_delivered() {
     assert_eq!(env.invitations("acc_default", "slow-crm").await, 1);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deleted_contact_parks_its_writebacks_and_fails_its_read() {
+async fn a_deleted_contact_parks_its_writebacks_and_fails_its_read() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     // 501 exists when read, and is deleted before the writebacks arrive.
@@ -576,33 +488,33 @@ async fn a_deleted_contact_parks_its_writebacks_and_fails_its_read() {
     let deleted = job_of(&app, "501").await;
     let gone = job_of(&app, "502").await;
 
-    app.wait_for_status(&deleted, "sent", WAIT).await;
+    app.wait_for(deleted, Status::Sent).await;
     eventually(WAIT, "501's HubSpot writebacks parked", || async {
-        let writebacks = hubspot_writebacks(&app.job(&deleted).await);
-        writebacks.len() == 2 && writebacks.iter().all(|w| w["state"] == "parked")
+        let writebacks = app.job(deleted).await.writebacks_to("hubspot");
+        writebacks.len() == 2 && writebacks.iter().all(|w| w.state == "parked")
     })
     .await;
-    let job = app.job(&deleted).await;
-    assert_eq!(job["status"], "sent");
-    for writeback in hubspot_writebacks(&job) {
-        let error = writeback["lastError"].as_str().unwrap();
+    let job = app.job(deleted).await;
+    assert_eq!(job.status, Status::Sent);
+    for writeback in job.writebacks_to("hubspot") {
+        let error = writeback.last_error.as_deref().unwrap();
         assert!(error.contains("deleted or merged"), "{error}");
         assert!(
             error.contains("OBJECT_NOT_FOUND: resource not found"),
             "{error}"
         );
         // A permanent error is not retried.
-        assert_eq!(writeback["attempts"], 1, "{writeback}");
+        assert_eq!(writeback.attempts, 1, "{writeback:?}");
     }
     // The callback target is not held up by HubSpot's refusal.
     eventually(WAIT, "callbacks delivered", || async {
-        env.callback_statuses(&deleted) == ["queued", "sent"]
+        env.callback_statuses(deleted) == ["queued", "sent"]
     })
     .await;
     assert_eq!(patches(&hubspot, 501).await.len(), 2);
 
-    let failed = app.wait_for_status(&gone, "failed", WAIT).await;
-    let error = failed["error"].as_str().unwrap();
+    let failed = app.wait_for(gone, Status::Failed).await;
+    let error = failed.error.as_deref().unwrap();
     assert!(error.contains("gone"), "{error}");
     assert!(error.contains("404"), "{error}");
     assert_eq!(env.total_invitations().await, 1);
@@ -617,10 +529,11 @@ async fn a_deleted_contact_parks_its_writebacks_and_fails_its_read() {
     );
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_stale_and_missing_signatures_are_refused_and_change_nothing() {
+async fn bad_stale_and_missing_signatures_are_refused_and_change_nothing() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     contact(
@@ -631,11 +544,10 @@ async fn bad_stale_and_missing_signatures_are_refused_and_change_nothing() {
     .await;
     accept_patches(&hubspot).await;
     let mut app = env.start(config(&env, &hubspot, "")).await;
-    let body = serde_json::to_vec(&json!([qualified(1, 601)])).unwrap();
+    let body = serde_json::to_vec(&json!([qualified(1, 601)]))?;
     let workflow = serde_json::to_vec(
         &json!({"objectId": 601, "properties": {"hs_linkedin_url": profile_url("never")}}),
-    )
-    .unwrap();
+    )?;
 
     let (status, answer_body) = post_v3(&app, BATCH, &body, "not-the-secret", Utc::now()).await;
     assert_eq!(status, 401, "{answer_body}");
@@ -652,12 +564,11 @@ async fn bad_stale_and_missing_signatures_are_refused_and_change_nothing() {
         .header("content-type", "application/json")
         .body(body.clone())
         .send()
-        .await
-        .unwrap();
+        .await?;
     assert_eq!(unsigned.status().as_u16(), 401);
     // Signed for another body (tampered in transit).
     let signed_uri = format!("{PUBLIC_URL}{BATCH}");
-    let other = serde_json::to_vec(&json!([qualified(1, 602)])).unwrap();
+    let other = serde_json::to_vec(&json!([qualified(1, 602)]))?;
     let mut request = app.http.post(app.url(BATCH));
     for (name, value) in sign_v3(
         &Method::POST,
@@ -665,12 +576,10 @@ async fn bad_stale_and_missing_signatures_are_refused_and_change_nothing() {
         &other,
         &Secret::new(CLIENT_SECRET),
         Utc::now(),
-    )
-    .unwrap()
-    {
+    )? {
         request = request.header(name, value);
     }
-    let (status, _) = answer(request.body(body.clone()).send().await.unwrap()).await;
+    let (status, _) = answer(request.body(body.clone()).send().await?).await;
     assert_eq!(status, 401);
     // A wrong v1 signature, and a workflow request with the wrong secret.
     let (status, _) = post_v1(&app, &body, &v1_signature("not-the-secret", &body)).await;
@@ -679,8 +588,8 @@ async fn bad_stale_and_missing_signatures_are_refused_and_change_nothing() {
     assert_eq!(status, 401);
 
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(jobs_of(&app, "601").await, Vec::<Value>::new());
-    assert_eq!(jobs_of(&app, "602").await, Vec::<Value>::new());
+    assert!(app.jobs_of("601").await.is_empty());
+    assert!(app.jobs_of("602").await.is_empty());
     assert!(hubspot.received_requests().await.unwrap().is_empty());
     assert_eq!(env.total_invitations().await, 0);
 
@@ -690,6 +599,7 @@ async fn bad_stale_and_missing_signatures_are_refused_and_change_nothing() {
     job_of(&app, "601").await;
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 fn v1_signature(secret: &str, body: &[u8]) -> String {
@@ -717,7 +627,7 @@ async fn post_v1(app: &TestApp, body: &[u8], signature: &str) -> (u16, Value) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn app_subscriptions_signed_with_v1_are_accepted() {
+async fn app_subscriptions_signed_with_v1_are_accepted() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     contact(
@@ -728,19 +638,20 @@ async fn app_subscriptions_signed_with_v1_are_accepted() {
     .await;
     accept_patches(&hubspot).await;
     let mut app = env.start(config(&env, &hubspot, "")).await;
-    let body = serde_json::to_vec(&json!([qualified(1, 651)])).unwrap();
+    let body = serde_json::to_vec(&json!([qualified(1, 651)]))?;
     let (status, answer_body) = post_v1(&app, &body, &v1_signature(CLIENT_SECRET, &body)).await;
     assert_eq!(status, 200, "{answer_body}");
     assert_eq!(answer_body["accepted"], 1);
     let id = job_of(&app, "651").await;
-    app.wait_for_status(&id, "sent", WAIT).await;
+    app.wait_for(id, Status::Sent).await;
     assert_eq!(env.invitations("acc_default", "v-one").await, 1);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_contact_without_a_linkedin_url_is_invalid_and_written_back() {
+async fn a_contact_without_a_linkedin_url_is_invalid_and_written_back() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     contact(
@@ -753,8 +664,8 @@ async fn a_contact_without_a_linkedin_url_is_invalid_and_written_back() {
     let mut app = env.start(config(&env, &hubspot, "")).await;
     send_batch(&app, &json!([qualified(1, 701)])).await;
     let id = job_of(&app, "701").await;
-    let job = app.wait_for_status(&id, "invalid", WAIT).await;
-    let error = job["error"].as_str().unwrap();
+    let job = app.wait_for(id, Status::Invalid).await;
+    let error = job.error.as_deref().unwrap();
     assert!(error.contains("hs_linkedin_url"), "{error}");
 
     eventually(WAIT, "queued and invalid patched", || async {
@@ -768,10 +679,11 @@ async fn a_contact_without_a_linkedin_url_is_invalid_and_written_back() {
     assert_eq!(env.total_invitations().await, 0);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_workflow_payload_with_the_url_needs_no_read() {
+async fn a_workflow_payload_with_the_url_needs_no_read() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     accept_patches(&hubspot).await;
@@ -785,20 +697,20 @@ async fn a_workflow_payload_with_the_url_needs_no_read() {
             "hubspot_owner_id": 123, "email": "wanda@example.com"
         }
     });
-    let body = serde_json::to_vec(&payload).unwrap();
+    let body = serde_json::to_vec(&payload)?;
     let (status, first) = post_v3(&app, WORKFLOW, &body, CLIENT_SECRET, Utc::now()).await;
     assert_eq!(status, 202, "{first}");
-    let id = first["jobId"].as_str().unwrap().to_string();
+    let id = job_id(&first);
     // A second run of the workflow while the job is open attaches to it.
     let (status, again) = post_v3(&app, WORKFLOW, &body, CLIENT_SECRET, Utc::now()).await;
     assert_eq!(status, 200, "{again}");
-    assert_eq!(again["jobId"], id.as_str());
+    assert_eq!(job_id(&again), id);
     assert_eq!(again["duplicate"], true);
 
-    let job = app.wait_for_status(&id, "sent", WAIT).await;
-    assert_eq!(job["recordId"], "801");
-    assert_eq!(job["accountId"], "acc_rep");
-    assert_eq!(job["lead"]["firstName"], "Wanda");
+    let job = app.wait_for(id, Status::Sent).await;
+    assert_eq!(job.record_id, "801");
+    assert_eq!(job.account_id, "acc_rep");
+    assert_eq!(job.lead.first_name.as_deref(), Some("Wanda"));
     assert_eq!(env.invitations("acc_rep", "from-workflow").await, 1);
     assert_eq!(env.total_invitations().await, 1);
     eventually(WAIT, "queued and sent patched", || async {
@@ -811,15 +723,17 @@ async fn a_workflow_payload_with_the_url_needs_no_read() {
     );
 
     // A flat payload without a record id is refused.
-    let flat = serde_json::to_vec(&json!({"firstname": "Nobody"})).unwrap();
+    let flat = serde_json::to_vec(&json!({"firstname": "Nobody"}))?;
     let (status, _) = post_v3(&app, WORKFLOW, &flat, CLIENT_SECRET, Utc::now()).await;
     assert_eq!(status, 400);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_credentials_pause_hubspot_writebacks_until_they_work_again() {
+async fn refused_credentials_pause_hubspot_writebacks_until_they_work_again() -> anyhow::Result<()>
+{
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     contact(
@@ -847,22 +761,23 @@ async fn refused_credentials_pause_hubspot_writebacks_until_they_work_again() {
     let mut app = env.start(config(&env, &hubspot, "")).await;
     send_batch(&app, &json!([qualified(1, 901)])).await;
     let id = job_of(&app, "901").await;
-    app.wait_for_status(&id, "sent", WAIT).await;
+    app.wait_for(id, Status::Sent).await;
 
     // Probed again after probe_interval, and still refused.
     eventually(WAIT, "two refused PATCHes", || async {
         patches(&hubspot, 901).await.len() >= 2
     })
     .await;
-    let job = app.job(&id).await;
+    let job = app.job(id).await;
     assert_eq!(
-        job["status"], "sent",
+        job.status,
+        Status::Sent,
         "the job is not failed for the CRM's credentials"
     );
-    let writebacks = hubspot_writebacks(&job);
-    assert_eq!(writebacks[0]["state"], "pending", "{writebacks:#?}");
-    assert_eq!(writebacks[0]["attempts"], 0, "a paused try is not counted");
-    let error = writebacks[0]["lastError"].as_str().unwrap();
+    let writebacks = job.writebacks_to("hubspot");
+    assert_eq!(writebacks[0].state, "pending", "{writebacks:#?}");
+    assert_eq!(writebacks[0].attempts, 0, "a paused try is not counted");
+    let error = writebacks[0].last_error.as_deref().unwrap();
     assert!(error.contains("401") || error.contains("paused"), "{error}");
     // Every refused PATCH was the oldest change: the newer one waits behind it.
     assert!(
@@ -873,14 +788,14 @@ async fn refused_credentials_pause_hubspot_writebacks_until_they_work_again() {
     );
     // The callback is another target and is not paused.
     eventually(WAIT, "callbacks delivered", || async {
-        env.callback_statuses(&id) == ["queued", "sent"]
+        env.callback_statuses(id) == ["queued", "sent"]
     })
     .await;
 
     token_works.store(true, Ordering::SeqCst);
     eventually(WAIT, "HubSpot writebacks delivered", || async {
-        let writebacks = hubspot_writebacks(&app.job(&id).await);
-        writebacks.len() == 2 && writebacks.iter().all(|w| w["state"] == "delivered")
+        let writebacks = app.job(id).await.writebacks_to("hubspot");
+        writebacks.len() == 2 && writebacks.iter().all(|w| w.state == "delivered")
     })
     .await;
     let statuses = patched_statuses(&hubspot, 901, "linkedin_connection_status").await;
@@ -890,16 +805,17 @@ async fn refused_credentials_pause_hubspot_writebacks_until_they_work_again() {
         1,
         "{statuses:?}"
     );
-    assert_eq!(app.job(&id).await["status"], "sent");
+    assert_eq!(app.job(id).await.status, Status::Sent);
     assert_eq!(env.invitations("acc_default", "token-revoked").await, 1);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 /// HubSpot sends up to 10 requests at once: events for one contact racing each other still
 /// make one job (the unique index over open jobs per record settles it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_requests_for_one_contact_make_one_job() {
+async fn concurrent_requests_for_one_contact_make_one_job() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     contact(
@@ -931,7 +847,7 @@ async fn concurrent_requests_for_one_contact_make_one_job() {
         .sum();
     assert_eq!(accepted, 1, "{answers:?}");
     let id = job_of(&app, "1001").await;
-    app.wait_for_status(&id, "sent", WAIT).await;
+    app.wait_for(id, Status::Sent).await;
     eventually(WAIT, "queued and sent patched", || async {
         patched_statuses(&hubspot, 1001, "linkedin_connection_status").await == ["queued", "sent"]
     })
@@ -940,10 +856,12 @@ async fn concurrent_requests_for_one_contact_make_one_job() {
     assert_eq!(env.invitations("acc_default", "raced").await, 1);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_contacts_of_one_person_get_one_invitation_and_both_are_written_back() {
+async fn two_contacts_of_one_person_get_one_invitation_and_both_are_written_back()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     for id in [611, 612] {
@@ -983,13 +901,13 @@ async fn two_contacts_of_one_person_get_one_invitation_and_both_are_written_back
     assert_eq!(env.invitations("acc_default", "one-person").await, 1);
     assert_eq!(env.total_invitations().await, 1);
     // The job that sent is found by either contact.
-    let sent_by: Vec<Vec<String>> = {
+    let sent_by: Vec<Vec<Uuid>> = {
         let mut all = Vec::new();
         for record in ["611", "612"] {
             let mut sent = Vec::new();
-            for job in jobs_of(&app, record).await {
-                if job["status"] == "sent" && job["attempts"] == 1 {
-                    sent.push(job["id"].as_str().unwrap().to_string());
+            for job in app.jobs_of(record).await {
+                if job.status == Status::Sent && job.attempts == 1 {
+                    sent.push(job.id);
                 }
             }
             all.push(sent);
@@ -1000,6 +918,7 @@ async fn two_contacts_of_one_person_get_one_invitation_and_both_are_written_back
     assert_eq!(sent_by[0], sent_by[1], "{sent_by:?}");
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 /// A writeback of `status` for contact `record`, as a worker holds it under `lease`.
@@ -1023,7 +942,8 @@ fn hubspot_work(id: i64, record: &str, lease: chrono::Duration) -> WritebackWork
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_spent_hubspot_budget_releases_the_writeback_instead_of_outliving_its_lease() {
+async fn a_spent_hubspot_budget_releases_the_writeback_instead_of_outliving_its_lease()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     // The first PATCH leaves one call in a minute-long window: the client keeps the last one
@@ -1038,9 +958,9 @@ async fn a_spent_hubspot_budget_releases_the_writeback_instead_of_outliving_its_
         .mount(&hubspot)
         .await;
     let config = config(&env, &hubspot, "");
-    let clients = Clients::from_config(&config).unwrap();
-    let writers = Writers::from_config(&config, &clients).unwrap();
-    let lease = chrono::Duration::from_std(writers.lease()).unwrap();
+    let clients = Clients::from_config(&config)?;
+    let writers = Writers::from_config(&config, &clients)?;
+    let lease = chrono::Duration::from_std(writers.lease())?;
     assert!(lease < chrono::Duration::seconds(60), "{lease}");
     let first = writers
         .deliver(&hubspot_work(1, "701", lease), Utc::now())
@@ -1064,10 +984,12 @@ async fn a_spent_hubspot_budget_releases_the_writeback_instead_of_outliving_its_
     );
     assert_eq!(requests(&hubspot, "PATCH").await.len(), 1);
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_hubspot_outage_is_retried_for_the_whole_give_up_time_then_parked() {
+async fn a_long_hubspot_outage_is_retried_for_the_whole_give_up_time_then_parked()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let hubspot = MockServer::start().await;
     contact(
@@ -1088,31 +1010,29 @@ async fn a_long_hubspot_outage_is_retried_for_the_whole_give_up_time_then_parked
     );
     assert!(text.contains("give_up_after"));
     let config = Config {
-        writeback: Config::from_toml(&text).unwrap().writeback,
+        writeback: Config::from_toml(&text)?.writeback,
         ..config
     };
     let mut app = env.start(config).await;
     let started = Instant::now();
     send_batch(&app, &json!([qualified(1, 711)])).await;
     let id = job_of(&app, "711").await;
-    app.wait_for_status(&id, "sent", WAIT).await;
+    app.wait_for(id, Status::Sent).await;
     eventually(WAIT, "both writebacks parked", || async {
-        let writebacks = hubspot_writebacks(&app.job(&id).await);
-        writebacks.len() == 2 && writebacks.iter().all(|w| w["state"] == "parked")
+        let writebacks = app.job(id).await.writebacks_to("hubspot");
+        writebacks.len() == 2 && writebacks.iter().all(|w| w.state == "parked")
     })
     .await;
     let elapsed = started.elapsed();
-    let writebacks = hubspot_writebacks(&app.job(&id).await);
+    let writebacks = app.job(id).await.writebacks_to("hubspot");
     assert!(elapsed >= Duration::from_secs(4), "{elapsed:?}");
     // 300 ms doubling to a 1 s cap over 4 s: well over the old limit of 4 tries.
     for writeback in &writebacks {
-        assert!(
-            writeback["attempts"].as_i64().unwrap() >= 5,
-            "{writebacks:#?}"
-        );
-        let error = writeback["lastError"].as_str().unwrap();
+        assert!(writeback.attempts >= 5, "{writebacks:#?}");
+        let error = writeback.last_error.as_deref().unwrap();
         assert!(error.contains("503"), "{error}");
     }
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }

@@ -1,41 +1,33 @@
 //! End to end against the real RabbitMQ and PostgreSQL, the simulator as ConnectSafely and a
 //! local receiver as the callback: every response class and the identity rules.
 
-mod common;
-
-use common::*;
+use crate::harness::*;
+use leadlink::job::Status;
 use serde_json::json;
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn qualified_lead_is_sent_once_and_written_back_in_order() {
+async fn qualified_lead_is_sent_once_and_written_back_in_order() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let mut app = env.start(env.config()).await;
     let (status, body) = app
         .send(&webhook_id(), &lead("crm-1", "John-Doe-123", "acc_1"))
         .await;
     assert_eq!(status, 202, "{body}");
-    let id = body["jobId"].as_str().unwrap().to_string();
-    let job = app.wait_for_status(&id, "sent", WAIT).await;
-    assert!(
-        job["profileUrn"]
-            .as_str()
-            .unwrap()
-            .starts_with("urn:li:fsd_profile:")
-    );
+    let id = job_id(&body);
+    let job = app.wait_for(id, Status::Sent).await;
+    let urn = job.profile_urn.as_deref().unwrap_or_default();
+    assert!(urn.starts_with("urn:li:fsd_profile:"), "{job:#?}");
     assert_eq!(env.invitations("acc_1", "john-doe-123").await, 1);
 
     eventually(WAIT, "queued and sent written back", || async {
-        env.callback_statuses(&id) == ["queued", "sent"]
+        env.callback_statuses(id) == ["queued", "sent"]
     })
     .await;
-    let sent = env.callbacks_for(&id).pop().unwrap();
+    let sent = env.callbacks_for(id).pop().unwrap();
     assert_eq!(sent["recordId"], "crm-1");
     assert_eq!(sent["accountId"], "acc_1");
     assert_eq!(sent["sequence"], 2);
-    assert_eq!(sent["profileUrn"], job["profileUrn"]);
+    assert_eq!(sent["profileUrn"], urn);
     assert_eq!(sent["attempts"], 1);
     for key in ["holdUntil", "retryAt", "error", "changedAt"] {
         assert!(
@@ -46,38 +38,28 @@ async fn qualified_lead_is_sent_once_and_written_back_in_order() {
     assert_eq!(*env.callback.rejected_signatures.lock().unwrap(), 0);
 
     // The history shows the attempt and each status change.
-    let kinds: Vec<String> = job["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap().to_string())
-        .collect();
-    assert!(kinds.starts_with(&["accepted".to_string()]), "{kinds:?}");
-    assert!(kinds.contains(&"api_call".to_string()), "{kinds:?}");
-    assert!(kinds.contains(&"status".to_string()), "{kinds:?}");
+    let kinds: Vec<&str> = job.history.iter().map(|e| e.kind.as_str()).collect();
+    assert!(kinds.starts_with(&["accepted"]), "{kinds:?}");
+    assert!(kinds.contains(&"api_call"), "{kinds:?}");
+    assert!(kinds.contains(&"status"), "{kinds:?}");
 
     // The rate-limit headers were recorded for the account, and its jobs can be looked up.
-    let (_, accounts) = app.admin("/admin/accounts").await;
-    let account = accounts["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["accountId"] == "acc_1")
-        .unwrap_or_else(|| panic!("acc_1 missing: {accounts}"));
-    assert_eq!(account["limit"], 90, "{account}");
-    assert_eq!(account["used"], 1, "{account}");
-    assert_eq!(account["remaining"], 89, "{account}");
-    assert!(account["resetAt"].is_string(), "{account}");
-    let (_, by_account) = app.admin("/admin/jobs?account=acc_1&status=sent").await;
-    assert_eq!(by_account["jobs"][0]["id"], id.as_str());
-    let (_, other) = app.admin("/admin/jobs?account=acc_2").await;
-    assert_eq!(other["jobs"], json!([]));
+    let account = app.account("acc_1").await.expect("acc_1 is listed");
+    assert_eq!(account.limit, Some(90), "{account:?}");
+    assert_eq!(account.used, Some(1), "{account:?}");
+    assert_eq!(account.remaining, Some(89), "{account:?}");
+    assert!(account.reset_at.is_some(), "{account:?}");
+    let by_account = app.jobs("account=acc_1&status=sent").await;
+    assert_eq!(by_account[0].id, id);
+    assert!(app.jobs("account=acc_2").await.is_empty());
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn repeated_webhook_id_and_repeated_lead_make_one_job_and_one_invitation() {
+async fn repeated_webhook_id_and_repeated_lead_make_one_job_and_one_invitation()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let mut app = env.start(env.config()).await;
     let delivery = webhook_id();
@@ -95,8 +77,8 @@ async fn repeated_webhook_id_and_repeated_lead_make_one_job_and_one_invitation()
     assert_eq!(status, 200, "{other}");
     assert_eq!(other["jobId"], first["jobId"]);
 
-    let id = first["jobId"].as_str().unwrap();
-    app.wait_for_status(id, "sent", WAIT).await;
+    let id = job_id(&first);
+    app.wait_for(id, Status::Sent).await;
     // After it was sent, the lead gets the same outcome instead of a new invitation.
     let (status, later) = app.send(&webhook_id(), &event).await;
     assert_eq!(status, 200);
@@ -114,35 +96,41 @@ async fn repeated_webhook_id_and_repeated_lead_make_one_job_and_one_invitation()
     assert_eq!(env.invitations("acc_1", "jane-roe").await, 1);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn documented_answers_map_to_their_statuses() {
+async fn documented_answers_map_to_their_statuses() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let mut app = env.start(env.config()).await;
     let cases = [
-        ("connected-amy", "already_connected"),
-        ("unknown-bob", "profile_not_found"),
+        (
+            "connected-amy",
+            Status::AlreadyConnected,
+            "already_connected",
+        ),
+        ("unknown-bob", Status::ProfileNotFound, "profile_not_found"),
     ];
-    for (profile, expected) in cases {
+    for (profile, expected, written) in cases {
         let (status, body) = app
             .send(&webhook_id(), &lead(profile, profile, "acc_1"))
             .await;
         assert_eq!(status, 202);
-        let id = body["jobId"].as_str().unwrap().to_string();
-        app.wait_for_status(&id, expected, WAIT).await;
+        let id = job_id(&body);
+        app.wait_for(id, expected).await;
         eventually(WAIT, "final status written back", || async {
-            env.callback_statuses(&id).last().map(String::as_str) == Some(expected)
+            env.callback_statuses(id).last().map(String::as_str) == Some(written)
         })
         .await;
     }
     assert_eq!(env.total_invitations().await, 0);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unusable_leads_are_accepted_and_end_invalid_with_the_reason() {
+async fn unusable_leads_are_accepted_and_end_invalid_with_the_reason() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let mut app = env.start(env.config()).await;
     let mut company = lead("crm-co", "x", "acc_1");
@@ -152,11 +140,11 @@ async fn unusable_leads_are_accepted_and_end_invalid_with_the_reason() {
     for (event, needle) in [(company, "company"), (long, "300")] {
         let (status, body) = app.send(&webhook_id(), &event).await;
         assert_eq!(status, 202, "{body}");
-        let id = body["jobId"].as_str().unwrap().to_string();
-        let job = app.wait_for_status(&id, "invalid", WAIT).await;
-        assert!(job["error"].as_str().unwrap().contains(needle), "{job}");
+        let id = job_id(&body);
+        let job = app.wait_for(id, Status::Invalid).await;
+        assert!(job.error.as_deref().unwrap().contains(needle), "{job:#?}");
         eventually(WAIT, "invalid written back", || async {
-            env.callbacks_for(&id).first().is_some_and(|c| {
+            env.callbacks_for(id).first().is_some_and(|c| {
                 c["status"] == "invalid" && c["error"].as_str().unwrap().contains(needle)
             })
         })
@@ -166,18 +154,18 @@ async fn unusable_leads_are_accepted_and_end_invalid_with_the_reason() {
     let mut exact = lead("crm-300", "exact-message", "acc_1");
     exact["data"]["message"] = json!("é".repeat(300));
     let (_, body) = app.send(&webhook_id(), &exact).await;
-    app.wait_for_status(body["jobId"].as_str().unwrap(), "sent", WAIT)
-        .await;
+    app.wait_for(job_id(&body), Status::Sent).await;
     assert_eq!(env.total_invitations().await, 1);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
+async fn bad_input_gets_a_clear_4xx_and_changes_nothing() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let mut app = env.start(env.config()).await;
-    let event = serde_json::to_vec(&lead("crm-bad", "someone", "acc_1")).unwrap();
+    let event = serde_json::to_vec(&lead("crm-bad", "someone", "acc_1"))?;
     let now = chrono::Utc::now();
     let other_secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
     let (status, body) = app
@@ -199,8 +187,7 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         .post(app.url("/webhooks/events"))
         .body(event.clone())
         .send()
-        .await
-        .unwrap();
+        .await?;
     assert_eq!(unsigned.status(), 401);
 
     let (status, body) = app
@@ -233,30 +220,33 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(body["ignored"], "lead.updated");
-    let (_, stats) = app.admin("/admin/stats").await;
-    assert_eq!(stats["ignoredEvents"]["lead.updated"], 1);
+    let stats = app.stats().await;
+    assert_eq!(
+        stats.ignored_events.get("lead.updated"),
+        Some(&1),
+        "{stats:?}"
+    );
 
-    let (status, jobs) = app.admin("/admin/jobs?record=crm-bad").await;
-    assert_eq!(status, 200);
-    assert_eq!(jobs["jobs"], json!([]));
-    let (status, jobs) = app.admin("/admin/jobs").await;
-    assert_eq!(status, 200);
-    assert_eq!(jobs["jobs"], json!([]), "bad input created a job");
-    let unauthorized = app.http.get(app.url("/admin/jobs")).send().await.unwrap();
+    // `jobs` asserts the 200.
+    assert!(app.jobs("record=crm-bad").await.is_empty());
+    let jobs = app.jobs("").await;
+    assert!(jobs.is_empty(), "bad input created a job: {jobs:#?}");
+    let unauthorized = app.http.get(app.url("/admin/jobs")).send().await?;
     assert_eq!(unauthorized.status(), 401);
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_and_readiness_are_real() {
+async fn health_and_readiness_are_real() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let mut app = env.start(env.config()).await;
-    let healthz = app.http.get(app.url("/healthz")).send().await.unwrap();
+    let healthz = app.http.get(app.url("/healthz")).send().await?;
     assert_eq!(healthz.status(), 200);
-    let readyz = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let readyz = app.http.get(app.url("/readyz")).send().await?;
     assert_eq!(readyz.status(), 200);
-    let body: serde_json::Value = readyz.json().await.unwrap();
+    let body: serde_json::Value = readyz.json().await?;
     assert_eq!(body, json!({"database": "ok", "broker": "ok"}));
     app.stop().await;
 
@@ -264,17 +254,19 @@ async fn health_and_readiness_are_real() {
     let mut config = env.config();
     config.broker.url = leadlink::secret::Secret::new("amqp://guest:guest@127.0.0.1:1/%2f");
     let mut app = env.start(config).await;
-    let readyz = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let readyz = app.http.get(app.url("/readyz")).send().await?;
     assert_eq!(readyz.status(), 503);
-    let body: serde_json::Value = readyz.json().await.unwrap();
+    let body: serde_json::Value = readyz.json().await?;
     assert_eq!(body["database"], "ok");
     assert_ne!(body["broker"], "ok");
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lead_named_by_slug_and_by_urn_before_either_was_linked_is_invited_once() {
+async fn a_lead_named_by_slug_and_by_urn_before_either_was_linked_is_invited_once()
+-> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let mut config = env.config();
     // One job at a time, so the slug's job goes first after the reset.
@@ -290,8 +282,8 @@ async fn a_lead_named_by_slug_and_by_urn_before_either_was_linked_is_invited_onc
     let (_, by_slug) = app
         .send(&webhook_id(), &lead("crm-u1", "two-ways", "acc_u"))
         .await;
-    let by_slug = by_slug["jobId"].as_str().unwrap().to_string();
-    app.wait_for_status(&by_slug, "held", WAIT).await;
+    let by_slug = job_id(&by_slug);
+    app.wait_for(by_slug, Status::Held).await;
     let urn = leadlink::sim::profiles::urn_for_slug("two-ways");
     let mut by_urn = lead("crm-u2", "x", "acc_u");
     by_urn["data"]["linkedinUrl"] = json!(null);
@@ -301,40 +293,40 @@ async fn a_lead_named_by_slug_and_by_urn_before_either_was_linked_is_invited_onc
         status, 202,
         "nothing linked the slug to the URN yet: {second}"
     );
-    let by_urn = second["jobId"].as_str().unwrap().to_string();
-    app.wait_for_status(&by_urn, "held", WAIT).await;
+    let by_urn = job_id(&second);
+    app.wait_for(by_urn, Status::Held).await;
     // The slug's send returns the URN the other job holds: its outcome still commits, and
     // the other job checks the relationship instead of sending a second invitation.
-    app.wait_for_status(&by_slug, "sent", WAIT).await;
-    let job = app.wait_for_status(&by_urn, "sent", WAIT).await;
-    assert_eq!(env.invitations("acc_u", "two-ways").await, 1, "{job:#}");
+    app.wait_for(by_slug, Status::Sent).await;
+    let job = app.wait_for(by_urn, Status::Sent).await;
+    assert_eq!(env.invitations("acc_u", "two-ways").await, 1, "{job:#?}");
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_record_naming_the_same_person_is_written_back_too() {
+async fn a_second_record_naming_the_same_person_is_written_back_too() -> anyhow::Result<()> {
     let env = TestEnv::new().await;
     let mut app = env.start(env.config()).await;
     let (status, first) = app
         .send(&webhook_id(), &lead("crm-first", "two-records", "acc_1"))
         .await;
     assert_eq!(status, 202, "{first}");
-    let id = first["jobId"].as_str().unwrap().to_string();
+    let id = job_id(&first);
     let (status, second) = app
         .send(&webhook_id(), &lead("crm-second", "two-records", "acc_1"))
         .await;
     assert_eq!(status, 200, "{second}");
-    assert_eq!(second["jobId"], id.as_str());
-    app.wait_for_status(&id, "sent", WAIT).await;
+    assert_eq!(job_id(&second), id);
+    app.wait_for(id, Status::Sent).await;
     assert_eq!(env.invitations("acc_1", "two-records").await, 1);
     // Each record hears the job's state, under its own record id.
     let statuses = |record: &'static str| {
         let env = &env;
-        let id = id.clone();
         move || {
             let seen: Vec<String> = env
-                .callbacks_for(&id)
+                .callbacks_for(id)
                 .iter()
                 .filter(|d| d["recordId"] == record)
                 .map(|d| d["status"].as_str().unwrap().to_string())
@@ -344,8 +336,9 @@ async fn a_second_record_naming_the_same_person_is_written_back_too() {
     };
     eventually(WAIT, "crm-first written back sent", statuses("crm-first")).await;
     eventually(WAIT, "crm-second written back sent", statuses("crm-second")).await;
-    let (_, listed) = app.admin("/admin/jobs?record=crm-second").await;
-    assert_eq!(listed["jobs"][0]["id"], id.as_str(), "{listed}");
+    let listed = app.jobs("record=crm-second").await;
+    assert_eq!(listed[0].id, id, "{listed:#?}");
     app.stop().await;
     env.cleanup().await;
+    Ok(())
 }

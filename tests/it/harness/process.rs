@@ -1,10 +1,7 @@
 //! The real binary as a child process, for tests that kill it or run several.
 
-use super::{TestApp, TestEnv, eventually};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(30);
+use super::{TestApp, TestEnv, WAIT, eventually};
+use std::process::{Child, Command, ExitStatus, Stdio};
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -15,7 +12,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Starts the real binary with `config` and extra environment.
-pub fn spawn_binary(env: &TestEnv, role: &str, config: &str, vars: &[(&str, &str)]) -> Child {
+pub fn spawn_binary(env: &TestEnv, role: &str, config: &str, vars: &[(&str, &str)]) -> Process {
     spawn_binary_logging_to(env, role, config, vars, Stdio::inherit())
 }
 
@@ -25,7 +22,7 @@ pub fn spawn_binary_logging_to(
     config: &str,
     vars: &[(&str, &str)],
     stderr: Stdio,
-) -> Child {
+) -> Process {
     spawn_with_config_file(role, &env.write_config(config), vars, stderr)
 }
 
@@ -35,7 +32,7 @@ pub fn spawn_with_config_file(
     path: &std::path::Path,
     vars: &[(&str, &str)],
     stderr: Stdio,
-) -> Child {
+) -> Process {
     let mut command = Command::new(env!("CARGO_BIN_EXE_leadlink"));
     command
         .arg(role)
@@ -46,7 +43,36 @@ pub fn spawn_with_config_file(
     for (key, value) in vars {
         command.env(key, value);
     }
-    command.spawn().expect("leadlink binary starts")
+    Process(command.spawn().expect("leadlink binary starts"))
+}
+
+/// A leadlink child process, killed and reaped when dropped: a failed assertion must not
+/// leave a process behind working on the test's queues.
+pub struct Process(Child);
+
+impl Process {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    pub fn kill(&mut self) -> std::io::Result<()> {
+        self.0.kill()
+    }
+
+    pub fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        self.0.wait()
+    }
+
+    pub fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        self.0.try_wait()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A leadlink process started from the binary, once it listens on `port`.

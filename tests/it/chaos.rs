@@ -9,19 +9,17 @@
 //! its own proxies, so tests beside it are untouched. The long run (`--ignored`) really stops
 //! and starts RabbitMQ, so it is run alone.
 
-mod common;
-
+use crate::harness::process::*;
+use crate::harness::proxy::Proxy;
+use crate::harness::*;
 use chrono::{DateTime, Utc};
-use common::process::*;
-use common::proxy::Proxy;
-use common::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -60,7 +58,8 @@ struct Plan {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_minute_of_chaos_loses_nothing_doubles_nothing_and_writes_back_the_last_state() {
+async fn a_minute_of_chaos_loses_nothing_doubles_nothing_and_writes_back_the_last_state()
+-> anyhow::Result<()> {
     run(Plan {
         feed: Duration::from_secs(60),
         leads_per_second: 3.0,
@@ -76,6 +75,7 @@ async fn a_minute_of_chaos_loses_nothing_doubles_nothing_and_writes_back_the_las
         drain: Duration::from_secs(90),
     })
     .await;
+    Ok(())
 }
 
 /// `LEADLINK_CHAOS_SECS=300 cargo test --release --test chaos -- --ignored --nocapture`.
@@ -83,7 +83,7 @@ async fn a_minute_of_chaos_loses_nothing_doubles_nothing_and_writes_back_the_las
 /// `LEADLINK_CHAOS_AMQP_PORT` name another node (docs/chaos.md: a private one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "minutes long and stops RabbitMQ: run alone"]
-async fn minutes_of_chaos_with_a_real_broker_restart() {
+async fn minutes_of_chaos_with_a_real_broker_restart() -> anyhow::Result<()> {
     let seconds = env_or("LEADLINK_CHAOS_SECS", 300);
     run(Plan {
         feed: Duration::from_secs(seconds),
@@ -102,6 +102,7 @@ async fn minutes_of_chaos_with_a_real_broker_restart() {
         drain: Duration::from_secs(180),
     })
     .await;
+    Ok(())
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -123,13 +124,13 @@ async fn run(plan: Plan) {
     let logs = std::env::temp_dir().join(format!("leadlink-chaos-{}", env.id));
     std::fs::create_dir_all(&logs).unwrap();
     let port = free_port();
-    let ingest = Ingest(spawn_binary_logging_to(
+    let ingest = spawn_binary_logging_to(
         &env,
         "ingest",
         &with_listen(&config, port),
         &[],
         log_to(&logs, "ingest"),
-    ));
+    );
     let app = process_at(&env, port).await;
     let workers = Arc::new(Mutex::new(Workers::start(&env, &config, &logs, started)));
 
@@ -259,7 +260,7 @@ struct Workers {
     started: Instant,
     config: PathBuf,
     logs: PathBuf,
-    children: Vec<Child>,
+    children: Vec<Process>,
     kills: u32,
     /// Exits nobody asked for (say, a start-up while the database was cut), with their status.
     exits: Vec<String>,
@@ -279,7 +280,7 @@ impl Workers {
         workers
     }
 
-    fn spawn(&self, slot: usize) -> Child {
+    fn spawn(&self, slot: usize) -> Process {
         let log = log_to(&self.logs, &format!("worker-{slot}"));
         spawn_with_config_file("worker", &self.config, &[], log)
     }
@@ -302,26 +303,6 @@ impl Workers {
                 self.children[slot] = self.spawn(slot);
             }
         }
-    }
-}
-
-/// A failed assertion must not leave processes behind working on the test's queues.
-impl Drop for Workers {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// The ingest process, killed when the test ends however it ends.
-struct Ingest(Child);
-
-impl Drop for Ingest {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -1,7 +1,10 @@
 //! Test harness: each test gets its own database, its own queue prefix, its own simulator
 //! and its own callback receiver, so tests run in parallel and repeatedly.
-#![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod admin;
+pub mod fake_hubspot;
+pub mod fake_salesforce;
+pub mod logs;
 pub mod process;
 pub mod proxy;
 
@@ -26,16 +29,11 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const API_KEY: &str = "sim-api-key";
 pub const PG: &str = "postgres://postgres@127.0.0.1:5432";
 pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
-pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,leadlink=info".into()),
-        )
-        .with_test_writer()
-        .try_init();
-}
+/// The roles of a process that only ingests, and of one that only works.
+pub const INGEST_ONLY: Role = Role::Ingest;
+pub const WORKER_ONLY: Role = Role::Worker;
+/// How long a test waits for something that should happen, before it fails.
+pub const WAIT: Duration = Duration::from_secs(30);
 
 /// One status change as the callback receiver got it.
 #[derive(Debug, Clone)]
@@ -102,7 +100,7 @@ impl TestEnv {
     }
 
     pub async fn with_sim(options: SimOptions) -> TestEnv {
-        init_tracing();
+        logs::init();
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         let database = format!("leadlink_t_{id}");
         let admin = sqlx::PgPool::connect(&format!("{PG}/postgres"))
@@ -252,24 +250,34 @@ impl TestEnv {
             .unwrap_or(0)
     }
 
+    /// 429s the simulator answered: (hold, per minute).
+    pub async fn rate_limited(&self) -> (u64, u64) {
+        let stats = self.sim_get("stats").await;
+        (
+            stats["rateLimited"]["hold"].as_u64().unwrap(),
+            stats["rateLimited"]["perMinute"].as_u64().unwrap(),
+        )
+    }
+
     pub async fn total_invitations(&self) -> u64 {
         self.sim_get("invitations").await["total"].as_u64().unwrap()
     }
 
     /// Status changes the callback got for one job, in arrival order.
-    pub fn callbacks_for(&self, job_id: &str) -> Vec<Value> {
+    pub fn callbacks_for(&self, job: uuid::Uuid) -> Vec<Value> {
+        let job = job.to_string();
         self.callback
             .received
             .lock()
             .unwrap()
             .iter()
-            .filter(|r| r.data["jobId"] == job_id)
+            .filter(|r| r.data["jobId"] == job.as_str())
             .map(|r| r.data.clone())
             .collect()
     }
 
-    pub fn callback_statuses(&self, job_id: &str) -> Vec<String> {
-        self.callbacks_for(job_id)
+    pub fn callback_statuses(&self, job: uuid::Uuid) -> Vec<String> {
+        self.callbacks_for(job)
             .iter()
             .map(|d| d["status"].as_str().unwrap().to_string())
             .collect()
@@ -350,58 +358,40 @@ impl TestApp {
         {
             request = request.header(name, value);
         }
-        let response = request.body(body).send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        answer(request.body(body).send().await.unwrap()).await
     }
+}
 
-    pub async fn admin(&self, path: &str) -> (u16, Value) {
-        let response = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        (
-            response.status().as_u16(),
-            response.json().await.unwrap_or(Value::Null),
-        )
-    }
+/// A response's status and body: its JSON, or its text when it is not JSON.
+pub async fn answer(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
 
-    pub async fn job(&self, id: &str) -> Value {
-        let (status, body) = self.admin(&format!("/admin/jobs/{id}")).await;
-        assert_eq!(status, 200, "{body}");
-        body
-    }
-
-    /// Waits until the job has `status`, or panics with the job as it stands.
-    pub async fn wait_for_status(&self, id: &str, status: &str, within: Duration) -> Value {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let job = self.job(id).await;
-            if job["status"] == status {
-                return job;
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!("job {id} did not reach {status} within {within:?}: {job:#}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+/// The LinkedIn profile URL of a vanity slug.
+pub fn profile_url(slug: &str) -> String {
+    format!("https://www.linkedin.com/in/{slug}/")
 }
 
 pub fn lead(record: &str, profile: &str, account: &str) -> Value {
     json!({
         "type": "lead.qualified",
-        "data": {"recordId": record, "linkedinUrl": format!("https://www.linkedin.com/in/{profile}/"),
+        "data": {"recordId": record, "linkedinUrl": profile_url(profile),
                  "profileId": null, "profileUrn": null, "accountId": account,
                  "firstName": "John", "lastName": "Doe", "company": "Acme", "message": null}
     })
+}
+
+/// The job id of an ingest answer.
+pub fn job_id(answer: &Value) -> uuid::Uuid {
+    answer["jobId"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no job id: {answer}"))
 }
 
 pub fn webhook_id() -> String {
