@@ -7,7 +7,7 @@ use leadlink::crm::enrich::hubspot_lead;
 use leadlink::ingest::hubspot::payload::{
     Judged, MAX_BATCH, TriggerRule, Triggers, parse_batch, parse_workflow, qualifies,
 };
-use leadlink::lead::{LeadInput, MessageTemplate, Overflow, resolve_lead};
+use leadlink::lead::{MessageTemplate, Overflow, Resolution, UsableLead};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {
@@ -45,17 +45,12 @@ fuzz_target!(|body: &[u8]| {
         let lead = hubspot_lead(&record.fields, "hs_linkedin_url");
         let template =
             MessageTemplate::new("Hi {{firstName|there}} at {{company}}").expect("valid");
-        let fields = lead.fields();
-        let input = LeadInput {
-            linkedin_url: lead.linkedin_url.as_deref(),
-            profile_id: None,
-            profile_urn: None,
-            message: None,
-            fields: &fields,
-        };
         for overflow in [Overflow::Invalid, Overflow::Truncate] {
-            let resolved = resolve_lead(&input, Some(&template), overflow);
-            if let Some(message) = resolved.message {
+            if let Resolution::Usable(UsableLead {
+                message: Some(message),
+                ..
+            }) = lead.resolve(Some(&template), overflow)
+            {
                 assert!(message.chars().count() <= leadlink::lead::MAX_MESSAGE_CHARS);
             }
         }

@@ -5,7 +5,7 @@
 
 use leadlink::crm::enrich::salesforce_lead;
 use leadlink::ingest::salesforce::outbound::{canonical_id, fault, parse, same_org};
-use leadlink::lead::{LeadInput, Overflow, resolve_lead};
+use leadlink::lead::Overflow;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {
@@ -20,15 +20,7 @@ fuzz_target!(|body: &[u8]| {
             for notification in &message.notifications {
                 assert!(!notification.id.is_empty() && !notification.record_id.is_empty());
                 let lead = salesforce_lead(&notification.fields, "LinkedIn_URL__c");
-                let fields = lead.fields();
-                let input = LeadInput {
-                    linkedin_url: lead.linkedin_url.as_deref(),
-                    profile_id: None,
-                    profile_urn: None,
-                    message: None,
-                    fields: &fields,
-                };
-                let _ = resolve_lead(&input, None, Overflow::Invalid);
+                let _ = lead.resolve(None, Overflow::Invalid);
             }
         }
         Err(error) => {

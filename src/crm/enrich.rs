@@ -7,7 +7,7 @@ use super::salesforce::SalesforceCrmConfig;
 use super::{Clients, HUBSPOT, SALESFORCE};
 use crate::config::{Config, CrmConfig};
 use crate::job::Job;
-use crate::lead::LeadFields;
+use crate::lead::{LeadFields, LeadInput, MessageTemplate, Overflow, Resolution, resolve_lead};
 
 /// HubSpot's owner property and standard name fields.
 const HUBSPOT_OWNER: &str = "hubspot_owner_id";
@@ -32,6 +32,19 @@ impl CrmLead {
             last_name: self.last_name.clone(),
             company: self.company.clone(),
         }
+    }
+
+    /// What the lead resolves to: a CRM record gives its URL and the template's fields.
+    pub fn resolve(&self, template: Option<&MessageTemplate>, overflow: Overflow) -> Resolution {
+        let fields = self.fields();
+        let input = LeadInput {
+            linkedin_url: self.linkedin_url.as_deref(),
+            profile_id: None,
+            profile_urn: None,
+            message: None,
+            fields: &fields,
+        };
+        resolve_lead(&input, template, overflow)
     }
 }
 
@@ -60,10 +73,7 @@ pub fn salesforce_lead(fields: &RecordFields, linkedin_url_field: &str) -> CrmLe
 }
 
 fn present(value: Option<&String>) -> Option<String> {
-    value
-        .map(|v| v.trim())
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned)
+    crate::lead::non_blank(value.map(|v| v.trim())).map(str::to_owned)
 }
 
 /// The ConnectSafely account for a record of `source`: its owner's, when

@@ -102,7 +102,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8], prefix: &str) -> Result<T,
 }
 
 fn blank_to_none(value: Option<String>) -> Option<String> {
-    value.filter(|v| !v.trim().is_empty())
+    value.filter(|v| lead::non_blank(Some(v)).is_some())
 }
 
 fn new_job<Q: Queue, S: Store>(
@@ -147,7 +147,7 @@ fn new_job<Q: Queue, S: Store>(
         message: event.message.as_deref(),
         fields: &fields,
     };
-    let resolved = lead::resolve_lead(
+    let resolution = lead::resolve_lead(
         &input,
         state.template.as_ref(),
         state.config.message.overflow,
@@ -157,19 +157,14 @@ fn new_job<Q: Queue, S: Store>(
         record_id: event.record_id,
         record_object: None,
         account_id,
-        profile_key: resolved.profile_key,
-        profile_id: resolved.profile_id,
-        profile_urn: resolved.profile_urn,
-        message: resolved.message,
+        resolution,
         lead: LeadDetails {
             linkedin_url,
             first_name: event.first_name,
             last_name: event.last_name,
             company: event.company,
         },
-        invalid_reason: resolved.invalid_reason,
         delivery_id: Some(delivery_id),
-        enrich: false,
         one_open_job_per_record: false,
         writeback_targets: crate::crm::targets_for(&state.config, SOURCE),
     })

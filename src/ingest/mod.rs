@@ -9,7 +9,7 @@ pub mod salesforce;
 use crate::config::Config;
 use crate::crm::enrich::{CrmLead, fallback_account, route_account};
 use crate::job::LeadDetails;
-use crate::lead::{self, LeadInput, MessageTemplate, ResolvedLead};
+use crate::lead::{MessageTemplate, Resolution};
 use crate::outbox::publish_now;
 use crate::queue::Queue;
 use crate::signature::standard_webhooks::Verifier;
@@ -185,42 +185,24 @@ pub(crate) fn crm_job<Q: Queue, S: Store>(
         lead.owner_id.as_deref(),
         fallback_account(&state.config, record.source).as_deref(),
     );
-    let enrich = lead.linkedin_url.is_none();
-    let fields = lead.fields();
-    let resolved = if enrich {
-        ResolvedLead::default()
+    let resolution = if lead.linkedin_url.is_none() {
+        Resolution::ReadFromCrm
     } else {
-        let input = LeadInput {
-            linkedin_url: lead.linkedin_url.as_deref(),
-            profile_id: None,
-            profile_urn: None,
-            message: None,
-            fields: &fields,
-        };
-        lead::resolve_lead(
-            &input,
-            state.template.as_ref(),
-            state.config.message.overflow,
-        )
+        lead.resolve(state.template.as_ref(), state.config.message.overflow)
     };
     NewJob {
         source: record.source.into(),
         record_id: record.record_id,
         record_object: Some(record.object.into()),
         account_id,
-        profile_key: resolved.profile_key,
-        profile_id: resolved.profile_id,
-        profile_urn: resolved.profile_urn,
-        message: resolved.message,
+        resolution,
         lead: LeadDetails {
             linkedin_url: lead.linkedin_url,
             first_name: lead.first_name,
             last_name: lead.last_name,
             company: lead.company,
         },
-        invalid_reason: resolved.invalid_reason,
         delivery_id: record.delivery_id,
-        enrich,
         one_open_job_per_record: true,
         writeback_targets: crate::crm::targets_for(&state.config, record.source),
     }

@@ -12,7 +12,7 @@ pub use message::{
     LeadFields, MAX_MESSAGE_CHARS, Message, MessageTemplate, Overflow, build_message,
 };
 pub use profile::{ProfileRef, resolve_profile};
-pub use resolution::{LeadInput, ResolvedLead, resolve_lead};
+pub use resolution::{LeadInput, Resolution, UsableLead, resolve_lead};
 
 /// How much of the offending input an error repeats; enough to recognise it in a CRM field.
 const MAX_ECHO_CHARS: usize = 120;
@@ -37,6 +37,11 @@ pub enum LeadError {
     EmptyMessage,
     #[error("the message is {chars} characters long; LinkedIn allows at most {MAX_MESSAGE_CHARS}")]
     MessageTooLong { chars: usize },
+}
+
+/// CRMs and forms send `""` (or spaces) for an empty field: such a value counts as absent.
+pub fn non_blank(value: Option<&str>) -> Option<&str> {
+    value.filter(|v| !v.trim().is_empty())
 }
 
 /// The input as an error repeats it: trimmed and cut short so a CRM field stays readable.

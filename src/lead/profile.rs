@@ -7,7 +7,7 @@ use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::{LeadError, echo};
+use super::{LeadError, echo, non_blank};
 
 /// Real vanity names are at most 100 characters; the cap keeps absurd input out of the
 /// database's unique index (PostgreSQL rejects index entries over ~2.7 kB).
@@ -192,14 +192,11 @@ pub fn resolve_profile(
     profile_id: Option<&str>,
     profile_urn: Option<&str>,
 ) -> Result<ProfileRef, LeadError> {
-    fn present(v: Option<&str>) -> Option<&str> {
-        v.filter(|s| !s.trim().is_empty())
-    }
-    if let Some(urn) = present(profile_urn) {
+    if let Some(urn) = non_blank(profile_urn) {
         ProfileRef::from_urn(urn)
-    } else if let Some(id) = present(profile_id) {
+    } else if let Some(id) = non_blank(profile_id) {
         ProfileRef::from_profile_id(id)
-    } else if let Some(url) = present(linkedin_url) {
+    } else if let Some(url) = non_blank(linkedin_url) {
         ProfileRef::from_url(url)
     } else {
         Err(LeadError::MissingProfile)

@@ -1,7 +1,10 @@
 //! Turning what a source said about a lead into what a job stores: its identity, the
 //! forms of its profile reference, its note, or why it cannot be used.
 
-use super::{LeadFields, MessageTemplate, Overflow, ProfileRef, build_message, resolve_profile};
+use super::{
+    LeadError, LeadFields, MessageTemplate, Overflow, ProfileRef, build_message, non_blank,
+    resolve_profile,
+};
 
 /// What a source or CRM said about a lead, before any checking.
 #[derive(Debug, Clone, Copy)]
@@ -14,16 +17,41 @@ pub struct LeadInput<'a> {
     pub fields: &'a LeadFields,
 }
 
-/// A lead's identity and note as a job stores them.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ResolvedLead {
+/// What a job knows of its lead: usable, unusable with the reason, or still to be read from
+/// the CRM (the event named only the record).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolution {
+    Usable(UsableLead),
+    /// Well-formed but unusable: its job ends `invalid` with this reason. It claims no
+    /// identity, so it never collides with another job of the person; the forms the source
+    /// gave are kept for people reading the job.
+    Invalid {
+        reason: String,
+        profile_id: Option<String>,
+        profile_urn: Option<String>,
+        message: Option<String>,
+    },
+    ReadFromCrm,
+}
+
+/// A lead a job can send to: its identity, the forms of its profile, its note.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsableLead {
     /// The identity the duplicate rules use: the canonical slug, else the URN.
-    pub profile_key: Option<String>,
+    pub profile_key: String,
     pub profile_id: Option<String>,
     pub profile_urn: Option<String>,
     pub message: Option<String>,
-    /// A well-formed lead we cannot use: its job ends `invalid` with this reason.
-    pub invalid_reason: Option<String>,
+}
+
+impl Resolution {
+    /// The identity the duplicate rules use, if the lead claims one.
+    pub fn profile_key(&self) -> Option<&str> {
+        match self {
+            Resolution::Usable(lead) => Some(&lead.profile_key),
+            Resolution::Invalid { .. } | Resolution::ReadFromCrm => None,
+        }
+    }
 }
 
 /// Resolves the profile and the note. Both forms are kept when both came: the slug is the
@@ -32,8 +60,8 @@ pub fn resolve_lead(
     input: &LeadInput<'_>,
     template: Option<&MessageTemplate>,
     overflow: Overflow,
-) -> ResolvedLead {
-    let present = |v: Option<&str>| v.filter(|s| !s.trim().is_empty()).map(str::to_owned);
+) -> Resolution {
+    let present = |v: Option<&str>| non_blank(v).map(str::to_owned);
     let (linkedin_url, profile_id, profile_urn) = (
         present(input.linkedin_url),
         present(input.profile_id),
@@ -45,9 +73,24 @@ pub fn resolve_lead(
         profile_urn.as_deref(),
     );
     let message = build_message(input.message, template, input.fields, overflow);
-    let invalid_reason = match (&profile, &message) {
-        (Err(e), _) | (_, Err(e)) => Some(e.to_string()),
-        _ => None,
+    let (profile, message) = match (profile, message) {
+        (Ok(profile), Ok(message)) => (profile, message.map(|m| m.as_str().to_owned())),
+        (Err(e), message) => {
+            return Resolution::Invalid {
+                reason: e.to_string(),
+                profile_id,
+                profile_urn,
+                message: message.ok().flatten().map(|m| m.as_str().to_owned()),
+            };
+        }
+        (Ok(_), Err(e)) => {
+            return Resolution::Invalid {
+                reason: e.to_string(),
+                profile_id,
+                profile_urn,
+                message: None,
+            };
+        }
     };
     let slug = profile_id
         .as_deref()
@@ -55,23 +98,31 @@ pub fn resolve_lead(
         .or_else(|| linkedin_url.as_deref().map(ProfileRef::from_url))
         .and_then(Result::ok);
     let urn = match &profile {
-        Ok(ProfileRef::Urn(urn)) => Some(urn.clone()),
+        ProfileRef::Urn(urn) => Some(urn.clone()),
         _ => None,
     };
-    let (profile_key, profile_id, profile_urn) = match (&profile, slug) {
-        (Err(_), _) => (None, profile_id, profile_urn),
-        (Ok(_), Some(slug)) => (
-            Some(slug.canonical().to_owned()),
-            Some(slug.canonical().to_owned()),
-            urn,
-        ),
-        (Ok(_), None) => (urn.clone(), None, urn),
+    let lead = match (slug, urn) {
+        (Some(slug), urn) => UsableLead {
+            profile_key: slug.canonical().to_owned(),
+            profile_id: Some(slug.canonical().to_owned()),
+            profile_urn: urn,
+            message,
+        },
+        (None, Some(urn)) => UsableLead {
+            profile_key: urn.clone(),
+            profile_id: None,
+            profile_urn: Some(urn),
+            message,
+        },
+        // A profile that resolved is a slug or a URN.
+        (None, None) => {
+            return Resolution::Invalid {
+                reason: LeadError::MissingProfile.to_string(),
+                profile_id,
+                profile_urn,
+                message,
+            };
+        }
     };
-    ResolvedLead {
-        profile_key,
-        profile_id,
-        profile_urn,
-        message: message.ok().flatten().map(|m| m.as_str().to_owned()),
-        invalid_reason,
-    }
+    Resolution::Usable(lead)
 }

@@ -8,7 +8,7 @@ use crate::config::RetryConfig;
 use crate::crm::api::CallOutcome;
 use crate::crm::enrich::CrmLead;
 use crate::job::{Call, CallRecord, CallResult, Job, LeadDetails, Status};
-use crate::lead::{self, LeadInput, MessageTemplate, Overflow};
+use crate::lead::{MessageTemplate, Overflow, Resolution};
 use crate::queue::Queue;
 use crate::retry;
 use crate::store::{Attempts, Enriched, Enrichment, Store, Transition, Wait, Waiting};
@@ -26,30 +26,27 @@ pub fn lead_from_crm(
     overflow: Overflow,
     url_field: &str,
 ) -> (Enrichment, Option<String>) {
-    let fields = crm.fields();
-    let input = LeadInput {
-        linkedin_url: crm.linkedin_url.as_deref(),
-        profile_id: None,
-        profile_urn: None,
-        message: None,
-        fields: &fields,
+    let resolution = match crm.resolve(template, overflow) {
+        Resolution::Invalid {
+            profile_id,
+            profile_urn,
+            message,
+            ..
+        } if crm.linkedin_url.is_none() => Resolution::Invalid {
+            reason: format!("the CRM record has no LinkedIn URL (field `{url_field}`)"),
+            profile_id,
+            profile_urn,
+            message,
+        },
+        resolved => resolved,
     };
-    let resolved = lead::resolve_lead(&input, template, overflow);
-    let invalid = match (&crm.linkedin_url, resolved.invalid_reason) {
-        (None, _) => Some(format!(
-            "the CRM record has no LinkedIn URL (field `{url_field}`)"
-        )),
-        (Some(_), reason) => reason,
+    let invalid = match &resolution {
+        Resolution::Invalid { reason, .. } => Some(reason.clone()),
+        Resolution::Usable(_) | Resolution::ReadFromCrm => None,
     };
-    let complete = invalid.is_none();
     let enrichment = Enrichment {
         account_id,
-        // An unusable lead claims no identity, so it can never collide with another job.
-        profile_key: resolved.profile_key.filter(|_| complete),
-        profile_id: resolved.profile_id,
-        profile_urn: resolved.profile_urn.filter(|_| complete),
-        message: resolved.message,
-        complete,
+        resolution,
         lead: LeadDetails {
             linkedin_url: crm.linkedin_url.clone(),
             first_name: crm.first_name.clone(),

@@ -5,6 +5,7 @@ use crate::harness::*;
 use chrono::{DateTime, Duration, Utc};
 use leadlink::account::quota::{Quota, QuotaSource};
 use leadlink::job::{LeadDetails, Status};
+use leadlink::lead::{Resolution, UsableLead};
 use leadlink::queue::Message;
 use leadlink::store::{
     AccountReading, AccountStore, ApiBudgetStore, Claim, Doubt, Facts, GateWait, IngestOutcome,
@@ -24,20 +25,25 @@ fn t0() -> DateTime<Utc> {
     Utc::now()
 }
 
+/// A usable lead named by `key` (its slug, or with `urn` its URN).
+fn usable(key: &str, urn: Option<&str>) -> Resolution {
+    Resolution::Usable(UsableLead {
+        profile_key: key.into(),
+        profile_id: urn.is_none().then(|| key.into()),
+        profile_urn: urn.map(Into::into),
+        message: None,
+    })
+}
+
 async fn new_job(store: &PgStore, profile: &str, now: DateTime<Utc>) -> Uuid {
     let new = NewJob {
         source: "events".into(),
         record_id: format!("crm-{profile}"),
         record_object: None,
         account_id: "acc_1".into(),
-        profile_key: Some(profile.into()),
-        profile_id: Some(profile.into()),
-        profile_urn: None,
-        message: None,
+        resolution: usable(profile, None),
         lead: LeadDetails::default(),
-        invalid_reason: None,
         delivery_id: Some(webhook_id()),
-        enrich: false,
         one_open_job_per_record: false,
         writeback_targets: vec!["callback".into()],
     };
@@ -485,14 +491,9 @@ async fn a_batch_commits_together_in_order_with_one_creation_time_each() -> anyh
         record_id: format!("crm-{profile}"),
         record_object: None,
         account_id: "acc_1".into(),
-        profile_key: Some(profile.into()),
-        profile_id: Some(profile.into()),
-        profile_urn: None,
-        message: None,
+        resolution: usable(profile, None),
         lead: LeadDetails::default(),
-        invalid_reason: None,
         delivery_id: Some(delivery.into()),
-        enrich: false,
         one_open_job_per_record: false,
         writeback_targets: vec!["callback".into()],
     };
@@ -582,14 +583,9 @@ fn urn_job(profile: &str, urn: &str) -> NewJob {
         record_id: format!("crm-{profile}-urn"),
         record_object: None,
         account_id: "acc_1".into(),
-        profile_key: Some(urn.into()),
-        profile_id: None,
-        profile_urn: Some(urn.into()),
-        message: None,
+        resolution: usable(urn, Some(urn)),
         lead: LeadDetails::default(),
-        invalid_reason: None,
         delivery_id: Some(webhook_id()),
-        enrich: false,
         one_open_job_per_record: false,
         writeback_targets: vec!["callback".into()],
     }
@@ -898,14 +894,9 @@ fn record_job(source: &str, record: &str, profile: &str) -> NewJob {
         record_id: record.into(),
         record_object: crm.then(|| "contact".to_string()),
         account_id: "acc_1".into(),
-        profile_key: Some(profile.into()),
-        profile_id: Some(profile.into()),
-        profile_urn: None,
-        message: None,
+        resolution: usable(profile, None),
         lead: LeadDetails::default(),
-        invalid_reason: None,
         delivery_id: Some(webhook_id()),
-        enrich: false,
         one_open_job_per_record: crm,
         writeback_targets: vec![if crm { source } else { "callback" }.to_string()],
     }

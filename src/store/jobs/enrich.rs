@@ -1,8 +1,10 @@
 //! The lead the CRM returned for a job that named only its record.
 
 use super::ingest::{RecordRef, join_with_state};
-use super::{Enriched, Enrichment, rows};
+use super::rows::{self, LeadColumns};
+use super::{Enriched, Enrichment};
 use crate::job::Job;
+use crate::lead::Resolution;
 use crate::store::{PgStore, StoreError, record_event};
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -16,6 +18,10 @@ pub(super) async fn enrich(
     now: DateTime<Utc>,
 ) -> Result<Enriched, StoreError> {
     let lead = serde_json::to_value(&e.lead).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let columns = LeadColumns::of(&e.resolution);
+    let usable = matches!(e.resolution, Resolution::Usable(_));
+    // An unusable lead claims no identity, so it can never collide with another job.
+    let profile_urn = columns.profile_urn.filter(|_| usable);
     let mut tx = store.pool.begin().await?;
     let updated: Result<Option<Job>, StoreError> = sqlx::query_as(concat!(
         "UPDATE jobs SET account_id = $3, profile_key = $4, profile_id = $5, profile_urn = $6, \
@@ -26,20 +32,20 @@ pub(super) async fn enrich(
     .bind(job_id)
     .bind(owner)
     .bind(&e.account_id)
-    .bind(&e.profile_key)
-    .bind(&e.profile_id)
-    .bind(&e.profile_urn)
-    .bind(&e.message)
+    .bind(columns.profile_key)
+    .bind(columns.profile_id)
+    .bind(profile_urn)
+    .bind(columns.message)
     .bind(&lead)
     .bind(now)
-    .bind(e.complete)
+    .bind(usable)
     .fetch_optional(&mut *tx)
     .await
     .map_err(StoreError::from);
     match updated {
         Ok(Some(job)) => {
-            let detail = json!({"accountId": e.account_id, "profileId": e.profile_id,
-                "profileUrn": e.profile_urn, "lead": lead});
+            let detail = json!({"accountId": e.account_id, "profileId": columns.profile_id,
+                "profileUrn": profile_urn, "lead": lead});
             record_event(&mut tx, job_id, now, "enriched", None, detail).await?;
             tx.commit().await?;
             Ok(Enriched::Ready(Box::new(job)))
@@ -48,7 +54,7 @@ pub(super) async fn enrich(
         Err(error) if error.is_unique_violation() => {
             tx.rollback().await?;
             let mut conn = store.pool.acquire().await?;
-            let names = [e.profile_key.as_deref(), e.profile_urn.as_deref()];
+            let names = [columns.profile_key, profile_urn];
             let other = rows::other_lead_holder(&mut conn, job_id, &e.account_id, names)
                 .await?
                 .ok_or_else(|| {

@@ -3,7 +3,7 @@
 
 use super::super::outbox::{self, OutboxMessage};
 use super::super::writebacks;
-use super::rows;
+use super::rows::{self, LeadColumns};
 use super::{IngestOutcome, NewJob};
 use crate::job::{Job, Status};
 use crate::queue::Message;
@@ -102,14 +102,15 @@ async fn ingest_one(
     {
         return attach(tx, new, existing, now, relay_grace).await;
     }
-    if let Some(profile_key) = &new.profile_key
+    let columns = LeadColumns::of(&new.resolution);
+    if let Some(profile_key) = columns.profile_key
         && let Some(existing) =
-            rows::lead_holder(tx, &new.account_id, profile_key, new.profile_urn.as_deref()).await?
+            rows::lead_holder(tx, &new.account_id, profile_key, columns.profile_urn).await?
     {
         return attach(tx, new, existing, now, relay_grace).await;
     }
     let job_id = Uuid::now_v7();
-    let status = if new.invalid_reason.is_some() {
+    let status = if columns.invalid_reason.is_some() {
         Status::Invalid
     } else {
         Status::Queued
@@ -121,24 +122,23 @@ async fn ingest_one(
              writeback_targets, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $13, $14, $15, $16, \
              clock_timestamp()) RETURNING ",
-                 rows::job_columns!(
-         )
+                 rows::job_columns!()
         ))
         .bind(job_id)
         .bind(&new.source)
         .bind(&new.record_id)
         .bind(&new.account_id)
-        .bind(&new.profile_key)
-        .bind(&new.profile_id)
-        .bind(&new.profile_urn)
-        .bind(&new.message)
+        .bind(columns.profile_key)
+        .bind(columns.profile_id)
+        .bind(columns.profile_urn)
+        .bind(columns.message)
         .bind(serde_json::to_value(&new.lead).map_err(|e| StoreError::Corrupt(e.to_string()))?)
         .bind(status)
-        .bind(&new.invalid_reason)
+        .bind(columns.invalid_reason)
         .bind(now)
         .bind(due_at)
         .bind(&new.record_object)
-        .bind(new.enrich && status == Status::Queued)
+        .bind(columns.enrich)
         .bind(&new.writeback_targets)
         .fetch_one(&mut *tx)
         .await?;
@@ -290,7 +290,7 @@ async fn remember_delivery(
     }
     let detail = json!({
         "source": new.source, "recordId": new.record_id, "deliveryId": new.delivery_id,
-        "error": new.invalid_reason,
+        "error": LeadColumns::of(&new.resolution).invalid_reason,
     });
     record_event(tx, job_id, now, kind, status, detail).await
 }

@@ -13,6 +13,7 @@ use super::waits::{Wait, Waiting};
 use super::{JobEvent, PgStore, StoreError};
 use crate::connectsafely::RateLimit;
 use crate::job::{CallRecord, Job, LeadDetails, Status};
+use crate::lead::Resolution;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -23,19 +24,12 @@ pub struct NewJob {
     pub record_id: String,
     pub record_object: Option<String>,
     pub account_id: String,
-    /// The lead's identity (slug or URN); `None` when the event had no usable profile or
-    /// the lead is still to be read from the CRM (`enrich`).
-    pub profile_key: Option<String>,
-    pub profile_id: Option<String>,
-    pub profile_urn: Option<String>,
-    pub message: Option<String>,
+    /// An unusable lead's job is created `invalid`; one still to be read from the CRM is
+    /// read by the connect stage before anything else.
+    pub resolution: Resolution,
     pub lead: LeadDetails,
-    /// Set for a well-formed but unusable lead: the job is created `invalid` with this reason.
-    pub invalid_reason: Option<String>,
     /// The source's delivery id, the idempotency key.
     pub delivery_id: Option<String>,
-    /// The connect stage reads the lead from the CRM before anything else.
-    pub enrich: bool,
     /// A CRM record has one open job: a further event for it attaches to that job.
     pub one_open_job_per_record: bool,
     pub writeback_targets: Vec<String>,
@@ -239,15 +233,11 @@ pub enum SendSlot {
 #[derive(Debug, Clone)]
 pub struct Enrichment {
     pub account_id: String,
-    /// `None` for a lead the CRM gave no usable profile for; the job then ends `invalid`.
-    pub profile_key: Option<String>,
-    pub profile_id: Option<String>,
-    pub profile_urn: Option<String>,
-    pub message: Option<String>,
+    /// Usable, or not (the job then ends `invalid`). An unusable lead is recorded without
+    /// its identity and the job still needs the CRM, so a crash before its `invalid` is
+    /// committed makes the job read again.
+    pub resolution: Resolution,
     pub lead: LeadDetails,
-    /// The lead can be sent: the job no longer needs the CRM. An unusable lead is recorded
-    /// without it, so a crash before its `invalid` is committed makes the job read again.
-    pub complete: bool,
 }
 
 #[derive(Debug)]

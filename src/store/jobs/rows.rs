@@ -4,6 +4,7 @@
 //! partial indexes to the same sets).
 
 use crate::job::{Job, Status};
+use crate::lead::Resolution;
 use crate::store::StoreError;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -154,4 +155,46 @@ pub(super) async fn job_of_delivery(
     .bind(key)
     .fetch_optional(conn)
     .await?)
+}
+
+/// The job columns a lead's resolution fills.
+#[derive(Debug, Default)]
+pub(super) struct LeadColumns<'a> {
+    pub profile_key: Option<&'a str>,
+    pub profile_id: Option<&'a str>,
+    pub profile_urn: Option<&'a str>,
+    pub message: Option<&'a str>,
+    pub invalid_reason: Option<&'a str>,
+    /// The lead is still to be read from the CRM.
+    pub enrich: bool,
+}
+
+impl<'a> LeadColumns<'a> {
+    pub fn of(resolution: &'a Resolution) -> LeadColumns<'a> {
+        match resolution {
+            Resolution::Usable(lead) => LeadColumns {
+                profile_key: Some(&lead.profile_key),
+                profile_id: lead.profile_id.as_deref(),
+                profile_urn: lead.profile_urn.as_deref(),
+                message: lead.message.as_deref(),
+                ..LeadColumns::default()
+            },
+            Resolution::Invalid {
+                reason,
+                profile_id,
+                profile_urn,
+                message,
+            } => LeadColumns {
+                profile_id: profile_id.as_deref(),
+                profile_urn: profile_urn.as_deref(),
+                message: message.as_deref(),
+                invalid_reason: Some(reason),
+                ..LeadColumns::default()
+            },
+            Resolution::ReadFromCrm => LeadColumns {
+                enrich: true,
+                ..LeadColumns::default()
+            },
+        }
+    }
 }
