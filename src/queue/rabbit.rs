@@ -192,38 +192,7 @@ impl Rabbit {
             };
             let handler = handler.clone();
             in_flight.spawn(async move {
-                let reference = String::from_utf8_lossy(&delivery.data);
-                let handled = match Message::parse(topic, &reference) {
-                    // A panicking handler must still settle its delivery, or the consumer
-                    // stalls once `prefetch` deliveries are stuck.
-                    Some(message) => AssertUnwindSafe(handler(message))
-                        .catch_unwind()
-                        .await
-                        .unwrap_or_else(|_| {
-                            tracing::error!("handler panicked; the message is requeued");
-                            Handled::Requeue
-                        }),
-                    None => {
-                        tracing::warn!(%reference, ?topic, "message names nothing of ours; dropped");
-                        Handled::Ack
-                    }
-                };
-                let result = match handled {
-                    Handled::Ack => delivery.ack(BasicAckOptions::default()).await,
-                    Handled::Requeue => {
-                        tokio::time::sleep(REQUEUE_PAUSE).await;
-                        delivery
-                            .nack(BasicNackOptions {
-                                requeue: true,
-                                ..Default::default()
-                            })
-                            .await
-                    }
-                };
-                if let Err(e) = result {
-                    // The channel is gone; the broker redelivers the message elsewhere.
-                    tracing::warn!(error = %e, "could not settle a delivery");
-                }
+                settle_delivery(topic, delivery, &handler).await;
                 drop(permit);
             });
         };
@@ -240,6 +209,42 @@ impl Rabbit {
             tokio::spawn(async move { while in_flight.join_next().await.is_some() {} });
         }
         outcome
+    }
+}
+
+/// Runs the handler for one delivery and acknowledges it, or requeues it after a pause.
+async fn settle_delivery(topic: Topic, delivery: lapin::message::Delivery, handler: &Handler) {
+    let reference = String::from_utf8_lossy(&delivery.data);
+    let handled = match Message::parse(topic, &reference) {
+        // A panicking handler must still settle its delivery, or the consumer stalls once
+        // `prefetch` deliveries are stuck.
+        Some(message) => AssertUnwindSafe(handler(message))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                tracing::error!("handler panicked; the message is requeued");
+                Handled::Requeue
+            }),
+        None => {
+            tracing::warn!(%reference, ?topic, "message names nothing of ours; dropped");
+            Handled::Ack
+        }
+    };
+    let result = match handled {
+        Handled::Ack => delivery.ack(BasicAckOptions::default()).await,
+        Handled::Requeue => {
+            tokio::time::sleep(REQUEUE_PAUSE).await;
+            delivery
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await
+        }
+    };
+    if let Err(e) = result {
+        // The channel is gone; the broker redelivers the message elsewhere.
+        tracing::warn!(error = %e, "could not settle a delivery");
     }
 }
 

@@ -68,6 +68,17 @@ pub(super) async fn delete_for(
     Ok(())
 }
 
+/// Replaces the message's rows with one due at `due_at`: the job or writeback goes then, and
+/// only then.
+pub(super) async fn reschedule(
+    tx: &mut sqlx::PgConnection,
+    message: Message,
+    due_at: DateTime<Utc>,
+) -> Result<OutboxMessage, StoreError> {
+    delete_for(tx, message).await?;
+    insert(tx, message, due_at).await
+}
+
 /// The row's message; a row naming nothing of ours is corrupt.
 fn stored_message(topic: &str, reference: &str) -> Result<Message, StoreError> {
     Topic::parse(topic)

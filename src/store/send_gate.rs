@@ -383,8 +383,7 @@ async fn wake_now(
     sqlx::query!("UPDATE jobs SET due_at = $2 WHERE id = $1", job_id, now)
         .execute(&mut *tx)
         .await?;
-    outbox::delete_for(&mut *tx, Message::Connect(job_id)).await?;
-    outbox::insert(&mut *tx, Message::Connect(job_id), now).await?;
+    outbox::reschedule(&mut *tx, Message::Connect(job_id), now).await?;
     Ok(())
 }
 
@@ -522,8 +521,7 @@ pub(super) async fn release_account(
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(next) = next {
-        outbox::delete_for(&mut *tx, Message::Connect(next)).await?;
-        outbox::insert(&mut *tx, Message::Connect(next), now).await?;
+        outbox::reschedule(&mut *tx, Message::Connect(next), now).await?;
     }
     Ok(())
 }

@@ -120,8 +120,7 @@ async fn due_now(
 ) -> Result<Vec<OutboxMessage>, StoreError> {
     let mut publish = Vec::with_capacity(ids.len());
     for id in ids {
-        outbox::delete_for(&mut *tx, Message::Connect(id)).await?;
-        publish.push(outbox::insert(&mut *tx, Message::Connect(id), now).await?);
+        publish.push(outbox::reschedule(&mut *tx, Message::Connect(id), now).await?);
     }
     Ok(publish)
 }

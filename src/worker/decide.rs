@@ -69,6 +69,9 @@ impl Context<'_> {
     }
 }
 
+/// What to do after `POST /connect`: one arm per documented answer, in the order of
+/// README's table "What leadlink does with each ConnectSafely answer" (kept in one function
+/// so that the table and the code can be read side by side).
 pub fn after_connect(result: &Result<ConnectResponse, ApiError>, ctx: &Context<'_>) -> NextStep {
     let response = match result {
         Ok(response) => response,

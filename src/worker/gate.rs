@@ -8,7 +8,7 @@ use super::decide::{self, RelationshipCheck};
 use crate::account::next_weekly_reset;
 use crate::account::quota::{Quota, QuotaSource};
 use crate::connectsafely::limits::ApiCall;
-use crate::connectsafely::{ApiError, QuotaWindow};
+use crate::connectsafely::{AccountStatus, ApiError, QuotaResponse, QuotaWindow};
 use crate::job::{Call, CallRecord, CallResult, QuotaSeen};
 use crate::queue::Queue;
 use crate::retry;
@@ -142,62 +142,20 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             Err(_) => None,
         };
         let now = Utc::now();
-        let unknown = match (&quota, &status) {
-            (Err(ApiError::AccountNotFound { account_id, .. }), _)
-            | (_, Some(Err(ApiError::AccountNotFound { account_id, .. }))) => Some(account_id),
-            _ => None,
-        };
-        if let Some(account_id) = unknown {
-            // Learnt once for the account, not per job: its jobs are paused with the reason,
-            // and the account is asked again at `quota_refresh`, so they resume by themselves
-            // once it appears.
-            let reason = format!(
-                "ConnectSafely does not know the account {account_id} (404): check the \
-                 event's accountId or add the account to the API key"
-            );
-            tracing::warn!(account = %job.account_id, "{reason}");
-            calls.push(CallRecord::failed(Call::AccountQuota, None, &reason));
-            let reading = AccountReading {
-                asked_at,
-                quota: None,
-                disabled: Some(reason),
-            };
-            s.store
-                .record_account_reading(&job.account_id, &reading, now)
-                .await?;
-            return Ok(true);
-        }
-        let failure = match (&quota, &status) {
-            (Ok(quota), Some(Ok(status))) => {
-                let reading = AccountReading {
-                    asked_at,
-                    quota: quota.connect.as_ref().map(|w| quota_from_window(w, now)),
-                    disabled: status.blocks_sending(),
-                };
-                calls.push(CallRecord::Call {
-                    call: Call::AccountReading,
-                    why: None,
-                    result: CallResult::AccountRead {
-                        quota: quota.connect.as_ref().map(|w| QuotaSeen {
-                            used: w.used,
-                            limit: w.limit,
-                            remaining: w.remaining,
-                            reset_at: w.reset_at,
-                        }),
-                        status: status.status.clone(),
-                        enabled: status.enabled,
-                    },
-                });
+        let failure = match account_answer(&quota, status.as_ref(), asked_at, now) {
+            AccountAnswer::Reading(answer) => {
+                let (reading, call) = *answer;
+                calls.push(call);
                 if let Some(reason) = &reading.disabled {
-                    tracing::warn!(account = %job.account_id, reason, "ConnectSafely reports the account unable to send; its jobs are paused");
+                    tracing::warn!(account = %job.account_id, reason, "the account cannot send; its jobs are paused");
                 }
                 s.store
                     .record_account_reading(&job.account_id, &reading, now)
                     .await?;
                 return Ok(true);
             }
-            (Err(e), _) | (_, Some(Err(e))) => e,
-            (Ok(_), None) => return Ok(true),
+            AccountAnswer::Nothing => return Ok(true),
+            AccountAnswer::Failed(failure) => failure,
         };
         calls.push(CallRecord::failed(Call::AccountReading, None, failure));
         if matches!(failure, ApiError::Unauthorized) {
@@ -274,5 +232,66 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         };
         self.settle(decision, effects).await?;
         Ok(false)
+    }
+}
+
+/// What the quota and status endpoints said, as the gate records it.
+enum AccountAnswer<'a> {
+    /// A reading to record, with the call for the history.
+    Reading(Box<(AccountReading, CallRecord)>),
+    /// No reading: the error says why.
+    Failed(&'a ApiError),
+    /// The status was not asked.
+    Nothing,
+}
+
+/// Turns the two answers into a reading. An account ConnectSafely does not know is learnt
+/// once for the account, not per job: the reading disables it with a reason that names it,
+/// and it is asked again at `quota_refresh`, so its jobs resume by themselves once it appears.
+fn account_answer<'a>(
+    quota: &'a Result<QuotaResponse, ApiError>,
+    status: Option<&'a Result<AccountStatus, ApiError>>,
+    asked_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> AccountAnswer<'a> {
+    match (quota, status) {
+        (Err(ApiError::AccountNotFound { account_id, .. }), _)
+        | (_, Some(Err(ApiError::AccountNotFound { account_id, .. }))) => {
+            let reason = format!(
+                "ConnectSafely does not know the account {account_id} (404): check the \
+                 event's accountId or add the account to the API key"
+            );
+            let call = CallRecord::failed(Call::AccountQuota, None, &reason);
+            let reading = AccountReading {
+                asked_at,
+                quota: None,
+                disabled: Some(reason),
+            };
+            AccountAnswer::Reading(Box::new((reading, call)))
+        }
+        (Ok(quota), Some(Ok(status))) => {
+            let reading = AccountReading {
+                asked_at,
+                quota: quota.connect.as_ref().map(|w| quota_from_window(w, now)),
+                disabled: status.blocks_sending(),
+            };
+            let call = CallRecord::Call {
+                call: Call::AccountReading,
+                why: None,
+                result: CallResult::AccountRead {
+                    quota: quota.connect.as_ref().map(|w| QuotaSeen {
+                        used: w.used,
+                        limit: w.limit,
+                        remaining: w.remaining,
+                        reset_at: w.reset_at,
+                    }),
+                    status: status.status.clone(),
+                    enabled: status.enabled,
+                },
+            };
+            AccountAnswer::Reading(Box::new((reading, call)))
+        }
+        (Err(e), _) | (_, Some(Err(e))) => AccountAnswer::Failed(e),
+        (Ok(_), None) => AccountAnswer::Nothing,
     }
 }
