@@ -768,6 +768,15 @@ async fn refused_credentials_pause_hubspot_writebacks_until_they_work_again() ->
         patches(&hubspot, 901).await.len() >= 2
     })
     .await;
+    // The fake has answered before the try's outcome is committed: a try in flight counts
+    // until then, so wait for the commit before looking.
+    eventually(WAIT, "a paused try is not counted", || async {
+        let writebacks = app.job(id).await.writebacks_to("hubspot");
+        writebacks
+            .first()
+            .is_some_and(|w| w.state == "pending" && w.attempts == 0)
+    })
+    .await;
     let job = app.job(id).await;
     assert_eq!(
         job.status,
