@@ -116,7 +116,7 @@ pub async fn start(config: Config, role: Role) -> Result<Running, AppError> {
             ),
             None => None,
         },
-        template: config.message_template(),
+        template: config.message.template.clone(),
         ignored: Mutex::new(Default::default()),
         publishes: PublishGate::new(
             config.broker.publish_concurrency,
@@ -146,7 +146,7 @@ pub async fn start(config: Config, role: Role) -> Result<Running, AppError> {
             )?,
             writers,
             enricher: Enricher::new(&config, &clients),
-            template: config.message_template(),
+            template: config.message.template.clone(),
             worker_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4()),
         });
         worker::spawn(services, &shutdown, &mut tasks);
