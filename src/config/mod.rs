@@ -10,8 +10,17 @@ mod secret_files;
 mod sections;
 
 pub use sections::*;
+// The sections that live beside the code using them, under their old paths too.
+pub use crate::connectsafely::ConnectSafelyConfig;
+pub use crate::crm::{CallbackConfig, CrmConfig, WritebackConfig, WritebackRetryConfig};
+pub use crate::ingest::config::{EventsSourceConfig, FaultsConfig, ServerConfig, SourcesConfig};
+pub use crate::lead::MessageConfig;
+pub use crate::queue::BrokerConfig;
+pub use crate::retry::RetryConfig;
+pub use crate::store::DatabaseConfig;
 
 use crate::account::policy::AccountsConfig;
+use crate::ingest::IngestConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use figment::value::{Dict, Value};
@@ -78,6 +87,20 @@ sections! {
 }
 
 impl Config {
+    /// The sections ingest reads.
+    pub fn ingest(&self) -> IngestConfig {
+        IngestConfig {
+            server: self.server.clone(),
+            connectsafely: self.connectsafely.clone(),
+            sources: self.sources.clone(),
+            crm: self.crm.clone(),
+            accounts: self.accounts.clone(),
+            writeback: self.writeback.clone(),
+            message: self.message.clone(),
+            faults: self.faults.clone(),
+        }
+    }
+
     /// Loads defaults < `file` < environment, reads `*_file` secrets and checks the result.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut figment = Figment::new();
