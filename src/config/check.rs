@@ -10,7 +10,18 @@ use std::time::Duration;
 const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 impl Config {
+    /// Every rule, section by section, in the order a file lists them.
     pub(super) fn check(&self, problems: &mut Vec<String>) {
+        self.check_plumbing(problems);
+        self.check_connectsafely(problems);
+        self.check_signing(problems);
+        self.check_crms(problems);
+        self.accounts.check(problems);
+        self.check_retries(problems);
+    }
+
+    /// The admin token, the broker and the database.
+    fn check_plumbing(&self, problems: &mut Vec<String>) {
         if self.broker.prefix.is_empty()
             || !self
                 .broker
@@ -51,6 +62,10 @@ impl Config {
         if self.database.max_connections == 0 {
             problems.push("database.max_connections must be at least 1".into());
         }
+    }
+
+    /// The API, the durations, and the lease that must outlast its calls.
+    fn check_connectsafely(&self, problems: &mut Vec<String>) {
         if url::Url::parse(&self.connectsafely.base_url).is_err() {
             problems.push(format!(
                 "connectsafely.base_url is not a URL: {}",
@@ -87,6 +102,10 @@ impl Config {
                 humantime::format_duration(self.connectsafely.timeout)
             ));
         }
+    }
+
+    /// The Standard Webhooks secrets of the events source and the callback.
+    fn check_signing(&self, problems: &mut Vec<String>) {
         match &self.sources.events {
             Some(events) if events.secrets.is_empty() => {
                 problems.push("sources.events.secrets needs at least one whsec_ secret".into())
@@ -117,8 +136,9 @@ impl Config {
                 }
             }
         }
-        self.check_crms(problems);
-        self.accounts.check(problems);
+    }
+
+    fn check_retries(&self, problems: &mut Vec<String>) {
         for (name, retry) in [
             ("retry", self.retry.clone()),
             ("writeback.retry", self.writeback.retry.as_retry()),
