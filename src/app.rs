@@ -89,8 +89,8 @@ impl Running {
 
 pub async fn start(config: Config, role: Role) -> Result<Running, AppError> {
     let config = Arc::new(config);
-    let clients = Clients::from_config(&config)?;
-    let writers = Writers::from_config(&config, &clients)?;
+    let clients = Clients::from_config(&config.crm)?;
+    let writers = Writers::from_config(&config.crm, &config.writeback, &clients)?;
     let store = PgStore::connect(&config.database, config.worker.relay_grace).await?;
     let queue = Rabbit::new(config.broker.clone());
     // Declares the topology; a broker that is down now is not fatal: the outbox waits for it.
@@ -100,7 +100,7 @@ pub async fn start(config: Config, role: Role) -> Result<Running, AppError> {
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let ingest_state = Arc::new(IngestState {
-        config: config.clone(),
+        config: config.ingest(),
         store: store.clone(),
         queue: queue.clone(),
         events_verifier: match &config.sources.events {
@@ -116,7 +116,7 @@ pub async fn start(config: Config, role: Role) -> Result<Running, AppError> {
             ),
             None => None,
         },
-        template: config.message_template(),
+        template: config.message.template.clone(),
         ignored: Mutex::new(Default::default()),
         publishes: PublishGate::new(
             config.broker.publish_concurrency,
@@ -145,8 +145,10 @@ pub async fn start(config: Config, role: Role) -> Result<Running, AppError> {
                 config.connectsafely.timeout,
             )?,
             writers,
-            enricher: Enricher::new(&config, &clients),
-            template: config.message_template(),
+            enricher: Enricher::new(&config.crm, &clients, |source| {
+                ingest_state.config.fallback_account(source)
+            }),
+            template: config.message.template.clone(),
             worker_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4()),
         });
         worker::spawn(services, &shutdown, &mut tasks);

@@ -1,8 +1,31 @@
 //! Retry delays: exponential backoff with jitter, and `Retry-After` honoured with a floor.
 
-use crate::config::RetryConfig;
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub base_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_delay: Duration,
+    /// Fraction of each delay randomised either way, 0.0 to 1.0.
+    pub jitter: f64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base_delay: Duration::from_secs(30),
+            max_delay: Duration::from_secs(3600),
+            jitter: 0.2,
+        }
+    }
+}
 
 /// The smallest wait we accept from a `Retry-After`, so a `0` cannot make us hammer an API.
 const RETRY_AFTER_FLOOR: Duration = Duration::from_secs(1);

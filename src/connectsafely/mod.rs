@@ -4,9 +4,11 @@
 //! decided in `worker::decide`. The account reads (quota, status, list) are in [`account`].
 
 mod account;
+mod config;
 pub mod limits;
 
 pub use account::{AccountStatus, QuotaResponse, QuotaWindow, RemoteAccount};
+pub use config::ConnectSafelyConfig;
 
 use crate::secret::Secret;
 use chrono::{DateTime, Utc};

@@ -1,8 +1,7 @@
 //! The vendor-neutral writeback: a Standard Webhooks-signed POST to the user's endpoint.
 
-use super::CrmError;
 use super::api::CallOutcome;
-use crate::config::CallbackConfig;
+use super::{CallbackConfig, CrmError};
 use crate::secret::Secret;
 use crate::signature::standard_webhooks::Signer;
 use crate::store::WritebackWork;

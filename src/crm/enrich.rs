@@ -4,8 +4,7 @@
 use super::api::{CallOutcome, RecordFields};
 use super::hubspot::HubSpotCrmConfig;
 use super::salesforce::SalesforceCrmConfig;
-use super::{Clients, HUBSPOT, SALESFORCE};
-use crate::config::{Config, CrmConfig};
+use super::{Clients, CrmConfig, HUBSPOT, SALESFORCE};
 use crate::job::Job;
 use crate::lead::{LeadFields, LeadInput, MessageTemplate, Overflow, Resolution, resolve_lead};
 
@@ -99,25 +98,6 @@ pub fn route_account(
     owners_account.or(fallback).unwrap_or_default().to_string()
 }
 
-/// The account for `source`'s records whose owner is not mapped: the source's `account_id`,
-/// else `connectsafely.default_account_id`.
-pub fn fallback_account(config: &Config, source: &str) -> Option<String> {
-    let own = match source {
-        HUBSPOT => config
-            .sources
-            .hubspot
-            .as_ref()
-            .and_then(|s| s.account_id.clone()),
-        SALESFORCE => config
-            .sources
-            .salesforce
-            .as_ref()
-            .and_then(|s| s.account_id.clone()),
-        _ => None,
-    };
-    own.or_else(|| config.connectsafely.default_account_id.clone())
-}
-
 /// The field of `source`'s records that holds the LinkedIn URL.
 pub fn url_field(crm: &CrmConfig, source: &str) -> String {
     match source {
@@ -141,12 +121,18 @@ pub struct Enricher {
 }
 
 impl Enricher {
-    pub fn new(config: &Config, clients: &Clients) -> Enricher {
+    /// `fallback_account` names the account for a source's records whose owner is not
+    /// mapped.
+    pub fn new(
+        crm: &CrmConfig,
+        clients: &Clients,
+        fallback_account: impl Fn(&str) -> Option<String>,
+    ) -> Enricher {
         Enricher {
             clients: clients.clone(),
-            crm: config.crm.clone(),
-            hubspot_fallback: fallback_account(config, HUBSPOT),
-            salesforce_fallback: fallback_account(config, SALESFORCE),
+            crm: crm.clone(),
+            hubspot_fallback: fallback_account(HUBSPOT),
+            salesforce_fallback: fallback_account(SALESFORCE),
         }
     }
 

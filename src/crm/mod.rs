@@ -3,15 +3,16 @@
 
 pub mod api;
 mod callback;
+mod config;
 pub mod enrich;
 pub mod hubspot;
 mod mapping;
 pub mod salesforce;
 
 pub use callback::CallbackWriter;
+pub use config::{CallbackConfig, CrmConfig, WritebackConfig, WritebackRetryConfig};
 pub use enrich::Enricher;
 
-use crate::config::{Config, WritebackRetryConfig};
 use crate::job::StatusSnapshot;
 use crate::retry;
 use crate::store::{WritebackResult, WritebackWork};
@@ -36,14 +37,14 @@ pub enum CrmError {
 
 /// The writeback targets of a job from `source`: the signed callback when configured, and
 /// the CRM the job came from.
-pub fn targets_for(config: &Config, source: &str) -> Vec<String> {
+pub fn targets_for(crm: &CrmConfig, writeback: &WritebackConfig, source: &str) -> Vec<String> {
     let mut targets = Vec::new();
-    if config.writeback.callback.is_some() {
+    if writeback.callback.is_some() {
         targets.push(CallbackWriter::TARGET.to_string());
     }
     let crm_configured = match source {
-        HUBSPOT => config.crm.hubspot.is_some(),
-        SALESFORCE => config.crm.salesforce.is_some(),
+        HUBSPOT => crm.hubspot.is_some(),
+        SALESFORCE => crm.salesforce.is_some(),
         _ => false,
     };
     if crm_configured {
@@ -126,27 +127,31 @@ pub struct Writers {
 }
 
 impl Writers {
-    pub fn from_config(config: &Config, clients: &Clients) -> Result<Writers, CrmError> {
-        let callback = match &config.writeback.callback {
+    pub fn from_config(
+        crm: &CrmConfig,
+        writeback: &WritebackConfig,
+        clients: &Clients,
+    ) -> Result<Writers, CrmError> {
+        let callback = match &writeback.callback {
             Some(c) => Some(CallbackWriter::new(c)?),
             None => None,
         };
         let hubspot = clients
             .hubspot
             .clone()
-            .zip(config.crm.hubspot.clone())
+            .zip(crm.hubspot.clone())
             .map(|(client, config)| HubSpotWriter { client, config });
         let salesforce = clients
             .salesforce
             .clone()
-            .zip(config.crm.salesforce.clone())
+            .zip(crm.salesforce.clone())
             .map(|(client, config)| SalesforceWriter { client, config });
         Ok(Writers {
             callback,
             hubspot,
             salesforce,
-            policy: config.writeback.retry.clone(),
-            probe_interval: config.crm.probe_interval,
+            policy: writeback.retry.clone(),
+            probe_interval: crm.probe_interval,
             paused: Mutex::new(HashMap::new()),
         })
     }
@@ -301,12 +306,12 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub fn from_config(config: &Config) -> Result<Clients, CrmError> {
-        let hubspot = match &config.crm.hubspot {
+    pub fn from_config(crm: &CrmConfig) -> Result<Clients, CrmError> {
+        let hubspot = match &crm.hubspot {
             Some(c) => Some(HubSpotClient::new(c).map_err(|e| CrmError::Config(e.to_string()))?),
             None => None,
         };
-        let salesforce = match &config.crm.salesforce {
+        let salesforce = match &crm.salesforce {
             Some(c) => Some(SalesforceClient::new(c).map_err(|e| CrmError::Config(e.to_string()))?),
             None => None,
         };

@@ -166,6 +166,10 @@ fn new_job<Q: Queue, S: Store>(
         },
         delivery_id: Some(delivery_id),
         one_open_job_per_record: false,
-        writeback_targets: crate::crm::targets_for(&state.config, SOURCE),
+        writeback_targets: crate::crm::targets_for(
+            &state.config.crm,
+            &state.config.writeback,
+            SOURCE,
+        ),
     })
 }

@@ -1,13 +1,13 @@
 //! The HTTP side: signed webhooks in, health checks, and the admin API.
 
 mod admin;
+pub mod config;
 mod events;
 pub mod hubspot;
 mod publish_gate;
 pub mod salesforce;
 
-use crate::config::Config;
-use crate::crm::enrich::{CrmLead, fallback_account, route_account};
+use crate::crm::enrich::{CrmLead, route_account};
 use crate::job::LeadDetails;
 use crate::lead::{MessageTemplate, Resolution};
 use crate::outbox::publish_now;
@@ -21,6 +21,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
+pub use config::IngestConfig;
 pub use publish_gate::PublishGate;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -91,7 +92,7 @@ impl IntoResponse for IngestError {
 }
 
 pub struct IngestState<Q: Queue, S: Store> {
-    pub config: Arc<Config>,
+    pub config: IngestConfig,
     pub store: S,
     pub queue: Q,
     pub events_verifier: Option<Verifier>,
@@ -183,7 +184,7 @@ pub(crate) fn crm_job<Q: Queue, S: Store>(
         &state.config.crm,
         record.source,
         lead.owner_id.as_deref(),
-        fallback_account(&state.config, record.source).as_deref(),
+        state.config.fallback_account(record.source).as_deref(),
     );
     let resolution = if lead.linkedin_url.is_none() {
         Resolution::ReadFromCrm
@@ -204,7 +205,11 @@ pub(crate) fn crm_job<Q: Queue, S: Store>(
         },
         delivery_id: record.delivery_id,
         one_open_job_per_record: true,
-        writeback_targets: crate::crm::targets_for(&state.config, record.source),
+        writeback_targets: crate::crm::targets_for(
+            &state.config.crm,
+            &state.config.writeback,
+            record.source,
+        ),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The connection note: templates with placeholders, and the checked [`Message`] built
 //! from the source's own note or the template.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{LeadError, echo};
 
@@ -221,6 +221,24 @@ fn truncate_at_word(text: &str, max: usize) -> &str {
         Some(space) => head[..space].trim_end(),
         None => head,
     }
+}
+
+/// `[message]`: the connection note and what to do when it is too long.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MessageConfig {
+    /// Parsed at load, so a typo is reported at load and never reaches a lead.
+    #[serde(deserialize_with = "template")]
+    pub template: Option<MessageTemplate>,
+    pub overflow: Overflow,
+}
+
+fn template<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<MessageTemplate>, D::Error> {
+    Option::<String>::deserialize(deserializer)?
+        .map(|text| MessageTemplate::new(&text).map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ mod profile;
 mod resolution;
 
 pub use message::{
-    LeadFields, MAX_MESSAGE_CHARS, Message, MessageTemplate, Overflow, build_message,
+    LeadFields, MAX_MESSAGE_CHARS, Message, MessageConfig, MessageTemplate, Overflow, build_message,
 };
 pub use profile::{ProfileRef, resolve_profile};
 pub use resolution::{LeadInput, Resolution, UsableLead, resolve_lead};

@@ -3,8 +3,10 @@
 //! Messages only point at state (a job id, a writeback id); PostgreSQL holds the state, so
 //! a duplicate or stale message is harmless and a lost one is re-sent from the outbox.
 
+mod config;
 mod rabbit;
 
+pub use config::BrokerConfig;
 pub use rabbit::Rabbit;
 
 use serde::{Deserialize, Serialize};

@@ -1,8 +1,8 @@
 //! RabbitMQ: durable queues under `broker.prefix`, persistent messages, publisher confirms,
 //! manual acks, bounded prefetch, and reconnection with backoff on both sides.
 
+use super::BrokerConfig;
 use super::{Handled, Handler, Message, Queue, QueueError, Topic};
-use crate::config::BrokerConfig;
 use crate::secret::redact_url;
 use futures_util::{FutureExt, StreamExt};
 use lapin::options::{

@@ -43,7 +43,6 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 
 use base64::Engine as _;
@@ -79,7 +78,6 @@ pub enum SignatureEncoding {
 #[serde(deny_unknown_fields, default)]
 pub struct HmacCalloutConfig {
     pub secret: Option<Secret>,
-    pub secret_file: Option<PathBuf>,
     pub signature_header: String,
     pub timestamp_header: String,
     pub encoding: SignatureEncoding,
@@ -89,7 +87,6 @@ impl Default for HmacCalloutConfig {
     fn default() -> Self {
         Self {
             secret: None,
-            secret_file: None,
             signature_header: "X-Signature".into(),
             timestamp_header: "X-Timestamp".into(),
             encoding: SignatureEncoding::Hex,
@@ -102,7 +99,7 @@ impl HmacCalloutConfig {
     /// read into `secret`; a file that could not be read is reported by whoever read it.
     pub fn check(&self, prefix: &str, problems: &mut Vec<String>) {
         match &self.secret {
-            None if self.secret_file.is_none() => problems.push(format!(
+            None => problems.push(format!(
                 "{prefix}.secret: missing (set secret or secret_file)"
             )),
             Some(secret) if secret.expose().chars().count() < MIN_SECRET_CHARS => {
@@ -602,11 +599,6 @@ mod tests {
             problems
         };
         assert_eq!(check(&config(SignatureEncoding::Hex)), Vec::<String>::new());
-        let from_file = HmacCalloutConfig {
-            secret_file: Some("/run/secrets/hmac".into()),
-            ..HmacCalloutConfig::default()
-        };
-        assert_eq!(check(&from_file), Vec::<String>::new());
         assert_eq!(
             check(&HmacCalloutConfig::default()),
             ["sources.salesforce.callout.hmac.secret: missing (set secret or secret_file)"]

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod api_calls;
+mod config;
 mod crm_pauses;
 mod jobs;
 mod outbox;
@@ -14,6 +15,7 @@ mod writebacks;
 
 pub use accounts::{AccountStore, AccountSummary, KeyPause};
 pub use api_calls::ApiBudgetStore;
+pub use config::DatabaseConfig;
 pub use crm_pauses::{CrmPause, CrmPauseStore};
 pub use jobs::{
     AccountHold, Actor, Attempts, Claim, ClaimedJob, Doubt, Enriched, Enrichment, IngestOutcome,
@@ -26,7 +28,6 @@ pub use writebacks::{
     WritebackClaim, WritebackResult, WritebackRow, WritebackStore, WritebackWork,
 };
 
-use crate::config::DatabaseConfig;
 use crate::job::Status;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;

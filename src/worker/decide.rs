@@ -1,10 +1,10 @@
 //! What a worker does with an API answer: pure functions, clock and randomness passed in.
 
 use crate::account;
-use crate::config::RetryConfig;
 use crate::connectsafely::{ApiError, ConnectResponse, RelationshipAnswer};
 use crate::job::{Job, Status};
 use crate::retry;
+use crate::retry::RetryConfig;
 use crate::store::{AccountHold, GateWait, Transition, Wait, Waiting};
 use chrono::{DateTime, Duration, Utc};
 

@@ -4,13 +4,13 @@
 
 use super::WorkerError;
 use super::connect::Attempt;
-use crate::config::RetryConfig;
 use crate::crm::api::CallOutcome;
 use crate::crm::enrich::CrmLead;
 use crate::job::{Call, CallRecord, CallResult, Job, LeadDetails, Status};
 use crate::lead::{MessageTemplate, Overflow, Resolution};
 use crate::queue::Queue;
 use crate::retry;
+use crate::retry::RetryConfig;
 use crate::store::{Attempts, Enriched, Enrichment, Store, Transition, Wait, Waiting};
 use chrono::{DateTime, Utc};
 use serde_json::json;

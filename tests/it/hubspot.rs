@@ -967,8 +967,8 @@ async fn a_spent_hubspot_budget_releases_the_writeback_instead_of_outliving_its_
         .mount(&hubspot)
         .await;
     let config = config(&env, &hubspot, "");
-    let clients = Clients::from_config(&config)?;
-    let writers = Writers::from_config(&config, &clients)?;
+    let clients = Clients::from_config(&config.crm)?;
+    let writers = Writers::from_config(&config.crm, &config.writeback, &clients)?;
     let lease = chrono::Duration::from_std(writers.lease())?;
     assert!(lease < chrono::Duration::seconds(60), "{lease}");
     let first = writers

@@ -2,7 +2,6 @@
 //! writeback sets.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -18,7 +17,6 @@ pub struct HubSpotCrmConfig {
     pub base_url: Url,
     /// A private app token with the contacts read and write scopes.
     pub access_token: Option<Secret>,
-    pub access_token_file: Option<PathBuf>,
     /// Where the contact keeps its LinkedIn profile URL; portals differ.
     pub linkedin_url_property: String,
     pub properties: HubSpotProperties,
@@ -34,7 +32,6 @@ impl Default for HubSpotCrmConfig {
         Self {
             base_url: Url::parse("https://api.hubapi.com").expect("static URL"),
             access_token: None,
-            access_token_file: None,
             linkedin_url_property: "hs_linkedin_url".into(),
             properties: HubSpotProperties::default(),
             owners: BTreeMap::new(),
@@ -98,7 +95,7 @@ impl HubSpotCrmConfig {
             problems.push(format!("{key}.base_url must be an http(s) URL"));
         }
         match &self.access_token {
-            None if self.access_token_file.is_none() => problems.push(format!(
+            None => problems.push(format!(
                 "{key}.access_token is missing (inline, LEADLINK_CRM__HUBSPOT__ACCESS_TOKEN or access_token_file)"
             )),
             Some(token) if token.expose().trim().is_empty() => {
@@ -218,11 +215,6 @@ mod tests {
             assert!(problem.starts_with(start), "{problem}");
         }
 
-        let from_file = HubSpotCrmConfig {
-            access_token_file: Some("/run/secrets/hubspot".into()),
-            ..Default::default()
-        };
-        assert_eq!(problems(&from_file), Vec::<String>::new());
         let empty = HubSpotCrmConfig {
             access_token: Some(Secret::new(" ")),
             ..Default::default()

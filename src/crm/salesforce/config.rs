@@ -3,7 +3,6 @@
 use crate::secret::Secret;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 use url::Url;
 
@@ -16,7 +15,6 @@ pub struct SalesforceCrmConfig {
     /// The connected app's consumer key.
     pub client_id: Option<String>,
     pub client_secret: Option<Secret>,
-    pub client_secret_file: Option<PathBuf>,
     pub api_version: String,
     /// The field read for the lead's LinkedIn profile.
     pub linkedin_url_field: String,
@@ -33,7 +31,6 @@ impl Default for SalesforceCrmConfig {
             my_domain_url: None,
             client_id: None,
             client_secret: None,
-            client_secret_file: None,
             api_version: "60.0".into(),
             linkedin_url_field: "LinkedIn_URL__c".into(),
             fields: SalesforceFields::default(),

@@ -1,8 +1,6 @@
 //! `[sources.hubspot]`: app-subscription webhooks and workflow actions signed with the
 //! app's client secret, and the trigger rules that make an event a lead.
 
-use std::path::PathBuf;
-
 use serde::Deserialize;
 
 use super::payload::{TriggerRule, Triggers};
@@ -14,7 +12,6 @@ use crate::secret::Secret;
 pub struct HubSpotSourceConfig {
     /// The app's client secret, which keys every signature version.
     pub client_secret: Option<Secret>,
-    pub client_secret_file: Option<PathBuf>,
     /// The base URL HubSpot calls, e.g. `https://hooks.example.com`: signatures cover the full
     /// URL, which a service behind a proxy cannot see for itself.
     pub public_url: Option<String>,
@@ -45,7 +42,7 @@ impl HubSpotSourceConfig {
     pub fn check(&self, problems: &mut Vec<String>) {
         let key = Self::KEY;
         match &self.client_secret {
-            None if self.client_secret_file.is_none() => problems.push(format!(
+            None => problems.push(format!(
                 "{key}.client_secret is missing (inline, LEADLINK_SOURCES__HUBSPOT__CLIENT_SECRET or client_secret_file)"
             )),
             Some(secret) if secret.expose().trim().is_empty() => {
@@ -164,7 +161,7 @@ mod tests {
         }
 
         let nothing = HubSpotSourceConfig {
-            client_secret_file: Some("/run/secrets/hubspot".into()),
+            client_secret: Some(Secret::new("from-a-file")),
             public_url: Some("https://hooks.example.com".into()),
             ..Default::default()
         };

@@ -17,7 +17,6 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -37,7 +36,6 @@ pub struct SalesforceSourceConfig {
     pub organization_id: Option<String>,
     /// The shared secret in the Outbound Message endpoint URL.
     pub token: Option<Secret>,
-    pub token_file: Option<PathBuf>,
     /// Only records whose field has this value become jobs; without it, every one does.
     pub qualify: Option<QualifyRule>,
     /// The ConnectSafely account for Salesforce jobs, when not the global default.
@@ -87,10 +85,9 @@ impl SalesforceSourceConfig {
             Some(_) => {}
         }
         match &self.token {
-            None if self.token_file.is_none() => problems.push(format!(
+            None => problems.push(format!(
                 "{PREFIX}.token: missing (set token or token_file); Outbound Messages carry no signature, so this token in the endpoint URL is what authenticates them"
             )),
-            None => {}
             Some(token) => check_token(token.expose(), problems),
         }
         if let Some(rule) = &self.qualify {
@@ -245,10 +242,6 @@ mod tests {
         assert!(
             found[0].starts_with("sources.salesforce.token: missing"),
             "{found:?}"
-        );
-        assert_eq!(
-            problems(&format!("{no_token}\ntoken_file = \"/run/secrets/sf\"")),
-            Vec::<String>::new()
         );
         let short = problems(&format!("{no_token}\ntoken = \"abc\""));
         assert_eq!(

@@ -1,0 +1,89 @@
+//! The sections the HTTP side owns: `[server]`, `[sources]` and `[faults]`, and the
+//! slice of the configuration ingest reads.
+
+use crate::account::policy::AccountsConfig;
+use crate::connectsafely::ConnectSafelyConfig;
+use crate::crm::{CrmConfig, HUBSPOT, SALESFORCE, WritebackConfig};
+use crate::lead::MessageConfig;
+use crate::secret::Secret;
+use bytesize::ByteSize;
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+use super::hubspot::config::HubSpotSourceConfig;
+use super::salesforce::config::SalesforceSourceConfig;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub admin_token: Option<Secret>,
+    pub body_limit: ByteSize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("static address"),
+            admin_token: None,
+            body_limit: ByteSize::mib(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourcesConfig {
+    pub events: Option<EventsSourceConfig>,
+    pub hubspot: Option<HubSpotSourceConfig>,
+    pub salesforce: Option<SalesforceSourceConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsSourceConfig {
+    pub secrets: Vec<Secret>,
+}
+
+/// Crash points for the fault-injection tests. Never set these in production.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultsConfig {
+    /// Exit the process right after a job is committed, before it is published.
+    pub exit_after_commit: bool,
+}
+
+/// What ingest reads of the configuration: whole sections, under the names the file gives
+/// them, so that ingest needs nothing of `config`.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub server: ServerConfig,
+    pub connectsafely: ConnectSafelyConfig,
+    pub sources: SourcesConfig,
+    pub crm: CrmConfig,
+    pub accounts: AccountsConfig,
+    pub writeback: WritebackConfig,
+    pub message: MessageConfig,
+    pub faults: FaultsConfig,
+}
+
+impl IngestConfig {
+    /// The account for `source`'s records whose owner is not mapped: the source's
+    /// `account_id`, else `connectsafely.default_account_id`.
+    pub fn fallback_account(&self, source: &str) -> Option<String> {
+        let own = match source {
+            HUBSPOT => self
+                .sources
+                .hubspot
+                .as_ref()
+                .and_then(|s| s.account_id.clone()),
+            SALESFORCE => self
+                .sources
+                .salesforce
+                .as_ref()
+                .and_then(|s| s.account_id.clone()),
+            _ => None,
+        };
+        own.or_else(|| self.connectsafely.default_account_id.clone())
+    }
+}
