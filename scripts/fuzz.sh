@@ -7,7 +7,7 @@
 #   scripts/fuzz.sh --build-only           # what CI runs: build the targets, run nothing
 #
 # Environment: RUNS (default 10000000), SLOW_SECONDS (default 600: config_file runs whole
-# configurations at ~1,000 inputs a second, so it also stops after this long), TIMEOUT seconds per input before it counts as a hang
+# configurations, a few thousand inputs a second, so it also stops after this long), TIMEOUT seconds per input before it counts as a hang
 # (default 10), RSS_LIMIT_MB (default 2048), SANITIZER (default none: the crate has no unsafe
 # code, and AddressSanitizer would halve the speed; "address" works too).
 # Exits non-zero when a target crashes, hangs or runs out of memory; libFuzzer writes the

@@ -99,30 +99,7 @@ pub async fn start(config: Config, role: Role) -> Result<Running, AppError> {
     }
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    let ingest_state = Arc::new(IngestState {
-        config: config.ingest(),
-        store: store.clone(),
-        queue: queue.clone(),
-        events_verifier: match &config.sources.events {
-            Some(events) => Some(
-                Verifier::new(
-                    &events
-                        .secrets
-                        .iter()
-                        .map(Secret::expose)
-                        .collect::<Vec<_>>(),
-                )
-                .map_err(|e| AppError::Config(format!("sources.events.secrets: {e}")))?,
-            ),
-            None => None,
-        },
-        template: config.message.template.clone(),
-        ignored: Mutex::new(Default::default()),
-        publishes: PublishGate::new(
-            config.broker.publish_concurrency,
-            config.broker.publish_timeout * 2,
-        ),
-    });
+    let ingest_state = ingest_state(&config, &store, &queue)?;
     let mut ingest_addr = None;
     if role.runs_ingest() {
         let router = ingest::router(ingest_state.clone());
@@ -130,27 +107,7 @@ pub async fn start(config: Config, role: Role) -> Result<Running, AppError> {
     }
     let mut health_addr = None;
     if role.runs_worker() {
-        let api_key = config
-            .connectsafely
-            .api_key
-            .clone()
-            .ok_or_else(|| AppError::Config("connectsafely.api_key is missing".into()))?;
-        let services = Arc::new(Services {
-            config: config.clone(),
-            store: store.clone(),
-            queue: queue.clone(),
-            api: connectsafely::Client::new(
-                &config.connectsafely.base_url,
-                api_key,
-                config.connectsafely.timeout,
-            )?,
-            writers,
-            enricher: Enricher::new(&config.crm, &clients, |source| {
-                ingest_state.config.fallback_account(source)
-            }),
-            template: config.message.template.clone(),
-            worker_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4()),
-        });
+        let services = worker_services(&config, &store, &queue, writers, &clients, &ingest_state)?;
         worker::spawn(services, &shutdown, &mut tasks);
         if let Some(addr) = config.worker.health_listen {
             let router = ingest::health_router(ingest_state.clone());
@@ -171,6 +128,67 @@ pub async fn start(config: Config, role: Role) -> Result<Running, AppError> {
         store,
         drain_timeout: config.worker.shutdown_timeout,
     })
+}
+
+fn ingest_state(
+    config: &Config,
+    store: &PgStore,
+    queue: &Rabbit,
+) -> Result<Arc<IngestState<Rabbit, PgStore>>, AppError> {
+    let events_verifier = match &config.sources.events {
+        Some(events) => {
+            let secrets: Vec<&str> = events.secrets.iter().map(Secret::expose).collect();
+            Some(
+                Verifier::new(&secrets)
+                    .map_err(|e| AppError::Config(format!("sources.events.secrets: {e}")))?,
+            )
+        }
+        None => None,
+    };
+    Ok(Arc::new(IngestState {
+        config: config.ingest(),
+        store: store.clone(),
+        queue: queue.clone(),
+        events_verifier,
+        template: config.message.template.clone(),
+        ignored: Mutex::new(Default::default()),
+        publishes: PublishGate::new(
+            config.broker.publish_concurrency,
+            config.broker.publish_timeout * 2,
+        ),
+    }))
+}
+
+fn worker_services(
+    config: &Arc<Config>,
+    store: &PgStore,
+    queue: &Rabbit,
+    writers: Writers,
+    clients: &Clients,
+    ingest_state: &Arc<IngestState<Rabbit, PgStore>>,
+) -> Result<Arc<Services<Rabbit, PgStore>>, AppError> {
+    let api_key = config
+        .connectsafely
+        .api_key
+        .clone()
+        .ok_or_else(|| AppError::Config("connectsafely.api_key is missing".into()))?;
+    let ingest_state = ingest_state.clone();
+    Ok(Arc::new(Services {
+        config: config.clone(),
+        store: store.clone(),
+        queue: queue.clone(),
+        api: connectsafely::Client::new(
+            &config.connectsafely.base_url,
+            api_key,
+            config.connectsafely.timeout,
+        )?,
+        writers,
+        enricher: Enricher::new(&config.crm, clients, move |source| {
+            ingest_state.config.fallback_account(source)
+        }),
+        template: config.message.template.clone(),
+        worker_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4()),
+    }))
 }
 
 async fn serve(
