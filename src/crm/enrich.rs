@@ -1,7 +1,7 @@
 //! A lead as a CRM record holds it, read by the connect stage when the event carried only
 //! ids, and the owner routing that picks the rep's LinkedIn account.
 
-use super::api::{CallOutcome, RecordFields};
+use super::api::{CallFailure, RecordFields};
 use super::hubspot::HubSpotCrmConfig;
 use super::salesforce::SalesforceCrmConfig;
 use super::{Clients, HUBSPOT, SALESFORCE};
@@ -141,7 +141,7 @@ impl Enricher {
     }
 
     /// The lead behind a job's record, read from the CRM the job came from.
-    pub async fn read(&self, job: &Job) -> CallOutcome<CrmLead> {
+    pub async fn read(&self, job: &Job) -> Result<CrmLead, CallFailure> {
         let hubspot = self.clients.hubspot.as_ref().zip(self.crm.hubspot.as_ref());
         let salesforce = self
             .clients
@@ -175,9 +175,9 @@ impl Enricher {
                     .await
                     .map(|fields| salesforce_lead(&fields, &config.linkedin_url_field))
             }
-            (source, ..) => CallOutcome::Refused {
+            (source, ..) => Err(CallFailure::Refused {
                 reason: format!("no CRM is configured to read `{source}` records ([crm.{source}])"),
-            },
+            }),
         }
     }
 

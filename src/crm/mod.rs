@@ -15,7 +15,7 @@ use crate::config::{Config, WritebackRetryConfig};
 use crate::job::StatusSnapshot;
 use crate::retry;
 use crate::store::{WritebackResult, WritebackWork};
-use api::CallOutcome;
+use api::CallFailure;
 use chrono::{DateTime, Utc};
 use hubspot::HubSpotClient;
 use mapping::{Empty, FieldNames};
@@ -66,7 +66,7 @@ pub struct Try {
 /// have lasted `give_up_after`. Credentials a CRM refused pause the target (`pause_until`)
 /// without spending the writeback's tries.
 pub fn settle(
-    outcome: CallOutcome<()>,
+    outcome: Result<(), CallFailure>,
     attempt: Try,
     policy: &WritebackRetryConfig,
     now: DateTime<Utc>,
@@ -74,17 +74,17 @@ pub fn settle(
     pause_until: DateTime<Utc>,
 ) -> WritebackResult {
     let (error, retry_after) = match outcome {
-        CallOutcome::Done(()) => return WritebackResult::Delivered,
-        CallOutcome::Gone { reason } | CallOutcome::Refused { reason } => {
+        Ok(()) => return WritebackResult::Delivered,
+        Err(CallFailure::Gone { reason }) | Err(CallFailure::Refused { reason }) => {
             return WritebackResult::Parked { reason };
         }
-        CallOutcome::AuthFailed { reason } => {
+        Err(CallFailure::AuthFailed { reason }) => {
             return WritebackResult::Paused {
                 until: pause_until,
                 reason,
             };
         }
-        CallOutcome::Retry { after, error } => (error, after),
+        Err(CallFailure::Retry { after, error }) => (error, after),
     };
     let since = attempt.failing_since.unwrap_or(now).min(now);
     let give_up_at = since
@@ -200,7 +200,7 @@ impl Writers {
                         }
                     }
                 }
-                Err(outcome) => outcome,
+                Err(failure) => Err(failure),
             },
             (SALESFORCE, _, _, Some(writer)) => match snapshot_of(work) {
                 Ok(snapshot) => {
@@ -212,7 +212,7 @@ impl Writers {
                         .update_record(object, &snapshot.record_id, fields)
                         .await
                 }
-                Err(outcome) => outcome,
+                Err(failure) => Err(failure),
             },
             (target, ..) => {
                 return WritebackResult::Parked {
@@ -262,8 +262,8 @@ fn latest_start(lease_until: DateTime<Utc>, timeout: Duration) -> tokio::time::I
     tokio::time::Instant::now() + left.saturating_sub(timeout)
 }
 
-fn snapshot_of(work: &WritebackWork) -> Result<StatusSnapshot, CallOutcome<()>> {
-    serde_json::from_value(work.payload.clone()).map_err(|e| CallOutcome::Refused {
+fn snapshot_of(work: &WritebackWork) -> Result<StatusSnapshot, CallFailure> {
+    serde_json::from_value(work.payload.clone()).map_err(|e| CallFailure::Refused {
         reason: format!("stored writeback is unreadable: {e}"),
     })
 }
@@ -344,7 +344,7 @@ mod tests {
             .with_timezone(&Utc)
     }
 
-    fn settle_now(outcome: CallOutcome<()>, number: u32) -> WritebackResult {
+    fn settle_now(outcome: Result<(), CallFailure>, number: u32) -> WritebackResult {
         settle(
             outcome,
             first(number),
@@ -355,30 +355,27 @@ mod tests {
         )
     }
 
-    fn retry(after: Option<u64>) -> CallOutcome<()> {
-        CallOutcome::Retry {
+    fn retry(after: Option<u64>) -> Result<(), CallFailure> {
+        Err(CallFailure::Retry {
             after: after.map(Duration::from_secs),
             error: "HTTP 503: x".into(),
-        }
+        })
     }
 
     #[test]
     fn success_is_delivered() {
-        assert_eq!(
-            settle_now(CallOutcome::Done(()), 1),
-            WritebackResult::Delivered
-        );
+        assert_eq!(settle_now(Ok(()), 1), WritebackResult::Delivered);
     }
 
     #[test]
     fn gone_and_refused_records_are_parked_with_the_reason() {
         for outcome in [
-            CallOutcome::Gone {
+            Err(CallFailure::Gone {
                 reason: "contact 7 was merged".into(),
-            },
-            CallOutcome::Refused {
+            }),
+            Err(CallFailure::Refused {
                 reason: "unknown property".into(),
-            },
+            }),
         ] {
             let WritebackResult::Parked { reason } = settle_now(outcome, 1) else {
                 panic!()
@@ -393,9 +390,9 @@ mod tests {
     #[test]
     fn refused_credentials_pause_without_spending_tries() {
         let result = settle_now(
-            CallOutcome::AuthFailed {
+            Err(CallFailure::AuthFailed {
                 reason: "401".into(),
-            },
+            }),
             3,
         );
         assert_eq!(
@@ -448,9 +445,9 @@ mod tests {
         // A permanent refusal parks at once, however young.
         assert!(matches!(
             settle(
-                CallOutcome::Refused {
+                Err(CallFailure::Refused {
                     reason: "HTTP 400".into()
-                },
+                }),
                 first(1),
                 &policy,
                 now(),

@@ -5,7 +5,7 @@
 use super::WorkerError;
 use super::connect::Attempt;
 use crate::config::RetryConfig;
-use crate::crm::api::CallOutcome;
+use crate::crm::api::CallFailure;
 use crate::crm::enrich::CrmLead;
 use crate::job::{Call, CallRecord, CallResult, Job, LeadDetails, Status};
 use crate::lead::{self, LeadInput, MessageTemplate, Overflow};
@@ -79,26 +79,26 @@ pub enum AfterRead {
 }
 
 pub fn after_read(
-    outcome: CallOutcome<CrmLead>,
+    outcome: Result<CrmLead, CallFailure>,
     attempt: u32,
     policy: &RetryConfig,
     now: DateTime<Utc>,
     jitter: f64,
 ) -> AfterRead {
     let (error, after) = match outcome {
-        CallOutcome::Done(lead) => return AfterRead::Lead(lead),
-        CallOutcome::Gone { reason } => {
+        Ok(lead) => return AfterRead::Lead(lead),
+        Err(CallFailure::Gone { reason }) => {
             return AfterRead::Fail {
                 error: format!("the CRM record is gone: {reason}"),
             };
         }
-        CallOutcome::Refused { reason } => {
+        Err(CallFailure::Refused { reason }) => {
             return AfterRead::Fail {
                 error: format!("the CRM refused to read the record: {reason}"),
             };
         }
-        CallOutcome::AuthFailed { reason } => return AfterRead::Pause { reason },
-        CallOutcome::Retry { after, error } => (error, after),
+        Err(CallFailure::AuthFailed { reason }) => return AfterRead::Pause { reason },
+        Err(CallFailure::Retry { after, error }) => (error, after),
     };
     if !retry::may_retry(policy, attempt) {
         return AfterRead::Fail {
@@ -239,14 +239,14 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
     }
 }
 
-fn describe(outcome: &CallOutcome<CrmLead>) -> serde_json::Value {
+fn describe(outcome: &Result<CrmLead, CallFailure>) -> serde_json::Value {
     match outcome {
-        CallOutcome::Done(lead) => {
+        Ok(lead) => {
             json!({"linkedinUrl": lead.linkedin_url, "ownerId": lead.owner_id})
         }
-        CallOutcome::Retry { error, .. } => json!({"retry": error}),
-        CallOutcome::Gone { reason } => json!({"gone": reason}),
-        CallOutcome::Refused { reason } => json!({"refused": reason}),
-        CallOutcome::AuthFailed { reason } => json!({"authFailed": reason}),
+        Err(CallFailure::Retry { error, .. }) => json!({"retry": error}),
+        Err(CallFailure::Gone { reason }) => json!({"gone": reason}),
+        Err(CallFailure::Refused { reason }) => json!({"refused": reason}),
+        Err(CallFailure::AuthFailed { reason }) => json!({"authFailed": reason}),
     }
 }
