@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use common::*;
 use leadlink::config::Config;
 use leadlink::crm::{Clients, Writers};
+use leadlink::job::WritebackTarget;
 use leadlink::secret::Secret;
 use leadlink::signature::hubspot::sign_v3;
 use leadlink::store::{WritebackResult, WritebackWork};
@@ -1013,7 +1014,7 @@ fn hubspot_work(id: i64, record: &str, lease: chrono::Duration) -> WritebackWork
     WritebackWork {
         id,
         job_id,
-        target: "hubspot".into(),
+        target: WritebackTarget::HubSpot,
         sequence: 2,
         payload: snapshot,
         attempt: 1,

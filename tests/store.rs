@@ -6,7 +6,7 @@ mod common;
 use chrono::{DateTime, Duration, Utc};
 use common::*;
 use leadlink::account::quota::{Quota, QuotaSource};
-use leadlink::job::{LeadDetails, Status};
+use leadlink::job::{LeadDetails, Status, WritebackTarget};
 use leadlink::queue::Topic;
 use leadlink::store::{
     AccountReading, AccountStore, ApiBudgetStore, Claim, Doubt, Facts, GateWait, IngestOutcome,
@@ -41,7 +41,7 @@ async fn new_job(store: &PgStore, profile: &str, now: DateTime<Utc>) -> Uuid {
         delivery_id: Some(webhook_id()),
         enrich: false,
         one_open_job_per_record: false,
-        writeback_targets: vec!["callback".into()],
+        writeback_targets: vec![WritebackTarget::Callback],
     };
     match store.ingest(&new, now).await.unwrap() {
         IngestOutcome::Created { job_id, .. } => job_id,
@@ -529,7 +529,7 @@ async fn a_batch_commits_together_in_order_with_one_creation_time_each() {
         delivery_id: Some(delivery.into()),
         enrich: false,
         one_open_job_per_record: false,
-        writeback_targets: vec!["callback".into()],
+        writeback_targets: vec![WritebackTarget::Callback],
     };
     // The same lead twice under two deliveries: the second attaches to the first's job.
     let batch = [
@@ -624,7 +624,7 @@ fn urn_job(profile: &str, urn: &str) -> NewJob {
         delivery_id: Some(webhook_id()),
         enrich: false,
         one_open_job_per_record: false,
-        writeback_targets: vec!["callback".into()],
+        writeback_targets: vec![WritebackTarget::Callback],
     }
 }
 
@@ -952,7 +952,11 @@ fn record_job(source: &str, record: &str, profile: &str) -> NewJob {
         delivery_id: Some(webhook_id()),
         enrich: false,
         one_open_job_per_record: crm,
-        writeback_targets: vec![if crm { source } else { "callback" }.to_string()],
+        writeback_targets: vec![match source {
+            "hubspot" => WritebackTarget::HubSpot,
+            "salesforce" => WritebackTarget::Salesforce,
+            _ => WritebackTarget::Callback,
+        }],
     }
 }
 
@@ -986,7 +990,7 @@ async fn deliver_all(
             .await
             .unwrap();
         delivered.push((
-            work.target.clone(),
+            work.target.to_string(),
             work.payload["recordId"].as_str().unwrap().to_string(),
             work.payload["status"].as_str().unwrap().to_string(),
         ));

@@ -17,7 +17,6 @@ pub struct CallbackWriter {
 }
 
 impl CallbackWriter {
-    pub const TARGET: &'static str = "callback";
     pub const EVENT_TYPE: &'static str = "lead.connect.status";
 
     pub fn new(config: &CallbackConfig) -> Result<CallbackWriter, CrmError> {

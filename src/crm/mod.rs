@@ -7,22 +7,20 @@ pub mod enrich;
 pub mod hubspot;
 mod mapping;
 pub mod salesforce;
+mod writer;
 
 pub use callback::CallbackWriter;
 pub use enrich::Enricher;
+pub use writer::Writers;
 
 use crate::config::{Config, WritebackRetryConfig};
-use crate::job::StatusSnapshot;
+use crate::job::WritebackTarget;
 use crate::retry;
-use crate::store::{WritebackResult, WritebackWork};
+use crate::store::WritebackResult;
 use api::CallFailure;
 use chrono::{DateTime, Utc};
 use hubspot::HubSpotClient;
-use mapping::{Empty, FieldNames};
 use salesforce::SalesforceClient;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
 
 /// The CRM targets, by the names stored on jobs and writeback rows.
 pub const HUBSPOT: &str = "hubspot";
@@ -36,19 +34,17 @@ pub enum CrmError {
 
 /// The writeback targets of a job from `source`: the signed callback when configured, and
 /// the CRM the job came from.
-pub fn targets_for(config: &Config, source: &str) -> Vec<String> {
+pub fn targets_for(config: &Config, source: &str) -> Vec<WritebackTarget> {
     let mut targets = Vec::new();
     if config.writeback.callback.is_some() {
-        targets.push(CallbackWriter::TARGET.to_string());
+        targets.push(WritebackTarget::Callback);
     }
-    let crm_configured = match source {
-        HUBSPOT => config.crm.hubspot.is_some(),
-        SALESFORCE => config.crm.salesforce.is_some(),
-        _ => false,
+    let crm = match source {
+        HUBSPOT if config.crm.hubspot.is_some() => Some(WritebackTarget::HubSpot),
+        SALESFORCE if config.crm.salesforce.is_some() => Some(WritebackTarget::Salesforce),
+        _ => None,
     };
-    if crm_configured {
-        targets.push(source.to_string());
-    }
+    targets.extend(crm);
     targets
 }
 
@@ -104,194 +100,6 @@ pub fn settle(
     }
 }
 
-struct HubSpotWriter {
-    client: HubSpotClient,
-    config: hubspot::HubSpotCrmConfig,
-}
-
-struct SalesforceWriter {
-    client: SalesforceClient,
-    config: salesforce::SalesforceCrmConfig,
-}
-
-/// Every configured target, by the name stored on each writeback row.
-pub struct Writers {
-    callback: Option<CallbackWriter>,
-    hubspot: Option<HubSpotWriter>,
-    salesforce: Option<SalesforceWriter>,
-    policy: WritebackRetryConfig,
-    probe_interval: Duration,
-    /// CRMs whose credentials were refused, until when this process leaves them alone.
-    paused: Mutex<HashMap<String, DateTime<Utc>>>,
-}
-
-impl Writers {
-    pub fn from_config(config: &Config, clients: &Clients) -> Result<Writers, CrmError> {
-        let callback = match &config.writeback.callback {
-            Some(c) => Some(CallbackWriter::new(c)?),
-            None => None,
-        };
-        let hubspot = clients
-            .hubspot
-            .clone()
-            .zip(config.crm.hubspot.clone())
-            .map(|(client, config)| HubSpotWriter { client, config });
-        let salesforce = clients
-            .salesforce
-            .clone()
-            .zip(config.crm.salesforce.clone())
-            .map(|(client, config)| SalesforceWriter { client, config });
-        Ok(Writers {
-            callback,
-            hubspot,
-            salesforce,
-            policy: config.writeback.retry.clone(),
-            probe_interval: config.crm.probe_interval,
-            paused: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// How long a delivery may take before another worker may try it.
-    pub fn lease(&self) -> Duration {
-        let slowest = [
-            self.callback.as_ref().map(CallbackWriter::timeout),
-            self.hubspot.as_ref().map(|h| h.config.timeout),
-            self.salesforce.as_ref().map(|s| s.config.timeout),
-        ]
-        .into_iter()
-        .flatten()
-        .max()
-        .unwrap_or(Duration::from_secs(30));
-        // Salesforce may fetch a token and try once more inside one delivery.
-        slowest * 3 + Duration::from_secs(5)
-    }
-
-    pub async fn deliver(&self, work: &WritebackWork, now: DateTime<Utc>) -> WritebackResult {
-        let target = work.target.as_str();
-        if let Some(until) = self.paused_until(target, now) {
-            return WritebackResult::Paused {
-                until,
-                reason: format!("{target} writebacks are paused: its credentials were refused"),
-            };
-        }
-        let outcome = match (target, &self.callback, &self.hubspot, &self.salesforce) {
-            (CallbackWriter::TARGET, Some(callback), _, _) => callback.deliver(work, now).await,
-            (HUBSPOT, _, Some(writer), _) => match snapshot_of(work) {
-                Ok(snapshot) => {
-                    let names = hubspot_names(&writer.config);
-                    let properties = mapping::fields(&names, &snapshot, Empty::EmptyString);
-                    let start_by = latest_start(work.lease_until, writer.config.timeout);
-                    match writer
-                        .client
-                        .update_contact(&snapshot.record_id, properties, start_by)
-                        .await
-                    {
-                        Ok(outcome) => outcome,
-                        // Waiting would outlive the lease and let another worker send too.
-                        Err(spent) => {
-                            return WritebackResult::Later {
-                                at: Utc::now()
-                                    + chrono::Duration::from_std(spent.wait)
-                                        .unwrap_or(chrono::Duration::minutes(1)),
-                                reason:
-                                    "HubSpot's rate-limit budget is spent until its window ends"
-                                        .into(),
-                            };
-                        }
-                    }
-                }
-                Err(failure) => Err(failure),
-            },
-            (SALESFORCE, _, _, Some(writer)) => match snapshot_of(work) {
-                Ok(snapshot) => {
-                    let names = salesforce_names(&writer.config);
-                    let fields = mapping::fields(&names, &snapshot, Empty::Null);
-                    let object = snapshot.record_object.as_deref().unwrap_or("Lead");
-                    writer
-                        .client
-                        .update_record(object, &snapshot.record_id, fields)
-                        .await
-                }
-                Err(failure) => Err(failure),
-            },
-            (target, ..) => {
-                return WritebackResult::Parked {
-                    reason: format!("target `{target}` is not configured in this process"),
-                };
-            }
-        };
-        let pause_until = now
-            + chrono::Duration::from_std(self.probe_interval)
-                .unwrap_or(chrono::Duration::minutes(1));
-        let attempt = Try {
-            number: work.attempt.max(1) as u32,
-            failing_since: work.failing_since,
-        };
-        let result = settle(
-            outcome,
-            attempt,
-            &self.policy,
-            now,
-            retry::random_jitter(),
-            pause_until,
-        );
-        let mut paused = self.paused.lock().expect("pause lock");
-        if let WritebackResult::Paused { reason, .. } = &result {
-            tracing::error!(
-                target,
-                reason,
-                "the CRM refused leadlink's credentials: its writebacks are paused (job statuses \
-                 unchanged) until a call works again; fix crm.{target}"
-            );
-            paused.insert(target.to_string(), pause_until);
-        } else {
-            paused.remove(target);
-        }
-        result
-    }
-
-    fn paused_until(&self, target: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let paused = self.paused.lock().expect("pause lock");
-        paused.get(target).copied().filter(|until| *until > now)
-    }
-}
-
-/// The last moment a call may start and still end, after `timeout`, within the lease.
-fn latest_start(lease_until: DateTime<Utc>, timeout: Duration) -> tokio::time::Instant {
-    let left = (lease_until - Utc::now()).to_std().unwrap_or_default();
-    tokio::time::Instant::now() + left.saturating_sub(timeout)
-}
-
-fn snapshot_of(work: &WritebackWork) -> Result<StatusSnapshot, CallFailure> {
-    serde_json::from_value(work.payload.clone()).map_err(|e| CallFailure::Refused {
-        reason: format!("stored writeback is unreadable: {e}"),
-    })
-}
-
-fn hubspot_names(config: &hubspot::HubSpotCrmConfig) -> FieldNames<'_> {
-    let p = &config.properties;
-    FieldNames {
-        status: &p.status,
-        profile_urn: &p.profile_urn,
-        hold_until: &p.hold_until,
-        retry_at: &p.retry_at,
-        last_error: &p.last_error,
-        status_changed_at: &p.status_changed_at,
-    }
-}
-
-fn salesforce_names(config: &salesforce::SalesforceCrmConfig) -> FieldNames<'_> {
-    let f = &config.fields;
-    FieldNames {
-        status: &f.status,
-        profile_urn: &f.profile_urn,
-        hold_until: &f.hold_until,
-        retry_at: &f.retry_at,
-        last_error: &f.last_error,
-        status_changed_at: &f.status_changed_at,
-    }
-}
-
 /// One API client per configured CRM, shared by enrichment and writebacks so that they
 /// share HubSpot's rate budget and Salesforce's token.
 #[derive(Clone, Default)]
@@ -320,6 +128,7 @@ impl Clients {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn policy() -> WritebackRetryConfig {
         WritebackRetryConfig {

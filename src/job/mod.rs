@@ -1,8 +1,10 @@
 //! A connect job: the statuses it moves through and the snapshot written back to CRMs.
 
 mod history;
+mod target;
 
 pub use history::{Call, CallRecord, CallResult, QuotaSeen};
+pub use target::WritebackTarget;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -123,7 +125,7 @@ pub struct Job {
     /// The lead is still to be read from the CRM (the event carried only ids).
     pub enrich: bool,
     /// Where this job's status changes are written back.
-    pub writeback_targets: Vec<String>,
+    pub writeback_targets: Vec<WritebackTarget>,
     pub status: Status,
     pub error: Option<String>,
     pub hold_until: Option<DateTime<Utc>>,
@@ -169,7 +171,7 @@ impl Job {
             message: None,
             lead: LeadDetails::default(),
             enrich: false,
-            writeback_targets: vec!["callback".into()],
+            writeback_targets: vec![WritebackTarget::Callback],
             status: Status::Queued,
             error: None,
             hold_until: None,

@@ -4,7 +4,7 @@
 
 use super::outbox::{self, OutboxMessage};
 use super::{PgStore, StoreError, record_event};
-use crate::job::Job;
+use crate::job::{Job, WritebackTarget};
 use crate::queue::Topic;
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -14,7 +14,7 @@ use uuid::Uuid;
 #[serde(rename_all = "camelCase")]
 pub struct WritebackRow {
     pub id: i64,
-    pub target: String,
+    pub target: WritebackTarget,
     /// The CRM record it is for: the job's own or one that joined it.
     pub record_id: String,
     pub sequence: i32,
@@ -30,7 +30,7 @@ pub struct WritebackRow {
 pub struct WritebackWork {
     pub id: i64,
     pub job_id: Uuid,
-    pub target: String,
+    pub target: WritebackTarget,
     pub sequence: i32,
     pub payload: serde_json::Value,
     /// This attempt's number, 1-based.
@@ -257,7 +257,7 @@ struct Claimed {
     job_record_id: i64,
     source: String,
     record_id: String,
-    target: String,
+    target: WritebackTarget,
     sequence: i32,
     payload: serde_json::Value,
     attempts: i32,
@@ -276,7 +276,7 @@ async fn newer_job_on_record(
          AND o.state <> 'superseded' ORDER BY r.id DESC LIMIT 1",
         c.source,
         c.record_id,
-        c.target,
+        c.target as _,
         c.job_record_id
     )
     .fetch_optional(&mut *tx)
@@ -328,7 +328,7 @@ async fn must_wait_until(
         "SELECT min(next_attempt_at) FROM writebacks \
          WHERE job_record_id = $1 AND target = $2 AND sequence < $3 AND state = 'pending'",
         c.job_record_id,
-        c.target,
+        c.target as _,
         c.sequence
     )
     .fetch_one(&mut *tx)
@@ -342,7 +342,7 @@ async fn must_wait_until(
          AND o.state = 'pending' AND o.lease_until > $5",
         c.source,
         c.record_id,
-        c.target,
+        c.target as _,
         c.job_record_id,
         now
     )

@@ -5,7 +5,7 @@ use super::super::outbox::{self, OutboxMessage};
 use super::super::writebacks;
 use super::rows;
 use super::{IngestOutcome, NewJob};
-use crate::job::{Job, Status};
+use crate::job::{Job, Status, WritebackTarget};
 use crate::queue::Topic;
 use crate::store::{PgStore, StoreError, record_event};
 use chrono::{DateTime, Utc};
@@ -193,7 +193,7 @@ pub(super) struct RecordRef<'a> {
     source: &'a str,
     record_id: &'a str,
     record_object: Option<&'a str>,
-    writeback_targets: &'a [String],
+    writeback_targets: &'a [WritebackTarget],
 }
 
 impl<'a> RecordRef<'a> {
@@ -230,7 +230,7 @@ async fn join_record(
              record.source,
              record.record_id,
              record.record_object,
-             record.writeback_targets,
+             record.writeback_targets as _,
              now
      )
     .fetch_optional(&mut *tx)

@@ -12,7 +12,7 @@ use super::outbox::OutboxMessage;
 use super::waits::{Wait, Waiting};
 use super::{JobEvent, PgStore, StoreError};
 use crate::connectsafely::RateLimit;
-use crate::job::{CallRecord, Job, LeadDetails, Status};
+use crate::job::{CallRecord, Job, LeadDetails, Status, WritebackTarget};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -38,7 +38,7 @@ pub struct NewJob {
     pub enrich: bool,
     /// A CRM record has one open job: a further event for it attaches to that job.
     pub one_open_job_per_record: bool,
-    pub writeback_targets: Vec<String>,
+    pub writeback_targets: Vec<WritebackTarget>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
