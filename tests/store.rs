@@ -6,7 +6,7 @@ mod common;
 use chrono::{DateTime, Duration, Utc};
 use common::*;
 use leadlink::account::quota::{Quota, QuotaSource};
-use leadlink::job::{LeadDetails, Status, WritebackTarget};
+use leadlink::job::{LeadDetails, Source, Status, WritebackTarget};
 use leadlink::queue::Topic;
 use leadlink::store::{
     AccountReading, AccountStore, ApiBudgetStore, Claim, Doubt, Facts, GateWait, IngestOutcome,
@@ -28,7 +28,7 @@ fn t0() -> DateTime<Utc> {
 
 async fn new_job(store: &PgStore, profile: &str, now: DateTime<Utc>) -> Uuid {
     let new = NewJob {
-        source: "events".into(),
+        source: Source::Events,
         record_id: format!("crm-{profile}"),
         record_object: None,
         account_id: "acc_1".into(),
@@ -516,7 +516,7 @@ async fn a_batch_commits_together_in_order_with_one_creation_time_each() {
     let store = store(&env).await;
     let now = t0();
     let new = |profile: &str, delivery: &str| NewJob {
-        source: "events".into(),
+        source: Source::Events,
         record_id: format!("crm-{profile}"),
         record_object: None,
         account_id: "acc_1".into(),
@@ -611,7 +611,7 @@ async fn a_relay_waiting_for_confirms_holds_no_lock_a_send_waits_on() {
 
 fn urn_job(profile: &str, urn: &str) -> NewJob {
     NewJob {
-        source: "events".into(),
+        source: Source::Events,
         record_id: format!("crm-{profile}-urn"),
         record_object: None,
         account_id: "acc_1".into(),
@@ -936,10 +936,10 @@ async fn jobs_of_a_paused_account_share_one_timer_and_are_released_together() {
 }
 
 /// A job for `record` of `source` naming `profile`, with that source's writeback target.
-fn record_job(source: &str, record: &str, profile: &str) -> NewJob {
-    let crm = source != "events";
+fn record_job(source: Source, record: &str, profile: &str) -> NewJob {
+    let crm = source.crm().is_some();
     NewJob {
-        source: source.into(),
+        source,
         record_id: record.into(),
         record_object: crm.then(|| "contact".to_string()),
         account_id: "acc_1".into(),
@@ -952,11 +952,7 @@ fn record_job(source: &str, record: &str, profile: &str) -> NewJob {
         delivery_id: Some(webhook_id()),
         enrich: false,
         one_open_job_per_record: crm,
-        writeback_targets: vec![match source {
-            "hubspot" => WritebackTarget::HubSpot,
-            "salesforce" => WritebackTarget::Salesforce,
-            _ => WritebackTarget::Callback,
-        }],
+        writeback_targets: vec![source.crm().unwrap_or(WritebackTarget::Callback)],
     }
 }
 
@@ -1008,7 +1004,7 @@ async fn a_second_record_of_the_same_lead_hears_the_state_and_every_change() {
     let store = store(&env).await;
     let now = t0();
     let first = store
-        .ingest(&record_job("events", "rec-a", "two-records"), now)
+        .ingest(&record_job(Source::Events, "rec-a", "two-records"), now)
         .await
         .unwrap();
     let id = job_id_of(&first);
@@ -1019,7 +1015,7 @@ async fn a_second_record_of_the_same_lead_hears_the_state_and_every_change() {
     // A HubSpot contact naming the same person joins the job: no second job, and it hears
     // the job's current state at once, on its own target.
     let second = store
-        .ingest(&record_job("hubspot", "901", "two-records"), now)
+        .ingest(&record_job(Source::HubSpot, "901", "two-records"), now)
         .await
         .unwrap();
     assert!(
@@ -1032,7 +1028,7 @@ async fn a_second_record_of_the_same_lead_hears_the_state_and_every_change() {
     );
     // A repeat of the contact's event adds nothing.
     store
-        .ingest(&record_job("hubspot", "901", "two-records"), now)
+        .ingest(&record_job(Source::HubSpot, "901", "two-records"), now)
         .await
         .unwrap();
     assert_eq!(deliver_all(&store, id, now).await, vec![]);
@@ -1103,7 +1099,7 @@ async fn an_older_jobs_late_writeback_never_overwrites_a_newer_jobs_state() {
     let lease = Duration::seconds(10);
     let old = job_id_of(
         &store
-            .ingest(&record_job("hubspot", "902", "late-failure"), now)
+            .ingest(&record_job(Source::HubSpot, "902", "late-failure"), now)
             .await
             .unwrap(),
     );
@@ -1127,7 +1123,7 @@ async fn an_older_jobs_late_writeback_never_overwrites_a_newer_jobs_state() {
     // ... while the record qualifies again and its new job is sent and written back.
     let new = job_id_of(
         &store
-            .ingest(&record_job("hubspot", "902", "late-failure"), now)
+            .ingest(&record_job(Source::HubSpot, "902", "late-failure"), now)
             .await
             .unwrap(),
     );
@@ -1170,7 +1166,7 @@ async fn a_newer_jobs_writeback_waits_for_an_older_one_in_flight_on_the_same_rec
     let lease = Duration::seconds(10);
     let old = job_id_of(
         &store
-            .ingest(&record_job("hubspot", "903", "in-flight"), now)
+            .ingest(&record_job(Source::HubSpot, "903", "in-flight"), now)
             .await
             .unwrap(),
     );
@@ -1191,7 +1187,7 @@ async fn a_newer_jobs_writeback_waits_for_an_older_one_in_flight_on_the_same_rec
     // ... when the record's new job writes its first state: it goes out after that call.
     let new = job_id_of(
         &store
-            .ingest(&record_job("hubspot", "903", "in-flight"), now)
+            .ingest(&record_job(Source::HubSpot, "903", "in-flight"), now)
             .await
             .unwrap(),
     );

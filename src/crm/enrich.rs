@@ -1,12 +1,12 @@
 //! A lead as a CRM record holds it, read by the connect stage when the event carried only
 //! ids, and the owner routing that picks the rep's LinkedIn account.
 
+use super::Clients;
 use super::api::{CallFailure, RecordFields};
 use super::hubspot::HubSpotCrmConfig;
 use super::salesforce::SalesforceCrmConfig;
-use super::{Clients, HUBSPOT, SALESFORCE};
 use crate::config::{Config, CrmConfig};
-use crate::job::Job;
+use crate::job::{Job, Source};
 use crate::lead::LeadFields;
 
 /// HubSpot's owner property and standard name fields.
@@ -70,17 +70,17 @@ fn present(value: Option<&String>) -> Option<String> {
 /// `[crm.<source>.owners]` maps it, else the fallback.
 pub fn route_account(
     crm: &CrmConfig,
-    source: &str,
+    source: Source,
     owner_id: Option<&str>,
     fallback: Option<&str>,
 ) -> String {
     let owners_account = owner_id.and_then(|owner| match source {
-        HUBSPOT => crm
+        Source::HubSpot => crm
             .hubspot
             .as_ref()
             .and_then(|c| c.owners.get(owner))
             .map(String::as_str),
-        SALESFORCE => crm
+        Source::Salesforce => crm
             .salesforce
             .as_ref()
             .and_then(|c| c.account_for_owner(owner)),
@@ -91,14 +91,14 @@ pub fn route_account(
 
 /// The account for `source`'s records whose owner is not mapped: the source's `account_id`,
 /// else `connectsafely.default_account_id`.
-pub fn fallback_account(config: &Config, source: &str) -> Option<String> {
+pub fn fallback_account(config: &Config, source: Source) -> Option<String> {
     let own = match source {
-        HUBSPOT => config
+        Source::HubSpot => config
             .sources
             .hubspot
             .as_ref()
             .and_then(|s| s.account_id.clone()),
-        SALESFORCE => config
+        Source::Salesforce => config
             .sources
             .salesforce
             .as_ref()
@@ -109,9 +109,9 @@ pub fn fallback_account(config: &Config, source: &str) -> Option<String> {
 }
 
 /// The field of `source`'s records that holds the LinkedIn URL.
-pub fn url_field(crm: &CrmConfig, source: &str) -> String {
+pub fn url_field(crm: &CrmConfig, source: Source) -> String {
     match source {
-        HUBSPOT => crm.hubspot.as_ref().map_or_else(
+        Source::HubSpot => crm.hubspot.as_ref().map_or_else(
             || HubSpotCrmConfig::default().linkedin_url_property,
             |c| c.linkedin_url_property.clone(),
         ),
@@ -135,8 +135,8 @@ impl Enricher {
         Enricher {
             clients: clients.clone(),
             crm: config.crm.clone(),
-            hubspot_fallback: fallback_account(config, HUBSPOT),
-            salesforce_fallback: fallback_account(config, SALESFORCE),
+            hubspot_fallback: fallback_account(config, Source::HubSpot),
+            salesforce_fallback: fallback_account(config, Source::Salesforce),
         }
     }
 
@@ -148,8 +148,8 @@ impl Enricher {
             .salesforce
             .as_ref()
             .zip(self.crm.salesforce.as_ref());
-        match (job.source.as_str(), hubspot, salesforce) {
-            (HUBSPOT, Some((client, config)), _) => {
+        match (job.source, hubspot, salesforce) {
+            (Source::HubSpot, Some((client, config)), _) => {
                 let mut properties = vec![config.linkedin_url_property.clone()];
                 properties.extend(HUBSPOT_NAMES.map(str::to_owned));
                 properties.push(HUBSPOT_OWNER.to_owned());
@@ -158,7 +158,7 @@ impl Enricher {
                     .await
                     .map(|fields| hubspot_lead(&fields, &config.linkedin_url_property))
             }
-            (SALESFORCE, _, Some((client, config))) => {
+            (Source::Salesforce, _, Some((client, config))) => {
                 let object = job.record_object.as_deref().unwrap_or("Lead");
                 let mut fields = vec![
                     config.linkedin_url_field.clone(),
@@ -182,16 +182,16 @@ impl Enricher {
     }
 
     /// The account that sends for a record of `source` owned by `owner_id`.
-    pub fn account_for(&self, source: &str, owner_id: Option<&str>) -> String {
+    pub fn account_for(&self, source: Source, owner_id: Option<&str>) -> String {
         let fallback = match source {
-            HUBSPOT => self.hubspot_fallback.as_deref(),
+            Source::HubSpot => self.hubspot_fallback.as_deref(),
             _ => self.salesforce_fallback.as_deref(),
         };
         route_account(&self.crm, source, owner_id, fallback)
     }
 
     /// The LinkedIn URL field's name in `source`, for error messages.
-    pub fn url_field(&self, source: &str) -> String {
+    pub fn url_field(&self, source: Source) -> String {
         url_field(&self.crm, source)
     }
 }
@@ -208,11 +208,14 @@ mod tests {
             hubspot: Some(hubspot),
             ..CrmConfig::default()
         };
-        let route = |owner, fallback| route_account(&crm, HUBSPOT, owner, fallback);
+        let route = |owner, fallback| route_account(&crm, Source::HubSpot, owner, fallback);
         assert_eq!(route(Some("42"), Some("acc_default")), "acc_rep");
         assert_eq!(route(Some("7"), Some("acc_default")), "acc_default");
         assert_eq!(route(None, None), "");
-        assert_eq!(route_account(&crm, SALESFORCE, Some("42"), None), "");
+        assert_eq!(
+            route_account(&crm, Source::Salesforce, Some("42"), None),
+            ""
+        );
     }
 
     #[test]

@@ -14,17 +14,13 @@ pub use enrich::Enricher;
 pub use writer::Writers;
 
 use crate::config::{Config, WritebackRetryConfig};
-use crate::job::WritebackTarget;
+use crate::job::{Source, WritebackTarget};
 use crate::retry;
 use crate::store::WritebackResult;
 use api::CallFailure;
 use chrono::{DateTime, Utc};
 use hubspot::HubSpotClient;
 use salesforce::SalesforceClient;
-
-/// The CRM targets, by the names stored on jobs and writeback rows.
-pub const HUBSPOT: &str = "hubspot";
-pub const SALESFORCE: &str = "salesforce";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CrmError {
@@ -34,14 +30,14 @@ pub enum CrmError {
 
 /// The writeback targets of a job from `source`: the signed callback when configured, and
 /// the CRM the job came from.
-pub fn targets_for(config: &Config, source: &str) -> Vec<WritebackTarget> {
+pub fn targets_for(config: &Config, source: Source) -> Vec<WritebackTarget> {
     let mut targets = Vec::new();
     if config.writeback.callback.is_some() {
         targets.push(WritebackTarget::Callback);
     }
     let crm = match source {
-        HUBSPOT if config.crm.hubspot.is_some() => Some(WritebackTarget::HubSpot),
-        SALESFORCE if config.crm.salesforce.is_some() => Some(WritebackTarget::Salesforce),
+        Source::HubSpot if config.crm.hubspot.is_some() => source.crm(),
+        Source::Salesforce if config.crm.salesforce.is_some() => source.crm(),
         _ => None,
     };
     targets.extend(crm);

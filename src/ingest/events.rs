@@ -1,7 +1,7 @@
 //! `POST /webhooks/events`: vendor-neutral lead events signed with Standard Webhooks.
 
 use super::{IngestError, IngestState};
-use crate::job::LeadDetails;
+use crate::job::{LeadDetails, Source};
 use crate::lead::{self, LeadFields, LeadInput};
 use crate::queue::Queue;
 use crate::store::{NewJob, Store};
@@ -14,7 +14,6 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
-pub const SOURCE: &str = "events";
 pub const QUALIFIED: &str = "lead.qualified";
 
 #[derive(Debug, Deserialize)]
@@ -153,7 +152,7 @@ fn new_job<Q: Queue, S: Store>(
         state.config.message.overflow,
     );
     Ok(NewJob {
-        source: SOURCE.into(),
+        source: Source::Events,
         record_id: event.record_id,
         record_object: None,
         account_id,
@@ -171,6 +170,6 @@ fn new_job<Q: Queue, S: Store>(
         delivery_id: Some(delivery_id),
         enrich: false,
         one_open_job_per_record: false,
-        writeback_targets: crate::crm::targets_for(&state.config, SOURCE),
+        writeback_targets: crate::crm::targets_for(&state.config, Source::Events),
     })
 }

@@ -1,9 +1,11 @@
 //! A connect job: the statuses it moves through and the snapshot written back to CRMs.
 
 mod history;
+mod source;
 mod target;
 
 pub use history::{Call, CallRecord, CallResult, QuotaSeen};
+pub use source::Source;
 pub use target::WritebackTarget;
 
 use chrono::{DateTime, Utc};
@@ -112,7 +114,7 @@ pub struct LeadDetails {
 #[serde(rename_all = "camelCase")]
 pub struct Job {
     pub id: Uuid,
-    pub source: String,
+    pub source: Source,
     pub record_id: String,
     /// The CRM object the record is: HubSpot `contact`, Salesforce `Lead` or `Contact`.
     pub record_object: Option<String>,
@@ -162,7 +164,7 @@ impl Job {
     pub fn queued(account_id: &str, now: DateTime<Utc>) -> Job {
         Job {
             id: Uuid::now_v7(),
-            source: "events".into(),
+            source: Source::Events,
             record_id: "rec-1".into(),
             record_object: None,
             account_id: account_id.into(),

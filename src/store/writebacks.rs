@@ -4,7 +4,7 @@
 
 use super::outbox::{self, OutboxMessage};
 use super::{PgStore, StoreError, record_event};
-use crate::job::{Job, WritebackTarget};
+use crate::job::{Job, Source, WritebackTarget};
 use crate::queue::Topic;
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -255,7 +255,7 @@ impl WritebackStore for PgStore {
 struct Claimed {
     job_id: Uuid,
     job_record_id: i64,
-    source: String,
+    source: Source,
     record_id: String,
     target: WritebackTarget,
     sequence: i32,
@@ -274,7 +274,7 @@ async fn newer_job_on_record(
         "SELECT o.job_id FROM writebacks o JOIN job_records r ON r.id = o.job_record_id \
          WHERE r.source = $1 AND r.record_id = $2 AND o.target = $3 AND r.id > $4 \
          AND o.state <> 'superseded' ORDER BY r.id DESC LIMIT 1",
-        c.source,
+        c.source as _,
         c.record_id,
         c.target as _,
         c.job_record_id
@@ -340,7 +340,7 @@ async fn must_wait_until(
         "SELECT max(o.lease_until) FROM writebacks o JOIN job_records r ON r.id = o.job_record_id \
          WHERE r.source = $1 AND r.record_id = $2 AND o.target = $3 AND r.id < $4 \
          AND o.state = 'pending' AND o.lease_until > $5",
-        c.source,
+        c.source as _,
         c.record_id,
         c.target as _,
         c.job_record_id,

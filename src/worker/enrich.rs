@@ -152,7 +152,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             call: Call::CrmRead,
             why: None,
             result: CallResult::CrmRead {
-                source: job.source.clone(),
+                source: job.source,
                 record: job.record_id.clone(),
                 result: describe(&outcome),
             },
@@ -168,7 +168,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             AfterRead::Lead(crm) => return self.use_lead(crm, call).await,
             AfterRead::Pause { reason } => {
                 tracing::error!(crm = %job.source, reason, "the CRM refused leadlink's credentials: reads wait until they work again; fix crm.{}", job.source);
-                s.store.pause_crm(&job.source, &reason, now).await?;
+                s.store.pause_crm(job.source.as_str(), &reason, now).await?;
                 let interval = chrono::Duration::from_std(s.config.crm.probe_interval)
                     .unwrap_or(chrono::Duration::minutes(1));
                 // One job per CRM reads again at each interval; a read or a writeback that
@@ -176,7 +176,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                 Transition {
                     due_at: Some(now + interval),
                     waiting: Some(Waiting {
-                        on: Wait::Crm(job.source.clone()),
+                        on: Wait::Crm(job.source.to_string()),
                         retry_every: Some(interval),
                     }),
                     ..Transition::with_error(
@@ -201,15 +201,15 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
 
     async fn use_lead(&self, crm: CrmLead, call: CallRecord) -> Result<Option<Job>, WorkerError> {
         let (s, job) = (self.s, self.job);
-        let released = s.store.resume_crm(&job.source, Utc::now()).await?;
+        let released = s.store.resume_crm(job.source.as_str(), Utc::now()).await?;
         crate::outbox::publish_now(&s.store, &s.queue, released).await;
-        let account_id = s.enricher.account_for(&job.source, crm.owner_id.as_deref());
+        let account_id = s.enricher.account_for(job.source, crm.owner_id.as_deref());
         let (enrichment, invalid) = lead_from_crm(
             &crm,
             account_id,
             s.template.as_ref(),
             s.config.message.overflow,
-            &s.enricher.url_field(&job.source),
+            &s.enricher.url_field(job.source),
         );
         match s
             .store

@@ -12,14 +12,14 @@ use super::outbox::OutboxMessage;
 use super::waits::{Wait, Waiting};
 use super::{JobEvent, PgStore, StoreError};
 use crate::connectsafely::RateLimit;
-use crate::job::{CallRecord, Job, LeadDetails, Status, WritebackTarget};
+use crate::job::{CallRecord, Job, LeadDetails, Source, Status, WritebackTarget};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// A job to create from an accepted event.
 #[derive(Debug, Clone)]
 pub struct NewJob {
-    pub source: String,
+    pub source: Source,
     pub record_id: String,
     pub record_object: Option<String>,
     pub account_id: String,
