@@ -226,6 +226,31 @@ pub fn worth_writing_back(
 mod tests {
     use super::*;
 
+    /// The admin API, the history and the writebacks show these names; the database holds
+    /// them.
+    fn stored_names<T>(values: &[T])
+    where
+        T: Serialize + for<'de> Deserialize<'de> + std::fmt::Display + PartialEq + std::fmt::Debug,
+    {
+        for value in values {
+            let json = serde_json::to_value(value).unwrap();
+            assert_eq!(json, serde_json::json!(value.to_string()));
+            assert_eq!(&serde_json::from_value::<T>(json).unwrap(), value);
+        }
+    }
+
+    #[test]
+    fn sources_and_targets_serialise_to_their_stored_names() {
+        stored_names(&[Source::Events, Source::HubSpot, Source::Salesforce]);
+        stored_names(&[
+            WritebackTarget::Callback,
+            WritebackTarget::HubSpot,
+            WritebackTarget::Salesforce,
+        ]);
+        assert_eq!(Source::HubSpot.to_string(), "hubspot");
+        assert_eq!(WritebackTarget::Callback.to_string(), "callback");
+    }
+
     #[test]
     fn small_re_deferrals_are_not_written_back() {
         let t0 = DateTime::parse_from_rfc3339("2026-11-30T10:00:00Z")
