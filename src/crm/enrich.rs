@@ -5,6 +5,7 @@ use super::Clients;
 use super::api::{CallFailure, RecordFields};
 use super::hubspot::HubSpotCrmConfig;
 use super::salesforce::SalesforceCrmConfig;
+use crate::account::AccountId;
 use crate::config::{Config, CrmConfig};
 use crate::job::{Job, Source};
 use crate::lead::LeadFields;
@@ -73,7 +74,7 @@ pub fn route_account(
     source: Source,
     owner_id: Option<&str>,
     fallback: Option<&str>,
-) -> String {
+) -> AccountId {
     let owners_account = owner_id.and_then(|owner| match source {
         Source::HubSpot => crm
             .hubspot
@@ -86,7 +87,7 @@ pub fn route_account(
             .and_then(|c| c.account_for_owner(owner)),
         _ => None,
     });
-    owners_account.or(fallback).unwrap_or_default().to_string()
+    AccountId::new(owners_account.or(fallback).unwrap_or_default())
 }
 
 /// The account for `source`'s records whose owner is not mapped: the source's `account_id`,
@@ -182,7 +183,7 @@ impl Enricher {
     }
 
     /// The account that sends for a record of `source` owned by `owner_id`.
-    pub fn account_for(&self, source: Source, owner_id: Option<&str>) -> String {
+    pub fn account_for(&self, source: Source, owner_id: Option<&str>) -> AccountId {
         let fallback = match source {
             Source::HubSpot => self.hubspot_fallback.as_deref(),
             _ => self.salesforce_fallback.as_deref(),

@@ -1,6 +1,7 @@
 //! `POST /webhooks/events`: vendor-neutral lead events signed with Standard Webhooks.
 
 use super::{IngestError, IngestState};
+use crate::account::AccountId;
 use crate::job::{LeadDetails, Source};
 use crate::lead::{self, LeadFields, LeadInput};
 use crate::queue::Queue;
@@ -155,7 +156,7 @@ fn new_job<Q: Queue, S: Store>(
         source: Source::Events,
         record_id: event.record_id,
         record_object: None,
-        account_id,
+        account_id: AccountId::new(account_id),
         profile_key: resolved.profile_key,
         profile_id: resolved.profile_id,
         profile_urn: resolved.profile_urn,

@@ -8,6 +8,7 @@ pub use history::{Call, CallRecord, CallResult, QuotaSeen};
 pub use source::Source;
 pub use target::WritebackTarget;
 
+use crate::account::AccountId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -118,7 +119,7 @@ pub struct Job {
     pub record_id: String,
     /// The CRM object the record is: HubSpot `contact`, Salesforce `Lead` or `Contact`.
     pub record_object: Option<String>,
-    pub account_id: String,
+    pub account_id: AccountId,
     pub profile_id: Option<String>,
     pub profile_urn: Option<String>,
     pub message: Option<String>,
@@ -147,7 +148,7 @@ pub struct StatusSnapshot {
     pub record_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record_object: Option<String>,
-    pub account_id: String,
+    pub account_id: AccountId,
     pub status: Status,
     pub profile_urn: Option<String>,
     pub hold_until: Option<DateTime<Utc>>,

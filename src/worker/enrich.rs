@@ -4,6 +4,7 @@
 
 use super::WorkerError;
 use super::connect::Attempt;
+use crate::account::AccountId;
 use crate::config::RetryConfig;
 use crate::crm::api::CallFailure;
 use crate::crm::enrich::CrmLead;
@@ -21,7 +22,7 @@ const SAME_LEAD_RECHECK: chrono::Duration = chrono::Duration::seconds(30);
 /// The job's lead as the CRM gave it, and why it cannot be used, if it cannot.
 pub fn lead_from_crm(
     crm: &CrmLead,
-    account_id: String,
+    account_id: AccountId,
     template: Option<&MessageTemplate>,
     overflow: Overflow,
     url_field: &str,

@@ -11,6 +11,7 @@ mod transition;
 use super::outbox::OutboxMessage;
 use super::waits::{Wait, Waiting};
 use super::{JobEvent, PgStore, StoreError};
+use crate::account::AccountId;
 use crate::connectsafely::RateLimit;
 use crate::job::{CallRecord, Job, LeadDetails, Source, Status, WritebackTarget};
 use chrono::{DateTime, Utc};
@@ -22,7 +23,7 @@ pub struct NewJob {
     pub source: Source,
     pub record_id: String,
     pub record_object: Option<String>,
-    pub account_id: String,
+    pub account_id: AccountId,
     /// The lead's identity (slug or URN); `None` when the event had no usable profile or
     /// the lead is still to be read from the CRM (`enrich`).
     pub profile_key: Option<String>,
@@ -238,7 +239,7 @@ pub enum SendSlot {
 /// What the CRM told the connect stage about a job's lead.
 #[derive(Debug, Clone)]
 pub struct Enrichment {
-    pub account_id: String,
+    pub account_id: AccountId,
     /// `None` for a lead the CRM gave no usable profile for; the job then ends `invalid`.
     pub profile_key: Option<String>,
     pub profile_id: Option<String>,
