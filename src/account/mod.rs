@@ -7,6 +7,7 @@
 //! endpoint, less a reserve), and pacing, configured by [`policy`]. The store applies it
 //! under the account's row lock (`store::send_gate`).
 
+mod id;
 pub mod pacing;
 pub mod policy;
 pub mod projection;
@@ -14,6 +15,8 @@ pub mod quota;
 #[cfg(test)]
 mod simulation;
 pub mod window;
+
+pub use id::AccountId;
 
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 

@@ -1,6 +1,6 @@
 //! The vendor-neutral writeback: a Standard Webhooks-signed POST to the user's endpoint.
 
-use super::api::CallOutcome;
+use super::api::CallFailure;
 use super::{CallbackConfig, CrmError};
 use crate::secret::Secret;
 use crate::signature::standard_webhooks::Signer;
@@ -16,7 +16,6 @@ pub struct CallbackWriter {
 }
 
 impl CallbackWriter {
-    pub const TARGET: &'static str = "callback";
     pub const EVENT_TYPE: &'static str = "lead.connect.status";
 
     pub fn new(config: &CallbackConfig) -> Result<CallbackWriter, CrmError> {
@@ -48,7 +47,11 @@ impl CallbackWriter {
         self.timeout
     }
 
-    pub async fn deliver(&self, work: &WritebackWork, now: DateTime<Utc>) -> CallOutcome<()> {
+    pub async fn deliver(
+        &self,
+        work: &WritebackWork,
+        now: DateTime<Utc>,
+    ) -> Result<(), CallFailure> {
         let body = serde_json::json!({"type": Self::EVENT_TYPE, "data": work.payload});
         let body = body.to_string().into_bytes();
         // The same id on every attempt of one change, so the receiver can drop repeats.
@@ -56,9 +59,9 @@ impl CallbackWriter {
         let headers = match self.signer.headers(&message_id, now, &body) {
             Ok(headers) => headers,
             Err(e) => {
-                return CallOutcome::Refused {
+                return Err(CallFailure::Refused {
                     reason: format!("could not sign: {e}"),
-                };
+                });
             }
         };
         let mut request = self
@@ -87,27 +90,23 @@ impl CallbackWriter {
                     .collect();
                 outcome(status, retry_after, body)
             }
-            // Without the URL, which may carry a token.
-            Err(e) => CallOutcome::Retry {
-                after: None,
-                error: e.without_url().to_string(),
-            },
+            Err(e) => Err(e.into()),
         }
     }
 }
 
 /// The receiver's answer: 2xx delivered, throttling and server errors retried, any other
 /// refusal parked with its reason.
-fn outcome(status: u16, retry_after: Option<Duration>, body: String) -> CallOutcome<()> {
+fn outcome(status: u16, retry_after: Option<Duration>, body: String) -> Result<(), CallFailure> {
     match status {
-        200..=299 => CallOutcome::Done(()),
-        408 | 425 | 429 | 500..=599 => CallOutcome::Retry {
+        200..=299 => Ok(()),
+        408 | 425 | 429 | 500..=599 => Err(CallFailure::Retry {
             after: retry_after,
             error: format!("HTTP {status}: {body}"),
-        },
-        _ => CallOutcome::Refused {
+        }),
+        _ => Err(CallFailure::Refused {
             reason: format!("refused with HTTP {status}: {body}"),
-        },
+        }),
     }
 }
 
@@ -117,23 +116,23 @@ mod tests {
 
     #[test]
     fn answers_map_to_outcomes() {
-        assert_eq!(outcome(204, None, String::new()), CallOutcome::Done(()));
+        assert_eq!(outcome(204, None, String::new()), Ok(()));
         assert_eq!(
             outcome(429, Some(Duration::from_secs(3)), "slow".into()),
-            CallOutcome::Retry {
+            Err(CallFailure::Retry {
                 after: Some(Duration::from_secs(3)),
                 error: "HTTP 429: slow".into()
-            }
+            })
         );
         assert!(matches!(
             outcome(502, None, String::new()),
-            CallOutcome::Retry { .. }
+            Err(CallFailure::Retry { .. })
         ));
         assert_eq!(
             outcome(404, None, "no".into()),
-            CallOutcome::Refused {
+            Err(CallFailure::Refused {
                 reason: "refused with HTTP 404: no".into()
-            }
+            })
         );
     }
 }

@@ -1,11 +1,12 @@
 //! A lead as a CRM record holds it, read by the connect stage when the event carried only
 //! ids, and the owner routing that picks the rep's LinkedIn account.
 
-use super::api::{CallOutcome, RecordFields};
+use super::api::{CallFailure, RecordFields};
 use super::hubspot::HubSpotCrmConfig;
 use super::salesforce::SalesforceCrmConfig;
-use super::{Clients, CrmConfig, HUBSPOT, SALESFORCE};
-use crate::job::Job;
+use super::{Clients, CrmConfig};
+use crate::account::AccountId;
+use crate::job::{Job, Source};
 use crate::lead::{LeadFields, LeadInput, MessageTemplate, Overflow, Resolution, resolve_lead};
 
 /// HubSpot's owner property and standard name fields.
@@ -79,29 +80,29 @@ fn present(value: Option<&String>) -> Option<String> {
 /// `[crm.<source>.owners]` maps it, else the fallback.
 pub fn route_account(
     crm: &CrmConfig,
-    source: &str,
+    source: Source,
     owner_id: Option<&str>,
     fallback: Option<&str>,
-) -> String {
+) -> AccountId {
     let owners_account = owner_id.and_then(|owner| match source {
-        HUBSPOT => crm
+        Source::HubSpot => crm
             .hubspot
             .as_ref()
             .and_then(|c| c.owners.get(owner))
             .map(String::as_str),
-        SALESFORCE => crm
+        Source::Salesforce => crm
             .salesforce
             .as_ref()
             .and_then(|c| c.account_for_owner(owner)),
         _ => None,
     });
-    owners_account.or(fallback).unwrap_or_default().to_string()
+    AccountId::new(owners_account.or(fallback).unwrap_or_default())
 }
 
 /// The field of `source`'s records that holds the LinkedIn URL.
-pub fn url_field(crm: &CrmConfig, source: &str) -> String {
+pub fn url_field(crm: &CrmConfig, source: Source) -> String {
     match source {
-        HUBSPOT => crm.hubspot.as_ref().map_or_else(
+        Source::HubSpot => crm.hubspot.as_ref().map_or_else(
             || HubSpotCrmConfig::default().linkedin_url_property,
             |c| c.linkedin_url_property.clone(),
         ),
@@ -126,26 +127,26 @@ impl Enricher {
     pub fn new(
         crm: &CrmConfig,
         clients: &Clients,
-        fallback_account: impl Fn(&str) -> Option<String>,
+        fallback_account: impl Fn(Source) -> Option<String>,
     ) -> Enricher {
         Enricher {
             clients: clients.clone(),
             crm: crm.clone(),
-            hubspot_fallback: fallback_account(HUBSPOT),
-            salesforce_fallback: fallback_account(SALESFORCE),
+            hubspot_fallback: fallback_account(Source::HubSpot),
+            salesforce_fallback: fallback_account(Source::Salesforce),
         }
     }
 
     /// The lead behind a job's record, read from the CRM the job came from.
-    pub async fn read(&self, job: &Job) -> CallOutcome<CrmLead> {
+    pub async fn read(&self, job: &Job) -> Result<CrmLead, CallFailure> {
         let hubspot = self.clients.hubspot.as_ref().zip(self.crm.hubspot.as_ref());
         let salesforce = self
             .clients
             .salesforce
             .as_ref()
             .zip(self.crm.salesforce.as_ref());
-        match (job.source.as_str(), hubspot, salesforce) {
-            (HUBSPOT, Some((client, config)), _) => {
+        match (job.source, hubspot, salesforce) {
+            (Source::HubSpot, Some((client, config)), _) => {
                 let mut properties = vec![config.linkedin_url_property.clone()];
                 properties.extend(HUBSPOT_NAMES.map(str::to_owned));
                 properties.push(HUBSPOT_OWNER.to_owned());
@@ -154,7 +155,7 @@ impl Enricher {
                     .await
                     .map(|fields| hubspot_lead(&fields, &config.linkedin_url_property))
             }
-            (SALESFORCE, _, Some((client, config))) => {
+            (Source::Salesforce, _, Some((client, config))) => {
                 let object = job.record_object.as_deref().unwrap_or("Lead");
                 let mut fields = vec![
                     config.linkedin_url_field.clone(),
@@ -171,23 +172,23 @@ impl Enricher {
                     .await
                     .map(|fields| salesforce_lead(&fields, &config.linkedin_url_field))
             }
-            (source, ..) => CallOutcome::Refused {
+            (source, ..) => Err(CallFailure::Refused {
                 reason: format!("no CRM is configured to read `{source}` records ([crm.{source}])"),
-            },
+            }),
         }
     }
 
     /// The account that sends for a record of `source` owned by `owner_id`.
-    pub fn account_for(&self, source: &str, owner_id: Option<&str>) -> String {
+    pub fn account_for(&self, source: Source, owner_id: Option<&str>) -> AccountId {
         let fallback = match source {
-            HUBSPOT => self.hubspot_fallback.as_deref(),
+            Source::HubSpot => self.hubspot_fallback.as_deref(),
             _ => self.salesforce_fallback.as_deref(),
         };
         route_account(&self.crm, source, owner_id, fallback)
     }
 
     /// The LinkedIn URL field's name in `source`, for error messages.
-    pub fn url_field(&self, source: &str) -> String {
+    pub fn url_field(&self, source: Source) -> String {
         url_field(&self.crm, source)
     }
 }
@@ -204,11 +205,14 @@ mod tests {
             hubspot: Some(hubspot),
             ..CrmConfig::default()
         };
-        let route = |owner, fallback| route_account(&crm, HUBSPOT, owner, fallback);
+        let route = |owner, fallback| route_account(&crm, Source::HubSpot, owner, fallback);
         assert_eq!(route(Some("42"), Some("acc_default")), "acc_rep");
         assert_eq!(route(Some("7"), Some("acc_default")), "acc_default");
         assert_eq!(route(None, None), "");
-        assert_eq!(route_account(&crm, SALESFORCE, Some("42"), None), "");
+        assert_eq!(
+            route_account(&crm, Source::Salesforce, Some("42"), None),
+            ""
+        );
     }
 
     #[test]

@@ -8,26 +8,20 @@ pub mod enrich;
 pub mod hubspot;
 mod mapping;
 pub mod salesforce;
+mod writer;
 
 pub use callback::CallbackWriter;
 pub use config::{CallbackConfig, CrmConfig, WritebackConfig, WritebackRetryConfig};
 pub use enrich::Enricher;
+pub use writer::Writers;
 
-use crate::job::StatusSnapshot;
+use crate::job::{Source, WritebackTarget};
 use crate::retry;
-use crate::store::{WritebackResult, WritebackWork};
-use api::CallOutcome;
+use crate::store::WritebackResult;
+use api::CallFailure;
 use chrono::{DateTime, Utc};
 use hubspot::HubSpotClient;
-use mapping::{Empty, FieldNames};
 use salesforce::SalesforceClient;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
-
-/// The CRM targets, by the names stored on jobs and writeback rows.
-pub const HUBSPOT: &str = "hubspot";
-pub const SALESFORCE: &str = "salesforce";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CrmError {
@@ -37,19 +31,21 @@ pub enum CrmError {
 
 /// The writeback targets of a job from `source`: the signed callback when configured, and
 /// the CRM the job came from.
-pub fn targets_for(crm: &CrmConfig, writeback: &WritebackConfig, source: &str) -> Vec<String> {
+pub fn targets_for(
+    crm: &CrmConfig,
+    writeback: &WritebackConfig,
+    source: Source,
+) -> Vec<WritebackTarget> {
     let mut targets = Vec::new();
     if writeback.callback.is_some() {
-        targets.push(CallbackWriter::TARGET.to_string());
+        targets.push(WritebackTarget::Callback);
     }
-    let crm_configured = match source {
-        HUBSPOT => crm.hubspot.is_some(),
-        SALESFORCE => crm.salesforce.is_some(),
-        _ => false,
+    let crm = match source {
+        Source::HubSpot if crm.hubspot.is_some() => source.crm(),
+        Source::Salesforce if crm.salesforce.is_some() => source.crm(),
+        _ => None,
     };
-    if crm_configured {
-        targets.push(source.to_string());
-    }
+    targets.extend(crm);
     targets
 }
 
@@ -67,7 +63,7 @@ pub struct Try {
 /// have lasted `give_up_after`. Credentials a CRM refused pause the target (`pause_until`)
 /// without spending the writeback's tries.
 pub fn settle(
-    outcome: CallOutcome<()>,
+    outcome: Result<(), CallFailure>,
     attempt: Try,
     policy: &WritebackRetryConfig,
     now: DateTime<Utc>,
@@ -75,17 +71,17 @@ pub fn settle(
     pause_until: DateTime<Utc>,
 ) -> WritebackResult {
     let (error, retry_after) = match outcome {
-        CallOutcome::Done(()) => return WritebackResult::Delivered,
-        CallOutcome::Gone { reason } | CallOutcome::Refused { reason } => {
+        Ok(()) => return WritebackResult::Delivered,
+        Err(CallFailure::Gone { reason }) | Err(CallFailure::Refused { reason }) => {
             return WritebackResult::Parked { reason };
         }
-        CallOutcome::AuthFailed { reason } => {
+        Err(CallFailure::AuthFailed { reason }) => {
             return WritebackResult::Paused {
                 until: pause_until,
                 reason,
             };
         }
-        CallOutcome::Retry { after, error } => (error, after),
+        Err(CallFailure::Retry { after, error }) => (error, after),
     };
     let since = attempt.failing_since.unwrap_or(now).min(now);
     let give_up_at = since
@@ -102,198 +98,6 @@ pub fn settle(
     WritebackResult::Retry {
         at: retry::next_try_at(&backoff, number, retry_after, now, jitter).min(give_up_at),
         error,
-    }
-}
-
-struct HubSpotWriter {
-    client: HubSpotClient,
-    config: hubspot::HubSpotCrmConfig,
-}
-
-struct SalesforceWriter {
-    client: SalesforceClient,
-    config: salesforce::SalesforceCrmConfig,
-}
-
-/// Every configured target, by the name stored on each writeback row.
-pub struct Writers {
-    callback: Option<CallbackWriter>,
-    hubspot: Option<HubSpotWriter>,
-    salesforce: Option<SalesforceWriter>,
-    policy: WritebackRetryConfig,
-    probe_interval: Duration,
-    /// CRMs whose credentials were refused, until when this process leaves them alone.
-    paused: Mutex<HashMap<String, DateTime<Utc>>>,
-}
-
-impl Writers {
-    pub fn from_config(
-        crm: &CrmConfig,
-        writeback: &WritebackConfig,
-        clients: &Clients,
-    ) -> Result<Writers, CrmError> {
-        let callback = match &writeback.callback {
-            Some(c) => Some(CallbackWriter::new(c)?),
-            None => None,
-        };
-        let hubspot = clients
-            .hubspot
-            .clone()
-            .zip(crm.hubspot.clone())
-            .map(|(client, config)| HubSpotWriter { client, config });
-        let salesforce = clients
-            .salesforce
-            .clone()
-            .zip(crm.salesforce.clone())
-            .map(|(client, config)| SalesforceWriter { client, config });
-        Ok(Writers {
-            callback,
-            hubspot,
-            salesforce,
-            policy: writeback.retry.clone(),
-            probe_interval: crm.probe_interval,
-            paused: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// How long a delivery may take before another worker may try it.
-    pub fn lease(&self) -> Duration {
-        let slowest = [
-            self.callback.as_ref().map(CallbackWriter::timeout),
-            self.hubspot.as_ref().map(|h| h.config.timeout),
-            self.salesforce.as_ref().map(|s| s.config.timeout),
-        ]
-        .into_iter()
-        .flatten()
-        .max()
-        .unwrap_or(Duration::from_secs(30));
-        // Salesforce may fetch a token and try once more inside one delivery.
-        slowest * 3 + Duration::from_secs(5)
-    }
-
-    pub async fn deliver(&self, work: &WritebackWork, now: DateTime<Utc>) -> WritebackResult {
-        let target = work.target.as_str();
-        if let Some(until) = self.paused_until(target, now) {
-            return WritebackResult::Paused {
-                until,
-                reason: format!("{target} writebacks are paused: its credentials were refused"),
-            };
-        }
-        let outcome = match (target, &self.callback, &self.hubspot, &self.salesforce) {
-            (CallbackWriter::TARGET, Some(callback), _, _) => callback.deliver(work, now).await,
-            (HUBSPOT, _, Some(writer), _) => match snapshot_of(work) {
-                Ok(snapshot) => {
-                    let names = hubspot_names(&writer.config);
-                    let properties = mapping::fields(&names, &snapshot, Empty::EmptyString);
-                    let start_by = latest_start(work.lease_until, writer.config.timeout);
-                    match writer
-                        .client
-                        .update_contact(&snapshot.record_id, properties, start_by)
-                        .await
-                    {
-                        Ok(outcome) => outcome,
-                        // Waiting would outlive the lease and let another worker send too.
-                        Err(spent) => {
-                            return WritebackResult::Later {
-                                at: Utc::now()
-                                    + chrono::Duration::from_std(spent.wait)
-                                        .unwrap_or(chrono::Duration::minutes(1)),
-                                reason:
-                                    "HubSpot's rate-limit budget is spent until its window ends"
-                                        .into(),
-                            };
-                        }
-                    }
-                }
-                Err(outcome) => outcome,
-            },
-            (SALESFORCE, _, _, Some(writer)) => match snapshot_of(work) {
-                Ok(snapshot) => {
-                    let names = salesforce_names(&writer.config);
-                    let fields = mapping::fields(&names, &snapshot, Empty::Null);
-                    let object = snapshot.record_object.as_deref().unwrap_or("Lead");
-                    writer
-                        .client
-                        .update_record(object, &snapshot.record_id, fields)
-                        .await
-                }
-                Err(outcome) => outcome,
-            },
-            (target, ..) => {
-                return WritebackResult::Parked {
-                    reason: format!("target `{target}` is not configured in this process"),
-                };
-            }
-        };
-        let pause_until = now
-            + chrono::Duration::from_std(self.probe_interval)
-                .unwrap_or(chrono::Duration::minutes(1));
-        let attempt = Try {
-            number: work.attempt.max(1) as u32,
-            failing_since: work.failing_since,
-        };
-        let result = settle(
-            outcome,
-            attempt,
-            &self.policy,
-            now,
-            retry::random_jitter(),
-            pause_until,
-        );
-        let mut paused = self.paused.lock().expect("pause lock");
-        if let WritebackResult::Paused { reason, .. } = &result {
-            tracing::error!(
-                target,
-                reason,
-                "the CRM refused leadlink's credentials: its writebacks are paused (job statuses \
-                 unchanged) until a call works again; fix crm.{target}"
-            );
-            paused.insert(target.to_string(), pause_until);
-        } else {
-            paused.remove(target);
-        }
-        result
-    }
-
-    fn paused_until(&self, target: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let paused = self.paused.lock().expect("pause lock");
-        paused.get(target).copied().filter(|until| *until > now)
-    }
-}
-
-/// The last moment a call may start and still end, after `timeout`, within the lease.
-fn latest_start(lease_until: DateTime<Utc>, timeout: Duration) -> tokio::time::Instant {
-    let left = (lease_until - Utc::now()).to_std().unwrap_or_default();
-    tokio::time::Instant::now() + left.saturating_sub(timeout)
-}
-
-fn snapshot_of(work: &WritebackWork) -> Result<StatusSnapshot, CallOutcome<()>> {
-    serde_json::from_value(work.payload.clone()).map_err(|e| CallOutcome::Refused {
-        reason: format!("stored writeback is unreadable: {e}"),
-    })
-}
-
-fn hubspot_names(config: &hubspot::HubSpotCrmConfig) -> FieldNames<'_> {
-    let p = &config.properties;
-    FieldNames {
-        status: &p.status,
-        profile_urn: &p.profile_urn,
-        hold_until: &p.hold_until,
-        retry_at: &p.retry_at,
-        last_error: &p.last_error,
-        status_changed_at: &p.status_changed_at,
-    }
-}
-
-fn salesforce_names(config: &salesforce::SalesforceCrmConfig) -> FieldNames<'_> {
-    let f = &config.fields;
-    FieldNames {
-        status: &f.status,
-        profile_urn: &f.profile_urn,
-        hold_until: &f.hold_until,
-        retry_at: &f.retry_at,
-        last_error: &f.last_error,
-        status_changed_at: &f.status_changed_at,
     }
 }
 
@@ -325,6 +129,7 @@ impl Clients {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn policy() -> WritebackRetryConfig {
         WritebackRetryConfig {
@@ -349,7 +154,7 @@ mod tests {
             .with_timezone(&Utc)
     }
 
-    fn settle_now(outcome: CallOutcome<()>, number: u32) -> WritebackResult {
+    fn settle_now(outcome: Result<(), CallFailure>, number: u32) -> WritebackResult {
         settle(
             outcome,
             first(number),
@@ -360,30 +165,27 @@ mod tests {
         )
     }
 
-    fn retry(after: Option<u64>) -> CallOutcome<()> {
-        CallOutcome::Retry {
+    fn retry(after: Option<u64>) -> Result<(), CallFailure> {
+        Err(CallFailure::Retry {
             after: after.map(Duration::from_secs),
             error: "HTTP 503: x".into(),
-        }
+        })
     }
 
     #[test]
     fn success_is_delivered() {
-        assert_eq!(
-            settle_now(CallOutcome::Done(()), 1),
-            WritebackResult::Delivered
-        );
+        assert_eq!(settle_now(Ok(()), 1), WritebackResult::Delivered);
     }
 
     #[test]
     fn gone_and_refused_records_are_parked_with_the_reason() {
         for outcome in [
-            CallOutcome::Gone {
+            Err(CallFailure::Gone {
                 reason: "contact 7 was merged".into(),
-            },
-            CallOutcome::Refused {
+            }),
+            Err(CallFailure::Refused {
                 reason: "unknown property".into(),
-            },
+            }),
         ] {
             let WritebackResult::Parked { reason } = settle_now(outcome, 1) else {
                 panic!()
@@ -398,9 +200,9 @@ mod tests {
     #[test]
     fn refused_credentials_pause_without_spending_tries() {
         let result = settle_now(
-            CallOutcome::AuthFailed {
+            Err(CallFailure::AuthFailed {
                 reason: "401".into(),
-            },
+            }),
             3,
         );
         assert_eq!(
@@ -453,9 +255,9 @@ mod tests {
         // A permanent refusal parks at once, however young.
         assert!(matches!(
             settle(
-                CallOutcome::Refused {
+                Err(CallFailure::Refused {
                     reason: "HTTP 400".into()
-                },
+                }),
                 first(1),
                 &policy,
                 now(),

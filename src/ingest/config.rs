@@ -3,7 +3,8 @@
 
 use crate::account::policy::AccountsConfig;
 use crate::connectsafely::ConnectSafelyConfig;
-use crate::crm::{CrmConfig, HUBSPOT, SALESFORCE, WritebackConfig};
+use crate::crm::{CrmConfig, WritebackConfig};
+use crate::job::Source;
 use crate::lead::MessageConfig;
 use crate::secret::Secret;
 use bytesize::ByteSize;
@@ -70,19 +71,19 @@ pub struct IngestConfig {
 impl IngestConfig {
     /// The account for `source`'s records whose owner is not mapped: the source's
     /// `account_id`, else `connectsafely.default_account_id`.
-    pub fn fallback_account(&self, source: &str) -> Option<String> {
+    pub fn fallback_account(&self, source: Source) -> Option<String> {
         let own = match source {
-            HUBSPOT => self
+            Source::HubSpot => self
                 .sources
                 .hubspot
                 .as_ref()
                 .and_then(|s| s.account_id.clone()),
-            SALESFORCE => self
+            Source::Salesforce => self
                 .sources
                 .salesforce
                 .as_ref()
                 .and_then(|s| s.account_id.clone()),
-            _ => None,
+            Source::Events => None,
         };
         own.or_else(|| self.connectsafely.default_account_id.clone())
     }

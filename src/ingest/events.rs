@@ -1,7 +1,8 @@
 //! `POST /webhooks/events`: vendor-neutral lead events signed with Standard Webhooks.
 
 use super::{IngestError, IngestState};
-use crate::job::LeadDetails;
+use crate::account::AccountId;
+use crate::job::{LeadDetails, Source};
 use crate::lead::{self, LeadFields, LeadInput};
 use crate::queue::Queue;
 use crate::store::{NewJob, Store};
@@ -14,7 +15,6 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
-pub const SOURCE: &str = "events";
 pub const QUALIFIED: &str = "lead.qualified";
 
 #[derive(Debug, Deserialize)]
@@ -153,10 +153,10 @@ fn new_job<Q: Queue, S: Store>(
         state.config.message.overflow,
     );
     Ok(NewJob {
-        source: SOURCE.into(),
+        source: Source::Events,
         record_id: event.record_id,
         record_object: None,
-        account_id,
+        account_id: AccountId::new(account_id),
         resolution,
         lead: LeadDetails {
             linkedin_url,
@@ -169,7 +169,7 @@ fn new_job<Q: Queue, S: Store>(
         writeback_targets: crate::crm::targets_for(
             &state.config.crm,
             &state.config.writeback,
-            SOURCE,
+            Source::Events,
         ),
     })
 }

@@ -8,7 +8,7 @@ mod publish_gate;
 pub mod salesforce;
 
 use crate::crm::enrich::{CrmLead, route_account};
-use crate::job::LeadDetails;
+use crate::job::{LeadDetails, Source};
 use crate::lead::{MessageTemplate, Resolution};
 use crate::outbox::publish_now;
 use crate::queue::Queue;
@@ -166,7 +166,7 @@ pub(crate) async fn accept_many<Q: Queue, S: Store>(
 
 /// Where a CRM event's job sends from and whom it is about, before its lead is known.
 pub(crate) struct CrmRecord {
-    pub source: &'static str,
+    pub source: Source,
     pub record_id: String,
     pub object: &'static str,
     pub delivery_id: Option<String>,
@@ -192,7 +192,7 @@ pub(crate) fn crm_job<Q: Queue, S: Store>(
         lead.resolve(state.template.as_ref(), state.config.message.overflow)
     };
     NewJob {
-        source: record.source.into(),
+        source: record.source,
         record_id: record.record_id,
         record_object: Some(record.object.into()),
         account_id,

@@ -1,7 +1,7 @@
 //! What a job's history says about the calls behind a transition: one `api_call` event
 //! each, its `detail` the serialised `CallRecord` (the admin API shows it as is).
 
-use super::Status;
+use super::{Source, Status};
 use crate::connectsafely::{ConnectResponse, RateLimit, Relationship};
 use serde::Serialize;
 use uuid::Uuid;
@@ -67,7 +67,7 @@ pub enum CallResult {
         enabled: bool,
     },
     CrmRead {
-        source: String,
+        source: Source,
         record: String,
         result: serde_json::Value,
     },

@@ -1,9 +1,14 @@
 //! A connect job: the statuses it moves through and the snapshot written back to CRMs.
 
 mod history;
+mod source;
+mod target;
 
 pub use history::{Call, CallRecord, CallResult, QuotaSeen};
+pub use source::Source;
+pub use target::WritebackTarget;
 
+use crate::account::AccountId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -110,11 +115,11 @@ pub struct LeadDetails {
 #[serde(rename_all = "camelCase")]
 pub struct Job {
     pub id: Uuid,
-    pub source: String,
+    pub source: Source,
     pub record_id: String,
     /// The CRM object the record is: HubSpot `contact`, Salesforce `Lead` or `Contact`.
     pub record_object: Option<String>,
-    pub account_id: String,
+    pub account_id: AccountId,
     pub profile_id: Option<String>,
     pub profile_urn: Option<String>,
     pub message: Option<String>,
@@ -123,7 +128,7 @@ pub struct Job {
     /// The lead is still to be read from the CRM (the event carried only ids).
     pub enrich: bool,
     /// Where this job's status changes are written back.
-    pub writeback_targets: Vec<String>,
+    pub writeback_targets: Vec<WritebackTarget>,
     pub status: Status,
     pub error: Option<String>,
     pub hold_until: Option<DateTime<Utc>>,
@@ -143,7 +148,7 @@ pub struct StatusSnapshot {
     pub record_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record_object: Option<String>,
-    pub account_id: String,
+    pub account_id: AccountId,
     pub status: Status,
     pub profile_urn: Option<String>,
     pub hold_until: Option<DateTime<Utc>>,
@@ -160,7 +165,7 @@ impl Job {
     pub fn queued(account_id: &str, now: DateTime<Utc>) -> Job {
         Job {
             id: Uuid::now_v7(),
-            source: "events".into(),
+            source: Source::Events,
             record_id: "rec-1".into(),
             record_object: None,
             account_id: account_id.into(),
@@ -169,7 +174,7 @@ impl Job {
             message: None,
             lead: LeadDetails::default(),
             enrich: false,
-            writeback_targets: vec!["callback".into()],
+            writeback_targets: vec![WritebackTarget::Callback],
             status: Status::Queued,
             error: None,
             hold_until: None,
@@ -221,6 +226,31 @@ pub fn worth_writing_back(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The admin API, the history and the writebacks show these names; the database holds
+    /// them.
+    fn stored_names<T>(values: &[T])
+    where
+        T: Serialize + for<'de> Deserialize<'de> + std::fmt::Display + PartialEq + std::fmt::Debug,
+    {
+        for value in values {
+            let json = serde_json::to_value(value).unwrap();
+            assert_eq!(json, serde_json::json!(value.to_string()));
+            assert_eq!(&serde_json::from_value::<T>(json).unwrap(), value);
+        }
+    }
+
+    #[test]
+    fn sources_and_targets_serialise_to_their_stored_names() {
+        stored_names(&[Source::Events, Source::HubSpot, Source::Salesforce]);
+        stored_names(&[
+            WritebackTarget::Callback,
+            WritebackTarget::HubSpot,
+            WritebackTarget::Salesforce,
+        ]);
+        assert_eq!(Source::HubSpot.to_string(), "hubspot");
+        assert_eq!(WritebackTarget::Callback.to_string(), "callback");
+    }
 
     #[test]
     fn small_re_deferrals_are_not_written_back() {

@@ -392,7 +392,7 @@ async fn backlog_ahead(tx: &mut sqlx::PgConnection, job: &Job) -> Result<usize, 
     let ahead: i64 = sqlx::query_scalar!(
         r#"SELECT count(*) AS "ahead!" FROM jobs WHERE account_id = $1 AND id <> $2
            AND created_at < $3 AND status = ANY($4) AND due_at IS NOT NULL AND NOT enrich"#,
-        job.account_id,
+        job.account_id.as_str(),
         job.id,
         job.created_at,
         &Status::BACKLOG[..] as &[Status]

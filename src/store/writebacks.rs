@@ -4,7 +4,7 @@
 
 use super::outbox::{self, OutboxMessage};
 use super::{PgStore, StoreError, record_event};
-use crate::job::Job;
+use crate::job::{Job, Source, WritebackTarget};
 use crate::queue::{Message, Topic};
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -14,7 +14,7 @@ use uuid::Uuid;
 #[serde(rename_all = "camelCase")]
 pub struct WritebackRow {
     pub id: i64,
-    pub target: String,
+    pub target: WritebackTarget,
     /// The CRM record it is for: the job's own or one that joined it.
     pub record_id: String,
     pub sequence: i32,
@@ -30,7 +30,7 @@ pub struct WritebackRow {
 pub struct WritebackWork {
     pub id: i64,
     pub job_id: Uuid,
-    pub target: String,
+    pub target: WritebackTarget,
     pub sequence: i32,
     pub payload: serde_json::Value,
     /// This attempt's number, 1-based.
@@ -253,9 +253,9 @@ impl WritebackStore for PgStore {
 struct Claimed {
     job_id: Uuid,
     job_record_id: i64,
-    source: String,
+    source: Source,
     record_id: String,
-    target: String,
+    target: WritebackTarget,
     sequence: i32,
     payload: serde_json::Value,
     attempts: i32,
@@ -272,9 +272,9 @@ async fn newer_job_on_record(
         "SELECT o.job_id FROM writebacks o JOIN job_records r ON r.id = o.job_record_id \
          WHERE r.source = $1 AND r.record_id = $2 AND o.target = $3 AND r.id > $4 \
          AND o.state <> 'superseded' ORDER BY r.id DESC LIMIT 1",
-        c.source,
+        c.source as _,
         c.record_id,
-        c.target,
+        c.target as _,
         c.job_record_id
     )
     .fetch_optional(&mut *tx)
@@ -326,7 +326,7 @@ async fn must_wait_until(
         "SELECT min(next_attempt_at) FROM writebacks \
          WHERE job_record_id = $1 AND target = $2 AND sequence < $3 AND state = 'pending'",
         c.job_record_id,
-        c.target,
+        c.target as _,
         c.sequence
     )
     .fetch_one(&mut *tx)
@@ -338,9 +338,9 @@ async fn must_wait_until(
         "SELECT max(o.lease_until) FROM writebacks o JOIN job_records r ON r.id = o.job_record_id \
          WHERE r.source = $1 AND r.record_id = $2 AND o.target = $3 AND r.id < $4 \
          AND o.state = 'pending' AND o.lease_until > $5",
-        c.source,
+        c.source as _,
         c.record_id,
-        c.target,
+        c.target as _,
         c.job_record_id,
         now
     )

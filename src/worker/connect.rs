@@ -232,7 +232,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
     fn connect_request(&self) -> ConnectRequest {
         let job = self.job;
         ConnectRequest {
-            account_id: (!job.account_id.is_empty()).then(|| job.account_id.clone()),
+            account_id: (!job.account_id.is_empty()).then(|| job.account_id.to_string()),
             profile_id: job
                 .profile_urn
                 .is_none()

@@ -4,7 +4,8 @@
 
 use super::WorkerError;
 use super::connect::Attempt;
-use crate::crm::api::CallOutcome;
+use crate::account::AccountId;
+use crate::crm::api::CallFailure;
 use crate::crm::enrich::CrmLead;
 use crate::job::{Call, CallRecord, CallResult, Job, LeadDetails, Status};
 use crate::lead::{MessageTemplate, Overflow, Resolution};
@@ -21,7 +22,7 @@ const SAME_LEAD_RECHECK: chrono::Duration = chrono::Duration::seconds(30);
 /// The job's lead as the CRM gave it, and why it cannot be used, if it cannot.
 pub fn lead_from_crm(
     crm: &CrmLead,
-    account_id: String,
+    account_id: AccountId,
     template: Option<&MessageTemplate>,
     overflow: Overflow,
     url_field: &str,
@@ -76,26 +77,26 @@ pub enum AfterRead {
 }
 
 pub fn after_read(
-    outcome: CallOutcome<CrmLead>,
+    outcome: Result<CrmLead, CallFailure>,
     attempt: u32,
     policy: &RetryConfig,
     now: DateTime<Utc>,
     jitter: f64,
 ) -> AfterRead {
     let (error, after) = match outcome {
-        CallOutcome::Done(lead) => return AfterRead::Lead(lead),
-        CallOutcome::Gone { reason } => {
+        Ok(lead) => return AfterRead::Lead(lead),
+        Err(CallFailure::Gone { reason }) => {
             return AfterRead::Fail {
                 error: format!("the CRM record is gone: {reason}"),
             };
         }
-        CallOutcome::Refused { reason } => {
+        Err(CallFailure::Refused { reason }) => {
             return AfterRead::Fail {
                 error: format!("the CRM refused to read the record: {reason}"),
             };
         }
-        CallOutcome::AuthFailed { reason } => return AfterRead::Pause { reason },
-        CallOutcome::Retry { after, error } => (error, after),
+        Err(CallFailure::AuthFailed { reason }) => return AfterRead::Pause { reason },
+        Err(CallFailure::Retry { after, error }) => (error, after),
     };
     if !retry::may_retry(policy, attempt) {
         return AfterRead::Fail {
@@ -149,7 +150,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             call: Call::CrmRead,
             why: None,
             result: CallResult::CrmRead {
-                source: job.source.clone(),
+                source: job.source,
                 record: job.record_id.clone(),
                 result: describe(&outcome),
             },
@@ -165,7 +166,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             AfterRead::Lead(crm) => return self.use_lead(crm, call).await,
             AfterRead::Pause { reason } => {
                 tracing::error!(crm = %job.source, reason, "the CRM refused leadlink's credentials: reads wait until they work again; fix crm.{}", job.source);
-                s.store.pause_crm(&job.source, &reason, now).await?;
+                s.store.pause_crm(job.source.as_str(), &reason, now).await?;
                 let interval = chrono::Duration::from_std(s.config.crm.probe_interval)
                     .unwrap_or(chrono::Duration::minutes(1));
                 // One job per CRM reads again at each interval; a read or a writeback that
@@ -173,7 +174,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
                 Transition {
                     due_at: Some(now + interval),
                     waiting: Some(Waiting {
-                        on: Wait::Crm(job.source.clone()),
+                        on: Wait::Crm(job.source.to_string()),
                         retry_every: Some(interval),
                     }),
                     ..Transition::with_error(
@@ -198,15 +199,15 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
 
     async fn use_lead(&self, crm: CrmLead, call: CallRecord) -> Result<Option<Job>, WorkerError> {
         let (s, job) = (self.s, self.job);
-        let released = s.store.resume_crm(&job.source, Utc::now()).await?;
+        let released = s.store.resume_crm(job.source.as_str(), Utc::now()).await?;
         crate::outbox::publish_now(&s.store, &s.queue, released).await;
-        let account_id = s.enricher.account_for(&job.source, crm.owner_id.as_deref());
+        let account_id = s.enricher.account_for(job.source, crm.owner_id.as_deref());
         let (enrichment, invalid) = lead_from_crm(
             &crm,
             account_id,
             s.template.as_ref(),
             s.config.message.overflow,
-            &s.enricher.url_field(&job.source),
+            &s.enricher.url_field(job.source),
         );
         match s
             .store
@@ -236,14 +237,14 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
     }
 }
 
-fn describe(outcome: &CallOutcome<CrmLead>) -> serde_json::Value {
+fn describe(outcome: &Result<CrmLead, CallFailure>) -> serde_json::Value {
     match outcome {
-        CallOutcome::Done(lead) => {
+        Ok(lead) => {
             json!({"linkedinUrl": lead.linkedin_url, "ownerId": lead.owner_id})
         }
-        CallOutcome::Retry { error, .. } => json!({"retry": error}),
-        CallOutcome::Gone { reason } => json!({"gone": reason}),
-        CallOutcome::Refused { reason } => json!({"refused": reason}),
-        CallOutcome::AuthFailed { reason } => json!({"authFailed": reason}),
+        Err(CallFailure::Retry { error, .. }) => json!({"retry": error}),
+        Err(CallFailure::Gone { reason }) => json!({"gone": reason}),
+        Err(CallFailure::Refused { reason }) => json!({"refused": reason}),
+        Err(CallFailure::AuthFailed { reason }) => json!({"authFailed": reason}),
     }
 }

@@ -2,7 +2,6 @@
 //! It never touches the connect: a failing CRM cannot cause a second invitation.
 
 use super::{Services, WorkerError};
-use crate::crm::CallbackWriter;
 use crate::queue::Queue;
 use crate::store::{Store, WritebackClaim, WritebackResult};
 use chrono::Utc;
@@ -25,11 +24,13 @@ pub async fn handle<Q: Queue, S: Store>(s: &Services<Q, S>, id: i64) -> Result<(
         tracing::info!(?result, "writeback attempt");
         // Shown to people (`pausedCrms`) while the CRM refuses our credentials.
         match &result {
-            WritebackResult::Paused { reason, .. } if work.target != CallbackWriter::TARGET => {
-                s.store.pause_crm(&work.target, reason, Utc::now()).await?;
+            WritebackResult::Paused { reason, .. } if work.target.is_crm() => {
+                s.store
+                    .pause_crm(work.target.as_str(), reason, Utc::now())
+                    .await?;
             }
-            WritebackResult::Delivered if work.target != CallbackWriter::TARGET => {
-                let released = s.store.resume_crm(&work.target, Utc::now()).await?;
+            WritebackResult::Delivered if work.target.is_crm() => {
+                let released = s.store.resume_crm(work.target.as_str(), Utc::now()).await?;
                 crate::outbox::publish_now(&s.store, &s.queue, released).await;
             }
             _ => {}

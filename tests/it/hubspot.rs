@@ -7,7 +7,7 @@ use axum::http::Method;
 use chrono::{DateTime, Utc};
 use leadlink::config::Config;
 use leadlink::crm::{Clients, Writers};
-use leadlink::job::Status;
+use leadlink::job::{Status, WritebackTarget};
 use leadlink::secret::Secret;
 use leadlink::signature::hubspot::sign_v3;
 use leadlink::store::{WritebackResult, WritebackWork};
@@ -941,7 +941,7 @@ fn hubspot_work(id: i64, record: &str, lease: chrono::Duration) -> WritebackWork
     WritebackWork {
         id,
         job_id,
-        target: "hubspot".into(),
+        target: WritebackTarget::HubSpot,
         sequence: 2,
         payload: snapshot,
         attempt: 1,

@@ -4,7 +4,7 @@
 use crate::harness::*;
 use chrono::{DateTime, Duration, Utc};
 use leadlink::account::quota::{Quota, QuotaSource};
-use leadlink::job::{LeadDetails, Status};
+use leadlink::job::{LeadDetails, Source, Status, WritebackTarget};
 use leadlink::lead::{Resolution, UsableLead};
 use leadlink::queue::Message;
 use leadlink::store::{
@@ -37,7 +37,7 @@ fn usable(key: &str, urn: Option<&str>) -> Resolution {
 
 async fn new_job(store: &PgStore, profile: &str, now: DateTime<Utc>) -> Uuid {
     let new = NewJob {
-        source: "events".into(),
+        source: Source::Events,
         record_id: format!("crm-{profile}"),
         record_object: None,
         account_id: "acc_1".into(),
@@ -45,7 +45,7 @@ async fn new_job(store: &PgStore, profile: &str, now: DateTime<Utc>) -> Uuid {
         lead: LeadDetails::default(),
         delivery_id: Some(webhook_id()),
         one_open_job_per_record: false,
-        writeback_targets: vec!["callback".into()],
+        writeback_targets: vec![WritebackTarget::Callback],
     };
     match store.ingest(&new, now).await.unwrap() {
         IngestOutcome::Created { job_id, .. } => job_id,
@@ -487,7 +487,7 @@ async fn a_batch_commits_together_in_order_with_one_creation_time_each() -> anyh
     let store = store(&env).await;
     let now = t0();
     let new = |profile: &str, delivery: &str| NewJob {
-        source: "events".into(),
+        source: Source::Events,
         record_id: format!("crm-{profile}"),
         record_object: None,
         account_id: "acc_1".into(),
@@ -495,7 +495,7 @@ async fn a_batch_commits_together_in_order_with_one_creation_time_each() -> anyh
         lead: LeadDetails::default(),
         delivery_id: Some(delivery.into()),
         one_open_job_per_record: false,
-        writeback_targets: vec!["callback".into()],
+        writeback_targets: vec![WritebackTarget::Callback],
     };
     // The same lead twice under two deliveries: the second attaches to the first's job.
     let batch = [
@@ -579,7 +579,7 @@ async fn a_relay_waiting_for_confirms_holds_no_lock_a_send_waits_on() -> anyhow:
 
 fn urn_job(profile: &str, urn: &str) -> NewJob {
     NewJob {
-        source: "events".into(),
+        source: Source::Events,
         record_id: format!("crm-{profile}-urn"),
         record_object: None,
         account_id: "acc_1".into(),
@@ -587,7 +587,7 @@ fn urn_job(profile: &str, urn: &str) -> NewJob {
         lead: LeadDetails::default(),
         delivery_id: Some(webhook_id()),
         one_open_job_per_record: false,
-        writeback_targets: vec!["callback".into()],
+        writeback_targets: vec![WritebackTarget::Callback],
     }
 }
 
@@ -887,10 +887,10 @@ async fn jobs_of_a_paused_account_share_one_timer_and_are_released_together() ->
 }
 
 /// A job for `record` of `source` naming `profile`, with that source's writeback target.
-fn record_job(source: &str, record: &str, profile: &str) -> NewJob {
-    let crm = source != "events";
+fn record_job(source: Source, record: &str, profile: &str) -> NewJob {
+    let crm = source.crm().is_some();
     NewJob {
-        source: source.into(),
+        source,
         record_id: record.into(),
         record_object: crm.then(|| "contact".to_string()),
         account_id: "acc_1".into(),
@@ -898,7 +898,7 @@ fn record_job(source: &str, record: &str, profile: &str) -> NewJob {
         lead: LeadDetails::default(),
         delivery_id: Some(webhook_id()),
         one_open_job_per_record: crm,
-        writeback_targets: vec![if crm { source } else { "callback" }.to_string()],
+        writeback_targets: vec![source.crm().unwrap_or(WritebackTarget::Callback)],
     }
 }
 
@@ -932,7 +932,7 @@ async fn deliver_all(
             .await
             .unwrap();
         delivered.push((
-            work.target.clone(),
+            work.target.to_string(),
             work.payload["recordId"].as_str().unwrap().to_string(),
             work.payload["status"].as_str().unwrap().to_string(),
         ));
@@ -950,7 +950,7 @@ async fn a_second_record_of_the_same_lead_hears_the_state_and_every_change() -> 
     let store = store(&env).await;
     let now = t0();
     let first = store
-        .ingest(&record_job("events", "rec-a", "two-records"), now)
+        .ingest(&record_job(Source::Events, "rec-a", "two-records"), now)
         .await?;
     let id = job_id_of(&first);
     assert_eq!(
@@ -960,7 +960,7 @@ async fn a_second_record_of_the_same_lead_hears_the_state_and_every_change() -> 
     // A HubSpot contact naming the same person joins the job: no second job, and it hears
     // the job's current state at once, on its own target.
     let second = store
-        .ingest(&record_job("hubspot", "901", "two-records"), now)
+        .ingest(&record_job(Source::HubSpot, "901", "two-records"), now)
         .await?;
     assert!(
         matches!(second, IngestOutcome::Duplicate { job_id, .. } if job_id == id),
@@ -972,7 +972,7 @@ async fn a_second_record_of_the_same_lead_hears_the_state_and_every_change() -> 
     );
     // A repeat of the contact's event adds nothing.
     store
-        .ingest(&record_job("hubspot", "901", "two-records"), now)
+        .ingest(&record_job(Source::HubSpot, "901", "two-records"), now)
         .await?;
     assert_eq!(deliver_all(&store, id, now).await, vec![]);
     // Every later change reaches both records.
@@ -1036,7 +1036,7 @@ async fn an_older_jobs_late_writeback_never_overwrites_a_newer_jobs_state() -> a
     let lease = Duration::seconds(10);
     let old = job_id_of(
         &store
-            .ingest(&record_job("hubspot", "902", "late-failure"), now)
+            .ingest(&record_job(Source::HubSpot, "902", "late-failure"), now)
             .await?,
     );
     deliver_all(&store, old, now).await;
@@ -1055,7 +1055,7 @@ async fn an_older_jobs_late_writeback_never_overwrites_a_newer_jobs_state() -> a
     // ... while the record qualifies again and its new job is sent and written back.
     let new = job_id_of(
         &store
-            .ingest(&record_job("hubspot", "902", "late-failure"), now)
+            .ingest(&record_job(Source::HubSpot, "902", "late-failure"), now)
             .await?,
     );
     assert_ne!(new, old);
@@ -1096,7 +1096,7 @@ async fn a_newer_jobs_writeback_waits_for_an_older_one_in_flight_on_the_same_rec
     let lease = Duration::seconds(10);
     let old = job_id_of(
         &store
-            .ingest(&record_job("hubspot", "903", "in-flight"), now)
+            .ingest(&record_job(Source::HubSpot, "903", "in-flight"), now)
             .await?,
     );
     deliver_all(&store, old, now).await;
@@ -1112,7 +1112,7 @@ async fn a_newer_jobs_writeback_waits_for_an_older_one_in_flight_on_the_same_rec
     // ... when the record's new job writes its first state: it goes out after that call.
     let new = job_id_of(
         &store
-            .ingest(&record_job("hubspot", "903", "in-flight"), now)
+            .ingest(&record_job(Source::HubSpot, "903", "in-flight"), now)
             .await?,
     );
     let first = writeback_id(&store, new, 1).await;

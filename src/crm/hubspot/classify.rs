@@ -7,7 +7,7 @@ use http::HeaderMap;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::crm::api::{CallOutcome, RecordFields};
+use crate::crm::api::{CallFailure, RecordFields};
 
 pub(super) const REMAINING: &str = "x-hubspot-ratelimit-remaining";
 pub(super) const INTERVAL: &str = "x-hubspot-ratelimit-interval-milliseconds";
@@ -55,26 +55,26 @@ fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
 
 /// What a HubSpot answer means for the caller; `Done(())` for any 2xx, whose body the caller
 /// reads. `body` must not contain the token (the client removes it first).
-pub fn classify(status: u16, headers: &HeaderMap, body: &str) -> CallOutcome<()> {
+pub fn classify(status: u16, headers: &HeaderMap, body: &str) -> Result<(), CallFailure> {
     let reason = || format!("HTTP {status}: {}", error_message(body));
     match status {
-        200..=299 => CallOutcome::Done(()),
-        401 | 403 => CallOutcome::AuthFailed { reason: reason() },
-        404 => CallOutcome::Gone {
+        200..=299 => Ok(()),
+        401 | 403 => Err(CallFailure::AuthFailed { reason: reason() }),
+        404 => Err(CallFailure::Gone {
             reason: format!("contact not found (deleted or merged); {}", reason()),
-        },
-        409 => CallOutcome::Gone {
+        }),
+        409 => Err(CallFailure::Gone {
             reason: format!("contact in conflict (merged?); {}", reason()),
-        },
-        429 => CallOutcome::Retry {
+        }),
+        429 => Err(CallFailure::Retry {
             after: retry_after(headers).or_else(|| ten_secondly(headers, body)),
             error: reason(),
-        },
-        408 | 500..=599 => CallOutcome::Retry {
+        }),
+        408 | 500..=599 => Err(CallFailure::Retry {
             after: retry_after(headers),
             error: reason(),
-        },
-        _ => CallOutcome::Refused { reason: reason() },
+        }),
+        _ => Err(CallFailure::Refused { reason: reason() }),
     }
 }
 
@@ -122,36 +122,8 @@ pub struct BudgetSpent {
     pub wait: Duration,
 }
 
-/// Timeouts and connection failures are worth retrying; a request we could not even build
-/// is not. Without the URL, as everywhere.
-pub(super) fn transport_error<T>(error: reqwest::Error) -> CallOutcome<T> {
-    if error.is_builder() {
-        CallOutcome::Refused {
-            reason: error.without_url().to_string(),
-        }
-    } else {
-        CallOutcome::Retry {
-            after: None,
-            error: error.without_url().to_string(),
-        }
-    }
-}
-
-pub(super) fn and_then<T>(
-    outcome: CallOutcome<()>,
-    done: impl FnOnce() -> CallOutcome<T>,
-) -> CallOutcome<T> {
-    match outcome {
-        CallOutcome::Done(()) => done(),
-        CallOutcome::Retry { after, error } => CallOutcome::Retry { after, error },
-        CallOutcome::Gone { reason } => CallOutcome::Gone { reason },
-        CallOutcome::Refused { reason } => CallOutcome::Refused { reason },
-        CallOutcome::AuthFailed { reason } => CallOutcome::AuthFailed { reason },
-    }
-}
-
 /// A 2xx we cannot read is most likely a proxy's page: worth another try later.
-pub(super) fn read_fields(body: &str) -> CallOutcome<RecordFields> {
+pub(super) fn read_fields(body: &str) -> Result<RecordFields, CallFailure> {
     let properties = serde_json::from_str::<Value>(body)
         .ok()
         .and_then(|v| match v {
@@ -162,10 +134,10 @@ pub(super) fn read_fields(body: &str) -> CallOutcome<RecordFields> {
             _ => None,
         });
     let Some(properties) = properties else {
-        return CallOutcome::Retry {
+        return Err(CallFailure::Retry {
             after: None,
             error: "HubSpot answered 2xx without a record's properties".into(),
-        };
+        });
     };
     let fields = properties
         .into_iter()
@@ -176,7 +148,7 @@ pub(super) fn read_fields(body: &str) -> CallOutcome<RecordFields> {
             _ => None,
         })
         .collect();
-    CallOutcome::Done(fields)
+    Ok(fields)
 }
 
 #[cfg(test)]
@@ -195,13 +167,13 @@ mod tests {
     fn answers_are_classified() {
         let none = HeaderMap::new();
         let error = r#"{"status":"error","message":"Property values were not valid","correlationId":"c-1","category":"VALIDATION_ERROR"}"#;
-        assert_eq!(classify(200, &none, "{}"), CallOutcome::Done(()));
-        assert_eq!(classify(204, &none, ""), CallOutcome::Done(()));
+        assert_eq!(classify(200, &none, "{}"), Ok(()));
+        assert_eq!(classify(204, &none, ""), Ok(()));
         assert_eq!(
             classify(400, &none, error),
-            CallOutcome::Refused {
+            Err(CallFailure::Refused {
                 reason: "HTTP 400: VALIDATION_ERROR: Property values were not valid".into()
-            }
+            })
         );
         assert_eq!(
             classify(
@@ -209,37 +181,37 @@ mod tests {
                 &none,
                 r#"{"status":"error","message":"Authentication credentials not found."}"#
             ),
-            CallOutcome::AuthFailed {
+            Err(CallFailure::AuthFailed {
                 reason: "HTTP 401: Authentication credentials not found.".into()
-            }
+            })
         );
         assert!(matches!(
             classify(403, &none, "forbidden"),
-            CallOutcome::AuthFailed { reason } if reason == "HTTP 403: forbidden"
+            Err(CallFailure::AuthFailed { reason }) if reason == "HTTP 403: forbidden"
         ));
         assert!(matches!(
             classify(404, &none, r#"{"message":"resource not found"}"#),
-            CallOutcome::Gone { reason } if reason.contains("deleted or merged") && reason.contains("resource not found")
+            Err(CallFailure::Gone { reason }) if reason.contains("deleted or merged") && reason.contains("resource not found")
         ));
         assert!(matches!(
             classify(409, &none, r#"{"message":"Contact already merged"}"#),
-            CallOutcome::Gone { reason } if reason.contains("HTTP 409: Contact already merged")
+            Err(CallFailure::Gone { reason }) if reason.contains("HTTP 409: Contact already merged")
         ));
         for status in [408, 500, 502, 503, 504] {
             assert_eq!(
                 classify(status, &none, ""),
-                CallOutcome::Retry {
+                Err(CallFailure::Retry {
                     after: None,
                     error: format!("HTTP {status}: (empty body)")
-                }
+                })
             );
         }
         assert!(matches!(
             classify(302, &none, ""),
-            CallOutcome::Refused { .. }
+            Err(CallFailure::Refused { .. })
         ));
         let long = "x".repeat(2000);
-        let CallOutcome::Refused { reason } = classify(422, &none, &long) else {
+        let Err(CallFailure::Refused { reason }) = classify(422, &none, &long) else {
             panic!()
         };
         assert_eq!(reason.len(), "HTTP 422: ".len() + REASON_CHARS);
@@ -250,7 +222,7 @@ mod tests {
         let ten_secondly = r#"{"status":"error","message":"You have reached your ten_secondly_rolling limit.","errorType":"RATE_LIMIT","policyName":"TEN_SECONDLY_ROLLING"}"#;
         let daily = r#"{"status":"error","message":"You have reached your daily limit.","errorType":"RATE_LIMIT","policyName":"DAILY"}"#;
         let after = |headers: &HeaderMap, body| match classify(429, headers, body) {
-            CallOutcome::Retry { after, error } => {
+            Err(CallFailure::Retry { after, error }) => {
                 assert!(error.starts_with("HTTP 429: "), "{error}");
                 after
             }
@@ -273,10 +245,10 @@ mod tests {
         assert_eq!(after(&headers(&[("retry-after", "soon")]), "{}"), None);
         assert_eq!(
             classify(503, &headers(&[("retry-after", "7")]), ""),
-            CallOutcome::Retry {
+            Err(CallFailure::Retry {
                 after: Some(Duration::from_secs(7)),
                 error: "HTTP 503: (empty body)".into()
-            }
+            })
         );
     }
 

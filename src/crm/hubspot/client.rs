@@ -8,9 +8,9 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::HubSpotError;
-use super::classify::{Budget, BudgetSpent, and_then, classify, read_fields, transport_error};
+use super::classify::{Budget, BudgetSpent, classify, read_fields};
 use super::config::HubSpotCrmConfig;
-use crate::crm::api::{CallOutcome, RecordFields};
+use crate::crm::api::{CallFailure, RecordFields};
 use crate::secret::Secret;
 
 /// Shared by every clone, so all of a process's tasks spend one budget.
@@ -49,7 +49,11 @@ impl HubSpotClient {
 
     /// The contact's properties among `properties` (HubSpot adds a few of its own); a
     /// property that is null or empty on the contact is absent from the map.
-    pub async fn read_contact(&self, id: &str, properties: &[String]) -> CallOutcome<RecordFields> {
+    pub async fn read_contact(
+        &self,
+        id: &str,
+        properties: &[String],
+    ) -> Result<RecordFields, CallFailure> {
         let Some(mut url) = self.contact_url(id) else {
             return empty_id();
         };
@@ -61,7 +65,7 @@ impl HubSpotClient {
             Self::wait_for_window(wait).await;
         }
         let (outcome, body) = self.send(self.http.get(url)).await;
-        and_then(outcome, || read_fields(&body))
+        outcome.and_then(|()| read_fields(&body))
     }
 
     /// Sets the given properties; HubSpot refuses the whole update if any is unknown or
@@ -71,7 +75,7 @@ impl HubSpotClient {
         id: &str,
         properties: Map<String, Value>,
         start_by: Instant,
-    ) -> Result<CallOutcome<()>, BudgetSpent> {
+    ) -> Result<Result<(), CallFailure>, BudgetSpent> {
         let Some(url) = self.contact_url(id) else {
             return Ok(empty_id());
         };
@@ -110,10 +114,10 @@ impl HubSpotClient {
 
     /// Sends (the caller has taken the budget), records the new budget, and classifies the
     /// answer.
-    async fn send(&self, request: reqwest::RequestBuilder) -> (CallOutcome<()>, String) {
+    async fn send(&self, request: reqwest::RequestBuilder) -> (Result<(), CallFailure>, String) {
         let response = match request.bearer_auth(self.token.expose()).send().await {
             Ok(response) => response,
-            Err(e) => return (transport_error(e), String::new()),
+            Err(e) => return (Err(e.into()), String::new()),
         };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
@@ -122,7 +126,7 @@ impl HubSpotClient {
         }
         let body = match response.text().await {
             Ok(body) => body.replace(self.token.expose(), "[REDACTED]"),
-            Err(e) => return (transport_error(e), String::new()),
+            Err(e) => return (Err(e.into()), String::new()),
         };
         (classify(status, &headers, &body), body)
     }
@@ -137,8 +141,8 @@ impl HubSpotClient {
     }
 }
 
-fn empty_id<T>() -> CallOutcome<T> {
-    CallOutcome::Refused {
+fn empty_id<T>() -> Result<T, CallFailure> {
+    Err(CallFailure::Refused {
         reason: "contact id is empty".into(),
-    }
+    })
 }

@@ -2,7 +2,7 @@
 
 use super::classify::{INTERVAL, REMAINING};
 use super::{HubSpotClient, HubSpotCrmConfig};
-use crate::crm::api::{CallOutcome, RecordFields};
+use crate::crm::api::{CallFailure, RecordFields};
 use crate::secret::Secret;
 use serde_json::{Map, json};
 use std::time::Duration;
@@ -65,7 +65,7 @@ async fn read_contact_asks_for_the_properties_and_skips_empty_ones() {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    assert_eq!(outcome, CallOutcome::Done(expected));
+    assert_eq!(outcome, Ok(expected));
 }
 
 /// A deadline no budget wait reaches.
@@ -88,6 +88,7 @@ async fn a_budget_wait_past_the_deadline_is_handed_back() {
     client
         .update_contact("1", Map::new(), later())
         .await
+        .unwrap()
         .unwrap();
     let started = Instant::now();
     let spent = client
@@ -120,20 +121,20 @@ async fn update_contact_patches_the_properties() {
             .update_contact("501", properties, later())
             .await
             .unwrap(),
-        CallOutcome::Done(())
+        Ok(())
     );
     assert_eq!(
         client
             .update_contact(" ", Map::new(), later())
             .await
             .unwrap(),
-        CallOutcome::Refused {
+        Err(CallFailure::Refused {
             reason: "contact id is empty".into()
-        }
+        })
     );
 }
 
-async fn answer(template: ResponseTemplate) -> CallOutcome<()> {
+async fn answer(template: ResponseTemplate) -> Result<(), CallFailure> {
     let (server, client) = client().await;
     Mock::given(method("PATCH"))
         .respond_with(template)
@@ -152,10 +153,13 @@ async fn error_answers_reach_the_caller_classified() {
         .set_body_json(json!({"status": "error", "message": "resource not found"}));
     assert!(matches!(
         answer(not_found).await,
-        CallOutcome::Gone { reason } if reason.contains("resource not found")
+        Err(CallFailure::Gone { reason }) if reason.contains("resource not found")
     ));
     let merged = ResponseTemplate::new(409).set_body_json(json!({"message": "merged"}));
-    assert!(matches!(answer(merged).await, CallOutcome::Gone { .. }));
+    assert!(matches!(
+        answer(merged).await,
+        Err(CallFailure::Gone { .. })
+    ));
 
     // Even a body that echoes the token does not carry it into the outcome.
     let unauthorized = ResponseTemplate::new(401)
@@ -163,9 +167,9 @@ async fn error_answers_reach_the_caller_classified() {
     let outcome = answer(unauthorized).await;
     assert_eq!(
         outcome,
-        CallOutcome::AuthFailed {
+        Err(CallFailure::AuthFailed {
             reason: "HTTP 401: token [REDACTED] is expired".into()
-        }
+        })
     );
 
     let throttled = ResponseTemplate::new(429)
@@ -173,11 +177,11 @@ async fn error_answers_reach_the_caller_classified() {
         .set_body_json(json!({"policyName": "TEN_SECONDLY_ROLLING"}));
     assert!(matches!(
         answer(throttled).await,
-        CallOutcome::Retry { after: Some(d), .. } if d == Duration::from_secs(2)
+        Err(CallFailure::Retry { after: Some(d), .. }) if d == Duration::from_secs(2)
     ));
     assert!(matches!(
         answer(ResponseTemplate::new(503)).await,
-        CallOutcome::Retry { after: None, .. }
+        Err(CallFailure::Retry { after: None, .. })
     ));
 }
 
@@ -195,7 +199,7 @@ async fn timeouts_and_refused_connections_are_retried() {
     .unwrap();
     let outcome = slow.read_contact("1", &[]).await;
     assert!(
-        matches!(outcome, CallOutcome::Retry { after: None, .. }),
+        matches!(outcome, Err(CallFailure::Retry { after: None, .. })),
         "{outcome:?}"
     );
 
@@ -206,7 +210,7 @@ async fn timeouts_and_refused_connections_are_retried() {
     .unwrap();
     assert!(matches!(
         gone.update_contact("1", Map::new(), later()).await.unwrap(),
-        CallOutcome::Retry { after: None, .. }
+        Err(CallFailure::Retry { after: None, .. })
     ));
 }
 
@@ -227,7 +231,7 @@ async fn a_spent_budget_delays_the_next_call_of_every_clone() {
             .update_contact("1", Map::new(), later())
             .await
             .unwrap(),
-        CallOutcome::Done(())
+        Ok(())
     );
     let first_done = std::time::Instant::now();
     let clone = client.clone();
@@ -236,7 +240,7 @@ async fn a_spent_budget_delays_the_next_call_of_every_clone() {
             .update_contact("2", Map::new(), later())
             .await
             .unwrap(),
-        CallOutcome::Done(())
+        Ok(())
     );
     // The window started when the first answer arrived, just before `first_done`.
     assert!(

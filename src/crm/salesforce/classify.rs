@@ -1,6 +1,6 @@
 //! What Salesforce's answers mean: pure functions over status and body.
 
-use crate::crm::api::{CallOutcome, RecordFields};
+use crate::crm::api::{CallFailure, RecordFields};
 use serde::Deserialize;
 use serde_json::Value;
 use std::time::Duration;
@@ -19,11 +19,7 @@ struct ApiError {
 
 /// What a non-2xx answer from the REST API means. A 401 that reaches this is one that a
 /// fresh token did not cure.
-pub(super) fn classify<T>(
-    status: u16,
-    retry_after: Option<Duration>,
-    body: &str,
-) -> CallOutcome<T> {
+pub(super) fn classify(status: u16, retry_after: Option<Duration>, body: &str) -> CallFailure {
     let errors: Vec<ApiError> = serde_json::from_str(body).unwrap_or_default();
     let text = describe(status, &errors, body);
     let has = |code: &str| errors.iter().any(|e| e.error_code == code);
@@ -32,7 +28,7 @@ pub(super) fn classify<T>(
         e.error_code.contains("CONVERTED") || e.message.to_lowercase().contains("converted lead")
     });
     if status == 404 || has("ENTITY_IS_DELETED") || converted {
-        return CallOutcome::Gone { reason: text };
+        return CallFailure::Gone { reason: text };
     }
     // REQUEST_LIMIT_EXCEEDED is the org's rolling API allowance (403); a locked row is
     // another transaction holding the record for a moment (400).
@@ -40,15 +36,15 @@ pub(super) fn classify<T>(
         || has("UNABLE_TO_LOCK_ROW")
         || matches!(status, 408 | 429 | 500..=599)
     {
-        return CallOutcome::Retry {
+        return CallFailure::Retry {
             after: retry_after,
             error: text,
         };
     }
     match status {
         // Bad credentials, or a user without permission: a person has to fix either.
-        401 | 403 => CallOutcome::AuthFailed { reason: text },
-        _ => CallOutcome::Refused { reason: text },
+        401 | 403 => CallFailure::AuthFailed { reason: text },
+        _ => CallFailure::Refused { reason: text },
     }
 }
 
@@ -82,24 +78,24 @@ struct OAuthError {
 }
 
 /// What a failed answer from the token endpoint means.
-pub(super) fn classify_token<T>(
+pub(super) fn classify_token(
     status: u16,
     retry_after: Option<Duration>,
     body: &str,
-) -> CallOutcome<T> {
+) -> CallFailure {
     let text = match serde_json::from_str::<OAuthError>(body) {
         Ok(e) if e.error_description.is_empty() => e.error,
         Ok(e) => format!("{}: {}", e.error, e.error_description),
         Err(_) => format!("HTTP {status}: {}", excerpt(body)),
     };
     if matches!(status, 408 | 429 | 500..=599) {
-        CallOutcome::Retry {
+        CallFailure::Retry {
             after: retry_after,
             error: format!("Salesforce token endpoint: {text}"),
         }
     } else {
         // invalid_client, invalid_grant, a disabled flow, or a wrong My Domain (404, 3xx).
-        CallOutcome::AuthFailed {
+        CallFailure::AuthFailed {
             reason: format!("Salesforce login failed: {text}"),
         }
     }
@@ -137,8 +133,8 @@ pub(super) fn excerpt(body: &str) -> String {
 mod tests {
     use super::*;
 
-    fn outcome(status: u16, body: &str) -> CallOutcome<()> {
-        classify(status, None, body)
+    fn outcome(status: u16, body: &str) -> Result<(), CallFailure> {
+        Err(classify(status, None, body))
     }
 
     #[test]
@@ -148,41 +144,41 @@ mod tests {
                 404,
                 r#"[{"errorCode":"ENTITY_IS_DELETED","message":"entity is deleted","fields":[]}]"#
             ),
-            CallOutcome::Gone {
+            Err(CallFailure::Gone {
                 reason: "ENTITY_IS_DELETED: entity is deleted".into()
-            }
+            })
         );
         assert!(matches!(
             outcome(
                 400,
                 r#"[{"errorCode":"ENTITY_IS_DELETED","message":"entity is deleted"}]"#
             ),
-            CallOutcome::Gone { .. }
+            Err(CallFailure::Gone { .. })
         ));
         assert_eq!(
             outcome(
                 400,
                 r#"[{"errorCode":"CANNOT_UPDATE_CONVERTED_LEAD","message":"cannot reference converted lead"}]"#
             ),
-            CallOutcome::Gone {
+            Err(CallFailure::Gone {
                 reason: "CANNOT_UPDATE_CONVERTED_LEAD: cannot reference converted lead".into()
-            }
+            })
         );
         assert!(matches!(
             outcome(
                 400,
                 r#"[{"errorCode":"FIELD_INTEGRITY_EXCEPTION","message":"Cannot reference converted lead"}]"#
             ),
-            CallOutcome::Gone { .. }
+            Err(CallFailure::Gone { .. })
         ));
         assert_eq!(
             outcome(
                 404,
                 r#"[{"errorCode":"NOT_FOUND","message":"The requested resource does not exist"}]"#
             ),
-            CallOutcome::Gone {
+            Err(CallFailure::Gone {
                 reason: "NOT_FOUND: The requested resource does not exist".into()
-            }
+            })
         );
     }
 
@@ -193,30 +189,30 @@ mod tests {
                 403,
                 r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#
             ),
-            CallOutcome::Retry {
+            Err(CallFailure::Retry {
                 after: None,
                 error: "REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded.".into()
-            }
+            })
         );
         assert!(matches!(
             outcome(
                 400,
                 r#"[{"errorCode":"UNABLE_TO_LOCK_ROW","message":"unable to obtain exclusive access to this record"}]"#
             ),
-            CallOutcome::Retry { .. }
+            Err(CallFailure::Retry { .. })
         ));
         assert_eq!(
-            classify::<()>(
+            classify(
                 503,
                 Some(Duration::from_secs(30)),
                 "<html>\n  down  </html>"
             ),
-            CallOutcome::Retry {
+            CallFailure::Retry {
                 after: Some(Duration::from_secs(30)),
                 error: "HTTP 503: <html> down </html>".into()
             }
         );
-        assert!(matches!(outcome(500, ""), CallOutcome::Retry { .. }));
+        assert!(matches!(outcome(500, ""), Err(CallFailure::Retry { .. })));
     }
 
     #[test]
@@ -226,23 +222,23 @@ mod tests {
                 401,
                 r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#
             ),
-            CallOutcome::AuthFailed {
+            Err(CallFailure::AuthFailed {
                 reason: "INVALID_SESSION_ID: Session expired or invalid".into()
-            }
+            })
         );
         assert!(matches!(
             outcome(
                 403,
                 r#"[{"errorCode":"INSUFFICIENT_ACCESS","message":"no"}]"#
             ),
-            CallOutcome::AuthFailed { .. }
+            Err(CallFailure::AuthFailed { .. })
         ));
         assert!(matches!(
             outcome(
                 403,
                 r#"[{"errorCode":"API_DISABLED_FOR_ORG","message":"API is not enabled"}]"#
             ),
-            CallOutcome::AuthFailed { .. }
+            Err(CallFailure::AuthFailed { .. })
         ));
     }
 
@@ -254,17 +250,17 @@ mod tests {
                 r#"[{"fields":["Id"],"message":"Lead ID: id value of incorrect type: 001","errorCode":"MALFORMED_ID"},
                     {"message":"No such column 'Foo__c' on sobject of type Lead","errorCode":"INVALID_FIELD"}]"#
             ),
-            CallOutcome::Refused {
+            Err(CallFailure::Refused {
                 reason: "MALFORMED_ID: Lead ID: id value of incorrect type: 001 (fields: Id); \
                          INVALID_FIELD: No such column 'Foo__c' on sobject of type Lead"
                     .into()
-            }
+            })
         );
         assert_eq!(
             outcome(400, ""),
-            CallOutcome::Refused {
+            Err(CallFailure::Refused {
                 reason: "HTTP 400".into()
-            }
+            })
         );
         // A number that cannot be converted is a validation error, not a converted Lead.
         assert!(matches!(
@@ -272,30 +268,34 @@ mod tests {
                 400,
                 r#"[{"errorCode":"JSON_PARSER_ERROR","message":"value could not be converted"}]"#
             ),
-            CallOutcome::Refused { .. }
+            Err(CallFailure::Refused { .. })
         ));
+    }
+
+    fn token(status: u16, retry_after: Option<Duration>, body: &str) -> Result<(), CallFailure> {
+        Err(classify_token(status, retry_after, body))
     }
 
     #[test]
     fn token_errors_name_the_oauth_error() {
         assert_eq!(
-            classify_token::<()>(
+            token(
                 400,
                 None,
                 r#"{"error":"invalid_client","error_description":"invalid client credentials"}"#
             ),
-            CallOutcome::AuthFailed {
+            Err(CallFailure::AuthFailed {
                 reason: "Salesforce login failed: invalid_client: invalid client credentials"
                     .into()
-            }
+            })
         );
         assert!(matches!(
-            classify_token::<()>(404, None, "<html>"),
-            CallOutcome::AuthFailed { .. }
+            token(404, None, "<html>"),
+            Err(CallFailure::AuthFailed { .. })
         ));
         assert!(matches!(
-            classify_token::<()>(503, None, "busy"),
-            CallOutcome::Retry { .. }
+            token(503, None, "busy"),
+            Err(CallFailure::Retry { .. })
         ));
     }
 

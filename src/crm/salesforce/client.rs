@@ -3,7 +3,7 @@
 use super::SalesforceError;
 use super::classify::{classify, classify_token, excerpt, record_fields};
 use super::config::{SalesforceCrmConfig, is_record_id, usable_base_url};
-use crate::crm::api::{CallOutcome, RecordFields};
+use crate::crm::api::{CallFailure, RecordFields};
 use crate::secret::Secret;
 use reqwest::header::ACCEPT;
 use reqwest::{Method, StatusCode};
@@ -94,30 +94,24 @@ impl SalesforceClient {
         object: &str,
         id: &str,
         fields: &[String],
-    ) -> CallOutcome<RecordFields> {
-        let path = match record_path(object, id) {
-            Ok(path) => path,
-            Err(refused) => return refused,
-        };
+    ) -> Result<RecordFields, CallFailure> {
+        let path = record_path(object, id)?;
         let joined = fields.join(",");
         let query: Vec<(&str, &str)> = if fields.is_empty() {
             Vec::new()
         } else {
             vec![("fields", &joined)]
         };
-        let body = match self.call(Method::GET, &path, &query, None).await {
-            Ok(body) => body,
-            Err(outcome) => return outcome,
-        };
+        let body = self.call(Method::GET, &path, &query, None).await?;
         match record_fields(&body) {
-            Some(fields) => CallOutcome::Done(fields),
-            None => CallOutcome::Retry {
+            Some(fields) => Ok(fields),
+            None => Err(CallFailure::Retry {
                 after: None,
                 error: format!(
                     "Salesforce answered with something other than a record: {}",
                     excerpt(&body)
                 ),
-            },
+            }),
         }
     }
 
@@ -127,25 +121,20 @@ impl SalesforceClient {
         object: &str,
         id: &str,
         fields: Map<String, Value>,
-    ) -> CallOutcome<()> {
-        let path = match record_path(object, id) {
-            Ok(path) => path,
-            Err(refused) => return refused,
-        };
-        match self.call(Method::PATCH, &path, &[], Some(&fields)).await {
-            Ok(_) => CallOutcome::Done(()),
-            Err(outcome) => outcome,
-        }
+    ) -> Result<(), CallFailure> {
+        let path = record_path(object, id)?;
+        self.call(Method::PATCH, &path, &[], Some(&fields)).await?;
+        Ok(())
     }
 
     /// One API call with the shared token; on a 401, once more with a new token.
-    async fn call<T>(
+    async fn call(
         &self,
         method: Method,
         path: &str,
         query: &[(&str, &str)],
         body: Option<&Map<String, Value>>,
-    ) -> Result<String, CallOutcome<T>> {
+    ) -> Result<String, CallFailure> {
         let token = self.token(None).await?;
         let mut answer = self.send(&token, method.clone(), path, query, body).await?;
         if answer.status == StatusCode::UNAUTHORIZED {
@@ -167,14 +156,14 @@ impl SalesforceClient {
         }
     }
 
-    async fn send<T>(
+    async fn send(
         &self,
         token: &Token,
         method: Method,
         path: &str,
         query: &[(&str, &str)],
         body: Option<&Map<String, Value>>,
-    ) -> Result<Answer, CallOutcome<T>> {
+    ) -> Result<Answer, CallFailure> {
         let mut url = token.instance_url.clone();
         url.set_path(&format!(
             "/services/data/v{}/{path}",
@@ -197,7 +186,7 @@ impl SalesforceClient {
 
     /// The cached token, or a new one when there is none or when `rejected` is still the
     /// cached one (another task may already have replaced it).
-    async fn token<T>(&self, rejected: Option<&Arc<Token>>) -> Result<Arc<Token>, CallOutcome<T>> {
+    async fn token(&self, rejected: Option<&Arc<Token>>) -> Result<Arc<Token>, CallFailure> {
         let mut cached = self.inner.token.lock().await;
         match (cached.as_ref(), rejected) {
             (Some(current), Some(rejected)) if Arc::ptr_eq(current, rejected) => *cached = None,
@@ -209,7 +198,7 @@ impl SalesforceClient {
         Ok(token)
     }
 
-    async fn fetch_token<T>(&self) -> Result<Token, CallOutcome<T>> {
+    async fn fetch_token(&self) -> Result<Token, CallFailure> {
         let inner = &self.inner;
         let form = [
             ("grant_type", "client_credentials"),
@@ -235,7 +224,7 @@ impl SalesforceClient {
                 &body,
             ));
         }
-        let unusable = |why: String| CallOutcome::Retry {
+        let unusable = |why: String| CallFailure::Retry {
             after: None,
             error: format!(
                 "Salesforce token endpoint answered {}: {why}",
@@ -271,14 +260,14 @@ impl fmt::Debug for SalesforceClient {
 
 /// `sobjects/{object}/{id}`, for the two objects leadlink works with. The id is checked to
 /// be a record id, so nothing in it can reach beyond its path segment.
-fn record_path<T>(object: &str, id: &str) -> Result<String, CallOutcome<T>> {
+fn record_path(object: &str, id: &str) -> Result<String, CallFailure> {
     if !matches!(object, "Lead" | "Contact") {
-        return Err(CallOutcome::Refused {
+        return Err(CallFailure::Refused {
             reason: format!("`{}` is not Lead or Contact", excerpt(object)),
         });
     }
     if !is_record_id(id) {
-        return Err(CallOutcome::Refused {
+        return Err(CallFailure::Refused {
             reason: format!("`{}` is not a Salesforce record id", excerpt(id)),
         });
     }
@@ -286,14 +275,12 @@ fn record_path<T>(object: &str, id: &str) -> Result<String, CallOutcome<T>> {
 }
 
 /// The status, `Retry-After` (seconds) and body; no answer at all is worth a retry.
-async fn read_answer<T>(
+async fn read_answer(
     what: &str,
     sent: Result<reqwest::Response, reqwest::Error>,
-) -> Result<Answer, CallOutcome<T>> {
-    let unreachable = |e: reqwest::Error| CallOutcome::Retry {
-        after: None,
-        error: format!("{what} unreachable: {}", error_chain(e)),
-    };
+) -> Result<Answer, CallFailure> {
+    let unreachable =
+        |e: reqwest::Error| CallFailure::from(e).context(&format!("{what} unreachable"));
     let response = sent.map_err(unreachable)?;
     let status = response.status();
     let retry_after = response
@@ -308,18 +295,4 @@ async fn read_answer<T>(
         retry_after,
         body,
     })
-}
-
-/// The error and its causes ("timed out" hides below "error sending request"), without the
-/// URL.
-fn error_chain(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -1,7 +1,7 @@
 //! The client against a fake Salesforce: token endpoint, sObject GET and PATCH.
 
 use super::{SalesforceClient, SalesforceCrmConfig};
-use crate::crm::api::CallOutcome;
+use crate::crm::api::CallFailure;
 use crate::secret::Secret;
 use futures_util::future::join_all;
 use serde_json::json;
@@ -103,10 +103,7 @@ async fn concurrent_calls_share_one_token_fetch() {
         async move { client.read_record("Lead", ID, &fields).await }
     }))
     .await;
-    assert!(
-        outcomes.iter().all(|o| matches!(o, CallOutcome::Done(_))),
-        "{outcomes:?}"
-    );
+    assert!(outcomes.iter().all(|o| o.is_ok()), "{outcomes:?}");
     let token_requests = requests_to(&server, TOKEN).await;
     assert_eq!(token_requests.len(), 1);
     let form = String::from_utf8(token_requests[0].body.clone()).unwrap();
@@ -153,20 +150,14 @@ async fn an_expired_token_is_replaced_once_for_everyone() {
     );
 
     let client = client(&server);
-    assert!(matches!(
-        client.read_record("Lead", ID, &fields()).await,
-        CallOutcome::Done(_)
-    ));
+    assert!(client.read_record("Lead", ID, &fields()).await.is_ok());
     // tok-1 expires; five calls all get a 401 for it, and all but one find the new token.
     let outcomes = join_all((0..5).map(|_| {
         let client = client.clone();
         async move { client.read_record("Lead", ID, &fields()).await }
     }))
     .await;
-    assert!(
-        outcomes.iter().all(|o| matches!(o, CallOutcome::Done(_))),
-        "{outcomes:?}"
-    );
+    assert!(outcomes.iter().all(|o| o.is_ok()), "{outcomes:?}");
     assert_eq!(requests_to(&server, TOKEN).await.len(), 2);
     assert_eq!(requests_to(&server, RECORD).await.len(), 11);
 
@@ -197,9 +188,9 @@ async fn a_new_token_that_is_refused_too_means_auth_failed() {
         .await;
     assert_eq!(
         outcome,
-        CallOutcome::AuthFailed {
+        Err(CallFailure::AuthFailed {
             reason: "INVALID_SESSION_ID: Session expired or invalid".into()
-        }
+        })
     );
     assert_eq!(requests_to(&server, TOKEN).await.len(), 2);
     assert_eq!(requests_to(&server, RECORD).await.len(), 2);
@@ -217,7 +208,7 @@ async fn rejected_client_credentials_mean_auth_failed() {
         .mount(&server)
         .await;
     let outcome = client(&server).read_record("Lead", ID, &fields()).await;
-    let CallOutcome::AuthFailed { reason } = outcome else {
+    let Err(CallFailure::AuthFailed { reason }) = outcome else {
         panic!("{outcome:?}")
     };
     assert_eq!(
@@ -236,7 +227,7 @@ async fn a_secret_echoed_by_the_token_endpoint_is_not_repeated() {
         .mount(&server)
         .await;
     let outcome = client(&server).read_record("Lead", ID, &[]).await;
-    let CallOutcome::AuthFailed { reason } = outcome else {
+    let Err(CallFailure::AuthFailed { reason }) = outcome else {
         panic!("{outcome:?}")
     };
     assert!(!reason.contains(SECRET), "{reason}");
@@ -252,10 +243,10 @@ async fn a_token_endpoint_that_is_down_means_retry() {
         .await;
     assert_eq!(
         client(&server).read_record("Lead", ID, &[]).await,
-        CallOutcome::Retry {
+        Err(CallFailure::Retry {
             after: Some(Duration::from_secs(7)),
             error: "Salesforce token endpoint: HTTP 503: ".into()
-        }
+        })
     );
 
     // A port nobody listens on (wiremock pools its servers, so a dropped one may answer).
@@ -272,7 +263,7 @@ async fn a_token_endpoint_that_is_down_means_retry() {
         .unwrap()
         .read_record("Lead", ID, &[])
         .await;
-    let CallOutcome::Retry { after: None, error } = &outcome else {
+    let Err(CallFailure::Retry { after: None, error }) = &outcome else {
         panic!("{outcome:?}")
     };
     assert!(
@@ -291,53 +282,53 @@ async fn api_errors_are_classified_with_their_text() {
             ResponseTemplate::new(403).set_body_json(json!([
                 {"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}
             ])),
-            CallOutcome::Retry {
+            Err(CallFailure::Retry {
                 after: None,
                 error: "REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded.".into(),
-            },
+            }),
         ),
         (
             "00Q5g00000BBBBBBBB",
             ResponseTemplate::new(404).set_body_json(json!([
                 {"message": "entity is deleted", "errorCode": "ENTITY_IS_DELETED", "fields": []}
             ])),
-            CallOutcome::Gone {
+            Err(CallFailure::Gone {
                 reason: "ENTITY_IS_DELETED: entity is deleted".into(),
-            },
+            }),
         ),
         (
             "00Q5g00000CCCCCCCC",
             ResponseTemplate::new(404).set_body_json(json!([
                 {"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}
             ])),
-            CallOutcome::Gone {
+            Err(CallFailure::Gone {
                 reason: "NOT_FOUND: The requested resource does not exist".into(),
-            },
+            }),
         ),
         (
             "00Q5g00000DDDDDDDD",
             ResponseTemplate::new(503).insert_header("retry-after", "30"),
-            CallOutcome::Retry {
+            Err(CallFailure::Retry {
                 after: Some(Duration::from_secs(30)),
                 error: "HTTP 503".into(),
-            },
+            }),
         ),
         (
             "00Q5g00000EEEEEEEE",
             ResponseTemplate::new(400).set_body_json(json!([
                 {"message": "No such column 'Foo__c' on sobject of type Lead", "errorCode": "INVALID_FIELD"}
             ])),
-            CallOutcome::Refused {
+            Err(CallFailure::Refused {
                 reason: "INVALID_FIELD: No such column 'Foo__c' on sobject of type Lead".into(),
-            },
+            }),
         ),
         (
             // Redirects are not followed: a PATCH must not be replayed somewhere else.
             "00Q5g00000FFFFFFFF",
             ResponseTemplate::new(302).insert_header("location", "https://elsewhere.example"),
-            CallOutcome::Refused {
+            Err(CallFailure::Refused {
                 reason: "HTTP 302".into(),
-            },
+            }),
         ),
     ];
     for (id, reply, _) in &cases {
@@ -369,7 +360,7 @@ async fn read_record_returns_the_fields_as_text() {
         .expect(1)
         .mount(&server)
         .await;
-    let CallOutcome::Done(record) = client(&server).read_record("Lead", ID, &fields()).await else {
+    let Ok(record) = client(&server).read_record("Lead", ID, &fields()).await else {
         panic!()
     };
     assert_eq!(
@@ -411,7 +402,7 @@ async fn update_record_patches_exactly_the_fields() {
             fields.as_object().unwrap().clone(),
         )
         .await;
-    assert_eq!(outcome, CallOutcome::Done(()));
+    assert_eq!(outcome, Ok(()));
     let request = &server.received_requests().await.unwrap()[1];
     assert_eq!(request.headers["authorization"], "Bearer tok");
     assert!(
@@ -434,7 +425,7 @@ async fn other_objects_and_bad_ids_are_refused_without_a_call() {
     ] {
         let outcome = client.read_record(object, id, &[]).await;
         assert!(
-            matches!(outcome, CallOutcome::Refused { .. }),
+            matches!(outcome, Err(CallFailure::Refused { .. })),
             "{object} {id}: {outcome:?}"
         );
     }
@@ -451,10 +442,7 @@ async fn debug_shows_neither_secret_nor_token() {
         .await;
     let config = config(&server);
     let client = SalesforceClient::new(&config).unwrap();
-    assert!(matches!(
-        client.read_record("Lead", ID, &[]).await,
-        CallOutcome::Done(_)
-    ));
+    assert!(client.read_record("Lead", ID, &[]).await.is_ok());
     for shown in [format!("{config:?}"), format!("{client:?}")] {
         assert!(!shown.contains(SECRET), "{shown}");
         assert!(!shown.contains("tok-very-secret"), "{shown}");

@@ -5,8 +5,8 @@ pub mod config;
 pub mod payload;
 
 use super::{CrmRecord, IngestError, IngestState};
-use crate::crm::HUBSPOT;
 use crate::crm::enrich::{hubspot_lead, url_field};
+use crate::job::Source;
 use crate::queue::Queue;
 use crate::signature::hubspot as signature;
 use crate::store::{IngestOutcome, Store};
@@ -100,7 +100,7 @@ pub async fn receive_batch<Q: Queue, S: Store>(
         };
         tracing::debug!(contact = %event.object_id, %qualification, "HubSpot contact qualified");
         let record = CrmRecord {
-            source: HUBSPOT,
+            source: Source::HubSpot,
             record_id: event.object_id.clone(),
             object: CONTACT,
             delivery_id: Some(event.idempotency_key()),
@@ -136,9 +136,12 @@ pub async fn receive_workflow<Q: Queue, S: Store>(
 ) -> Result<Response, IngestError> {
     verified_source(&state, &uri, &headers, &body)?;
     let record = payload::parse_workflow(&body)?;
-    let lead = hubspot_lead(&record.fields, &url_field(&state.config.crm, HUBSPOT));
+    let lead = hubspot_lead(
+        &record.fields,
+        &url_field(&state.config.crm, Source::HubSpot),
+    );
     let record = CrmRecord {
-        source: HUBSPOT,
+        source: Source::HubSpot,
         record_id: record.contact_id,
         object: CONTACT,
         // Workflow requests carry no delivery id: the open job per contact is the guard.

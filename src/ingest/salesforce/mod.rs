@@ -6,8 +6,8 @@ pub mod config;
 pub mod outbound;
 
 use super::{CrmRecord, IngestError, IngestState};
-use crate::crm::SALESFORCE;
 use crate::crm::enrich::{salesforce_lead, url_field};
+use crate::job::Source;
 use crate::queue::Queue;
 use crate::signature::{constant_time_eq, hmac_callout, standard_webhooks};
 use crate::store::Store;
@@ -87,7 +87,7 @@ pub async fn receive_outbound<Q: Queue, S: Store>(
             message.organization_id
         )));
     }
-    let url_field = url_field(&state.config.crm, SALESFORCE);
+    let url_field = url_field(&state.config.crm, Source::Salesforce);
     let mut news = Vec::with_capacity(message.notifications.len());
     for notification in message.notifications {
         if let Some(rule) = &config.qualify
@@ -102,7 +102,7 @@ pub async fn receive_outbound<Q: Queue, S: Store>(
         }
         let lead = salesforce_lead(&notification.fields, &url_field);
         let record = CrmRecord {
-            source: SALESFORCE,
+            source: Source::Salesforce,
             record_id: notification.record_id,
             object: notification.object.as_str(),
             delivery_id: Some(notification.id),
@@ -136,14 +136,14 @@ pub async fn receive_callout<Q: Queue, S: Store>(
             format!("{}/{timestamp}/{short}", callout.record_id)
         }
     };
-    let url_field = url_field(&state.config.crm, SALESFORCE);
+    let url_field = url_field(&state.config.crm, Source::Salesforce);
     let mut fields = callout.fields;
     if let Some(url) = callout.linkedin_url {
         fields.insert(url_field.clone(), url);
     }
     let lead = salesforce_lead(&fields, &url_field);
     let record = CrmRecord {
-        source: SALESFORCE,
+        source: Source::Salesforce,
         record_id: callout.record_id,
         object: callout.object.as_str(),
         delivery_id: Some(delivery_id),

@@ -5,7 +5,7 @@ use super::super::outbox::{self, OutboxMessage};
 use super::super::writebacks;
 use super::rows::{self, LeadColumns};
 use super::{IngestOutcome, NewJob};
-use crate::job::{Job, Status};
+use crate::job::{Job, Source, Status, WritebackTarget};
 use crate::queue::Message;
 use crate::store::{PgStore, StoreError, record_event};
 use chrono::{DateTime, Utc};
@@ -89,7 +89,7 @@ async fn ingest_one(
     relay_grace: chrono::Duration,
 ) -> Result<IngestOutcome, StoreError> {
     if let Some(key) = &new.delivery_id
-        && let Some(seen) = rows::job_of_delivery(tx, &new.source, key).await?
+        && let Some(seen) = rows::job_of_delivery(tx, new.source, key).await?
     {
         return Ok(IngestOutcome::Duplicate {
             job_id: seen.id,
@@ -98,7 +98,7 @@ async fn ingest_one(
         });
     }
     if new.one_open_job_per_record
-        && let Some(existing) = rows::open_job_of_record(tx, &new.source, &new.record_id).await?
+        && let Some(existing) = rows::open_job_of_record(tx, new.source, &new.record_id).await?
     {
         return attach(tx, new, existing, now, relay_grace).await;
     }
@@ -125,7 +125,7 @@ async fn ingest_one(
                  rows::job_columns!()
         ))
         .bind(job_id)
-        .bind(&new.source)
+        .bind(new.source)
         .bind(&new.record_id)
         .bind(&new.account_id)
         .bind(columns.profile_key)
@@ -182,16 +182,16 @@ async fn attach(
 
 /// A CRM record and where its writebacks go.
 pub(super) struct RecordRef<'a> {
-    source: &'a str,
+    source: Source,
     record_id: &'a str,
     record_object: Option<&'a str>,
-    writeback_targets: &'a [String],
+    writeback_targets: &'a [WritebackTarget],
 }
 
 impl<'a> RecordRef<'a> {
     fn of(new: &'a NewJob) -> RecordRef<'a> {
         RecordRef {
-            source: &new.source,
+            source: new.source,
             record_id: &new.record_id,
             record_object: new.record_object.as_deref(),
             writeback_targets: &new.writeback_targets,
@@ -200,7 +200,7 @@ impl<'a> RecordRef<'a> {
 
     pub(super) fn of_job(job: &'a Job) -> RecordRef<'a> {
         RecordRef {
-            source: &job.source,
+            source: job.source,
             record_id: &job.record_id,
             record_object: job.record_object.as_deref(),
             writeback_targets: &job.writeback_targets,
@@ -219,10 +219,10 @@ async fn join_record(
         "INSERT INTO job_records (job_id, source, record_id, record_object, writeback_targets, joined_at) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id, source, record_id) DO NOTHING RETURNING id",
              job_id,
-             record.source,
+             record.source as _,
              record.record_id,
              record.record_object,
-             record.writeback_targets,
+             record.writeback_targets as _,
              now
      )
     .fetch_optional(&mut *tx)
@@ -243,7 +243,7 @@ pub(super) async fn join_with_state(
         r#"SELECT EXISTS (SELECT 1 FROM job_records WHERE job_id = $1 AND source = $2
            AND record_id = $3) AS "known!""#,
         job_id,
-        record.source,
+        record.source as _,
         record.record_id
     )
     .fetch_one(&mut *tx)
@@ -281,7 +281,7 @@ async fn remember_delivery(
     if let Some(key) = &new.delivery_id {
         sqlx::query!(
             "INSERT INTO idempotency_keys (source, key, job_id) VALUES ($1, $2, $3)",
-            new.source,
+            new.source as _,
             key,
             job_id
         )

@@ -11,8 +11,9 @@ mod transition;
 use super::outbox::OutboxMessage;
 use super::waits::{Wait, Waiting};
 use super::{JobEvent, PgStore, StoreError};
+use crate::account::AccountId;
 use crate::connectsafely::RateLimit;
-use crate::job::{CallRecord, Job, LeadDetails, Status};
+use crate::job::{CallRecord, Job, LeadDetails, Source, Status, WritebackTarget};
 use crate::lead::Resolution;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -20,10 +21,10 @@ use uuid::Uuid;
 /// A job to create from an accepted event.
 #[derive(Debug, Clone)]
 pub struct NewJob {
-    pub source: String,
+    pub source: Source,
     pub record_id: String,
     pub record_object: Option<String>,
-    pub account_id: String,
+    pub account_id: AccountId,
     /// An unusable lead's job is created `invalid`; one still to be read from the CRM is
     /// read by the connect stage before anything else.
     pub resolution: Resolution,
@@ -32,7 +33,7 @@ pub struct NewJob {
     pub delivery_id: Option<String>,
     /// A CRM record has one open job: a further event for it attaches to that job.
     pub one_open_job_per_record: bool,
-    pub writeback_targets: Vec<String>,
+    pub writeback_targets: Vec<WritebackTarget>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -232,7 +233,7 @@ pub enum SendSlot {
 /// What the CRM told the connect stage about a job's lead.
 #[derive(Debug, Clone)]
 pub struct Enrichment {
-    pub account_id: String,
+    pub account_id: AccountId,
     /// Usable, or not (the job then ends `invalid`). An unusable lead is recorded without
     /// its identity and the job still needs the CRM, so a crash before its `invalid` is
     /// committed makes the job read again.

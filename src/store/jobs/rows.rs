@@ -3,7 +3,7 @@
 //! SQL never spells a status list of its own (`tests/schema.rs` holds the migrations'
 //! partial indexes to the same sets).
 
-use crate::job::{Job, Status};
+use crate::job::{Job, Source, Status};
 use crate::lead::Resolution;
 use crate::store::StoreError;
 use chrono::{DateTime, Utc};
@@ -126,7 +126,7 @@ pub(super) async fn other_lead_holder(
 /// that lead.
 pub(super) async fn open_job_of_record(
     conn: &mut sqlx::PgConnection,
-    source: &str,
+    source: Source,
     record_id: &str,
 ) -> Result<Option<JobState>, StoreError> {
     Ok(sqlx::query_as(
@@ -144,7 +144,7 @@ pub(super) async fn open_job_of_record(
 /// The job a delivery id was first seen for.
 pub(super) async fn job_of_delivery(
     conn: &mut sqlx::PgConnection,
-    source: &str,
+    source: Source,
     key: &str,
 ) -> Result<Option<JobState>, StoreError> {
     Ok(sqlx::query_as(
