@@ -112,22 +112,8 @@ impl WritebackStore for PgStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(claimed) = row else {
-            let state: Option<(String, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
-                "SELECT state, next_attempt_at, lease_until FROM writebacks WHERE id = $1",
-            )
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some((state, next, lease_until)) = state
-                && state == "pending"
-            {
-                // Not due or leased by someone else: make sure something brings it back.
-                let at = lease_until
-                    .map_or(next, |l| l + chrono::Duration::seconds(1))
-                    .max(next);
-                outbox::ensure(&mut tx, Message::Writeback(id), at).await?;
-                tx.commit().await?;
-            }
+            bring_back_if_pending(&mut tx, id).await?;
+            tx.commit().await?;
             return Ok(WritebackClaim::Skip(
                 "writeback is not pending, not due, or leased",
             ));
@@ -153,14 +139,7 @@ impl WritebackStore for PgStore {
         if let Some(after) = must_wait_until(&mut tx, &claimed, now).await? {
             // Keep the CRM's view in order: go out just after the older change does.
             let due = after.max(now) + chrono::Duration::seconds(1);
-            sqlx::query!(
-                "UPDATE writebacks SET lease_until = NULL, attempts = attempts - 1, next_attempt_at = $2 WHERE id = $1",
-                    id,
-                    due
-            )
-            .execute(&mut *tx)
-            .await?;
-            outbox::insert(&mut tx, Message::Writeback(id), due).await?;
+            defer_claim(&mut tx, id, due).await?;
             tx.commit().await?;
             return Ok(WritebackClaim::Deferred);
         }
@@ -346,6 +325,43 @@ async fn must_wait_until(
     )
     .fetch_one(&mut *tx)
     .await?)
+}
+
+/// A writeback that could not be claimed because it is not due or another worker leases
+/// it: make sure something brings it back then.
+async fn bring_back_if_pending(tx: &mut sqlx::PgConnection, id: i64) -> Result<(), StoreError> {
+    let state: Option<(String, DateTime<Utc>, Option<DateTime<Utc>>)> =
+        sqlx::query_as("SELECT state, next_attempt_at, lease_until FROM writebacks WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if let Some((state, next, lease_until)) = state
+        && state == "pending"
+    {
+        let at = lease_until
+            .map_or(next, |l| l + chrono::Duration::seconds(1))
+            .max(next);
+        outbox::ensure(tx, Message::Writeback(id), at).await?;
+    }
+    Ok(())
+}
+
+/// Gives a claim back, uncounted, to go out at `due`.
+async fn defer_claim(
+    tx: &mut sqlx::PgConnection,
+    id: i64,
+    due: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "UPDATE writebacks SET lease_until = NULL, attempts = attempts - 1, \
+         next_attempt_at = $2 WHERE id = $1",
+        id,
+        due
+    )
+    .execute(&mut *tx)
+    .await?;
+    outbox::insert(tx, Message::Writeback(id), due).await?;
+    Ok(())
 }
 
 /// One writeback row per record of the job (or only `record`, one that just joined it) and
