@@ -29,12 +29,14 @@ pub fn lead_from_crm(
 ) -> (Enrichment, Option<String>) {
     let resolution = match crm.resolve(template, overflow) {
         Resolution::Invalid {
+            profile_key,
             profile_id,
             profile_urn,
             message,
             ..
         } if crm.linkedin_url.is_none() => Resolution::Invalid {
             reason: format!("the CRM record has no LinkedIn URL (field `{url_field}`)"),
+            profile_key,
             profile_id,
             profile_urn,
             message,

@@ -1166,3 +1166,34 @@ async fn the_migrations_partial_indexes_use_the_status_sets_of_the_code() {
     pool.close().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_outbox_row_naming_nothing_of_ours_is_dropped_without_holding_up_the_rest()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await;
+    let store = store(&env).await;
+    let now = t0();
+    let job = new_job(&store, "behind-a-bad-row", now).await;
+    let pool = sqlx::PgPool::connect(&env.database_url).await?;
+    // Due before the job's own row, so a relay that stopped at it would never reach the job.
+    sqlx::query("INSERT INTO outbox (topic, ref, due_at) VALUES ('connect', 'not-a-job', $1)")
+        .bind(now - Duration::minutes(1))
+        .execute(&pool)
+        .await?;
+    let published = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = published.clone();
+    store
+        .relay_due(now + Duration::minutes(1), 10, move |message| {
+            seen.lock().unwrap().push(message.message);
+            async { true }
+        })
+        .await?;
+    assert!(
+        published.lock().unwrap().contains(&Message::Connect(job)),
+        "{published:?}"
+    );
+    assert_eq!(outbox_rows(&env, "not-a-job").await, 0);
+    pool.close().await;
+    env.cleanup().await;
+    Ok(())
+}

@@ -21,6 +21,7 @@ pub(super) async fn enrich(
     let columns = LeadColumns::of(&e.resolution);
     let usable = matches!(e.resolution, Resolution::Usable(_));
     // An unusable lead claims no identity, so it can never collide with another job.
+    let profile_key = columns.profile_key.filter(|_| usable);
     let profile_urn = columns.profile_urn.filter(|_| usable);
     let mut tx = store.pool.begin().await?;
     let updated: Result<Option<Job>, StoreError> = sqlx::query_as(concat!(
@@ -32,7 +33,7 @@ pub(super) async fn enrich(
     .bind(job_id)
     .bind(owner)
     .bind(&e.account_id)
-    .bind(columns.profile_key)
+    .bind(profile_key)
     .bind(columns.profile_id)
     .bind(profile_urn)
     .bind(columns.message)
@@ -54,7 +55,7 @@ pub(super) async fn enrich(
         Err(error) if error.is_unique_violation() => {
             tx.rollback().await?;
             let mut conn = store.pool.acquire().await?;
-            let names = [columns.profile_key, profile_urn];
+            let names = [profile_key, profile_urn];
             let other = rows::other_lead_holder(&mut conn, job_id, &e.account_id, names)
                 .await?
                 .ok_or_else(|| {

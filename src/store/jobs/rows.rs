@@ -181,10 +181,12 @@ impl<'a> LeadColumns<'a> {
             },
             Resolution::Invalid {
                 reason,
+                profile_key,
                 profile_id,
                 profile_urn,
                 message,
             } => LeadColumns {
+                profile_key: profile_key.as_deref(),
                 profile_id: profile_id.as_deref(),
                 profile_urn: profile_urn.as_deref(),
                 message: message.as_deref(),
