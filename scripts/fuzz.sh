@@ -6,7 +6,7 @@
 #   RUNS=100000 scripts/fuzz.sh hubspot_payload linkedin_profile
 #   scripts/fuzz.sh --build-only           # what CI runs: build the targets, run nothing
 #
-# Environment: RUNS (default 10000000), SLOW_SECONDS (default 600: config_file runs whole
+# Environment: RUNS (default 10000000), SLOW_SECONDS (default 1800: config_file runs whole
 # configurations, a few thousand inputs a second, so it also stops after this long), TIMEOUT seconds per input before it counts as a hang
 # (default 10), RSS_LIMIT_MB (default 2048), SANITIZER (default none: the crate has no unsafe
 # code, and AddressSanitizer would halve the speed; "address" works too).
@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-10000000}
-SLOW_SECONDS=${SLOW_SECONDS:-600}
+SLOW_SECONDS=${SLOW_SECONDS:-1800}
 TIMEOUT=${TIMEOUT:-10}
 RSS_LIMIT_MB=${RSS_LIMIT_MB:-2048}
 SANITIZER=${SANITIZER:-none}
