@@ -2,6 +2,7 @@
 
 mod accounts;
 mod check_config;
+mod healthcheck;
 mod jobs;
 mod serve;
 mod sim;
@@ -51,6 +52,9 @@ enum Command {
     },
     /// Check a configuration and name every problem in it.
     CheckConfig,
+    /// GET a health endpoint: exit 0 on a 2xx, 1 with the reason otherwise (for container
+    /// health checks, as the image has no curl).
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 /// Runs the command the line asked for.
@@ -65,6 +69,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Accounts { remote: true } => accounts::remote(config).await,
         Command::Accounts { remote: false } => accounts::local(config).await,
         Command::CheckConfig => check_config::run(config),
+        Command::Healthcheck(args) => healthcheck::run(config, args).await,
     }
 }
 

@@ -8,6 +8,7 @@ mod accounts;
 mod chaos;
 mod crash;
 mod failures;
+mod healthcheck;
 mod hubspot;
 mod pipeline;
 mod properties;
