@@ -18,6 +18,7 @@ pub use crate::lead::MessageConfig;
 pub use crate::queue::BrokerConfig;
 pub use crate::retry::RetryConfig;
 pub use crate::store::DatabaseConfig;
+pub use crate::telemetry::{MetricsConfig, TelemetryConfig};
 
 use crate::account::policy::AccountsConfig;
 use crate::ingest::IngestConfig;
@@ -83,6 +84,8 @@ sections! {
     message: MessageConfig,
     retry: RetryConfig,
     worker: WorkerConfig,
+    metrics: MetricsConfig,
+    telemetry: TelemetryConfig,
     faults: FaultsConfig,
 }
 

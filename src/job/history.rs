@@ -116,6 +116,17 @@ impl CallRecord {
         }
     }
 
+    /// Whether it records a `POST /connect`.
+    pub fn is_connect(&self) -> bool {
+        matches!(
+            self,
+            CallRecord::Call {
+                call: Call::Connect,
+                ..
+            }
+        )
+    }
+
     /// A relationship answer: `None` for the API's 404.
     pub fn relationship(answer: Option<&Relationship>, why: &str) -> CallRecord {
         let result = match answer {
