@@ -165,6 +165,8 @@ mod tests {
                    "invitationSent": true, "status": "PENDING"})
         );
         let timeout: Result<ConnectResponse, &str> = Err("timed out");
+        assert!(CallRecord::connect(2, &timeout).is_connect());
+        assert!(!CallRecord::relationship(Some(&found), "in doubt").is_connect());
         assert_eq!(
             serde_json::to_value(CallRecord::connect(2, &timeout)).unwrap(),
             json!({"call": "POST /connect", "attempt": 2, "error": "timed out"})
