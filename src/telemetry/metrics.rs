@@ -20,6 +20,7 @@ pub const WRITEBACKS: &str = "leadlink_writebacks_total";
 pub const ACCOUNT_REMAINING: &str = "leadlink_account_remaining";
 pub const ACCOUNT_HELD: &str = "leadlink_account_held";
 pub const OUTBOX_OLDEST: &str = "leadlink_outbox_oldest_seconds";
+pub const API_KEY_PAUSED: &str = "leadlink_api_key_paused";
 pub const PUBLISH_DURATION: &str = "leadlink_publish_duration_seconds";
 
 /// ConnectSafely answers in tens of milliseconds to seconds; the client times out at 30 s.
@@ -135,6 +136,10 @@ pub fn outbox_oldest(age: Duration) {
     gauge!(OUTBOX_OLDEST).set(age.as_secs_f64());
 }
 
+pub fn api_key_paused(paused: bool) {
+    gauge!(API_KEY_PAUSED).set(if paused { 1.0 } else { 0.0 });
+}
+
 /// The process's recorder, installed on first use: it is global, and tests start several
 /// services in one process.
 pub fn recorder() -> &'static PrometheusHandle {
@@ -191,6 +196,10 @@ fn describe() {
         OUTBOX_OLDEST,
         metrics::Unit::Seconds,
         "How long the oldest due outbox message has waited to be published (whole deployment)"
+    );
+    describe_gauge!(
+        API_KEY_PAUSED,
+        "1 while ConnectSafely refuses the API key and nobody sends (whole deployment)"
     );
     describe_histogram!(
         PUBLISH_DURATION,

@@ -49,6 +49,7 @@ impl<S: Store> StoreGauges<S> {
             metrics::account(&standing.account_id, remaining, held);
         }
         metrics::outbox_oldest(outbox_age(self.store.oldest_due(now).await?, now));
+        metrics::api_key_paused(self.store.key_pause().await?.is_some());
         Ok(())
     }
 }

@@ -113,6 +113,7 @@ async fn a_webhook_and_its_send_are_counted_with_their_labels() -> anyhow::Resul
         (r#"leadlink_account_remaining{account="acc_1"}"#, 89.0),
         (r#"leadlink_account_held{account="acc_1"}"#, 0.0),
         ("leadlink_outbox_oldest_seconds", 0.0),
+        ("leadlink_api_key_paused", 0.0),
     ] {
         assert_eq!(value(&text, series), Some(expected), "{series} in:\n{text}");
     }
@@ -136,6 +137,21 @@ async fn a_webhook_and_its_send_are_counted_with_their_labels() -> anyhow::Resul
     for private in ["crm-m1", "metrics-lead", API_KEY] {
         assert!(!text.contains(private), "{private} in:\n{text}");
     }
+
+    // A refused key stops every send: the deployment-wide gauges say so.
+    env.sim_put("config", json!({"apiKeys": ["another-key"]}))
+        .await;
+    let (status, body) = app
+        .send(&webhook_id(), &lead("crm-m4", "paused-lead", "acc_1"))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    app.wait_for(job_id(&body), Status::Paused).await;
+    eventually(WAIT, "the gauges to show the paused key", || async {
+        let text = scrape(&url, None).await.1;
+        value(&text, "leadlink_api_key_paused") == Some(1.0)
+            && value(&text, r#"leadlink_jobs{status="paused"}"#) == Some(1.0)
+    })
+    .await;
     env.cleanup().await;
     Ok(())
 }
