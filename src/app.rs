@@ -10,6 +10,8 @@ use crate::queue::{Queue, Rabbit};
 use crate::secret::Secret;
 use crate::signature::standard_webhooks::Verifier;
 use crate::store::{PgStore, Store, StoreError};
+use crate::telemetry::store_gauges::StoreGauges;
+use crate::telemetry::{self, MetricsEndpoint, metrics};
 use crate::worker::{self, Services};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -99,10 +101,18 @@ pub async fn start(config: Config, role: Role) -> Result<Running, AppError> {
     }
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    metrics::recorder();
+    tasks.spawn(metrics::upkeep_loop(shutdown.clone()));
     let ingest_state = ingest_state(&config, &store, &queue)?;
+    // `/metrics` goes on its own address when one is set, else beside the first of these.
+    let mut metrics_router = Some(metrics_router(&config, &store));
+    if let Some(addr) = config.metrics.listen {
+        let router = metrics_router.take().expect("not placed yet");
+        serve(router, addr, &shutdown, &mut tasks).await?;
+    }
     let mut ingest_addr = None;
     if role.runs_ingest() {
-        let router = ingest::router(ingest_state.clone());
+        let router = with_metrics(ingest::router(ingest_state.clone()), &mut metrics_router);
         ingest_addr = Some(serve(router, config.server.listen, &shutdown, &mut tasks).await?);
     }
     let mut health_addr = None;
@@ -110,7 +120,10 @@ pub async fn start(config: Config, role: Role) -> Result<Running, AppError> {
         let services = worker_services(&config, &store, &queue, writers, &clients, &ingest_state)?;
         worker::spawn(services, &shutdown, &mut tasks);
         if let Some(addr) = config.worker.health_listen {
-            let router = ingest::health_router(ingest_state.clone());
+            let router = with_metrics(
+                ingest::health_router(ingest_state.clone()),
+                &mut metrics_router,
+            );
             health_addr = Some(serve(router, addr, &shutdown, &mut tasks).await?);
         }
     }
@@ -128,6 +141,24 @@ pub async fn start(config: Config, role: Role) -> Result<Running, AppError> {
         store,
         drain_timeout: config.worker.shutdown_timeout,
     })
+}
+
+fn metrics_router(config: &Config, store: &PgStore) -> axum::Router {
+    telemetry::router(Arc::new(MetricsEndpoint {
+        token: config.metrics.token.clone(),
+        gauges: config
+            .metrics
+            .store_gauges
+            .then(|| StoreGauges::new(store.clone())),
+    }))
+}
+
+/// `router`, with `/metrics` if it has not been placed elsewhere yet.
+fn with_metrics(router: axum::Router, metrics: &mut Option<axum::Router>) -> axum::Router {
+    match metrics.take() {
+        Some(metrics) => router.merge(metrics),
+        None => router,
+    }
 }
 
 fn ingest_state(

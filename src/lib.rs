@@ -17,4 +17,5 @@ pub mod secret;
 pub mod signature;
 pub mod sim;
 pub mod store;
+pub mod telemetry;
 pub mod worker;

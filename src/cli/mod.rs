@@ -10,9 +10,13 @@ mod sim;
 use crate::app::Role;
 use crate::config::{Config, LogFormat};
 use crate::store::PgStore;
+use crate::telemetry::traces::Traces;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, fmt};
 
 #[derive(Parser)]
 #[command(
@@ -76,7 +80,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// Loads the configuration for an operator's command, which logs warnings only.
 fn load_quietly(config_path: Option<&Path>) -> anyhow::Result<Config> {
     let config = Config::load(config_path)?;
-    init_logging(config.log.format, "warn");
+    init_logging(config.log.format, "warn", None);
     Ok(config)
 }
 
@@ -92,14 +96,17 @@ fn print_json(value: serde_json::Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(format: LogFormat, filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+/// Logs to stderr through `filter`; with `traces`, leadlink's spans are exported as well,
+/// whatever the filter lets through to the logs.
+fn init_logging(format: LogFormat, filter: &str, traces: Option<&Traces>) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+    let logs = fmt::layer().with_writer(std::io::stderr);
+    let logs = match format {
+        LogFormat::Json => logs.json().boxed(),
+        LogFormat::Text => logs.boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(traces.map(Traces::layer))
+        .with(logs.with_filter(filter))
+        .try_init();
 }

@@ -3,11 +3,13 @@
 use super::init_logging;
 use crate::app::{self, Role};
 use crate::config::Config;
+use crate::telemetry::traces::Traces;
 use std::path::Path;
 
 pub async fn run(config_path: Option<&Path>, role: Role) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
-    init_logging(config.log.format, &config.log.filter);
+    let traces = Traces::start(&config.telemetry)?;
+    init_logging(config.log.format, &config.log.filter, traces.as_ref());
     let mut running = app::start(config, role).await?;
     let shutdown = running.shutdown.clone();
     tokio::spawn(async move {
@@ -16,6 +18,10 @@ pub async fn run(config_path: Option<&Path>, role: Role) -> anyhow::Result<()> {
         shutdown.cancel();
     });
     running.wait().await;
+    if let Some(traces) = traces {
+        // The spans of the work just drained are still batched.
+        tokio::task::spawn_blocking(move || traces.shutdown()).await?;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -22,7 +22,7 @@ pub struct SimArgs {
 }
 
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
-    init_logging(LogFormat::Text, "info");
+    init_logging(LogFormat::Text, "info", None);
     let listen = args.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -18,6 +18,8 @@ impl Config {
         self.check_crms(problems);
         self.accounts.check(problems);
         self.check_retries(problems);
+        self.metrics.check(problems);
+        self.telemetry.check(problems);
     }
 
     /// The admin token, the broker and the database.

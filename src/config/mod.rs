@@ -18,6 +18,7 @@ pub use crate::lead::MessageConfig;
 pub use crate::queue::BrokerConfig;
 pub use crate::retry::RetryConfig;
 pub use crate::store::DatabaseConfig;
+pub use crate::telemetry::{MetricsConfig, TelemetryConfig};
 
 use crate::account::policy::AccountsConfig;
 use crate::ingest::IngestConfig;
@@ -83,6 +84,8 @@ sections! {
     message: MessageConfig,
     retry: RetryConfig,
     worker: WorkerConfig,
+    metrics: MetricsConfig,
+    telemetry: TelemetryConfig,
     faults: FaultsConfig,
 }
 
@@ -321,6 +324,45 @@ mod tests {
         let config = Config::from_toml(&text).unwrap();
         assert_eq!(config.server.admin_token.unwrap().expose(), "from-file");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn metrics_and_telemetry_are_read_and_checked_with_the_rest() {
+        let dir = std::env::temp_dir().join(format!("leadlink-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token = dir.join("metrics-token");
+        std::fs::write(&token, "scrape-me\n").unwrap();
+        let text = format!(
+            "{}\n[metrics]\nlisten = \"127.0.0.1:9464\"\ntoken_file = \"{}\"\nstore_gauges = false\n\
+             [telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\nsampling_ratio = 0.25\n",
+            minimal(),
+            token.display()
+        );
+        let config = Config::from_toml(&text).unwrap();
+        assert_eq!(config.metrics.token.unwrap().expose(), "scrape-me");
+        assert!(!config.metrics.store_gauges);
+        assert_eq!(config.telemetry.sampling_ratio, 0.25);
+        assert_eq!(config.telemetry.service_name, "leadlink");
+        std::fs::remove_dir_all(dir).unwrap();
+
+        let defaults = Config::from_toml(&minimal()).unwrap();
+        assert!(defaults.metrics.store_gauges && defaults.metrics.listen.is_none());
+        assert!(
+            defaults.telemetry.otlp_endpoint.is_none(),
+            "traces are off by default"
+        );
+
+        let text = format!(
+            "{}\n[metrics]\ntoken = \"\"\n[telemetry]\nsampling_ratio = 2.0\n",
+            minimal()
+        );
+        let Err(ConfigError::Invalid(problems)) = Config::from_toml(&text) else {
+            panic!("accepted a ratio of 2");
+        };
+        let all = problems.join("\n");
+        for needle in ["metrics.token is empty", "telemetry.sampling_ratio (2)"] {
+            assert!(all.contains(needle), "{needle} missing from:\n{all}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ enum Holds {
 }
 
 /// Every secret key with a `_file` sibling; README's table lists the same keys.
-const SECRET_FILES: [(&str, Holds); 12] = [
+const SECRET_FILES: [(&str, Holds); 13] = [
     ("server.admin_token", Holds::One),
     ("broker.url", Holds::One),
     ("database.url", Holds::One),
@@ -26,6 +26,7 @@ const SECRET_FILES: [(&str, Holds); 12] = [
     ("crm.salesforce.client_secret", Holds::One),
     ("writeback.callback.url", Holds::One),
     ("writeback.callback.secret", Holds::One),
+    ("metrics.token", Holds::One),
 ];
 
 /// Replaces each `<key>_file` in `root` by `<key>` read from that file. Returns the keys

@@ -82,7 +82,10 @@ impl Client {
             self.base_url,
             encode_segment(account_id)
         );
-        let answer = self.get(&url).await?.success(Some(account_id))?;
+        let answer = self
+            .get("account_quota", &url)
+            .await?
+            .success(Some(account_id))?;
         let body: QuotaBody = answer.parse(CALL)?;
         let connect = connect_window(body.quotas.as_deref().unwrap_or_default())
             .map_err(|reason| ApiError::Unreadable { call: CALL, reason })?;
@@ -100,7 +103,7 @@ impl Client {
             encode_segment(account_id)
         );
         let body: StatusBody = self
-            .get(&url)
+            .get("account_status", &url)
             .await?
             .success(Some(account_id))?
             .parse("GET /account/status")?;

@@ -11,11 +11,12 @@ pub use account::{AccountStatus, QuotaResponse, QuotaWindow, RemoteAccount};
 pub use config::ConnectSafelyConfig;
 
 use crate::secret::Secret;
+use crate::telemetry::{metrics, outgoing};
 use chrono::{DateTime, Utc};
 use reqwest::header::HeaderMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -230,18 +231,16 @@ impl Client {
 
     /// `POST /connect`. Any HTTP answer is `Ok`: classifying it is the worker's decision.
     pub async fn connect(&self, request: &ConnectRequest) -> Result<ConnectResponse, ApiError> {
-        let response = self
+        let request = self
             .http
             .post(format!("{}/connect", self.base_url))
-            .bearer_auth(self.api_key.expose())
-            .json(request)
-            .send()
-            .await
-            .map_err(ApiError::from_reqwest)?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(ApiError::from_reqwest)?;
-        Ok(ConnectResponse::parse(status, &headers, &body))
+            .json(request);
+        let answer = self.call("connect", request).await?;
+        Ok(ConnectResponse::parse(
+            answer.status,
+            &answer.headers,
+            &answer.body,
+        ))
     }
 
     /// `GET /relationship/{accountId}/{profileId}`; costs no quota.
@@ -256,7 +255,7 @@ impl Client {
             encode_segment(account_id),
             encode_segment(profile)
         );
-        let answer = self.get(&url).await?;
+        let answer = self.get("relationship", &url).await?;
         if answer.status == 404 {
             return Ok(RelationshipAnswer::ProfileNotFound);
         }
@@ -274,19 +273,39 @@ impl Client {
 
     /// `GET /accounts`, shared by [`Client::probe_key`] and [`Client::accounts`].
     async fn get_accounts(&self) -> Result<Answer, ApiError> {
-        self.get(&format!("{}/accounts", self.base_url))
+        self.get("accounts", &format!("{}/accounts", self.base_url))
             .await?
             .success(None)
     }
 
-    async fn get(&self, url: &str) -> Result<Answer, ApiError> {
-        let response = self
-            .http
-            .get(url)
-            .bearer_auth(self.api_key.expose())
-            .send()
-            .await
-            .map_err(ApiError::from_reqwest)?;
+    /// A GET named `endpoint` in metrics and traces: a fixed route name, never the URL,
+    /// which holds account and profile ids.
+    async fn get(&self, endpoint: &'static str, url: &str) -> Result<Answer, ApiError> {
+        self.call(endpoint, self.http.get(url)).await
+    }
+
+    /// Every call goes out here: with the key, as a traced call, counted and timed by
+    /// `endpoint`, with its whole answer read.
+    async fn call(
+        &self,
+        endpoint: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Answer, ApiError> {
+        let started = Instant::now();
+        let answer = Self::answer(
+            outgoing::send(endpoint, request.bearer_auth(self.api_key.expose())).await,
+        )
+        .await;
+        metrics::api_call(
+            endpoint,
+            answer.as_ref().ok().map(|a| a.status),
+            started.elapsed(),
+        );
+        answer
+    }
+
+    async fn answer(sent: Result<reqwest::Response, reqwest::Error>) -> Result<Answer, ApiError> {
+        let response = sent.map_err(ApiError::from_reqwest)?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response

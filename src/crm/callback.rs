@@ -5,6 +5,7 @@ use super::{CallbackConfig, CrmError};
 use crate::secret::Secret;
 use crate::signature::standard_webhooks::Signer;
 use crate::store::WritebackWork;
+use crate::telemetry::outgoing;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
@@ -72,7 +73,7 @@ impl CallbackWriter {
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        match request.send().await {
+        match outgoing::send("callback", request).await {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let retry_after = response

@@ -22,14 +22,7 @@ fn authorize<Q: Queue, S: Store>(
             "the admin API is disabled: set server.admin_token".into(),
         ));
     };
-    let given = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if !given.is_empty()
-        && signature::constant_time_eq(given.as_bytes(), expected.expose().as_bytes())
-    {
+    if signature::bearer_matches(headers, expected.expose()) {
         Ok(())
     } else {
         Err(IngestError::Unauthorized(

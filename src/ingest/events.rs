@@ -59,7 +59,7 @@ pub async fn receive<Q: Queue, S: Store>(
         .map_err(|e| IngestError::Unauthorized(format!("signature rejected: {e}")))?;
     let envelope: Envelope = parse(&body, "")?;
     if envelope.kind != QUALIFIED {
-        let count = super::count_ignored(&state, &envelope.kind);
+        let count = super::count_ignored(&state, Source::Events, &envelope.kind);
         tracing::info!(event_type = %envelope.kind, count, "event type ignored");
         return Ok((
             StatusCode::OK,

@@ -3,6 +3,7 @@
 mod admin;
 pub mod config;
 mod events;
+mod health;
 pub mod hubspot;
 mod publish_gate;
 pub mod salesforce;
@@ -14,6 +15,8 @@ use crate::outbox::publish_now;
 use crate::queue::Queue;
 use crate::signature::standard_webhooks::Verifier;
 use crate::store::{IngestOutcome, NewJob, Store, StoreError};
+use crate::telemetry::metrics::{self, WebhookResult};
+use crate::telemetry::outgoing;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
@@ -110,9 +113,14 @@ pub(crate) async fn accept<Q: Queue, S: Store>(
     new: &NewJob,
 ) -> Result<IngestOutcome, IngestError> {
     let mut outcomes = accept_many(state, std::slice::from_ref(new)).await?;
-    outcomes
+    let outcome = outcomes
         .pop()
-        .ok_or_else(|| IngestError::Unavailable("no outcome for the job".into()))
+        .ok_or_else(|| IngestError::Unavailable("no outcome for the job".into()))?;
+    // The request's span names its one job, so its trace can be found by job id.
+    let (IngestOutcome::Created { job_id, .. } | IngestOutcome::Duplicate { job_id, .. }) =
+        &outcome;
+    tracing::Span::current().record("job_id", tracing::field::display(job_id));
+    Ok(outcome)
 }
 
 /// The same for a batch, committed in one transaction (a CRM's batch of up to 100 events is
@@ -134,6 +142,7 @@ pub(crate) async fn accept_many<Q: Queue, S: Store>(
                 publish: messages,
             } => {
                 tracing::info!(%job_id, %status, source = %new.source, record = %new.record_id, "job accepted");
+                metrics::webhook(new.source, WebhookResult::Accepted);
                 publish.extend(messages.iter().cloned());
             }
             IngestOutcome::Duplicate {
@@ -142,6 +151,7 @@ pub(crate) async fn accept_many<Q: Queue, S: Store>(
                 publish: messages,
             } => {
                 tracing::info!(%job_id, %status, record = %new.record_id, "duplicate event; existing job returned");
+                metrics::webhook(new.source, WebhookResult::Duplicate);
                 publish.extend(messages.iter().cloned());
             }
         }
@@ -228,7 +238,12 @@ pub(crate) fn job_answer(outcome: IngestOutcome) -> Result<Response, IngestError
 }
 
 /// Counts an acknowledged event that leadlink does not act on.
-pub(crate) fn count_ignored<Q: Queue, S: Store>(state: &IngestState<Q, S>, kind: &str) -> u64 {
+pub(crate) fn count_ignored<Q: Queue, S: Store>(
+    state: &IngestState<Q, S>,
+    source: Source,
+    kind: &str,
+) -> u64 {
+    metrics::webhook(source, WebhookResult::Ignored);
     let mut ignored = state.ignored.lock().expect("counter lock");
     let count = ignored.entry(kind.to_string()).or_default();
     *count += 1;
@@ -237,23 +252,31 @@ pub(crate) fn count_ignored<Q: Queue, S: Store>(state: &IngestState<Q, S>, kind:
 
 pub fn router<Q: Queue, S: Store>(state: Arc<IngestState<Q, S>>) -> Router {
     let body_limit = usize::try_from(state.config.server.body_limit.as_u64()).unwrap_or(usize::MAX);
+    let counted = |source| middleware::from_fn_with_state(source, count_refusal);
     Router::new()
-        .route("/webhooks/events", post(events::receive::<Q, S>))
-        .route("/webhooks/hubspot", post(hubspot::receive_batch::<Q, S>))
+        .route(
+            "/webhooks/events",
+            post(events::receive::<Q, S>).layer(counted(Source::Events)),
+        )
+        .route(
+            "/webhooks/hubspot",
+            post(hubspot::receive_batch::<Q, S>).layer(counted(Source::HubSpot)),
+        )
         .route(
             "/webhooks/hubspot/workflow",
-            post(hubspot::receive_workflow::<Q, S>),
+            post(hubspot::receive_workflow::<Q, S>).layer(counted(Source::HubSpot)),
         )
         .route(
             "/webhooks/salesforce",
-            post(salesforce::receive_outbound::<Q, S>),
+            post(salesforce::receive_outbound::<Q, S>).layer(counted(Source::Salesforce)),
         )
         .route(
             "/webhooks/salesforce/events",
-            post(salesforce::receive_callout::<Q, S>),
+            post(salesforce::receive_callout::<Q, S>).layer(counted(Source::Salesforce)),
         )
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz::<Q, S>))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::ingest_ready::<Q, S>))
+        .route("/health", get(health::health::<Q, S>))
         .route("/admin/jobs", get(admin::list_jobs::<Q, S>))
         .route("/admin/jobs/{id}", get(admin::show_job::<Q, S>))
         .route("/admin/accounts", get(admin::accounts::<Q, S>))
@@ -266,19 +289,33 @@ pub fn router<Q: Queue, S: Store>(state: Arc<IngestState<Q, S>>) -> Router {
 /// What a worker serves when `worker.health_listen` is set.
 pub fn health_router<Q: Queue, S: Store>(state: Arc<IngestState<Q, S>>) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz::<Q, S>))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::worker_ready::<Q, S>))
+        .route("/health", get(health::health::<Q, S>))
         .with_state(state)
 }
 
-/// One span per request; the path only, since query strings may carry tokens.
+/// Counts a webhook request refused as a whole; the events of an answered one are counted
+/// where they are judged (`accept_many`, `count_ignored`).
+async fn count_refusal(State(source): State<Source>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if let Some(result) = WebhookResult::of_refusal(response.status().as_u16()) {
+        metrics::webhook(source, result);
+    }
+    response
+}
+
+/// One span per request; the path only, since query strings may carry tokens. A caller's
+/// `traceparent` makes it part of the caller's trace.
 async fn request_span(request: Request, next: Next) -> Response {
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
         request_id = %uuid::Uuid::new_v4(),
+        job_id = tracing::field::Empty,
     );
+    outgoing::adopt_parent(&span, request.headers());
     async move {
         let response = next.run(request).await;
         tracing::info!(status = response.status().as_u16(), "answered");
@@ -286,30 +323,4 @@ async fn request_span(request: Request, next: Next) -> Response {
     }
     .instrument(span)
     .await
-}
-
-async fn healthz() -> impl IntoResponse {
-    axum::Json(json!({"status": "alive"}))
-}
-
-async fn readyz<Q: Queue, S: Store>(State(state): State<Arc<IngestState<Q, S>>>) -> Response {
-    let (database, broker) = tokio::join!(state.store.ping(), state.queue.ping());
-    let describe = |ok: bool, error: Option<String>| {
-        if ok {
-            "ok".to_string()
-        } else {
-            error.unwrap_or_default()
-        }
-    };
-    let ready = database.is_ok() && broker.is_ok();
-    let body = json!({
-        "database": describe(database.is_ok(), database.err().map(|e| e.to_string())),
-        "broker": describe(broker.is_ok(), broker.err().map(|e| e.to_string())),
-    });
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, axum::Json(body)).into_response()
 }

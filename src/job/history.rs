@@ -116,6 +116,17 @@ impl CallRecord {
         }
     }
 
+    /// Whether it records a `POST /connect`.
+    pub fn is_connect(&self) -> bool {
+        matches!(
+            self,
+            CallRecord::Call {
+                call: Call::Connect,
+                ..
+            }
+        )
+    }
+
     /// A relationship answer: `None` for the API's 404.
     pub fn relationship(answer: Option<&Relationship>, why: &str) -> CallRecord {
         let result = match answer {
@@ -154,6 +165,8 @@ mod tests {
                    "invitationSent": true, "status": "PENDING"})
         );
         let timeout: Result<ConnectResponse, &str> = Err("timed out");
+        assert!(CallRecord::connect(2, &timeout).is_connect());
+        assert!(!CallRecord::relationship(Some(&found), "in doubt").is_connect());
         assert_eq!(
             serde_json::to_value(CallRecord::connect(2, &timeout)).unwrap(),
             json!({"call": "POST /connect", "attempt": 2, "error": "timed out"})

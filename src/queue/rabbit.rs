@@ -4,6 +4,7 @@
 use super::BrokerConfig;
 use super::{Handled, Handler, Message, Queue, QueueError, Topic};
 use crate::secret::redact_url;
+use crate::telemetry::metrics;
 use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
@@ -254,7 +255,10 @@ fn unavailable(error: lapin::Error) -> QueueError {
 
 impl Queue for Rabbit {
     async fn publish(&self, message: Message) -> Result<(), QueueError> {
-        self.publish_once(message).await
+        let started = tokio::time::Instant::now();
+        self.publish_once(message).await?;
+        metrics::published(started.elapsed());
+        Ok(())
     }
 
     async fn consume(

@@ -38,6 +38,17 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 
+/// Whether the request carries `Authorization: Bearer <expected>`, compared in constant
+/// time; an empty token never matches.
+pub(crate) fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
+    let given = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    !given.is_empty() && constant_time_eq(given.as_bytes(), expected.as_bytes())
+}
+
 /// Accepts `signed_at` within `tolerance` of `now` either way, boundary included.
 pub(crate) fn check_timestamp(
     signed_at: DateTime<Utc>,
@@ -92,6 +103,20 @@ mod tests {
             check_timestamp(now + five + second, now, five),
             Err(SignatureError::FutureTimestamp)
         );
+    }
+
+    #[test]
+    fn a_bearer_token_matches_only_itself() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("authorization", HeaderValue::from_str(value).unwrap());
+            headers
+        };
+        assert!(bearer_matches(&with("Bearer s3cret"), "s3cret"));
+        assert!(!bearer_matches(&with("Bearer s3cre"), "s3cret"));
+        assert!(!bearer_matches(&with("Basic s3cret"), "s3cret"));
+        assert!(!bearer_matches(&with("Bearer "), ""));
+        assert!(!bearer_matches(&HeaderMap::new(), "s3cret"));
     }
 
     #[test]

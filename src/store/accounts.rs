@@ -7,17 +7,41 @@ use super::waits;
 use super::{PgStore, StoreError};
 use crate::account::pacing::{self, Decision};
 use crate::account::policy::{AccountPolicy, AccountsConfig};
-use crate::account::quota::QuotaSource;
+use crate::account::quota::{Quota, QuotaSource};
 use crate::account::window;
 use crate::connectsafely::RateLimit;
 use crate::job::Job;
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 
 /// The key is refused since `since`; nobody sends until a probe succeeds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyPause {
     pub reason: String,
     pub since: DateTime<Utc>,
+}
+
+/// An account's row of `accounts`: its id, `hold_until` and `blocked_until`.
+type HoldRow = (String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// An account's CONNECT row of `account_limits`: its id, then a `send_gate::LimitRow`.
+type LimitRowOf = (
+    String,
+    Option<i32>,
+    Option<i32>,
+    Option<i32>,
+    Option<DateTime<Utc>>,
+    DateTime<Utc>,
+    String,
+);
+
+/// What the gauges show of one account: its hold and its last CONNECT quota reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountStanding {
+    pub account_id: String,
+    pub hold_until: Option<DateTime<Utc>>,
+    pub blocked_until: Option<DateTime<Utc>>,
+    pub quota: Option<Quota>,
 }
 
 /// One account as shown to operators: its week, holds and pauses, today's sends, when it
@@ -218,6 +242,12 @@ pub trait AccountStore {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<AccountSummary>, StoreError>> + Send;
 
+    /// Every account with a hold or a quota reading, in two small reads: cheap enough to
+    /// run at every scrape, unlike `accounts`.
+    fn account_standings(
+        &self,
+    ) -> impl Future<Output = Result<Vec<AccountStanding>, StoreError>> + Send;
+
     fn key_pause(&self) -> impl Future<Output = Result<Option<KeyPause>, StoreError>> + Send;
 
     fn pause_key(
@@ -335,6 +365,45 @@ impl AccountStore for PgStore {
             });
         }
         Ok(summaries)
+    }
+
+    async fn account_standings(&self) -> Result<Vec<AccountStanding>, StoreError> {
+        let holds: Vec<HoldRow> =
+            sqlx::query_as("SELECT account_id, hold_until, blocked_until FROM accounts")
+                .fetch_all(&self.pool)
+                .await?;
+        let limits: Vec<LimitRowOf> = sqlx::query_as(
+            "SELECT account_id, \"limit\", used, remaining, reset_at, observed_at, source \
+             FROM account_limits WHERE action = 'CONNECT'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut standings = BTreeMap::new();
+        for (account_id, hold_until, blocked_until) in holds {
+            standings.insert(
+                account_id.clone(),
+                AccountStanding {
+                    account_id,
+                    hold_until,
+                    blocked_until,
+                    quota: None,
+                },
+            );
+        }
+        for (account_id, limit, used, remaining, reset_at, observed_at, source) in limits {
+            let quota =
+                send_gate::quota_from_row((limit, used, remaining, reset_at, observed_at, source));
+            standings
+                .entry(account_id.clone())
+                .or_insert_with(|| AccountStanding {
+                    account_id,
+                    hold_until: None,
+                    blocked_until: None,
+                    quota: None,
+                })
+                .quota = quota;
+        }
+        Ok(standings.into_values().collect())
     }
 
     async fn key_pause(&self) -> Result<Option<KeyPause>, StoreError> {

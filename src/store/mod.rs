@@ -13,7 +13,7 @@ mod send_gate;
 mod waits;
 mod writebacks;
 
-pub use accounts::{AccountStore, AccountSummary, KeyPause};
+pub use accounts::{AccountStanding, AccountStore, AccountSummary, KeyPause};
 pub use api_calls::ApiBudgetStore;
 pub use config::DatabaseConfig;
 pub use crm_pauses::{CrmPause, CrmPauseStore};

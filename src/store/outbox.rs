@@ -106,6 +106,13 @@ pub trait OutboxStore {
 
     /// When the next row falls due, so the relay can sleep until then.
     fn next_due(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
+
+    /// When the oldest row that is due by `now` fell due, taken by a relay or not: an outbox
+    /// that drains has none for long.
+    fn oldest_due(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
 }
 
 impl OutboxStore for PgStore {
@@ -188,5 +195,14 @@ impl OutboxStore for PgStore {
         )
         .fetch_one(&self.pool)
         .await?)
+    }
+
+    async fn oldest_due(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT min(due_at) FROM outbox WHERE due_at <= $1")
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 }

@@ -321,7 +321,7 @@ pub(super) async fn load(
     })
 }
 
-fn quota_from_row(row: LimitRow) -> Option<Quota> {
+pub(super) fn quota_from_row(row: LimitRow) -> Option<Quota> {
     let (limit, used, remaining, reset_at, observed_at, source) = row;
     let count = |v: Option<i32>| v.map(|v| u32::try_from(v.max(0)).unwrap_or(0));
     Some(Quota {

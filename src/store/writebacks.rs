@@ -46,6 +46,8 @@ pub enum WritebackClaim {
     Deliver(WritebackWork),
     /// An older change of the same job is still pending: this one waits for it.
     Deferred,
+    /// A newer job of the record has written it since: this one ended unsent.
+    Superseded(WritebackTarget),
     Skip(&'static str),
 }
 
@@ -132,9 +134,7 @@ impl WritebackStore for PgStore {
         if let Some(newer) = newer_job_on_record(&mut tx, &claimed).await? {
             supersede(&mut tx, id, &claimed, newer, now).await?;
             tx.commit().await?;
-            return Ok(WritebackClaim::Skip(
-                "a newer job of the record has written it since",
-            ));
+            return Ok(WritebackClaim::Superseded(claimed.target));
         }
         if let Some(after) = must_wait_until(&mut tx, &claimed, now).await? {
             // Keep the CRM's view in order: go out just after the older change does.

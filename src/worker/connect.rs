@@ -12,6 +12,7 @@ use crate::outbox::publish_now;
 use crate::queue::Queue;
 use crate::retry;
 use crate::store::{Attempts, Claim, Doubt, SendSlot, SendStart, Store, StoreError, Transition};
+use crate::telemetry::metrics;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 use tracing::Instrument;
@@ -472,6 +473,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
 
     /// Commits a transition, trying again briefly: an outcome we know is worth keeping.
     pub(super) async fn apply(&self, transition: Transition) -> Result<(), WorkerError> {
+        let sent = transition.calls.iter().any(CallRecord::is_connect);
         let mut tries = 0;
         let (job, publish) = loop {
             tries += 1;
@@ -495,6 +497,9 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             }
         };
         tracing::info!(status = %job.status, retry_at = ?job.retry_at, "job settled");
+        if sent {
+            metrics::connect_request(job.status);
+        }
         publish_now(&self.s.store, &self.s.queue, publish).await;
         Ok(())
     }

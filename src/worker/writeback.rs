@@ -4,6 +4,7 @@
 use super::{Services, WorkerError};
 use crate::queue::Queue;
 use crate::store::{Store, WritebackClaim, WritebackResult};
+use crate::telemetry::metrics::{self, WritebackOutcome};
 use chrono::Utc;
 use tracing::Instrument;
 
@@ -13,6 +14,10 @@ pub async fn handle<Q: Queue, S: Store>(s: &Services<Q, S>, id: i64) -> Result<(
     let work = match s.store.claim_writeback(id, lease, Utc::now()).await? {
         WritebackClaim::Deliver(work) => work,
         WritebackClaim::Deferred => return Ok(()),
+        WritebackClaim::Superseded(target) => {
+            metrics::writeback(target, WritebackOutcome::Superseded);
+            return Ok(());
+        }
         WritebackClaim::Skip(why) => {
             tracing::debug!(id, why, "nothing to do");
             return Ok(());
@@ -36,8 +41,23 @@ pub async fn handle<Q: Queue, S: Store>(s: &Services<Q, S>, id: i64) -> Result<(
             _ => {}
         }
         s.store.writeback_done(&work, &result, Utc::now()).await?;
+        if let Some(outcome) = counted_as(&result) {
+            metrics::writeback(work.target, outcome);
+        }
         Ok(())
     }
     .instrument(span)
     .await
+}
+
+/// What an attempt counts as; `None` for one that was not tried (a rate-limit budget spent).
+fn counted_as(result: &WritebackResult) -> Option<WritebackOutcome> {
+    match result {
+        WritebackResult::Delivered => Some(WritebackOutcome::Delivered),
+        WritebackResult::Retry { .. } | WritebackResult::Paused { .. } => {
+            Some(WritebackOutcome::Failed)
+        }
+        WritebackResult::Parked { .. } => Some(WritebackOutcome::Parked),
+        WritebackResult::Later { .. } => None,
+    }
 }

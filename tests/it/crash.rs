@@ -146,8 +146,8 @@ async fn a_broker_outage_under_a_stream_of_events_loses_and_doubles_nothing() ->
     for n in 0..total {
         if n == 10 {
             proxy.cut().await;
-            let readyz = app.http.get(app.url("/readyz")).send().await?;
-            assert_eq!(readyz.status(), 503, "ready without a broker");
+            let health = app.http.get(app.url("/health")).send().await?;
+            assert_eq!(health.status(), 503, "healthy without a broker");
         }
         if n == 20 {
             proxy.restore();
@@ -166,8 +166,8 @@ async fn a_broker_outage_under_a_stream_of_events_loses_and_doubles_nothing() ->
         app.wait_for_within(id, Status::Sent, Duration::from_secs(60))
             .await;
     }
-    let readyz = app.http.get(app.url("/readyz")).send().await?;
-    assert_eq!(readyz.status(), 200, "not ready again after the outage");
+    let health = app.http.get(app.url("/health")).send().await?;
+    assert_eq!(health.status(), 200, "not healthy again after the outage");
     let invitations = env.sim_get("invitations").await;
     assert_eq!(invitations["total"], total, "{invitations}");
     for n in 0..total {

@@ -1071,7 +1071,10 @@ async fn an_older_jobs_late_writeback_never_overwrites_a_newer_jobs_state() -> a
     // The old job's `failed` falls due: it is superseded, never delivered.
     let due = now + Duration::hours(1) + Duration::seconds(1);
     let claim = store.claim_writeback(late, lease, due).await?;
-    assert!(matches!(claim, WritebackClaim::Skip(_)), "{claim:?}");
+    assert!(
+        matches!(claim, WritebackClaim::Superseded(WritebackTarget::HubSpot)),
+        "{claim:?}"
+    );
     let history = store.job(old).await?.unwrap();
     let row = history.writebacks.iter().find(|w| w.id == late).unwrap();
     assert_eq!(row.state, "superseded", "{row:?}");
@@ -1194,6 +1197,74 @@ async fn an_outbox_row_naming_nothing_of_ours_is_dropped_without_holding_up_the_
     );
     assert_eq!(outbox_rows(&env, "not-a-job").await, 0);
     pool.close().await;
+    env.cleanup().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gauge_reads_name_every_status_each_known_account_and_the_oldest_due_row()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await;
+    let store = store(&env).await;
+    let now = t0();
+    // An empty store still names every status, so graphs and alerts see no gap.
+    let counts = store.job_counts().await?;
+    assert_eq!(
+        counts.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        Status::ALL.to_vec()
+    );
+    assert!(counts.iter().all(|(_, n)| *n == 0), "{counts:?}");
+    assert_eq!(store.account_standings().await?, vec![]);
+    assert_eq!(store.oldest_due(now).await?, None);
+
+    let held = new_job(&store, "gauge-held", now).await;
+    new_job(&store, "gauge-queued", now).await;
+    // A fresh job's row is its publisher's for the grace (2 s here): not due before then.
+    assert_eq!(store.oldest_due(now).await?, None);
+    let later = now + Duration::seconds(3);
+    let oldest = store.oldest_due(later).await?.expect("rows due by now");
+    assert!(oldest > now && oldest <= later, "{oldest}");
+
+    store
+        .record_account_reading("acc_1", &reading(7, now), now)
+        .await?;
+    claimed(&store, held, "w:1", now).await;
+    let hold_until = now + Duration::hours(1);
+    store
+        .transition(
+            held,
+            Some("w:1"),
+            Transition {
+                hold_until: Some(hold_until),
+                retry_at: Some(hold_until),
+                account_hold: Some(leadlink::store::AccountHold {
+                    hold_until,
+                    blocked_until: None,
+                    reason: "429".into(),
+                }),
+                ..Transition::to(Status::Held)
+            },
+            now,
+        )
+        .await?;
+    let counts = store.job_counts().await?;
+    let count = |status| counts.iter().find(|(s, _)| *s == status).unwrap().1;
+    assert_eq!(
+        (
+            count(Status::Queued),
+            count(Status::Held),
+            count(Status::Sent)
+        ),
+        (1, 1, 0)
+    );
+    let standings = store.account_standings().await?;
+    assert_eq!(standings.len(), 1, "{standings:?}");
+    let standing = &standings[0];
+    assert_eq!(standing.account_id, "acc_1");
+    let recorded = standing.hold_until.expect("the hold is recorded");
+    assert!((recorded - hold_until).num_milliseconds().abs() < 1);
+    let quota = standing.quota.expect("the reading is recorded");
+    assert_eq!((quota.limit, quota.used, quota.remaining), (90, 83, 7));
     env.cleanup().await;
     Ok(())
 }

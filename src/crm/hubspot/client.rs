@@ -12,6 +12,7 @@ use super::classify::{Budget, BudgetSpent, classify, read_fields};
 use super::config::HubSpotCrmConfig;
 use crate::crm::api::{CallFailure, RecordFields};
 use crate::secret::Secret;
+use crate::telemetry::outgoing;
 
 /// Shared by every clone, so all of a process's tasks spend one budget.
 #[derive(Debug, Clone)]
@@ -115,7 +116,8 @@ impl HubSpotClient {
     /// Sends (the caller has taken the budget), records the new budget, and classifies the
     /// answer.
     async fn send(&self, request: reqwest::RequestBuilder) -> (Result<(), CallFailure>, String) {
-        let response = match request.bearer_auth(self.token.expose()).send().await {
+        let request = request.bearer_auth(self.token.expose());
+        let response = match outgoing::send("crm/v3/objects/contacts/{id}", request).await {
             Ok(response) => response,
             Err(e) => return (Err(e.into()), String::new()),
         };

@@ -5,6 +5,7 @@ use super::classify::{classify, classify_token, excerpt, record_fields};
 use super::config::{SalesforceCrmConfig, is_record_id, usable_base_url};
 use crate::crm::api::{CallFailure, RecordFields};
 use crate::secret::Secret;
+use crate::telemetry::outgoing;
 use reqwest::header::ACCEPT;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
@@ -181,7 +182,9 @@ impl SalesforceClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        read_answer("Salesforce API", request.send().await).await
+        // `record_path` is the one path the client calls.
+        let sent = outgoing::send("sobjects/{object}/{id}", request).await;
+        read_answer("Salesforce API", sent).await
     }
 
     /// The cached token, or a new one when there is none or when `rejected` is still the
@@ -205,13 +208,12 @@ impl SalesforceClient {
             ("client_id", inner.client_id.as_str()),
             ("client_secret", inner.client_secret.expose()),
         ];
-        let sent = inner
+        let request = inner
             .http
             .post(inner.token_url.clone())
             .header(ACCEPT, "application/json")
-            .form(&form)
-            .send()
-            .await;
+            .form(&form);
+        let sent = outgoing::send("oauth2/token", request).await;
         let answer = read_answer("Salesforce token endpoint", sent).await?;
         // Never let the secret into an error text, should anything echo the form back.
         let body = answer

@@ -88,13 +88,17 @@ pub async fn receive_batch<Q: Queue, S: Store>(
             Judged::Event(event) => event,
             Judged::Malformed { index, reason } => {
                 tracing::warn!(index, reason, "malformed HubSpot event skipped");
-                super::count_ignored(&state, "hubspot.malformed");
+                super::count_ignored(&state, Source::HubSpot, "hubspot.malformed");
                 malformed += 1;
                 continue;
             }
         };
         let Some(qualification) = payload::qualifies(&event, &triggers) else {
-            super::count_ignored(&state, &format!("hubspot.{}", event.subscription_type));
+            super::count_ignored(
+                &state,
+                Source::HubSpot,
+                &format!("hubspot.{}", event.subscription_type),
+            );
             ignored += 1;
             continue;
         };

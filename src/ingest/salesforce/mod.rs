@@ -96,7 +96,7 @@ pub async fn receive_outbound<Q: Queue, S: Store>(
             if !notification.fields.contains_key(&rule.field) {
                 tracing::warn!(field = %rule.field, "the Outbound Message does not carry the qualify field; add it to the message's fields, or every notification is dropped");
             }
-            super::count_ignored(&state, "salesforce.not_qualified");
+            super::count_ignored(&state, Source::Salesforce, "salesforce.not_qualified");
             tracing::info!(record = %notification.record_id, field = %rule.field, "notification does not qualify; acknowledged");
             continue;
         }

@@ -346,6 +346,9 @@ pub trait JobStore {
     fn jobs(&self, filter: &JobFilter)
     -> impl Future<Output = Result<Vec<Job>, StoreError>> + Send;
 
+    /// How many jobs have each status, every status listed (0 for those with none).
+    fn job_counts(&self) -> impl Future<Output = Result<Vec<(Status, i64)>, StoreError>> + Send;
+
     /// The operator's retry: a `failed` job goes again, and parked writebacks are re-armed.
     fn retry_job(
         &self,
@@ -436,6 +439,10 @@ impl JobStore for PgStore {
 
     async fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
         operator::jobs(self, filter).await
+    }
+
+    async fn job_counts(&self) -> Result<Vec<(Status, i64)>, StoreError> {
+        operator::job_counts(self).await
     }
 
     async fn retry_job(

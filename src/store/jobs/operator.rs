@@ -43,6 +43,23 @@ pub(super) async fn jobs(store: &PgStore, filter: &JobFilter) -> Result<Vec<Job>
     .await?)
 }
 
+pub(super) async fn job_counts(store: &PgStore) -> Result<Vec<(Status, i64)>, StoreError> {
+    let found: Vec<(Status, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM jobs GROUP BY status")
+            .fetch_all(&store.pool)
+            .await?;
+    Ok(Status::ALL
+        .into_iter()
+        .map(|status| {
+            let count = found
+                .iter()
+                .find(|(s, _)| *s == status)
+                .map_or(0, |(_, n)| *n);
+            (status, count)
+        })
+        .collect())
+}
+
 pub(super) async fn retry_job(
     store: &PgStore,
     job_id: Uuid,

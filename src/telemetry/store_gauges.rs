@@ -1,0 +1,157 @@
+//! The gauges read from the store. They hold for the whole deployment, so one process per
+//! deployment computes them (`metrics.store_gauges`), at scrape time and at most once per
+//! [`FRESH_FOR`], with aggregate reads only.
+
+use super::metrics;
+use crate::account::quota;
+use crate::store::{AccountStanding, Store, StoreError};
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// Scrapes closer together than this see the same reading.
+pub const FRESH_FOR: Duration = Duration::from_secs(5);
+
+pub struct StoreGauges<S> {
+    store: S,
+    /// When the gauges were last read; held across a read, so concurrent scrapes share it.
+    read_at: Mutex<Option<Instant>>,
+}
+
+impl<S: Store> StoreGauges<S> {
+    pub fn new(store: S) -> StoreGauges<S> {
+        StoreGauges {
+            store,
+            read_at: Mutex::new(None),
+        }
+    }
+
+    /// Reads the store into the gauges unless the last reading is fresh. A failed read keeps
+    /// the last values: the scrape still answers, and the logs say why.
+    pub async fn refresh(&self) {
+        let mut read_at = self.read_at.lock().await;
+        if read_at.is_some_and(|at| at.elapsed() < FRESH_FOR) {
+            return;
+        }
+        match self.read(Utc::now()).await {
+            Ok(()) => *read_at = Some(Instant::now()),
+            Err(error) => tracing::warn!(%error, "could not read the store gauges"),
+        }
+    }
+
+    async fn read(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        for (status, count) in self.store.job_counts().await? {
+            metrics::jobs(status, count);
+        }
+        for standing in self.store.account_standings().await? {
+            let (remaining, held) = account_gauges(&standing, now);
+            metrics::account(&standing.account_id, remaining, held);
+        }
+        metrics::outbox_oldest(outbox_age(self.store.oldest_due(now).await?, now));
+        metrics::api_key_paused(self.store.key_pause().await?.is_some());
+        Ok(())
+    }
+}
+
+/// The requests left in the account's week as last read (after the reading's reset the new
+/// week's limit, since `used` starts again from 0), and whether it is held: on hold, blocked
+/// until its week ends, or with nothing left this week.
+pub fn account_gauges(standing: &AccountStanding, now: DateTime<Utc>) -> (Option<i64>, bool) {
+    let remaining = standing.quota.as_ref().map(|q| {
+        if q.is_current(now) {
+            quota::remaining_for_us(q, 0, 0)
+        } else {
+            i64::from(q.limit)
+        }
+    });
+    let on_hold = [standing.hold_until, standing.blocked_until]
+        .into_iter()
+        .flatten()
+        .any(|until| until > now);
+    let spent = quota::spent_until(standing.quota.as_ref(), 0, 0, now).is_some();
+    (remaining, on_hold || spent)
+}
+
+/// How long the oldest due outbox row has waited; zero when none is due.
+pub fn outbox_age(oldest_due: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Duration {
+    oldest_due
+        .and_then(|due| (now - due).to_std().ok())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::quota::{Quota, QuotaSource};
+    use chrono::TimeDelta;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    fn standing(quota: Option<Quota>) -> AccountStanding {
+        AccountStanding {
+            account_id: "acc_1".into(),
+            hold_until: None,
+            blocked_until: None,
+            quota,
+        }
+    }
+
+    fn week(used: u32, remaining: u32) -> Quota {
+        Quota {
+            limit: 90,
+            used,
+            remaining,
+            reset_at: at("2026-11-09T00:00:00Z"),
+            observed_at: at("2026-11-04T10:00:00Z"),
+            source: QuotaSource::Headers,
+        }
+    }
+
+    #[test]
+    fn an_account_shows_what_its_week_has_left_and_whether_it_is_held() {
+        let now = at("2026-11-05T12:00:00Z");
+        assert_eq!(account_gauges(&standing(None), now), (None, false));
+        // The smaller of what the API said remains and limit - used.
+        assert_eq!(
+            account_gauges(&standing(Some(week(80, 12))), now),
+            (Some(10), false)
+        );
+        assert_eq!(
+            account_gauges(&standing(Some(week(90, 0))), now),
+            (Some(0), true)
+        );
+        // Past the reading's reset the week starts over.
+        let next_week = at("2026-11-09T00:00:01Z");
+        assert_eq!(
+            account_gauges(&standing(Some(week(90, 0))), next_week),
+            (Some(90), false)
+        );
+        let mut held = standing(Some(week(10, 80)));
+        held.hold_until = Some(now + TimeDelta::hours(3));
+        assert_eq!(account_gauges(&held, now), (Some(80), true));
+        assert_eq!(
+            account_gauges(&held, now + TimeDelta::hours(4)),
+            (Some(80), false)
+        );
+        let mut blocked = standing(None);
+        blocked.blocked_until = Some(now + TimeDelta::days(2));
+        assert_eq!(account_gauges(&blocked, now), (None, true));
+    }
+
+    #[test]
+    fn the_outbox_age_is_that_of_its_oldest_due_row() {
+        let now = at("2026-11-05T12:00:00Z");
+        assert_eq!(outbox_age(None, now), Duration::ZERO);
+        assert_eq!(
+            outbox_age(Some(now - TimeDelta::seconds(90)), now),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            outbox_age(Some(now + TimeDelta::seconds(5)), now),
+            Duration::ZERO
+        );
+    }
+}
