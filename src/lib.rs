@@ -16,5 +16,6 @@ pub mod retry;
 pub mod secret;
 pub mod signature;
 pub mod sim;
+pub mod status;
 pub mod store;
 pub mod worker;
