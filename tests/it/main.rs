@@ -12,5 +12,6 @@ mod hubspot;
 mod pipeline;
 mod properties;
 mod salesforce;
+mod status;
 mod store;
 mod workers;
