@@ -1,8 +1,8 @@
 //! The front page: the API key's and the CRMs' pauses as banners, each account's week, holds,
 //! day and backlog, and what needs an operator (failed jobs, parked writebacks).
 
-use super::layout::{self, Page};
-use super::login::{LastFlash, SignedIn};
+use super::layout::{self, LastFlash, Page};
+use super::login::SignedIn;
 use super::{StatusError, StatusState, jobs};
 use crate::account::policy::{AccountPolicy, AccountsConfig};
 use crate::job::Status;

@@ -1,8 +1,8 @@
 //! Jobs: the list, filtered by a GET form (status, account, record), newest first, and a
 //! page per job with its history as a timeline and its writebacks.
 
-use super::layout::{self, Page};
-use super::login::{LastFlash, SignedIn};
+use super::layout::{self, LastFlash, Page};
+use super::login::SignedIn;
 use super::{StatusError, StatusState};
 use crate::account::policy::AccountsConfig;
 use crate::job::{Job, Status};

@@ -2,6 +2,8 @@
 //! leaves for the next page, and how times are written (in the account's time zone, with
 //! its name, and how far away they are).
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
@@ -171,6 +173,17 @@ impl Flash {
             .build();
         append_cookie(&mut response, &flash);
         response
+    }
+}
+
+/// The flash an action left for this page, if any.
+pub struct LastFlash(pub Option<Flash>);
+
+impl<T: Send + Sync> FromRequestParts<T> for LastFlash {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &T) -> Result<Self, Self::Rejection> {
+        Ok(LastFlash(Flash::read(&parts.headers)))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Signing in with the admin token and out again, and the extractor that lets only a valid
 //! session through to the pages.
 
-use super::layout::{self, Flash, Page};
+use super::layout::{self, Flash, LastFlash, Page};
 use super::session::{self, Session};
 use super::{StatusError, StatusState};
 use crate::queue::Queue;
@@ -56,17 +56,6 @@ impl<Q: Queue, S: Store> FromRequestParts<Arc<StatusState<Q, S>>> for SignedIn {
             csrf: session.csrf(token),
             session,
         })
-    }
-}
-
-/// The flash an action left for this page, if any.
-pub struct LastFlash(pub Option<Flash>);
-
-impl<T: Send + Sync> FromRequestParts<T> for LastFlash {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &T) -> Result<Self, Self::Rejection> {
-        Ok(LastFlash(Flash::read(&parts.headers)))
     }
 }
 

@@ -422,24 +422,14 @@ async fn an_operator_signs_in_in_a_browser_sees_the_week_and_retries_a_parked_wr
             .ends_with("/status/login")
     );
     // A wrong token is refused, and no cookie is set.
-    b.client
-        .find(fantoccini::Locator::Css("#token"))
-        .await?
-        .send_keys("wrong-token")
-        .await?;
+    b.type_into("#token", "wrong-token").await;
     b.click("form.login button").await;
-    assert!(
-        b.page_text().await.contains("That is not the admin token."),
-        "{}",
-        b.page_text().await
-    );
+    let refused = b.text("form.login p.flash.refused").await;
+    assert_eq!(refused, "That is not the admin token.");
     assert!(b.client.get_all_cookies().await?.is_empty());
-    b.client
-        .find(fantoccini::Locator::Css("#token"))
-        .await?
-        .send_keys(ADMIN_TOKEN)
-        .await?;
+    b.type_into("#token", ADMIN_TOKEN).await;
     b.click("form.login button").await;
+    b.text("section.accounts").await;
     assert_eq!(b.client.current_url().await?.path(), "/status");
     let session = b.client.get_named_cookie("leadlink_session").await?;
     assert_eq!(session.http_only(), Some(true));
@@ -469,6 +459,7 @@ async fn an_operator_signs_in_in_a_browser_sees_the_week_and_retries_a_parked_wr
 
     // The job list, then the job's page with its history.
     b.click(r#"nav a[href="/status/jobs"]"#).await;
+    b.text("form.filters").await;
     assert!(b.text("table.jobs").await.contains("crm-browser"));
     b.screenshot(shots.as_deref(), "status-jobs", 1280).await;
     b.click(&format!(r#"table.jobs a[href="/status/jobs/{id}"]"#))

@@ -4,6 +4,7 @@
 
 use super::process::{Process, free_port};
 use super::{WAIT, eventually};
+use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -75,15 +76,20 @@ impl Browser {
         }
     }
 
-    /// The text of the first element matching the CSS selector.
-    pub async fn text(&self, css: &str) -> String {
+    /// The first element matching the CSS selector, once there is one: a click's
+    /// navigation may still be under way, so a selector that only the next page matches
+    /// waits for that page.
+    pub async fn find(&self, css: &str) -> Element {
         self.client
-            .find(Locator::Css(css))
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
-            .text()
-            .await
-            .unwrap()
+            .unwrap_or_else(|e| panic!("no {css} on the page within {WAIT:?}: {e}"))
+    }
+
+    pub async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.unwrap()
     }
 
     /// The whole page's visible text.
@@ -91,14 +97,12 @@ impl Browser {
         self.text("body").await
     }
 
+    pub async fn type_into(&self, css: &str, text: &str) {
+        self.find(css).await.send_keys(text).await.unwrap();
+    }
+
     pub async fn click(&self, css: &str) {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
-            .click()
-            .await
-            .unwrap();
+        self.find(css).await.click().await.unwrap();
     }
 
     /// Saves the whole page at `width` as `name`.png in `dir`, when a directory is given:
