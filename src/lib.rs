@@ -16,6 +16,7 @@ pub mod retry;
 pub mod secret;
 pub mod signature;
 pub mod sim;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod worker;

@@ -5,7 +5,7 @@
 //! so the scheduler can park each one until its own turn instead of waking them all at once.
 
 use super::next_weekly_reset;
-use super::pacing::{AccountFacts, Decision, decide, jitter_sample, sends_on_local_day};
+use super::pacing::{AccountFacts, Decision, decide, jitter_sample, local_day, sends_on_local_day};
 use super::policy::AccountPolicy;
 use super::quota::{Quota, QuotaSource};
 use super::window::local_date;
@@ -50,7 +50,11 @@ pub fn projected_sends(
                 } else {
                     0
                 };
-                facts.sends_today = earlier + sends_on_local_day(policy, t, sends.iter().copied());
+                // Sends only move forward in time, so the day's are the last ones: counting
+                // only those keeps the projection of a long backlog linear.
+                let (day_start, _) = local_day(policy, t);
+                let recent = sends.iter().rev().take_while(|s| **s >= day_start).copied();
+                facts.sends_today = earlier + sends_on_local_day(policy, t, recent);
             }
             Decision::Paused { .. } => break,
         }

@@ -3,19 +3,17 @@
 
 use super::{load_quietly, open_store, print_json};
 use crate::connectsafely;
-use crate::store::{AccountStore, CrmPauseStore};
+use crate::store::Overview;
 use serde_json::json;
 use std::path::Path;
 
 pub async fn local(config_path: Option<&Path>) -> anyhow::Result<()> {
     let (config, store) = open_store(config_path).await?;
-    let accounts = store.accounts(&config.accounts, chrono::Utc::now()).await?;
-    let key = store.key_pause().await?;
-    let crms = store.crm_pauses().await?;
+    let overview = Overview::read(&store, &config.accounts, chrono::Utc::now()).await?;
     print_json(json!({
-        "accounts": accounts,
-        "apiKeyPaused": key.map(|k| k.reason),
-        "pausedCrms": crms,
+        "accounts": overview.accounts,
+        "apiKeyPaused": overview.key_pause.map(|k| k.reason),
+        "pausedCrms": overview.crm_pauses,
     }))
 }
 

@@ -281,6 +281,12 @@ pub fn router<Q: Queue, S: Store>(state: Arc<IngestState<Q, S>>) -> Router {
         .route("/admin/jobs/{id}", get(admin::show_job::<Q, S>))
         .route("/admin/accounts", get(admin::accounts::<Q, S>))
         .route("/admin/stats", get(admin::stats::<Q, S>))
+        .merge(crate::status::router(crate::status::StatusState {
+            admin_token: state.config.server.admin_token.clone(),
+            accounts: state.config.accounts.clone(),
+            store: state.store.clone(),
+            queue: state.queue.clone(),
+        }))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(request_span))
         .with_state(state)

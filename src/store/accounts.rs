@@ -1,5 +1,6 @@
 //! What the API told us about accounts (holds, rate-limit headers) and about the key.
 
+use super::crm_pauses::{CrmPause, CrmPauseStore};
 use super::jobs::{AccountHold, SendSlot};
 use super::outbox::OutboxMessage;
 use super::send_gate::{self, AccountReading, SendGate};
@@ -7,6 +8,7 @@ use super::waits;
 use super::{PgStore, StoreError};
 use crate::account::pacing::{self, Decision};
 use crate::account::policy::{AccountPolicy, AccountsConfig};
+use crate::account::projection::projected_sends;
 use crate::account::quota::{Quota, QuotaSource};
 use crate::account::window;
 use crate::connectsafely::RateLimit;
@@ -56,8 +58,14 @@ pub struct AccountSummary {
     pub disabled: Option<String>,
     pub hold_until: Option<DateTime<Utc>>,
     pub blocked_until: Option<DateTime<Utc>>,
+    /// Why ConnectSafely holds the account (its 429), while `hold_until` or `blocked_until`
+    /// lies ahead.
+    pub hold_reason: Option<String>,
     pub limit: Option<u32>,
     pub used: Option<u32>,
+    /// leadlink's own sends in the week the quota reading describes (the seven days before
+    /// its reset), so that `used` can be split into ours and other tools'.
+    pub used_by_leadlink: Option<u32>,
     pub remaining: Option<u32>,
     pub reset_at: Option<DateTime<Utc>>,
     /// When the week's numbers were read, and from where (`headers` or `endpoint`).
@@ -71,8 +79,37 @@ pub struct AccountSummary {
     pub next_send_reason: String,
     /// Jobs waiting to be sent from this account.
     pub backlog: i64,
+    /// When the backlog's last job would go if nothing changed (the paced turns the gate
+    /// gives them); `None` without a backlog, or while the account is paused.
+    pub backlog_eta: Option<DateTime<Utc>>,
     pub sending_job: Option<uuid::Uuid>,
 }
+
+/// What operators see: every account, and whether the key or a CRM is paused
+/// (`leadlink accounts`, the status page).
+#[derive(Debug, Clone)]
+pub struct Overview {
+    pub accounts: Vec<AccountSummary>,
+    pub key_pause: Option<KeyPause>,
+    pub crm_pauses: Vec<CrmPause>,
+}
+
+impl Overview {
+    pub async fn read<S: AccountStore + CrmPauseStore>(
+        store: &S,
+        config: &AccountsConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Overview, StoreError> {
+        Ok(Overview {
+            accounts: store.accounts(config, now).await?,
+            key_pause: store.key_pause().await?,
+            crm_pauses: store.crm_pauses().await?,
+        })
+    }
+}
+
+/// ConnectSafely's week: its `used` counts the seven days before the reset.
+const WEEK: chrono::TimeDelta = chrono::TimeDelta::days(7);
 
 pub(super) async fn return_send_slot(
     tx: &mut sqlx::PgConnection,
@@ -306,18 +343,20 @@ impl AccountStore for PgStore {
         config: &AccountsConfig,
         now: DateTime<Utc>,
     ) -> Result<Vec<AccountSummary>, StoreError> {
-        let ids: Vec<(String, i64)> = sqlx::query_as(
+        let ids: Vec<(String, i64, Option<String>)> = sqlx::query_as(
             "WITH ids AS (SELECT account_id FROM accounts UNION SELECT account_id FROM account_limits \
                           UNION SELECT DISTINCT account_id FROM jobs) \
              SELECT ids.account_id, (SELECT count(*) FROM jobs j WHERE j.account_id = ids.account_id \
-                AND j.due_at IS NOT NULL) AS backlog FROM ids ORDER BY ids.account_id",
+                AND j.due_at IS NOT NULL) AS backlog, \
+                (SELECT a.reason FROM accounts a WHERE a.account_id = ids.account_id) AS hold_reason \
+             FROM ids ORDER BY ids.account_id",
 
             )
         .fetch_all(&self.pool)
         .await?;
         let mut conn = self.pool.acquire().await?;
         let mut summaries = Vec::with_capacity(ids.len());
-        for (account_id, backlog) in ids {
+        for (account_id, backlog, hold_reason) in ids {
             let policy = config.policy_for(&account_id);
             let known = send_gate::load(
                 &mut conn,
@@ -338,6 +377,28 @@ impl AccountStore for PgStore {
                 Decision::Paused { reason } => (None, reason),
             };
             let quota = facts.quota.as_ref();
+            let used_by_leadlink = match quota {
+                Some(q) => {
+                    let ours = sqlx::query_scalar!(
+                        r#"SELECT count(*) AS "ours!" FROM account_sends
+                           WHERE account_id = $1 AND at >= $2 AND at < $3"#,
+                        account_id,
+                        q.reset_at - WEEK,
+                        q.reset_at
+                    )
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    Some(u32::try_from(ours).unwrap_or(u32::MAX))
+                }
+                None => None,
+            };
+            let waiting = usize::try_from(backlog).unwrap_or(0);
+            let turns = projected_sends(&account_id, &policy, facts, now, waiting);
+            let backlog_eta = turns.last().copied().filter(|_| turns.len() == waiting);
+            let held = [facts.hold_until, facts.blocked_until]
+                .into_iter()
+                .flatten()
+                .any(|until| until > now);
             summaries.push(AccountSummary {
                 paused: policy.paused,
                 disabled: facts.disabled.clone(),
@@ -358,9 +419,12 @@ impl AccountStore for PgStore {
                 next_send_at,
                 next_send_reason,
                 backlog,
+                backlog_eta,
                 sending_job: known
                     .sending_job
                     .filter(|_| known.sending_until.is_some_and(|t| t > now)),
+                hold_reason: hold_reason.filter(|_| held),
+                used_by_leadlink,
                 account_id,
             });
         }

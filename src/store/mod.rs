@@ -13,7 +13,7 @@ mod send_gate;
 mod waits;
 mod writebacks;
 
-pub use accounts::{AccountStanding, AccountStore, AccountSummary, KeyPause};
+pub use accounts::{AccountStanding, AccountStore, AccountSummary, KeyPause, Overview};
 pub use api_calls::ApiBudgetStore;
 pub use config::DatabaseConfig;
 pub use crm_pauses::{CrmPause, CrmPauseStore};
@@ -25,7 +25,7 @@ pub use outbox::{OutboxMessage, OutboxStore};
 pub use send_gate::{AccountReading, Facts, GateWait, SendGate};
 pub use waits::{Wait, WaitStore, Waiting};
 pub use writebacks::{
-    WritebackClaim, WritebackResult, WritebackRow, WritebackStore, WritebackWork,
+    ParkedWriteback, WritebackClaim, WritebackResult, WritebackRow, WritebackStore, WritebackWork,
 };
 
 use crate::job::Status;

@@ -4,6 +4,7 @@
 
 use super::outbox::{self, OutboxMessage};
 use super::{PgStore, StoreError, record_event};
+use crate::account::AccountId;
 use crate::job::{Job, Source, WritebackTarget};
 use crate::queue::{Message, Topic};
 use chrono::{DateTime, Utc};
@@ -23,6 +24,15 @@ pub struct WritebackRow {
     pub last_error: Option<String>,
     pub next_attempt_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// A writeback refused for good, with its job: what an operator may retry.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ParkedWriteback {
+    pub job_id: Uuid,
+    pub account_id: AccountId,
+    #[sqlx(flatten)]
+    pub writeback: WritebackRow,
 }
 
 /// A writeback this worker may deliver now.
@@ -91,6 +101,21 @@ pub trait WritebackStore {
         result: &WritebackResult,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Parked writebacks, the most recently parked first.
+    fn parked_writebacks(
+        &self,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<ParkedWriteback>, StoreError>> + Send;
+
+    /// The operator's retry of one parked writeback: pending again and due now, with its
+    /// job's id and the message to publish. Refused, changing nothing, when it is not parked
+    /// or when a newer change of its record has been delivered since.
+    fn retry_writeback(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(Uuid, Vec<OutboxMessage>), StoreError>> + Send;
 }
 
 impl WritebackStore for PgStore {
@@ -225,6 +250,38 @@ impl WritebackStore for PgStore {
         tx.commit().await?;
         Ok(())
     }
+
+    async fn parked_writebacks(&self, limit: i64) -> Result<Vec<ParkedWriteback>, StoreError> {
+        Ok(sqlx::query_as::<_, ParkedWriteback>(
+            "SELECT w.job_id, j.account_id, w.id, w.target, r.record_id, w.sequence, w.state, \
+             w.attempts, w.last_error, w.next_attempt_at, w.delivered_at \
+             FROM writebacks w JOIN job_records r ON r.id = w.job_record_id \
+             JOIN jobs j ON j.id = w.job_id \
+             WHERE w.state = 'parked' ORDER BY w.next_attempt_at DESC, w.id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn retry_writeback(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(Uuid, Vec<OutboxMessage>), StoreError> {
+        let (job_id, publish) = self.rearm(Parked::One(id), now).await?;
+        match job_id {
+            Some(job_id) => Ok((job_id, publish)),
+            None => Err(self.why_not_rearmed(id).await?),
+        }
+    }
+}
+
+/// Which parked writebacks an operator's retry re-arms.
+#[derive(Debug, Clone, Copy)]
+enum Parked {
+    OfJob(Uuid),
+    One(i64),
 }
 
 /// A claimed writeback with the record it is for.
@@ -424,33 +481,52 @@ impl PgStore {
         .await?)
     }
 
-    /// Re-arms parked writebacks newer than the last delivered change of their record; older
-    /// ones stay parked, since an older state must never reach the CRM after a newer one.
+    /// Re-arms the job's parked writebacks (see [`PgStore::rearm`]).
     pub(super) async fn rearm_parked_writebacks(
         &self,
         job_id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
+        Ok(self.rearm(Parked::OfJob(job_id), now).await?.1)
+    }
+
+    /// Re-arms parked writebacks newer than the last delivered change of their record; older
+    /// ones stay parked, since an older state must never reach the CRM after a newer one.
+    /// Returns the job whose writebacks were re-armed, if any were.
+    async fn rearm(
+        &self,
+        which: Parked,
+        now: DateTime<Utc>,
+    ) -> Result<(Option<Uuid>, Vec<OutboxMessage>), StoreError> {
+        let (job_id, id) = match which {
+            Parked::OfJob(job_id) => (Some(job_id), None),
+            Parked::One(id) => (None, Some(id)),
+        };
         let mut tx = self.pool.begin().await?;
-        let ids: Vec<i64> = sqlx::query_scalar!(
+        let rearmed = sqlx::query!(
             "UPDATE writebacks w SET state = 'pending', attempts = 0, failing_since = NULL, \
-             next_attempt_at = $2 \
-             WHERE job_id = $1 AND state = 'parked' AND sequence > COALESCE((\
+             next_attempt_at = $3 \
+             WHERE ($1::uuid IS NULL OR job_id = $1) AND ($2::bigint IS NULL OR id = $2) \
+             AND state = 'parked' AND sequence > COALESCE((\
                SELECT max(d.sequence) FROM writebacks d WHERE d.job_record_id = w.job_record_id \
                AND d.target = w.target AND d.state = 'delivered'), 0) \
-             RETURNING id",
+             RETURNING id, job_id",
             job_id,
+            id,
             now
         )
         .fetch_all(&mut *tx)
         .await?;
         let mut publish = Vec::new();
-        for id in &ids {
+        for row in &rearmed {
             publish.push(
-                outbox::insert(&mut tx, Message::Writeback(*id), now + self.relay_grace).await?,
+                outbox::insert(&mut tx, Message::Writeback(row.id), now + self.relay_grace).await?,
             );
         }
-        if !ids.is_empty() {
+        // Both kinds of retry touch one job's writebacks.
+        let job_id = rearmed.first().map(|row| row.job_id);
+        if let Some(job_id) = job_id {
+            let ids: Vec<i64> = rearmed.iter().map(|row| row.id).collect();
             record_event(
                 &mut tx,
                 job_id,
@@ -462,6 +538,23 @@ impl PgStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(publish)
+        Ok((job_id, publish))
+    }
+
+    /// Why the retry of writeback `id` re-armed nothing.
+    async fn why_not_rearmed(&self, id: i64) -> Result<StoreError, StoreError> {
+        let state = sqlx::query_scalar!("SELECT state FROM writebacks WHERE id = $1", id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match state.as_deref() {
+            None => StoreError::NotFound(format!("writeback {id}")),
+            Some("parked") => StoreError::Conflict(format!(
+                "writeback {id} stays parked: a newer change of its record has been delivered \
+                 since, and an older state must not overwrite it"
+            )),
+            Some(state) => StoreError::Conflict(format!(
+                "writeback {id} is {state}: only parked writebacks can be retried"
+            )),
+        })
     }
 }

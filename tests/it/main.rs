@@ -15,6 +15,7 @@ mod metrics;
 mod pipeline;
 mod properties;
 mod salesforce;
+mod status;
 mod store;
 mod telemetry;
 mod workers;

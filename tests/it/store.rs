@@ -12,6 +12,7 @@ use leadlink::store::{
     JobStore, NewJob, OutboxStore, PgStore, SendGate, SendStart, StoreError, Transition, WaitStore,
     WritebackClaim, WritebackResult, WritebackStore,
 };
+use serde_json::json;
 use uuid::Uuid;
 
 async fn store(env: &TestEnv) -> PgStore {
@@ -285,6 +286,92 @@ async fn retrying_parked_writebacks_never_sends_an_older_state_after_a_newer_one
     assert_eq!(rows[0].state, "parked", "{rows:?}");
     assert_eq!(rows[1].state, "delivered");
     assert_eq!(rows[2].state, "pending", "the retry's own change goes out");
+    env.cleanup().await;
+    Ok(())
+}
+
+/// Claims writeback `id` and records `result` for it.
+async fn settle_writeback(store: &PgStore, id: i64, result: WritebackResult, now: DateTime<Utc>) {
+    let WritebackClaim::Deliver(work) = store
+        .claim_writeback(id, Duration::seconds(5), now)
+        .await
+        .unwrap()
+    else {
+        panic!("writeback {id} not claimable")
+    };
+    store.writeback_done(&work, &result, now).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_writebacks_are_listed_and_retried_one_at_a_time() -> anyhow::Result<()> {
+    let env = TestEnv::new().await;
+    let store = store(&env).await;
+    let now = t0();
+    let id = new_job(&store, "park-one", now).await;
+    let parked = || WritebackResult::Parked {
+        reason: "HTTP 410".into(),
+    };
+    // queued (sequence 1) and failed (sequence 2) are both refused for good.
+    let queued = writeback_id(&store, id, 1).await;
+    settle_writeback(&store, queued, parked(), now).await;
+    store.claim(id, "w:1", Duration::seconds(5), now).await?;
+    store.transition(id, Some("w:1"), failed(), now).await?;
+    let failed_wb = writeback_id(&store, id, 2).await;
+    let later = now + Duration::seconds(1);
+    settle_writeback(&store, failed_wb, parked(), later).await;
+
+    let listed = store.parked_writebacks(10).await?;
+    let seen: Vec<(i64, Uuid, &str)> = listed
+        .iter()
+        .map(|p| (p.writeback.id, p.job_id, p.account_id.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [(failed_wb, id, "acc_1"), (queued, id, "acc_1")],
+        "the latest parked first"
+    );
+    assert_eq!(store.parked_writebacks(1).await?.len(), 1);
+
+    // The newest is re-armed alone, due now, with a line in the history.
+    let (job, publish) = store.retry_writeback(failed_wb, later).await?;
+    assert_eq!((job, publish.len()), (id, 1));
+    let rows = store.job(id).await?.unwrap();
+    let states: Vec<&str> = rows.writebacks.iter().map(|w| w.state.as_str()).collect();
+    assert_eq!(states, ["parked", "pending"]);
+    assert!(
+        rows.history
+            .iter()
+            .any(|e| e.kind == "operator" && e.detail["rearmedWritebacks"] == json!([failed_wb])),
+        "{:#?}",
+        rows.history
+    );
+    settle_writeback(&store, failed_wb, WritebackResult::Delivered, later).await;
+
+    // The older one must not overwrite it now; a delivered one and an unknown one are
+    // refused too, and nothing changes.
+    let older = store.retry_writeback(queued, later).await;
+    assert!(
+        matches!(&older, Err(StoreError::Conflict(why)) if why.contains("newer change")),
+        "{older:?}"
+    );
+    let delivered = store.retry_writeback(failed_wb, later).await;
+    assert!(
+        matches!(&delivered, Err(StoreError::Conflict(why)) if why.contains("is delivered")),
+        "{delivered:?}"
+    );
+    assert!(matches!(
+        store.retry_writeback(i64::MAX, later).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let states: Vec<String> = store
+        .job(id)
+        .await?
+        .unwrap()
+        .writebacks
+        .into_iter()
+        .map(|w| w.state)
+        .collect();
+    assert_eq!(states, ["parked", "delivered"]);
     env.cleanup().await;
     Ok(())
 }

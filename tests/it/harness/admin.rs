@@ -70,6 +70,7 @@ pub struct EventView {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WritebackView {
+    pub id: i64,
     pub target: String,
     pub sequence: i32,
     pub state: String,

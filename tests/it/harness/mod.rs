@@ -2,6 +2,7 @@
 //! and its own callback receiver, so tests run in parallel and repeatedly.
 
 pub mod admin;
+pub mod browser;
 pub mod fake_hubspot;
 pub mod fake_salesforce;
 pub mod logs;

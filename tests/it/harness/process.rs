@@ -43,12 +43,18 @@ pub fn spawn_with_config_file(
     for (key, value) in vars {
         command.env(key, value);
     }
-    Process(command.spawn().expect("leadlink binary starts"))
+    Process::from(command.spawn().expect("leadlink binary starts"))
 }
 
-/// A leadlink child process, killed and reaped when dropped: a failed assertion must not
-/// leave a process behind working on the test's queues.
+/// A child process (leadlink, or the browser's driver), killed and reaped when dropped: a
+/// failed assertion must not leave a process behind working on the test's queues.
 pub struct Process(Child);
+
+impl From<Child> for Process {
+    fn from(child: Child) -> Process {
+        Process(child)
+    }
+}
 
 impl Process {
     pub fn id(&self) -> u32 {
