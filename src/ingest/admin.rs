@@ -4,7 +4,7 @@ use super::{IngestError, IngestState};
 use crate::job::Status;
 use crate::queue::Queue;
 use crate::signature;
-use crate::store::{JobFilter, Store};
+use crate::store::{JobFilter, Overview, Store};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -87,16 +87,11 @@ pub async fn accounts<Q: Queue, S: Store>(
     headers: HeaderMap,
 ) -> Result<Json<Value>, IngestError> {
     authorize(&state, &headers)?;
-    let accounts = state
-        .store
-        .accounts(&state.config.accounts, chrono::Utc::now())
-        .await?;
-    let key = state.store.key_pause().await?;
-    let crms = state.store.crm_pauses().await?;
+    let overview = Overview::read(&state.store, &state.config.accounts, chrono::Utc::now()).await?;
     Ok(Json(json!({
-        "accounts": accounts,
-        "apiKey": key.map_or(json!({"paused": false}), |p| json!({"paused": true, "reason": p.reason, "since": p.since})),
-        "pausedCrms": crms,
+        "accounts": overview.accounts,
+        "apiKey": overview.key_pause.map_or(json!({"paused": false}), |p| json!({"paused": true, "reason": p.reason, "since": p.since})),
+        "pausedCrms": overview.crm_pauses,
     })))
 }
 

@@ -108,6 +108,9 @@ pub trait WritebackStore {
         limit: i64,
     ) -> impl Future<Output = Result<Vec<ParkedWriteback>, StoreError>> + Send;
 
+    /// How many writebacks are parked (a gauge: they wait for an operator).
+    fn parked_writeback_count(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
     /// The operator's retry of one parked writeback: pending again and due now, with its
     /// job's id and the message to publish. Refused, changing nothing, when it is not parked
     /// or when a newer change of its record has been delivered since.
@@ -261,6 +264,14 @@ impl WritebackStore for PgStore {
         )
         .bind(limit)
         .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn parked_writeback_count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM writebacks WHERE state = 'parked'"#
+        )
+        .fetch_one(&self.pool)
         .await?)
     }
 

@@ -21,6 +21,7 @@ pub const ACCOUNT_REMAINING: &str = "leadlink_account_remaining";
 pub const ACCOUNT_HELD: &str = "leadlink_account_held";
 pub const OUTBOX_OLDEST: &str = "leadlink_outbox_oldest_seconds";
 pub const API_KEY_PAUSED: &str = "leadlink_api_key_paused";
+pub const WRITEBACKS_PARKED: &str = "leadlink_writebacks_parked";
 pub const PUBLISH_DURATION: &str = "leadlink_publish_duration_seconds";
 
 /// ConnectSafely answers in tens of milliseconds to seconds; the client times out at 30 s.
@@ -140,6 +141,10 @@ pub fn api_key_paused(paused: bool) {
     gauge!(API_KEY_PAUSED).set(if paused { 1.0 } else { 0.0 });
 }
 
+pub fn writebacks_parked(count: i64) {
+    gauge!(WRITEBACKS_PARKED).set(count as f64);
+}
+
 /// The process's recorder, installed on first use: it is global, and tests start several
 /// services in one process.
 pub fn recorder() -> &'static PrometheusHandle {
@@ -200,6 +205,10 @@ fn describe() {
     describe_gauge!(
         API_KEY_PAUSED,
         "1 while ConnectSafely refuses the API key and nobody sends (whole deployment)"
+    );
+    describe_gauge!(
+        WRITEBACKS_PARKED,
+        "Writebacks parked until an operator retries them (whole deployment)"
     );
     describe_histogram!(
         PUBLISH_DURATION,

@@ -50,6 +50,7 @@ impl<S: Store> StoreGauges<S> {
         }
         metrics::outbox_oldest(outbox_age(self.store.oldest_due(now).await?, now));
         metrics::api_key_paused(self.store.key_pause().await?.is_some());
+        metrics::writebacks_parked(self.store.parked_writeback_count().await?);
         Ok(())
     }
 }

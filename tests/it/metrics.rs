@@ -114,6 +114,7 @@ async fn a_webhook_and_its_send_are_counted_with_their_labels() -> anyhow::Resul
         (r#"leadlink_account_held{account="acc_1"}"#, 0.0),
         ("leadlink_outbox_oldest_seconds", 0.0),
         ("leadlink_api_key_paused", 0.0),
+        ("leadlink_writebacks_parked", 0.0),
     ] {
         assert_eq!(value(&text, series), Some(expected), "{series} in:\n{text}");
     }

@@ -331,6 +331,11 @@ async fn parked_writebacks_are_listed_and_retried_one_at_a_time() -> anyhow::Res
         "the latest parked first"
     );
     assert_eq!(store.parked_writebacks(1).await?.len(), 1);
+    assert_eq!(
+        store.parked_writeback_count().await?,
+        2,
+        "the gauge's count"
+    );
 
     // The newest is re-armed alone, due now, with a line in the history.
     let (job, publish) = store.retry_writeback(failed_wb, later).await?;
@@ -338,6 +343,7 @@ async fn parked_writebacks_are_listed_and_retried_one_at_a_time() -> anyhow::Res
     let rows = store.job(id).await?.unwrap();
     let states: Vec<&str> = rows.writebacks.iter().map(|w| w.state.as_str()).collect();
     assert_eq!(states, ["parked", "pending"]);
+    assert_eq!(store.parked_writeback_count().await?, 1);
     assert!(
         rows.history
             .iter()
