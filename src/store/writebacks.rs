@@ -160,9 +160,29 @@ impl WritebackStore for PgStore {
         .execute(&mut *tx)
         .await?;
         if let Some(newer) = newer_job_on_record(&mut tx, &claimed).await? {
-            supersede(&mut tx, id, &claimed, newer, now).await?;
+            let reason = format!(
+                "superseded by job {newer}, which has record {} since",
+                claimed.record_id
+            );
+            supersede(&mut tx, id, &claimed, &reason, now).await?;
             tx.commit().await?;
             return Ok(WritebackClaim::Superseded(claimed.target));
+        }
+        // Only an operator's retry of a parked change can find a newer one of its own job
+        // delivered or under way: it must not land after it.
+        match newer_change_of_job(&mut tx, &claimed, now).await? {
+            Some(NewerChange::Delivered(sequence)) => {
+                let reason = format!("superseded by change #{sequence}, delivered since");
+                supersede(&mut tx, id, &claimed, &reason, now).await?;
+                tx.commit().await?;
+                return Ok(WritebackClaim::Superseded(claimed.target));
+            }
+            Some(NewerChange::UnderWay(lease_until)) => {
+                defer_claim(&mut tx, id, lease_until + chrono::Duration::seconds(1)).await?;
+                tx.commit().await?;
+                return Ok(WritebackClaim::Deferred);
+            }
+            None => {}
         }
         if let Some(after) = must_wait_until(&mut tx, &claimed, now).await? {
             // Keep the CRM's view in order: go out just after the older change does.
@@ -237,6 +257,9 @@ impl WritebackStore for PgStore {
             return Ok(());
         }
         outbox::delete_for(&mut tx, Message::Writeback(work.id)).await?;
+        if state == "delivered" {
+            supersede_parked_before(&mut tx, work).await?;
+        }
         if state == "pending" {
             outbox::insert(&mut tx, Message::Writeback(work.id), next).await?;
         }
@@ -328,18 +351,45 @@ async fn newer_job_on_record(
     .await?)
 }
 
+/// A later change of the same job, record and target than a claimed writeback's.
+enum NewerChange {
+    /// Delivered, with its sequence: the claimed one would overwrite it.
+    Delivered(i32),
+    /// Its call is under way until the lease ends.
+    UnderWay(DateTime<Utc>),
+}
+
+async fn newer_change_of_job(
+    tx: &mut sqlx::PgConnection,
+    c: &Claimed,
+    now: DateTime<Utc>,
+) -> Result<Option<NewerChange>, StoreError> {
+    let newer = sqlx::query!(
+        "SELECT sequence, state, lease_until FROM writebacks \
+         WHERE job_record_id = $1 AND target = $2 AND sequence > $3 \
+         AND (state = 'delivered' OR (state = 'pending' AND lease_until > $4)) \
+         ORDER BY (state = 'delivered') DESC, sequence DESC LIMIT 1",
+        c.job_record_id,
+        c.target as _,
+        c.sequence,
+        now
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(newer.map(|row| match row.lease_until {
+        Some(until) if row.state == "pending" => NewerChange::UnderWay(until),
+        _ => NewerChange::Delivered(row.sequence),
+    }))
+}
+
 /// Ends a claimed writeback unsent, with a line in its job's history.
 async fn supersede(
     tx: &mut sqlx::PgConnection,
     id: i64,
     c: &Claimed,
-    newer: Uuid,
+    reason: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let reason = format!(
-        "superseded by job {newer}, which has record {} since",
-        c.record_id
-    );
     sqlx::query!(
         "UPDATE writebacks SET state = 'superseded', lease_until = NULL, attempts = attempts - 1, \
          last_error = $2 WHERE id = $1",
@@ -356,9 +406,35 @@ async fn supersede(
         "writeback",
         None,
         json!({"target": c.target, "recordId": c.record_id, "sequence": c.sequence,
-               "result": "superseded", "by": newer, "error": reason}),
+               "result": "superseded", "error": reason}),
     )
     .await
+}
+
+/// The record's parked changes older than one just delivered can never be retried (an
+/// older state must not overwrite a newer one): they end superseded, so neither the
+/// operator's list nor the parked gauge keeps them.
+async fn supersede_parked_before(
+    tx: &mut sqlx::PgConnection,
+    delivered: &WritebackWork,
+) -> Result<(), StoreError> {
+    let reason = format!(
+        "superseded: change #{} of job {} reached the record since",
+        delivered.sequence, delivered.job_id
+    );
+    sqlx::query!(
+        "UPDATE writebacks o SET state = 'superseded', \
+         last_error = COALESCE(o.last_error || '; ', '') || $2 \
+         FROM job_records r, writebacks mine JOIN job_records mr ON mr.id = mine.job_record_id \
+         WHERE mine.id = $1 AND r.id = o.job_record_id AND r.source = mr.source \
+         AND r.record_id = mr.record_id AND o.target = mine.target AND o.state = 'parked' \
+         AND (r.id < mr.id OR (r.id = mr.id AND o.sequence < mine.sequence))",
+        delivered.id,
+        reason
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// When this writeback may go instead, if something must reach the record before it: an
@@ -501,8 +577,9 @@ impl PgStore {
         Ok(self.rearm(Parked::OfJob(job_id), now).await?.1)
     }
 
-    /// Re-arms parked writebacks newer than the last delivered change of their record; older
-    /// ones stay parked, since an older state must never reach the CRM after a newer one.
+    /// Re-arms parked writebacks newer than the last delivered change of their record (an
+    /// older one is superseded when the newer is delivered; the guard covers the rest), since
+    /// an older state must never reach the CRM after a newer one.
     /// Returns the job whose writebacks were re-armed, if any were.
     async fn rearm(
         &self,
@@ -562,6 +639,10 @@ impl PgStore {
             Some("parked") => StoreError::Conflict(format!(
                 "writeback {id} stays parked: a newer change of its record has been delivered \
                  since, and an older state must not overwrite it"
+            )),
+            Some("superseded") => StoreError::Conflict(format!(
+                "writeback {id} is superseded: a newer change of its record reached the CRM, \
+                 and an older state must not overwrite it"
             )),
             Some(state) => StoreError::Conflict(format!(
                 "writeback {id} is {state}: only parked writebacks can be retried"

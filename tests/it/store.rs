@@ -279,13 +279,71 @@ async fn retrying_parked_writebacks_never_sends_an_older_state_after_a_newer_one
     store
         .writeback_done(&failed_wb, &WritebackResult::Delivered, now)
         .await?;
-    // An operator retry re-queues the job; the parked "queued" from before stays parked,
-    // because "failed" (newer) was already delivered.
+    // "failed" (newer) was delivered, so the parked "queued" from before can never go: it
+    // is superseded, and an operator retry of the job leaves it so.
     store.retry_job(id, now + Duration::seconds(1)).await?;
     let rows = store.job(id).await?.unwrap().writebacks;
-    assert_eq!(rows[0].state, "parked", "{rows:?}");
+    assert_eq!(rows[0].state, "superseded", "{rows:?}");
     assert_eq!(rows[1].state, "delivered");
     assert_eq!(rows[2].state, "pending", "the retry's own change goes out");
+    env.cleanup().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_parked_change_waits_for_a_newer_one_under_way_and_never_lands_after_it()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await;
+    let store = store(&env).await;
+    let now = t0();
+    let lease = Duration::seconds(5);
+    let id = new_job(&store, "rearm-race", now).await;
+    let queued = writeback_id(&store, id, 1).await;
+    settle_writeback(
+        &store,
+        queued,
+        WritebackResult::Parked {
+            reason: "HTTP 400".into(),
+        },
+        now,
+    )
+    .await;
+    store.claim(id, "w:1", lease, now).await?;
+    store.transition(id, Some("w:1"), failed(), now).await?;
+    let failed_wb = writeback_id(&store, id, 2).await;
+    // The newer change's call is under way when the operator retries the older one.
+    let WritebackClaim::Deliver(in_flight) = store.claim_writeback(failed_wb, lease, now).await?
+    else {
+        panic!("the newer change is claimable")
+    };
+    store.retry_writeback(queued, now).await?;
+    assert!(
+        matches!(
+            store.claim_writeback(queued, lease, now).await?,
+            WritebackClaim::Deferred
+        ),
+        "the older change waits for the newer one's call"
+    );
+    store
+        .writeback_done(&in_flight, &WritebackResult::Delivered, now)
+        .await?;
+    let after_lease = now + lease + Duration::seconds(2);
+    assert!(
+        matches!(
+            store.claim_writeback(queued, lease, after_lease).await?,
+            WritebackClaim::Superseded(_)
+        ),
+        "delivered after the newer one, it would overwrite it"
+    );
+    let states: Vec<String> = store
+        .job(id)
+        .await?
+        .unwrap()
+        .writebacks
+        .into_iter()
+        .map(|w| w.state)
+        .collect();
+    assert_eq!(states, ["superseded", "delivered"]);
     env.cleanup().await;
     Ok(())
 }
@@ -352,6 +410,11 @@ async fn parked_writebacks_are_listed_and_retried_one_at_a_time() -> anyhow::Res
         rows.history
     );
     settle_writeback(&store, failed_wb, WritebackResult::Delivered, later).await;
+    assert_eq!(
+        store.parked_writeback_count().await?,
+        0,
+        "the older one can never go now: superseded, not parked"
+    );
 
     // The older one must not overwrite it now; a delivered one and an unknown one are
     // refused too, and nothing changes.
@@ -377,7 +440,7 @@ async fn parked_writebacks_are_listed_and_retried_one_at_a_time() -> anyhow::Res
         .into_iter()
         .map(|w| w.state)
         .collect();
-    assert_eq!(states, ["parked", "delivered"]);
+    assert_eq!(states, ["superseded", "delivered"]);
     env.cleanup().await;
     Ok(())
 }
