@@ -15,10 +15,11 @@ use crate::queue::Queue;
 use crate::secret::Secret;
 use crate::store::{Store, StoreError};
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use std::sync::Arc;
 
 /// What the status page needs: the admin token it signs sessions with, the accounts' rules
@@ -88,9 +89,10 @@ pub fn router<Q: Queue, S: Store, T>(state: StatusState<Q, S>) -> Router<T>
 where
     T: Clone + Send + Sync + 'static,
 {
+    let state = Arc::new(state);
     Router::new()
         .route("/status", get(accounts::page::<Q, S>))
-        .route(layout::CSS_PATH, get(stylesheet::<Q, S>))
+        .route(layout::CSS_PATH, get(stylesheet))
         .route(
             login::PATH,
             get(login::form::<Q, S>).post(login::sign_in::<Q, S>),
@@ -107,20 +109,38 @@ where
             "/status/writebacks/{id}/retry",
             post(actions::retry_writeback::<Q, S>),
         )
+        // Unknown paths under /status pass the same gate: 403 while disabled, else 404.
+        .route("/status/{*rest}", any(unknown_page))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_enabled::<Q, S>,
+        ))
         .layer(axum::middleware::map_response(protect))
-        .with_state(Arc::new(state))
+        .with_state(state)
 }
 
-async fn stylesheet<Q: Queue, S: Store>(
+/// Disabled means every /status path answers 403, before any form or path is read.
+async fn require_enabled<Q: Queue, S: Store>(
     State(state): State<Arc<StatusState<Q, S>>>,
-) -> Result<Response, StatusError> {
-    // Disabled means every /status path, the stylesheet too.
-    state.token()?;
-    Ok((
+    request: Request,
+    next: Next,
+) -> Response {
+    match state.token() {
+        Ok(_) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn unknown_page() -> StatusError {
+    StatusError::NotFound("no such status page".into())
+}
+
+async fn stylesheet() -> Response {
+    (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
         layout::CSS,
     )
-        .into_response())
+        .into_response()
 }
 
 /// Pages about jobs and tokens are not cached, framed or given scripts: the policy allows

@@ -13,6 +13,9 @@ use tokio::time::Instant;
 /// Scrapes closer together than this see the same reading.
 pub const FRESH_FOR: Duration = Duration::from_secs(5);
 
+/// Longest a scrape waits for the store; Prometheus' default scrape timeout is 10 s.
+const READ_TIMEOUT: Duration = Duration::from_secs(3);
+
 pub struct StoreGauges<S> {
     store: S,
     /// When the gauges were last read; held across a read, so concurrent scrapes share it.
@@ -34,9 +37,14 @@ impl<S: Store> StoreGauges<S> {
         if read_at.is_some_and(|at| at.elapsed() < FRESH_FOR) {
             return;
         }
-        match self.read(Utc::now()).await {
-            Ok(()) => *read_at = Some(Instant::now()),
-            Err(error) => tracing::warn!(%error, "could not read the store gauges"),
+        // A slow database must not take the counters' scrape down with it.
+        match tokio::time::timeout(READ_TIMEOUT, self.read(Utc::now())).await {
+            Ok(Ok(())) => *read_at = Some(Instant::now()),
+            Ok(Err(error)) => tracing::warn!(%error, "could not read the store gauges"),
+            Err(_) => tracing::warn!(
+                timeout = ?READ_TIMEOUT,
+                "the store gauges took too long; the scrape shows the last reading"
+            ),
         }
     }
 

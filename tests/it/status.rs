@@ -122,9 +122,15 @@ async fn without_an_admin_token_every_status_path_answers_403() -> anyhow::Resul
         "/status/status.css",
         "/status/jobs",
         "/status/jobs/0193a5b0-0000-7000-8000-000000000000",
+        "/status/no-such-page",
     ] {
         let response = http.get(app.url(path)).send().await?;
         assert_eq!(response.status(), 403, "GET {path}");
+    }
+    // Refused before the body is read: no form at all gets 403 too, not 415.
+    for path in ["/status/login", "/status/logout", "/status/jobs/x/cancel"] {
+        let response = http.post(app.url(path)).body("{}").send().await?;
+        assert_eq!(response.status(), 403, "POST {path} without a form");
     }
     for path in ["/status/login", "/status/writebacks/1/retry"] {
         let response = http
