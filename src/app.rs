@@ -149,7 +149,7 @@ fn metrics_router(config: &Config, store: &PgStore) -> axum::Router {
         gauges: config
             .metrics
             .store_gauges
-            .then(|| StoreGauges::new(store.clone())),
+            .then(|| StoreGauges::new(store.clone(), config.accounts.clone())),
     }))
 }
 

@@ -44,6 +44,8 @@ pub struct AccountStanding {
     pub hold_until: Option<DateTime<Utc>>,
     pub blocked_until: Option<DateTime<Utc>>,
     pub quota: Option<Quota>,
+    /// Our sends after the quota was read, which the reading does not count yet.
+    pub sends_since_reading: u32,
 }
 
 /// One account as shown to operators: its week, holds and pauses, today's sends, when it
@@ -451,6 +453,7 @@ impl AccountStore for PgStore {
                     hold_until,
                     blocked_until,
                     quota: None,
+                    sends_since_reading: 0,
                 },
             );
         }
@@ -464,8 +467,21 @@ impl AccountStore for PgStore {
                     hold_until: None,
                     blocked_until: None,
                     quota: None,
+                    sends_since_reading: 0,
                 })
                 .quota = quota;
+        }
+        let since: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT l.account_id, count(*) FROM account_limits l \
+             JOIN account_sends s ON s.account_id = l.account_id AND s.at > l.observed_at \
+             WHERE l.action = 'CONNECT' GROUP BY l.account_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for (account_id, sends) in since {
+            if let Some(standing) = standings.get_mut(&account_id) {
+                standing.sends_since_reading = u32::try_from(sends).unwrap_or(u32::MAX);
+            }
         }
         Ok(standings.into_values().collect())
     }

@@ -3,6 +3,7 @@
 //! [`FRESH_FOR`], with aggregate reads only.
 
 use super::metrics;
+use crate::account::policy::AccountsConfig;
 use crate::account::quota;
 use crate::store::{AccountStanding, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -18,14 +19,17 @@ const READ_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub struct StoreGauges<S> {
     store: S,
+    /// The accounts' reserves, which the held gauge counts as the gate does.
+    accounts: AccountsConfig,
     /// When the gauges were last read; held across a read, so concurrent scrapes share it.
     read_at: Mutex<Option<Instant>>,
 }
 
 impl<S: Store> StoreGauges<S> {
-    pub fn new(store: S) -> StoreGauges<S> {
+    pub fn new(store: S, accounts: AccountsConfig) -> StoreGauges<S> {
         StoreGauges {
             store,
+            accounts,
             read_at: Mutex::new(None),
         }
     }
@@ -53,7 +57,8 @@ impl<S: Store> StoreGauges<S> {
             metrics::jobs(status, count);
         }
         for standing in self.store.account_standings().await? {
-            let (remaining, held) = account_gauges(&standing, now);
+            let reserve = self.accounts.policy_for(&standing.account_id).reserve;
+            let (remaining, held) = account_gauges(&standing, reserve, now);
             metrics::account(&standing.account_id, remaining, held);
         }
         metrics::outbox_oldest(outbox_age(self.store.oldest_due(now).await?, now));
@@ -65,8 +70,13 @@ impl<S: Store> StoreGauges<S> {
 
 /// The requests left in the account's week as last read (after the reading's reset the new
 /// week's limit, since `used` starts again from 0), and whether it is held: on hold, blocked
-/// until its week ends, or with nothing left this week.
-pub fn account_gauges(standing: &AccountStanding, now: DateTime<Utc>) -> (Option<i64>, bool) {
+/// until its week ends, or with nothing left for us this week (after the account's
+/// `reserve` and our sends since the reading, as the gate counts).
+pub fn account_gauges(
+    standing: &AccountStanding,
+    reserve: u32,
+    now: DateTime<Utc>,
+) -> (Option<i64>, bool) {
     let remaining = standing.quota.as_ref().map(|q| {
         if q.is_current(now) {
             quota::remaining_for_us(q, 0, 0)
@@ -78,7 +88,13 @@ pub fn account_gauges(standing: &AccountStanding, now: DateTime<Utc>) -> (Option
         .into_iter()
         .flatten()
         .any(|until| until > now);
-    let spent = quota::spent_until(standing.quota.as_ref(), 0, 0, now).is_some();
+    let spent = quota::spent_until(
+        standing.quota.as_ref(),
+        reserve,
+        standing.sends_since_reading,
+        now,
+    )
+    .is_some();
     (remaining, on_hold || spent)
 }
 
@@ -105,6 +121,7 @@ mod tests {
             hold_until: None,
             blocked_until: None,
             quota,
+            sends_since_reading: 0,
         }
     }
 
@@ -122,32 +139,38 @@ mod tests {
     #[test]
     fn an_account_shows_what_its_week_has_left_and_whether_it_is_held() {
         let now = at("2026-11-05T12:00:00Z");
-        assert_eq!(account_gauges(&standing(None), now), (None, false));
+        assert_eq!(account_gauges(&standing(None), 0, now), (None, false));
         // The smaller of what the API said remains and limit - used.
         assert_eq!(
-            account_gauges(&standing(Some(week(80, 12))), now),
+            account_gauges(&standing(Some(week(80, 12))), 0, now),
             (Some(10), false)
         );
         assert_eq!(
-            account_gauges(&standing(Some(week(90, 0))), now),
+            account_gauges(&standing(Some(week(90, 0))), 0, now),
             (Some(0), true)
         );
         // Past the reading's reset the week starts over.
         let next_week = at("2026-11-09T00:00:01Z");
         assert_eq!(
-            account_gauges(&standing(Some(week(90, 0))), next_week),
+            account_gauges(&standing(Some(week(90, 0))), 0, next_week),
             (Some(90), false)
         );
         let mut held = standing(Some(week(10, 80)));
         held.hold_until = Some(now + TimeDelta::hours(3));
-        assert_eq!(account_gauges(&held, now), (Some(80), true));
+        assert_eq!(account_gauges(&held, 0, now), (Some(80), true));
         assert_eq!(
-            account_gauges(&held, now + TimeDelta::hours(4)),
+            account_gauges(&held, 0, now + TimeDelta::hours(4)),
             (Some(80), false)
         );
+        // The reserve and our sends since the reading count, as at the gate.
+        let mut reserved = standing(Some(week(80, 12)));
+        assert_eq!(account_gauges(&reserved, 10, now), (Some(10), true));
+        assert_eq!(account_gauges(&reserved, 9, now), (Some(10), false));
+        reserved.sends_since_reading = 1;
+        assert_eq!(account_gauges(&reserved, 9, now), (Some(10), true));
         let mut blocked = standing(None);
         blocked.blocked_until = Some(now + TimeDelta::days(2));
-        assert_eq!(account_gauges(&blocked, now), (None, true));
+        assert_eq!(account_gauges(&blocked, 0, now), (None, true));
     }
 
     #[test]
