@@ -170,7 +170,7 @@ fn account_card(account: &AccountSummary, policy: &AccountPolicy, now: DateTime<
                 }
                 dt { "Backlog" }
                 dd.backlog {
-                    a href={ "/status/jobs?account=" (account.account_id) } {
+                    a href=(jobs::list_link("account", &account.account_id)) {
                         strong { (account.backlog) } " waiting"
                     }
                     @if let Some(eta) = account.backlog_eta {

@@ -154,6 +154,14 @@ pub fn table(
     }
 }
 
+/// The job list filtered on one field; the value is encoded, since record ids are free text.
+pub fn list_link(field: &str, value: &str) -> String {
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair(field, value)
+        .finish();
+    format!("/status/jobs?{query}")
+}
+
 pub async fn page<Q: Queue, S: Store>(
     State(state): State<Arc<StatusState<Q, S>>>,
     signed_in: SignedIn,
@@ -176,10 +184,10 @@ pub async fn page<Q: Queue, S: Store>(
                 @if let Some(error) = &job.error { dt { "Error" } dd.error { (error) } }
                 @if let Some(at) = job.retry_at { dt { "Retry at" } dd { (layout::time(at, tz, now)) } }
                 @if let Some(at) = job.hold_until { dt { "Hold until" } dd { (layout::time(at, tz, now)) } }
-                dt { "Account" } dd { a href={ "/status/jobs?account=" (job.account_id.as_str()) } { (job.account_id.as_str()) } }
+                dt { "Account" } dd { a href=(list_link("account", job.account_id.as_str())) { (job.account_id.as_str()) } }
                 dt { "Record" } dd {
                     (job.source) " " (job.record_object.as_deref().unwrap_or("record")) " "
-                    a href={ "/status/jobs?record=" (job.record_id) } { (job.record_id) }
+                    a href=(list_link("record", &job.record_id)) { (job.record_id) }
                 }
                 dt { "Lead" } dd { (lead_name(job)) }
                 @if let Some(url) = &job.lead.linkedin_url { dt { "LinkedIn" } dd.wrap { (url) } }
@@ -331,5 +339,19 @@ pub fn action_button(action: &str, label: &str, csrf: &str, back: &str) -> Marku
             input type="hidden" name="back" value=(back);
             button type="submit" { (label) }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::list_link;
+
+    #[test]
+    fn a_filter_link_keeps_a_record_id_whole() {
+        assert_eq!(
+            list_link("record", "a&b #1+2"),
+            "/status/jobs?record=a%26b+%231%2B2"
+        );
+        assert_eq!(list_link("account", "acc_1"), "/status/jobs?account=acc_1");
     }
 }
