@@ -162,7 +162,7 @@ struct ConfigPatch {
     account_writes_per_minute: Option<u32>,
     account_reads_per_minute: Option<u32>,
     account_endpoints_per_minute: Option<u32>,
-    // The task's snake-case spellings are accepted too.
+    // Also accepted in snake case, the spelling issue 13 uses.
     #[serde(default, alias = "reinvite_block", with = "humantime_serde")]
     reinvite_block: Option<Duration>,
     #[serde(alias = "accept_probability")]
