@@ -1,5 +1,8 @@
 //! The control API under `/_sim/`: no auth, JSON in and out, for tests to arrange and inspect.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use axum::body::Bytes;
 use axum::extract::{Path, State as Extract};
 use axum::http::StatusCode;
@@ -12,6 +15,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use super::Sim;
+use super::invitations::Shown;
 use super::state::{Account, Config, State, error_body, iso};
 
 pub fn router() -> Router<Sim> {
@@ -19,6 +23,7 @@ pub fn router() -> Router<Sim> {
         .route("/accounts/{account_id}", get(get_account).put(put_account))
         .route("/config", get(get_config).put(put_config))
         .route("/invitations", get(invitations))
+        .route("/invitations/accept", post(accept))
         .route("/stats", get(stats))
         .route("/reset", post(reset))
 }
@@ -157,6 +162,13 @@ struct ConfigPatch {
     account_writes_per_minute: Option<u32>,
     account_reads_per_minute: Option<u32>,
     account_endpoints_per_minute: Option<u32>,
+    // Also accepted in snake case, the spelling issue 13 uses.
+    #[serde(default, alias = "reinvite_block", with = "humantime_serde")]
+    reinvite_block: Option<Duration>,
+    #[serde(alias = "accept_probability")]
+    accept_probability: Option<f64>,
+    #[serde(default, alias = "accept_delay", with = "humantime_serde")]
+    accept_delay: Option<Duration>,
 }
 
 async fn get_config(Extract(sim): Extract<Sim>) -> Response {
@@ -169,6 +181,7 @@ async fn put_config(Extract(sim): Extract<Sim>, body: Bytes) -> Result<Json<Conf
         ("errorRate", patch.error_rate),
         ("timeoutRate", patch.timeout_rate),
         ("sendThenFailRate", patch.send_then_fail_rate),
+        ("acceptProbability", patch.accept_probability),
     ];
     for (name, rate) in rates {
         if rate.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
@@ -197,18 +210,70 @@ async fn put_config(Extract(sim): Extract<Sim>, body: Bytes) -> Result<Json<Conf
         &mut c.account_endpoints_per_minute,
         patch.account_endpoints_per_minute,
     );
+    assign(&mut c.reinvite_block, patch.reinvite_block);
+    assign(&mut c.accept_probability, patch.accept_probability);
+    assign(&mut c.accept_delay, patch.accept_delay);
     Ok(Json(c.clone()))
 }
 
+/// Sends per account and profile (`accounts`, a count above 1 is a duplicate) and each
+/// invitation's state and times (`states`, the same keys).
 async fn invitations(Extract(sim): Extract<Sim>) -> Response {
+    let now = Utc::now();
     let state = sim.lock();
-    let total: u64 = state
-        .invitations
+    let book = &state.invitations.accounts;
+    let total: u64 = book
         .values()
-        .flat_map(|profiles| profiles.values())
-        .map(|&n| u64::from(n))
+        .flat_map(BTreeMap::values)
+        .map(|i| u64::from(i.sends))
         .sum();
-    Json(json!({ "total": total, "accounts": state.invitations })).into_response()
+    let mut counts: BTreeMap<&str, BTreeMap<&str, u32>> = BTreeMap::new();
+    let mut states: BTreeMap<&str, BTreeMap<&str, Shown>> = BTreeMap::new();
+    for (account, profiles) in book {
+        for (key, invitation) in profiles {
+            counts
+                .entry(account)
+                .or_default()
+                .insert(key, invitation.sends);
+            states
+                .entry(account)
+                .or_default()
+                .insert(key, Shown::new(invitation, now));
+        }
+    }
+    Json(json!({ "total": total, "accounts": counts, "states": states })).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AcceptRequest {
+    account_id: Option<String>,
+    profile_id: Option<String>,
+    profile_urn: Option<String>,
+}
+
+/// The person accepts the account's pending invitation now.
+async fn accept(Extract(sim): Extract<Sim>, body: Bytes) -> Result<Json<Shown>, BadRequest> {
+    let request: AcceptRequest = parse(&body)?;
+    let reference = request
+        .profile_urn
+        .or(request.profile_id)
+        .ok_or_else(|| BadRequest("profileId or profileUrn is required".to_owned()))?;
+    let now = Utc::now();
+    let mut state = sim.lock();
+    let account_id = request
+        .account_id
+        .unwrap_or_else(|| state.default_account());
+    let profile = state.directory.resolve(&reference);
+    let invitation = state
+        .invitations
+        .accept(&account_id, &profile, now)
+        .map_err(|_| {
+            BadRequest(format!(
+                "No pending invitation from {account_id} to {reference}"
+            ))
+        })?;
+    Ok(Json(Shown::new(invitation, now)))
 }
 
 async fn stats(Extract(sim): Extract<Sim>) -> Response {

@@ -15,9 +15,9 @@ const WINDOW: TimeDelta = TimeDelta::seconds(60);
 pub enum Bucket {
     /// Every authenticated request made with this API key.
     Key(String),
-    /// Writes for a LinkedIn account (`POST /connect`).
+    /// Writes for a LinkedIn account (`POST /connect`, `POST /invitations/withdraw`).
     AccountWrites(String),
-    /// Reads for a LinkedIn account (`GET /relationship`).
+    /// Reads for a LinkedIn account (`GET /relationship`, `GET /invitations/sent`).
     AccountReads(String),
     /// `/account/*` calls for a LinkedIn account.
     AccountEndpoints(String),

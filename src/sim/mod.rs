@@ -8,14 +8,21 @@
 //!   "Unauthorized"}`; per-minute 429 with `Retry-After`; injected faults (500, or 504 after
 //!   `timeoutMs`); 400 `Either profileId or profileUrn must be provided`; 400 message too
 //!   long; weekly-limit 429 with `holdUntil` and `weeklyReset`; 404 `LinkedIn profile not
-//!   found: <id>`; 400 `Already connected to this profile`; 200 `{success, message,
-//!   profileUrn}`. Every answer carries the account's `X-RateLimit-*` headers.
+//!   found: <id>`; 400 `Already connected to this profile` (also once this account's
+//!   invitation is accepted); 400 `Cannot invite this profile again until …` within
+//!   `reinviteBlock` of a withdrawal; 200 `{success, message, profileUrn}`. Every answer
+//!   carries the account's `X-RateLimit-*` headers.
+//! - `POST /invitations/withdraw` (a write) and `GET /invitations/sent?accountId=&startIndex=`
+//!   (a read, pages of 10): see `invitation_routes.rs`; the lifecycle is `invitations.rs`.
 //! - `GET /relationship/{profileId}`, `GET /relationship/{accountId}/{profileId}`,
 //!   `GET /account/{accountId}/quota`, `GET /account/status?accountId=`, `GET /accounts`.
 //!
 //! Profiles are chosen by slug prefix (see [`profiles`]): `unknown-`/`notfound-` do not exist,
 //! `connected-` are connected, `pending-` have a pending invitation from another tool (a
 //! `/connect` to them still sends and counts, as a duplicate would); anything else exists.
+//!
+//! Invitations are accepted through `POST /_sim/invitations/accept`, or by the acceptance model
+//! (`acceptProbability`, `acceptDelay`), evaluated against the clock when read: no timers.
 //!
 //! The weekly quota is the pure model in [`quota`]. With `latencyMs` set, `/connect` records
 //! its effect first and then waits before answering, so a client that gives up during the wait
@@ -26,6 +33,8 @@ pub mod profiles;
 pub mod quota;
 
 mod control;
+mod invitation_routes;
+mod invitations;
 mod routes;
 mod state;
 #[cfg(test)]
@@ -98,6 +107,8 @@ pub fn router(sim: Sim) -> Router {
         .route("/account/status", get(routes::account_status))
         .route("/account/{account_id}/quota", get(routes::quota))
         .route("/accounts", get(routes::accounts))
+        .route("/invitations/withdraw", post(invitation_routes::withdraw))
+        .route("/invitations/sent", get(invitation_routes::sent))
         .nest("/_sim", control::router())
         .fallback(routes::not_found)
         .with_state(sim)

@@ -33,6 +33,18 @@ pub struct Profile {
     pub standing: Standing,
 }
 
+impl Profile {
+    /// The vanity slug, unless the profile is known only by a URN.
+    pub fn slug(&self) -> Option<&str> {
+        (!self.key.starts_with(URN_PREFIX)).then_some(self.key.as_str())
+    }
+
+    /// Whether an invitation from the account, sent by another tool, is pending.
+    pub fn pending_elsewhere(&self) -> bool {
+        self.standing == Standing::PendingElsewhere
+    }
+}
+
 /// The deterministic URN the sim gives the profile with this (lower-case) slug.
 pub fn urn_for_slug(slug: &str) -> String {
     let digest = Sha256::digest(slug.as_bytes());

@@ -7,20 +7,23 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State as Extract};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::Sim;
+use super::invitations::Phase;
 use super::limits::Bucket;
-use super::profiles::Standing;
+use super::profiles::{Profile, Standing};
 use super::quota::{Rejection, Usage};
-use super::state::{Endpoint, Limited, Reply, State, error_body, iso};
+use super::state::{Config, Endpoint, Limited, Reply, State, error_body, iso};
 
 const MAX_MESSAGE_CHARS: usize = 300;
 /// The text of the 400 for a profile that is already a connection; clients match on
 /// "already connected".
 const ALREADY_CONNECTED: &str = "Already connected to this profile";
+/// The start of the 400 for a re-invite LinkedIn refuses after a withdrawal.
+const REINVITE_BLOCKED: &str = "Cannot invite this profile again";
 
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
@@ -44,11 +47,34 @@ struct ConnectRequest {
 }
 
 /// Rolls a die for an injected fault; `rate` 0 never fires and 1 always does.
-fn chance(rate: f64) -> bool {
+pub(super) fn chance(rate: f64) -> bool {
     rate > 0.0 && rand::random::<f64>() < rate
 }
 
-fn non_empty(value: Option<&str>) -> Option<&str> {
+/// An injected fault that answers instead of the call, doing nothing: 500 after the usual
+/// latency, or 504 after `timeoutMs`.
+pub(super) fn injected_fault(config: &Config) -> Option<(Reply, Duration)> {
+    if chance(config.error_rate) {
+        return Some((
+            Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"),
+            Duration::from_millis(config.latency_ms),
+        ));
+    }
+    chance(config.timeout_rate).then(|| {
+        (
+            Reply::error(StatusCode::GATEWAY_TIMEOUT, "Gateway timeout"),
+            Duration::from_millis(config.timeout_ms),
+        )
+    })
+}
+
+/// The 500 that replaces a write's answer after its effect, when the dice say so.
+pub(super) fn failed_after_effect(config: &Config) -> Option<Reply> {
+    chance(config.send_then_fail_rate)
+        .then(|| Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"))
+}
+
+pub(super) fn non_empty(value: Option<&str>) -> Option<&str> {
     value.map(str::trim).filter(|v| !v.is_empty())
 }
 
@@ -109,17 +135,8 @@ fn decide_connect(
     ) {
         return (reply, latency);
     }
-    if chance(state.config.error_rate) {
-        return (
-            Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"),
-            latency,
-        );
-    }
-    if chance(state.config.timeout_rate) {
-        return (
-            Reply::error(StatusCode::GATEWAY_TIMEOUT, "Gateway timeout"),
-            Duration::from_millis(state.config.timeout_ms),
-        );
+    if let Some(fault) = injected_fault(&state.config) {
+        return fault;
     }
     let reply = match request {
         Ok(request) => send(state, request, account_id, now),
@@ -154,16 +171,18 @@ fn send(state: &mut State, request: ConnectRequest, account_id: &str, now: DateT
         );
     }
     let profile = state.directory.resolve(&reference);
-    let quota = &mut state.account(account_id, now).quota;
-    // The weekly gate comes before the profile: during a hold every connect is refused.
     let refusal = match profile.standing {
         Standing::NotFound => Some(Reply::error(
             StatusCode::NOT_FOUND,
             format!("LinkedIn profile not found: {reference}"),
         )),
         Standing::Connected => Some(Reply::error(StatusCode::BAD_REQUEST, ALREADY_CONNECTED)),
-        Standing::PendingElsewhere | Standing::Open => None,
+        Standing::PendingElsewhere | Standing::Open => {
+            invitation_refusal(state, account_id, &profile, now)
+        }
     };
+    let quota = &mut state.account(account_id, now).quota;
+    // The weekly gate comes before the profile: during a hold every connect is refused.
     let gate = match refusal {
         Some(_) => quota.admit(now),
         None => quota.connect(now).map(drop),
@@ -174,14 +193,13 @@ fn send(state: &mut State, request: ConnectRequest, account_id: &str, now: DateT
     if let Some(refusal) = refusal {
         return refusal;
     }
-    *state
+    let accepts_after = chance(state.config.accept_probability)
+        .then(|| TimeDelta::from_std(state.config.accept_delay).unwrap_or(TimeDelta::MAX));
+    state
         .invitations
-        .entry(account_id.to_owned())
-        .or_default()
-        .entry(profile.key)
-        .or_default() += 1;
-    if chance(state.config.send_then_fail_rate) {
-        return Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
+        .send(account_id, &profile, accepts_after, now);
+    if let Some(failed) = failed_after_effect(&state.config) {
+        return failed;
     }
     Reply::new(
         StatusCode::OK,
@@ -191,6 +209,29 @@ fn send(state: &mut State, request: ConnectRequest, account_id: &str, now: DateT
             "profileUrn": profile.urn,
         }),
     )
+}
+
+/// The 400 for a profile whose invitation from this account rules out another: accepted (now
+/// a connection), or withdrawn too recently for LinkedIn to allow a new one.
+fn invitation_refusal(
+    state: &State,
+    account_id: &str,
+    profile: &Profile,
+    now: DateTime<Utc>,
+) -> Option<Reply> {
+    let invitation = state.invitations.get(account_id, &profile.key)?;
+    if let Phase::Accepted(_) = invitation.phase(now) {
+        return Some(Reply::error(StatusCode::BAD_REQUEST, ALREADY_CONNECTED));
+    }
+    let block = TimeDelta::from_std(state.config.reinvite_block).unwrap_or(TimeDelta::MAX);
+    let until = invitation.reinvite_blocked_until(block, now)?;
+    Some(Reply::error(
+        StatusCode::BAD_REQUEST,
+        format!(
+            "{REINVITE_BLOCKED} until {}: the invitation to this profile was withdrawn",
+            iso(until)
+        ),
+    ))
 }
 
 fn hold_reply(rejection: Rejection, hold: chrono::TimeDelta) -> Reply {
@@ -275,18 +316,16 @@ fn relationship_answer(
         now,
     )?;
     let profile = state.directory.resolve(profile_id);
-    let connected = match profile.standing {
-        Standing::NotFound => {
-            return Err(Reply::error(
-                StatusCode::NOT_FOUND,
-                format!("LinkedIn profile not found: {profile_id}"),
-            ));
-        }
-        Standing::Connected => true,
-        Standing::PendingElsewhere | Standing::Open => false,
-    };
-    let invitation_sent = profile.standing == Standing::PendingElsewhere
-        || state.invitations_sent(account_id, &profile.key) > 0;
+    if profile.standing == Standing::NotFound {
+        return Err(Reply::error(
+            StatusCode::NOT_FOUND,
+            format!("LinkedIn profile not found: {profile_id}"),
+        ));
+    }
+    let phase = state.invitations.phase(account_id, &profile, now);
+    let connected =
+        profile.standing == Standing::Connected || matches!(phase, Some(Phase::Accepted(_)));
+    let invitation_sent = !connected && phase == Some(Phase::Pending);
     let status = if connected {
         "CONNECTED"
     } else if invitation_sent {

@@ -1,6 +1,7 @@
 //! Everything the simulator remembers, behind the one mutex in [`super::Sim`].
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode, header::AUTHORIZATION};
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
@@ -8,6 +9,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::SimOptions;
+use super::invitations::Book;
 use super::limits::{Bucket, Throttled, Windows};
 use super::profiles::Directory;
 use super::quota::AccountQuota;
@@ -29,18 +31,26 @@ pub struct Config {
     pub api_keys: Vec<String>,
     /// Delay before answering `/connect`, after its effect is recorded.
     pub latency_ms: u64,
-    /// Fraction of `/connect` answered 500 before doing anything.
+    /// Fraction of `/connect`, withdrawals and sent-list reads answered 500 before doing
+    /// anything.
     pub error_rate: f64,
-    /// Fraction of `/connect` that hangs for `timeout_ms`, then answers 504 without sending.
+    /// Fraction of the same calls that hang for `timeout_ms`, then answer 504 doing nothing.
     pub timeout_rate: f64,
     pub timeout_ms: u64,
-    /// Fraction of `/connect` that sends the invitation, then answers 500.
+    /// Fraction of `/connect` (and withdrawals) that do their work, then answer 500.
     pub send_then_fail_rate: f64,
     pub per_minute_limits: bool,
     pub key_per_minute: u32,
     pub account_writes_per_minute: u32,
     pub account_reads_per_minute: u32,
     pub account_endpoints_per_minute: u32,
+    /// How long after a withdrawal LinkedIn refuses to invite the person again.
+    #[serde(with = "humantime_serde")]
+    pub reinvite_block: Duration,
+    /// The chance that a new invitation is accepted, `accept_delay` after it is sent.
+    pub accept_probability: f64,
+    #[serde(with = "humantime_serde")]
+    pub accept_delay: Duration,
 }
 
 impl Config {
@@ -57,6 +67,9 @@ impl Config {
             account_writes_per_minute: 15,
             account_reads_per_minute: 30,
             account_endpoints_per_minute: 10,
+            reinvite_block: Duration::from_secs(21 * 24 * 60 * 60),
+            accept_probability: 0.0,
+            accept_delay: Duration::ZERO,
         }
     }
 
@@ -87,6 +100,8 @@ pub enum Endpoint {
     Quota,
     AccountStatus,
     Accounts,
+    Withdraw,
+    SentInvitations,
 }
 
 impl Endpoint {
@@ -97,6 +112,8 @@ impl Endpoint {
             Endpoint::Quota => "quota",
             Endpoint::AccountStatus => "accountStatus",
             Endpoint::Accounts => "accounts",
+            Endpoint::Withdraw => "withdraw",
+            Endpoint::SentInvitations => "sentInvitations",
         }
     }
 }
@@ -214,8 +231,7 @@ pub struct State {
     pub config: Config,
     pub accounts: BTreeMap<String, Account>,
     pub directory: Directory,
-    /// Invitations sent through the API: account -> profile key -> count.
-    pub invitations: BTreeMap<String, BTreeMap<String, u32>>,
+    pub invitations: Book,
     pub windows: Windows,
     pub stats: Stats,
 }
@@ -226,7 +242,7 @@ impl State {
             config: Config::new(&options),
             accounts: BTreeMap::new(),
             directory: Directory::default(),
-            invitations: BTreeMap::new(),
+            invitations: Book::default(),
             windows: Windows::default(),
             stats: Stats::default(),
             options,
@@ -295,13 +311,5 @@ impl State {
             })
             .collect();
         self.windows.hit(&buckets, now).map_err(Reply::throttled)
-    }
-
-    pub fn invitations_sent(&self, account: &str, profile_key: &str) -> u32 {
-        self.invitations
-            .get(account)
-            .and_then(|profiles| profiles.get(profile_key))
-            .copied()
-            .unwrap_or(0)
     }
 }

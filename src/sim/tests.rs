@@ -119,9 +119,11 @@ async fn connect_sends_and_reports_usage_in_headers() {
         instant(&json!(answer.header("x-ratelimit-reset"))),
         weekly_reset_after(before)
     );
+    let invitations = invitations(&app).await;
+    assert_eq!(invitations["total"], 1);
     assert_eq!(
-        invitations(&app).await,
-        json!({"total": 1, "accounts": {"acc_default": {"john-doe-123": 1}}})
+        invitations["accounts"],
+        json!({"acc_default": {"john-doe-123": 1}})
     );
 }
 
@@ -661,6 +663,9 @@ async fn config_round_trip_and_reset() {
             "accountWritesPerMinute": 15,
             "accountReadsPerMinute": 30,
             "accountEndpointsPerMinute": 10,
+            "reinviteBlock": "21days",
+            "acceptProbability": 0.0,
+            "acceptDelay": "0s",
         })
     );
     let changed = control(
@@ -686,7 +691,10 @@ async fn config_round_trip_and_reset() {
 
     let reset = control(&app, Method::POST, "/_sim/reset", Value::Null).await;
     assert_eq!(reset.status, StatusCode::OK);
-    assert_eq!(invitations(&app).await, json!({"total": 0, "accounts": {}}));
+    assert_eq!(
+        invitations(&app).await,
+        json!({"total": 0, "accounts": {}, "states": {}})
+    );
     let stats = control(&app, Method::GET, "/_sim/stats", Value::Null).await;
     assert_eq!(stats.body["requests"], 0);
     assert_eq!(
@@ -720,7 +728,485 @@ async fn serve_answers_over_tcp() {
     let (_, body) = response.split_once("\r\n\r\n").unwrap();
     assert_eq!(
         serde_json::from_str::<Value>(body).unwrap(),
-        json!({"total": 0, "accounts": {}})
+        json!({"total": 0, "accounts": {}, "states": {}})
     );
     server.abort();
+}
+
+async fn withdraw(app: &Router, body: Value) -> Answer {
+    call(app, Method::POST, "/invitations/withdraw", Some(KEY), body).await
+}
+
+async fn stats(app: &Router) -> Value {
+    control(app, Method::GET, "/_sim/stats", Value::Null)
+        .await
+        .body
+}
+
+async fn configure(app: &Router, body: Value) {
+    let answer = control(app, Method::PUT, "/_sim/config", body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+}
+
+#[tokio::test]
+async fn withdraw_takes_back_the_pending_invitation_but_not_the_weeks_request() {
+    let app = app();
+    connect(&app, json!({"accountId": "acc_1", "profileId": "amy"})).await;
+    let sent = invitations(&app).await["states"]["acc_1"]["amy"].clone();
+    assert_eq!(sent["state"], "pending");
+    let withdrawn = withdraw(&app, json!({"accountId": "acc_1", "profileId": "amy"})).await;
+    assert_eq!(withdrawn.status, StatusCode::OK);
+    assert_eq!(
+        withdrawn.body,
+        json!({
+            "success": true,
+            "message": "Invitation withdrawn successfully",
+            "invitationId": sent["invitationId"],
+            "profileUrn": urn_for_slug("amy"),
+        })
+    );
+    let relationship = get(&app, "/relationship/acc_1/amy").await.body;
+    assert_eq!(relationship["connected"], false);
+    assert_eq!(relationship["invitationSent"], false);
+    assert_eq!(relationship["status"], "NOT_CONNECTED");
+    let shown = invitations(&app).await["states"]["acc_1"]["amy"].clone();
+    assert_eq!(shown["state"], "withdrawn");
+    assert!(instant(&shown["withdrawnAt"]) >= instant(&shown["sentAt"]));
+    // The week's request stays spent.
+    let quota = get(&app, "/account/acc_1/quota").await.body;
+    assert_eq!(quota["quotas"][0]["used"], 1);
+
+    // Nothing pending: already withdrawn, never sent, or sent by another account. By URN too.
+    let cases = [
+        json!({"accountId": "acc_1", "profileId": "amy"}),
+        json!({"accountId": "acc_1", "profileUrn": urn_for_slug("amy")}),
+        json!({"accountId": "acc_1", "profileId": "never-asked"}),
+        json!({"accountId": "acc_2", "profileId": "amy"}),
+    ];
+    for body in cases {
+        let refused = withdraw(&app, body.clone()).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(refused.body["success"], false);
+        assert!(
+            refused.body["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("No pending invitation to "),
+            "{}",
+            refused.body
+        );
+    }
+    let missing = withdraw(&app, json!({"accountId": "acc_1"})).await;
+    assert_eq!(
+        missing.body,
+        json!({"error": "Either profileId or profileUrn must be provided", "success": false})
+    );
+    let unknown = withdraw(&app, json!({"profileId": "unknown-x"})).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let unauthorized = call(
+        &app,
+        Method::POST,
+        "/invitations/withdraw",
+        None,
+        json!({"profileId": "amy"}),
+    )
+    .await;
+    assert_eq!(unauthorized.status, StatusCode::UNAUTHORIZED);
+
+    let stats = stats(&app).await;
+    assert_eq!(
+        stats["endpoints"]["withdraw"],
+        json!({"200": 1, "400": 5, "401": 1, "404": 1})
+    );
+    assert_eq!(
+        stats["accounts"]["acc_1"]["endpoints"]["withdraw"]["200"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn another_tools_pending_invitation_can_be_withdrawn() {
+    let app = app();
+    let withdrawn = withdraw(&app, json!({"profileId": "pending-ben"})).await;
+    assert_eq!(withdrawn.status, StatusCode::OK);
+    let relationship = get(&app, "/relationship/pending-ben").await.body;
+    assert_eq!(relationship["invitationSent"], false);
+    let shown = invitations(&app).await;
+    assert_eq!(shown["total"], 0);
+    assert_eq!(
+        shown["states"]["acc_default"]["pending-ben"]["sentAt"],
+        Value::Null
+    );
+}
+
+#[tokio::test]
+async fn an_accepted_invitation_is_a_connection() {
+    let app = app();
+    connect(&app, json!({"accountId": "acc_1", "profileId": "amy"})).await;
+    let accepted = control(
+        &app,
+        Method::POST,
+        "/_sim/invitations/accept",
+        json!({"accountId": "acc_1", "profileId": "amy"}),
+    )
+    .await;
+    assert_eq!(accepted.status, StatusCode::OK);
+    assert_eq!(accepted.body["state"], "accepted");
+    instant(&accepted.body["acceptedAt"]);
+    let relationship = get(&app, "/relationship/acc_1/amy").await.body;
+    assert_eq!(relationship["connected"], true);
+    assert_eq!(relationship["invitationSent"], false);
+    assert_eq!(relationship["status"], "CONNECTED");
+    // Other accounts are not connected to her.
+    let other = get(&app, "/relationship/acc_2/amy").await.body;
+    assert_eq!(other["connected"], false);
+
+    let refused = withdraw(&app, json!({"accountId": "acc_1", "profileId": "amy"})).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    let again = connect(&app, json!({"accountId": "acc_1", "profileId": "amy"})).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    assert_eq!(again.body["error"], "Already connected to this profile");
+    assert_eq!(again.header("x-ratelimit-used"), "1");
+
+    // Only a pending invitation can be accepted; misspelt fields are refused.
+    let cases = [
+        json!({"accountId": "acc_1", "profileId": "amy"}),
+        json!({"accountId": "acc_1", "profileId": "never-asked"}),
+        json!({"accountId": "acc_1"}),
+        json!({"account": "acc_1", "profileId": "amy"}),
+    ];
+    for body in cases {
+        let refused = control(&app, Method::POST, "/_sim/invitations/accept", body.clone()).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    // Another tool's pending invitation can be accepted too.
+    let accepted = control(
+        &app,
+        Method::POST,
+        "/_sim/invitations/accept",
+        json!({"profileId": "pending-cy"}),
+    )
+    .await;
+    assert_eq!(accepted.status, StatusCode::OK);
+    assert_eq!(
+        get(&app, "/relationship/pending-cy").await.body["connected"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn the_sent_list_pages_the_pending_invitations_newest_first() {
+    let app = app();
+    configure(&app, json!({"perMinuteLimits": false})).await;
+    for n in 0..23 {
+        let sent = connect(
+            &app,
+            json!({"accountId": "acc_1", "profileId": format!("p-{n:02}")}),
+        )
+        .await;
+        assert_eq!(sent.status, StatusCode::OK);
+    }
+    connect(&app, json!({"accountId": "acc_2", "profileId": "p-00"})).await;
+    withdraw(&app, json!({"accountId": "acc_1", "profileId": "p-22"})).await;
+    control(
+        &app,
+        Method::POST,
+        "/_sim/invitations/accept",
+        json!({"accountId": "acc_1", "profileId": "p-21"}),
+    )
+    .await;
+
+    let first = get(&app, "/invitations/sent?accountId=acc_1").await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.body["success"], true);
+    assert_eq!(first.body["accountId"], "acc_1");
+    assert_eq!(
+        first.body["paging"],
+        json!({"start": 0, "count": 10, "total": 21})
+    );
+    let page = first.body["invitations"].as_array().unwrap();
+    assert_eq!(page.len(), 10);
+    let state = &invitations(&app).await["states"]["acc_1"]["p-20"];
+    let id = state["invitationId"].as_str().unwrap();
+    assert_eq!(
+        page[0],
+        json!({
+            "invitationId": id,
+            "invitationUrn": format!("urn:li:fsd_invitation:{id}"),
+            "memberUrn": urn_for_slug("p-20"),
+            "publicIdentifier": "p-20",
+            "sentAt": "just now",
+        })
+    );
+    let slugs = |answer: &Answer| -> Vec<String> {
+        answer.body["invitations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["publicIdentifier"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(slugs(&first)[9], "p-11");
+    let second = get(&app, "/invitations/sent?accountId=acc_1&startIndex=10").await;
+    assert_eq!(second.body["paging"]["start"], 10);
+    assert_eq!(slugs(&second)[0], "p-10");
+    let last = get(&app, "/invitations/sent?accountId=acc_1&startIndex=20").await;
+    assert_eq!(slugs(&last), ["p-00"]);
+    let beyond = get(&app, "/invitations/sent?accountId=acc_1&startIndex=30").await;
+    assert_eq!(beyond.body["invitations"], json!([]));
+    assert_eq!(beyond.body["paging"]["total"], 21);
+
+    let other = get(&app, "/invitations/sent?accountId=acc_2").await;
+    assert_eq!(slugs(&other), ["p-00"]);
+    let default = get(&app, "/invitations/sent").await;
+    assert_eq!(default.body["accountId"], "acc_default");
+    assert_eq!(default.body["paging"]["total"], 0);
+    let bad = get(&app, "/invitations/sent?accountId=acc_1&startIndex=-1").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        bad.body,
+        json!({"error": "startIndex must be a non-negative integer", "success": false})
+    );
+    let unauthorized = call(&app, Method::GET, "/invitations/sent", None, Value::Null).await;
+    assert_eq!(unauthorized.status, StatusCode::UNAUTHORIZED);
+
+    let stats = stats(&app).await;
+    assert_eq!(
+        stats["endpoints"]["sentInvitations"],
+        json!({"200": 6, "400": 1, "401": 1})
+    );
+    assert_eq!(
+        stats["accounts"]["acc_1"]["endpoints"]["sentInvitations"]["200"],
+        4
+    );
+}
+
+#[tokio::test]
+async fn the_sent_list_is_a_read() {
+    let app = app();
+    configure(&app, json!({"accountReadsPerMinute": 2})).await;
+    assert_eq!(
+        get(&app, "/relationship/acc_1/x").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(&app, "/invitations/sent?accountId=acc_1").await.status,
+        StatusCode::OK
+    );
+    let throttled = get(&app, "/invitations/sent?accountId=acc_1").await;
+    assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(throttled.headers.contains_key("retry-after"));
+    // Writes have their own budget.
+    let sent = connect(&app, json!({"accountId": "acc_1", "profileId": "x"})).await;
+    assert_eq!(sent.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn withdraw_is_a_write_against_the_per_minute_limit() {
+    let app = app();
+    configure(&app, json!({"accountWritesPerMinute": 3})).await;
+    for slug in ["a", "b"] {
+        connect(&app, json!({"accountId": "acc_1", "profileId": slug})).await;
+    }
+    let ok = withdraw(&app, json!({"accountId": "acc_1", "profileId": "a"})).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let throttled = withdraw(&app, json!({"accountId": "acc_1", "profileId": "b"})).await;
+    assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = throttled.header("retry-after").parse().unwrap();
+    assert!((1..=60).contains(&retry_after));
+    // Refused before anything happened: still pending.
+    assert_eq!(
+        invitations(&app).await["states"]["acc_1"]["b"]["state"],
+        "pending"
+    );
+    let connect_throttled = connect(&app, json!({"accountId": "acc_1", "profileId": "c"})).await;
+    assert_eq!(connect_throttled.status, StatusCode::TOO_MANY_REQUESTS);
+    let other = withdraw(&app, json!({"accountId": "acc_2", "profileId": "b"})).await;
+    assert_eq!(other.status, StatusCode::BAD_REQUEST);
+    assert_eq!(stats(&app).await["rateLimited"]["perMinute"], 2);
+}
+
+#[tokio::test]
+async fn withdraw_and_the_sent_list_take_injected_faults() {
+    let app = app();
+    connect(&app, json!({"profileId": "amy"})).await;
+    let state = |body: Value| body["states"]["acc_default"]["amy"]["state"].clone();
+
+    configure(&app, json!({"errorRate": 1})).await;
+    let failed = withdraw(&app, json!({"profileId": "amy"})).await;
+    assert_eq!(failed.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(failed.body["success"], false);
+    assert_eq!(
+        get(&app, "/invitations/sent").await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    assert_eq!(state(invitations(&app).await), "pending");
+
+    configure(
+        &app,
+        json!({"errorRate": 0, "timeoutRate": 1, "timeoutMs": 20}),
+    )
+    .await;
+    let timed_out = withdraw(&app, json!({"profileId": "amy"})).await;
+    assert_eq!(timed_out.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        get(&app, "/invitations/sent").await.status,
+        StatusCode::GATEWAY_TIMEOUT
+    );
+    assert_eq!(state(invitations(&app).await), "pending");
+
+    // The crash window: withdrawn, answered 500.
+    configure(&app, json!({"timeoutRate": 0, "sendThenFailRate": 1})).await;
+    let lost = withdraw(&app, json!({"profileId": "amy"})).await;
+    assert_eq!(lost.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(state(invitations(&app).await), "withdrawn");
+
+    configure(&app, json!({"sendThenFailRate": 0, "latencyMs": 400})).await;
+    connect(&app, json!({"profileId": "bo"})).await;
+    let pending = tokio::spawn({
+        let app = app.clone();
+        async move { withdraw(&app, json!({"profileId": "bo"})).await }
+    });
+    // The withdrawal is recorded before the answer comes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while invitations(&app).await["states"]["acc_default"]["bo"]["state"] != "withdrawn" {
+        assert!(tokio::time::Instant::now() < deadline, "never withdrawn");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!pending.is_finished());
+    assert_eq!(pending.await.unwrap().status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_withdrawn_profile_cannot_be_invited_again_until_the_block_passes() {
+    let app = app();
+    connect(&app, json!({"profileId": "amy"})).await;
+    withdraw(&app, json!({"profileId": "amy"})).await;
+    let before = Utc::now();
+    let refused = connect(&app, json!({"profileId": "amy"})).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused.body["success"], false);
+    let error = refused.body["error"].as_str().unwrap();
+    let until = error
+        .strip_prefix("Cannot invite this profile again until ")
+        .and_then(|rest| rest.get(..24))
+        .unwrap_or_else(|| panic!("{error}"));
+    // The default block: 21 days from the withdrawal.
+    let until: DateTime<Utc> = until.parse().unwrap();
+    assert!(until > before + TimeDelta::days(21) - TimeDelta::seconds(5));
+    assert!(until <= Utc::now() + TimeDelta::days(21));
+    assert!(error.ends_with("the invitation to this profile was withdrawn"));
+    // Refused, so not counted.
+    assert_eq!(refused.header("x-ratelimit-used"), "1");
+    assert_eq!(invitations(&app).await["accounts"]["acc_default"]["amy"], 1);
+
+    // Once the block is over, a new invitation goes out.
+    let first_id = invitations(&app).await["states"]["acc_default"]["amy"]["invitationId"].clone();
+    configure(&app, json!({"reinviteBlock": "0s"})).await;
+    let again = connect(&app, json!({"profileId": "amy"})).await;
+    assert_eq!(again.status, StatusCode::OK);
+    let shown = invitations(&app).await["states"]["acc_default"]["amy"].clone();
+    assert_eq!(shown["state"], "pending");
+    assert_eq!(shown["sends"], 2);
+    assert_ne!(shown["invitationId"], first_id);
+    assert_eq!(shown["withdrawnAt"], Value::Null);
+    assert_eq!(
+        get(&app, "/relationship/amy").await.body["invitationSent"],
+        true
+    );
+    assert_eq!(again.header("x-ratelimit-used"), "2");
+}
+
+#[tokio::test]
+async fn with_probability_one_every_new_invitation_is_accepted_after_the_delay() {
+    let app = app();
+    configure(&app, json!({"acceptProbability": 1, "acceptDelay": "1s"})).await;
+    connect(&app, json!({"profileId": "amy"})).await;
+    let shown = invitations(&app).await["states"]["acc_default"]["amy"].clone();
+    assert_eq!(shown["state"], "pending");
+    assert_eq!(
+        instant(&shown["acceptsAt"]) - instant(&shown["sentAt"]),
+        TimeDelta::seconds(1)
+    );
+    assert_eq!(
+        get(&app, "/relationship/amy").await.body["invitationSent"],
+        true
+    );
+    // No timer: the next read after the delay finds her connected.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let relationship = get(&app, "/relationship/amy").await.body;
+        if relationship["connected"] == true {
+            assert_eq!(relationship["invitationSent"], false);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never accepted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let shown = invitations(&app).await["states"]["acc_default"]["amy"].clone();
+    assert_eq!(shown["state"], "accepted");
+    assert_eq!(
+        instant(&shown["acceptedAt"]) - instant(&shown["sentAt"]),
+        TimeDelta::seconds(1)
+    );
+    assert_eq!(shown["acceptsAt"], Value::Null);
+    assert_eq!(
+        get(&app, "/invitations/sent").await.body["paging"]["total"],
+        0
+    );
+}
+
+#[tokio::test]
+async fn with_probability_zero_no_invitation_is_accepted() {
+    let app = app();
+    configure(&app, json!({"accept_probability": 0, "accept_delay": "0s"})).await;
+    connect(&app, json!({"profileId": "amy"})).await;
+    let shown = invitations(&app).await["states"]["acc_default"]["amy"].clone();
+    assert_eq!(shown["state"], "pending");
+    assert_eq!(shown["acceptsAt"], Value::Null);
+    let relationship = get(&app, "/relationship/amy").await.body;
+    assert_eq!(relationship["connected"], false);
+    assert_eq!(relationship["invitationSent"], true);
+    // And with probability one and no delay, at once.
+    configure(&app, json!({"acceptProbability": 1})).await;
+    connect(&app, json!({"profileId": "bo"})).await;
+    assert_eq!(get(&app, "/relationship/bo").await.body["connected"], true);
+    assert_eq!(
+        get(&app, "/relationship/amy").await.body["connected"],
+        false
+    );
+}
+
+#[tokio::test]
+async fn acceptance_settings_are_checked() {
+    let app = app();
+    for body in [
+        json!({"acceptProbability": 1.5}),
+        json!({"acceptDelay": "soon"}),
+        json!({"reinviteBlock": 5}),
+    ] {
+        let refused = control(&app, Method::PUT, "/_sim/config", body.clone()).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    let changed = control(
+        &app,
+        Method::PUT,
+        "/_sim/config",
+        json!({"reinvite_block": "3s", "acceptDelay": "2m"}),
+    )
+    .await;
+    assert_eq!(changed.body["reinviteBlock"], "3s");
+    assert_eq!(changed.body["acceptDelay"], "2m");
+    // Durations past the calendar's end neither panic nor ever come.
+    configure(
+        &app,
+        json!({"reinviteBlock": "500000000years", "acceptProbability": 1, "acceptDelay": "500000000years"}),
+    )
+    .await;
+    connect(&app, json!({"profileId": "amy"})).await;
+    let shown = invitations(&app).await["states"]["acc_default"]["amy"].clone();
+    assert_eq!(shown["state"], "pending");
+    withdraw(&app, json!({"profileId": "amy"})).await;
+    let refused = connect(&app, json!({"profileId": "amy"})).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
 }
