@@ -55,9 +55,15 @@ pub enum ImportError {
 }
 
 /// Rows read or imported so far, of how many, for a progress display.
-pub trait Progress {
+pub trait Progress: Sync {
     fn checked(&self, rows: usize);
     fn imported(&self, done: usize, of: usize);
+}
+
+/// No display: the admin API answers with the summary only.
+impl Progress for () {
+    fn checked(&self, _: usize) {}
+    fn imported(&self, _: usize, _: usize) {}
 }
 
 /// Imports `csv` (or, with `dry_run`, says what importing it would do).

@@ -355,7 +355,9 @@ pub(crate) fn count_ignored<Q: Queue, S: Store>(
 }
 
 pub fn router<Q: Queue, S: Store>(state: Arc<IngestState<Q, S>>) -> Router {
-    let body_limit = usize::try_from(state.config.server.body_limit.as_u64()).unwrap_or(usize::MAX);
+    let limit = |size: bytesize::ByteSize| usize::try_from(size.as_u64()).unwrap_or(usize::MAX);
+    let body_limit = limit(state.config.server.body_limit);
+    let import_limit = limit(state.config.server.import_body_limit);
     let counted = |source| middleware::from_fn_with_state(source, count_refusal);
     Router::new()
         .route(
@@ -385,6 +387,10 @@ pub fn router<Q: Queue, S: Store>(state: Arc<IngestState<Q, S>>) -> Router {
         .route("/admin/jobs/{id}", get(admin::show_job::<Q, S>))
         .route("/admin/accounts", get(admin::accounts::<Q, S>))
         .route("/admin/stats", get(admin::stats::<Q, S>))
+        .route(
+            "/admin/import",
+            post(admin::import::<Q, S>).layer(DefaultBodyLimit::max(import_limit)),
+        )
         .merge(crate::status::router(crate::status::StatusState {
             admin_token: state.config.server.admin_token.clone(),
             accounts: state.config.accounts.clone(),
