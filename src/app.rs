@@ -161,7 +161,8 @@ fn with_metrics(router: axum::Router, metrics: &mut Option<axum::Router>) -> axu
     }
 }
 
-fn ingest_state(
+/// What the HTTP side works with; `leadlink import` builds the same.
+pub fn ingest_state(
     config: &Config,
     store: &PgStore,
     queue: &Rabbit,

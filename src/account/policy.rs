@@ -262,6 +262,11 @@ pub struct WorkingDays(u8);
 impl WorkingDays {
     pub const MON_FRI: WorkingDays = WorkingDays(0b001_1111);
 
+    /// How many days of the week are working days.
+    pub fn count(self) -> u32 {
+        self.0.count_ones()
+    }
+
     pub fn contains(self, day: Weekday) -> bool {
         self.0 & (1 << day.num_days_from_monday()) != 0
     }

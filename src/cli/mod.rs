@@ -3,6 +3,7 @@
 mod accounts;
 mod check_config;
 mod healthcheck;
+mod import;
 mod jobs;
 mod serve;
 mod sim;
@@ -54,6 +55,9 @@ enum Command {
         #[arg(long)]
         remote: bool,
     },
+    /// Turn a CSV export into jobs, as if each row had arrived as a webhook. Bad rows stop
+    /// the import (exit 1) unless `--skip-invalid`; the summary is printed as JSON.
+    Import(import::ImportArgs),
     /// Check a configuration and name every problem in it.
     CheckConfig,
     /// GET a health endpoint: exit 0 on a 2xx, 1 with the reason otherwise (for container
@@ -72,6 +76,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs { action } => jobs::run(config, action).await,
         Command::Accounts { remote: true } => accounts::remote(config).await,
         Command::Accounts { remote: false } => accounts::local(config).await,
+        Command::Import(args) => import::run(config, args).await,
         Command::CheckConfig => check_config::run(config),
         Command::Healthcheck(args) => healthcheck::run(config, args).await,
     }

@@ -213,6 +213,7 @@ mod tests {
     fn defaults_fill_everything_not_given() {
         let config = Config::from_toml(&minimal()).unwrap();
         assert_eq!(config.server.body_limit, ByteSize::mib(1));
+        assert_eq!(config.server.import_body_limit, ByteSize::mib(64));
         assert_eq!(config.broker.prefix, "leadlink");
         assert_eq!(config.retry.max_attempts, 5);
         assert_eq!(config.message.overflow, Overflow::Invalid);

@@ -1,13 +1,16 @@
 //! The admin API: job look-ups and account state, behind `server.admin_token`.
 
 use super::{IngestError, IngestState};
+use crate::import::{self, Crm, ImportError, Options};
 use crate::job::Status;
 use crate::queue::Queue;
 use crate::signature;
 use crate::store::{JobFilter, Overview, Store};
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -107,4 +110,44 @@ pub async fn stats<Q: Queue, S: Store>(
     Ok(Json(
         json!({"ignoredEvents": ignored, "pausedCrms": crms, "publishes": publishes}),
     ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportQuery {
+    #[serde(default)]
+    crm: Crm,
+    account: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    skip_invalid: bool,
+}
+
+/// `leadlink import` over HTTP: the CSV is the body, the answer the same summary (422 with
+/// the bad rows when they stopped the import).
+pub async fn import<Q: Queue, S: Store>(
+    State(state): State<Arc<IngestState<Q, S>>>,
+    headers: HeaderMap,
+    Query(query): Query<ImportQuery>,
+    body: Bytes,
+) -> Result<Response, IngestError> {
+    authorize(&state, &headers)?;
+    let options = Options {
+        crm: query.crm,
+        account: query.account,
+        dry_run: query.dry_run,
+        skip_invalid: query.skip_invalid,
+    };
+    match import::import(&state, &body, &options, &(), chrono::Utc::now()).await {
+        Ok(summary) => Ok((StatusCode::OK, Json(json!(summary))).into_response()),
+        Err(ImportError::Rejected(summary)) => {
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(json!(summary))).into_response())
+        }
+        Err(ImportError::Header(message)) => Err(IngestError::BadRequest {
+            field: None,
+            message: format!("the header line cannot be used: {message}"),
+        }),
+        Err(ImportError::Store(e)) => Err(e.into()),
+    }
 }

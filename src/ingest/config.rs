@@ -20,6 +20,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub admin_token: Option<Secret>,
     pub body_limit: ByteSize,
+    /// `POST /admin/import` takes a whole CSV export: larger than any webhook.
+    pub import_body_limit: ByteSize,
 }
 
 impl Default for ServerConfig {
@@ -28,6 +30,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".parse().expect("static address"),
             admin_token: None,
             body_limit: ByteSize::mib(1),
+            import_body_limit: ByteSize::mib(64),
         }
     }
 }

@@ -8,9 +8,10 @@ pub mod hubspot;
 mod publish_gate;
 pub mod salesforce;
 
+use crate::account::AccountId;
 use crate::crm::enrich::{CrmLead, route_account};
 use crate::job::{LeadDetails, Source};
-use crate::lead::{MessageTemplate, Resolution};
+use crate::lead::{LeadFields, LeadInput, MessageTemplate, Resolution, non_blank, resolve_lead};
 use crate::outbox::publish_now;
 use crate::queue::Queue;
 use crate::signature::standard_webhooks::Verifier;
@@ -223,6 +224,109 @@ pub(crate) fn crm_job<Q: Queue, S: Store>(
     }
 }
 
+/// A lead as a source names it in full: the events source's `data`, an import's row.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct LeadEvent {
+    pub record_id: String,
+    #[serde(default)]
+    pub linkedin_url: Option<String>,
+    #[serde(default)]
+    pub profile_id: Option<String>,
+    #[serde(default)]
+    pub profile_urn: Option<String>,
+    #[serde(default)]
+    pub account_id: Option<String>,
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    pub last_name: Option<String>,
+    #[serde(default)]
+    pub company: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// The missing field that keeps a [`LeadEvent`] from becoming a job (the caller adds its
+/// path).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum LeadEventError {
+    #[error("recordId must not be empty")]
+    RecordId,
+    #[error("linkedinUrl, profileId or profileUrn: one of them is required")]
+    Profile,
+    #[error("accountId is required: connectsafely.default_account_id is not set")]
+    Account,
+}
+
+impl LeadEventError {
+    pub fn field(&self) -> &'static str {
+        match self {
+            LeadEventError::RecordId => "recordId",
+            LeadEventError::Profile => "linkedinUrl",
+            LeadEventError::Account => "accountId",
+        }
+    }
+}
+
+/// The job for a lead named in full, from `source` (a CRM record of `record_object`, or an
+/// event of the events source): the profile resolved now, the account the lead's or the
+/// source's fallback.
+pub(crate) fn lead_job(
+    config: &IngestConfig,
+    template: Option<&MessageTemplate>,
+    source: Source,
+    record_object: Option<&'static str>,
+    event: LeadEvent,
+    delivery_id: Option<String>,
+) -> Result<NewJob, LeadEventError> {
+    let present = |value: Option<String>| value.filter(|v| non_blank(Some(v)).is_some());
+    if event.record_id.trim().is_empty() {
+        return Err(LeadEventError::RecordId);
+    }
+    let linkedin_url = present(event.linkedin_url);
+    let profile_id = present(event.profile_id);
+    let profile_urn = present(event.profile_urn);
+    if linkedin_url.is_none() && profile_id.is_none() && profile_urn.is_none() {
+        return Err(LeadEventError::Profile);
+    }
+    // Without an account every account call would go to `/account//...`: refuse the lead
+    // rather than guess which of the key's accounts was meant.
+    let account_id = present(event.account_id)
+        .or_else(|| config.fallback_account(source))
+        .ok_or(LeadEventError::Account)?;
+    let fields = LeadFields {
+        first_name: event.first_name.clone(),
+        last_name: event.last_name.clone(),
+        company: event.company.clone(),
+    };
+    let input = LeadInput {
+        linkedin_url: linkedin_url.as_deref(),
+        profile_id: profile_id.as_deref(),
+        profile_urn: profile_urn.as_deref(),
+        message: event.message.as_deref(),
+        fields: &fields,
+    };
+    let resolution = resolve_lead(&input, template, config.message.overflow);
+    Ok(NewJob {
+        source,
+        record_id: event.record_id,
+        record_object: record_object.map(str::to_owned),
+        account_id: AccountId::new(account_id),
+        resolution,
+        lead: LeadDetails {
+            linkedin_url,
+            first_name: event.first_name,
+            last_name: event.last_name,
+            company: event.company,
+        },
+        delivery_id,
+        // A CRM record has one open job; the events source's ids are the sender's own.
+        one_open_job_per_record: source != Source::Events,
+        writeback_targets: crate::crm::targets_for(&config.crm, &config.writeback, source),
+    })
+}
+
 /// The answer for one event: 202 with the new job, or 200 with the job it already has.
 pub(crate) fn job_answer(outcome: IngestOutcome) -> Result<Response, IngestError> {
     Ok(match outcome {
@@ -251,7 +355,9 @@ pub(crate) fn count_ignored<Q: Queue, S: Store>(
 }
 
 pub fn router<Q: Queue, S: Store>(state: Arc<IngestState<Q, S>>) -> Router {
-    let body_limit = usize::try_from(state.config.server.body_limit.as_u64()).unwrap_or(usize::MAX);
+    let limit = |size: bytesize::ByteSize| usize::try_from(size.as_u64()).unwrap_or(usize::MAX);
+    let body_limit = limit(state.config.server.body_limit);
+    let import_limit = limit(state.config.server.import_body_limit);
     let counted = |source| middleware::from_fn_with_state(source, count_refusal);
     Router::new()
         .route(
@@ -281,6 +387,10 @@ pub fn router<Q: Queue, S: Store>(state: Arc<IngestState<Q, S>>) -> Router {
         .route("/admin/jobs/{id}", get(admin::show_job::<Q, S>))
         .route("/admin/accounts", get(admin::accounts::<Q, S>))
         .route("/admin/stats", get(admin::stats::<Q, S>))
+        .route(
+            "/admin/import",
+            post(admin::import::<Q, S>).layer(DefaultBodyLimit::max(import_limit)),
+        )
         .merge(crate::status::router(crate::status::StatusState {
             admin_token: state.config.server.admin_token.clone(),
             accounts: state.config.accounts.clone(),

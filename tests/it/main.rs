@@ -11,6 +11,7 @@ mod failures;
 mod health;
 mod healthcheck;
 mod hubspot;
+mod import;
 mod metrics;
 mod pipeline;
 mod properties;

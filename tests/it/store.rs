@@ -1424,3 +1424,41 @@ async fn the_gauge_reads_name_every_status_each_known_account_and_the_oldest_due
     env.cleanup().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn existing_jobs_finds_a_delivery_record_or_lead_without_writing() -> anyhow::Result<()> {
+    let env = TestEnv::new().await;
+    let store = store(&env).await;
+    let now = t0();
+    let new = |profile: &str, delivery: &str, record: &str| NewJob {
+        source: Source::HubSpot,
+        record_id: record.into(),
+        record_object: Some("contact".into()),
+        account_id: "acc_1".into(),
+        resolution: usable(profile, None),
+        lead: LeadDetails::default(),
+        delivery_id: Some(delivery.into()),
+        one_open_job_per_record: true,
+        writeback_targets: vec![WritebackTarget::HubSpot],
+    };
+    store.ingest(&new("held", "d1", "r1"), now).await?;
+    let probes = [
+        new("other-a", "d1", "r9"),
+        new("other-b", "d2", "r1"),
+        new("held", "d3", "r8"),
+        new("fresh", "d4", "r7"),
+        new("fresh", "d4", "r7"),
+    ];
+    assert_eq!(
+        store.existing_jobs(&probes).await?,
+        [true, true, true, false, false],
+        "the delivery's, the record's and the lead's job are found; a new lead is not"
+    );
+    assert_eq!(
+        store.existing_jobs(&probes[3..]).await?,
+        [false, false],
+        "nothing was written"
+    );
+    env.cleanup().await;
+    Ok(())
+}

@@ -81,6 +81,50 @@ async fn ingest_in_order(
     tx.commit().await?;
     Ok(outcomes.into_iter().flatten().collect())
 }
+/// Which of `news` already have a job, read without writing (a dry run's duplicates).
+pub(super) async fn existing_jobs(
+    store: &PgStore,
+    news: &[NewJob],
+) -> Result<Vec<bool>, StoreError> {
+    let mut conn = store.pool.acquire().await?;
+    let mut found = Vec::with_capacity(news.len());
+    for new in news {
+        found.push(existing_job(&mut conn, new).await?.is_some());
+    }
+    Ok(found)
+}
+
+/// The job a delivery finds: the one its id already made, or the one holding its record or
+/// its lead, which it attaches to.
+enum Existing {
+    OfDelivery(rows::JobState),
+    Holder(rows::JobState),
+}
+
+async fn existing_job(
+    conn: &mut sqlx::PgConnection,
+    new: &NewJob,
+) -> Result<Option<Existing>, StoreError> {
+    if let Some(key) = &new.delivery_id
+        && let Some(seen) = rows::job_of_delivery(conn, new.source, key).await?
+    {
+        return Ok(Some(Existing::OfDelivery(seen)));
+    }
+    if new.one_open_job_per_record
+        && let Some(existing) = rows::open_job_of_record(conn, new.source, &new.record_id).await?
+    {
+        return Ok(Some(Existing::Holder(existing)));
+    }
+    let columns = LeadColumns::of(&new.resolution);
+    if let Some(profile_key) = columns.profile_key
+        && let Some(existing) =
+            rows::lead_holder(conn, &new.account_id, profile_key, columns.profile_urn).await?
+    {
+        return Ok(Some(Existing::Holder(existing)));
+    }
+    Ok(None)
+}
+
 /// One delivery inside the caller's transaction: its job is found or created.
 async fn ingest_one(
     tx: &mut sqlx::PgConnection,
@@ -88,27 +132,20 @@ async fn ingest_one(
     now: DateTime<Utc>,
     relay_grace: chrono::Duration,
 ) -> Result<IngestOutcome, StoreError> {
-    if let Some(key) = &new.delivery_id
-        && let Some(seen) = rows::job_of_delivery(tx, new.source, key).await?
-    {
-        return Ok(IngestOutcome::Duplicate {
-            job_id: seen.id,
-            status: seen.status,
-            publish: Vec::new(),
-        });
-    }
-    if new.one_open_job_per_record
-        && let Some(existing) = rows::open_job_of_record(tx, new.source, &new.record_id).await?
-    {
-        return attach(tx, new, existing, now, relay_grace).await;
+    match existing_job(tx, new).await? {
+        Some(Existing::OfDelivery(seen)) => {
+            return Ok(IngestOutcome::Duplicate {
+                job_id: seen.id,
+                status: seen.status,
+                publish: Vec::new(),
+            });
+        }
+        Some(Existing::Holder(existing)) => {
+            return attach(tx, new, existing, now, relay_grace).await;
+        }
+        None => {}
     }
     let columns = LeadColumns::of(&new.resolution);
-    if let Some(profile_key) = columns.profile_key
-        && let Some(existing) =
-            rows::lead_holder(tx, &new.account_id, profile_key, columns.profile_urn).await?
-    {
-        return attach(tx, new, existing, now, relay_grace).await;
-    }
     let job_id = Uuid::now_v7();
     let status = if columns.invalid_reason.is_some() {
         Status::Invalid

@@ -283,6 +283,13 @@ pub trait JobStore {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<IngestOutcome>, StoreError>> + Send;
 
+    /// Which of `news` would find a job already (their delivery's, their record's open one,
+    /// their lead's), without writing anything: what an import's dry run counts.
+    fn existing_jobs(
+        &self,
+        news: &[NewJob],
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+
     /// Takes the job's lease if it is due and free. A watchdog outbox row, due when the lease
     /// expires, brings the job back if this worker dies.
     fn claim(
@@ -378,6 +385,10 @@ impl JobStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         ingest::ingest_batch(self, news, now).await
+    }
+
+    async fn existing_jobs(&self, news: &[NewJob]) -> Result<Vec<bool>, StoreError> {
+        ingest::existing_jobs(self, news).await
     }
 
     async fn claim(
