@@ -68,12 +68,15 @@ pub fn job_of_row(
             .parse::<i32>()
             .map_err(|_| RowError::Priority(priority))?;
     }
+    let row_account = text(Field::AccountId)?;
     let event = LeadEvent {
         record_id: text(Field::RecordId)?.unwrap_or_default(),
         linkedin_url: text(Field::LinkedinUrl)?,
         profile_id: text(Field::ProfileId)?,
         profile_urn: text(Field::ProfileUrn)?,
-        account_id: text(Field::AccountId)?.or_else(|| context.account.map(str::to_owned)),
+        account_id: row_account
+            .clone()
+            .or_else(|| context.account.map(str::to_owned)),
         first_name: text(Field::FirstName)?,
         last_name: text(Field::LastName)?,
         company: text(Field::Company)?,
@@ -105,9 +108,13 @@ pub fn job_of_row(
         Resolution::ReadFromCrm => return Err(RowError::Lead(LeadEventError::Profile)),
     };
     // The delivery id is the row's identity, so importing the file again finds its jobs.
+    // It names the row's own account cell, not the one filled in from `--account` or the
+    // config: the same file imported again with another fallback must find the same jobs,
+    // not invite everyone a second time from the other account.
     job.delivery_id = Some(format!(
         "import:{source}:{}:{}:{profile_key}",
-        job.account_id, job.record_id
+        row_account.as_deref().unwrap_or_default(),
+        job.record_id
     ));
     Ok(job)
 }
@@ -186,7 +193,8 @@ mod tests {
         assert_eq!(job.writeback_targets, vec![WritebackTarget::HubSpot]);
         assert_eq!(
             job.delivery_id.as_deref(),
-            Some("import:hubspot:acc-flag:501:jane-doe")
+            Some("import:hubspot::501:jane-doe"),
+            "the fallback account is not part of the row's identity"
         );
         let events = row(Crm::None, &[b"r1", URL, b"acc-row", b"", b"", b""]).unwrap();
         assert_eq!(events.source, Source::Events);

@@ -7,7 +7,7 @@ use crate::queue::Queue;
 use crate::signature;
 use crate::store::{JobFilter, Overview, Store};
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -130,9 +130,17 @@ pub async fn import<Q: Queue, S: Store>(
     State(state): State<Arc<IngestState<Q, S>>>,
     headers: HeaderMap,
     Query(query): Query<ImportQuery>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, IngestError> {
+    // The token first: nobody may make the server buffer a 64 MiB body unauthenticated.
     authorize(&state, &headers)?;
+    let limit = super::size_limit(state.config.server.import_body_limit);
+    let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        IngestError::TooLarge(format!(
+            "the CSV is larger than server.import_body_limit ({}), or its upload was cut off",
+            state.config.server.import_body_limit
+        ))
+    })?;
     let options = Options {
         crm: query.crm,
         account: query.account,

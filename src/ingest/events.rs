@@ -54,7 +54,7 @@ pub async fn receive<Q: Queue, S: Store>(
     )
     .map_err(|e| IngestError::BadRequest {
         field: Some(format!("data.{}", e.field())),
-        message: format!("data.{e}"),
+        message: e.describe("data."),
     })?;
     super::job_answer(super::accept(&state, &new).await?)
 }

@@ -48,6 +48,8 @@ pub enum IngestError {
     Conflict(String),
     #[error("{0}")]
     Forbidden(String),
+    #[error("{0}")]
+    TooLarge(String),
     /// The job could not be made durable: the sender must retry later.
     #[error("{0}")]
     Unavailable(String),
@@ -74,6 +76,7 @@ impl IntoResponse for IngestError {
             IngestError::NotFound(_) => StatusCode::NOT_FOUND,
             IngestError::Conflict(_) => StatusCode::CONFLICT,
             IngestError::Forbidden(_) => StatusCode::FORBIDDEN,
+            IngestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let body = match &self {
@@ -251,15 +254,28 @@ pub(crate) struct LeadEvent {
 /// path).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum LeadEventError {
-    #[error("recordId must not be empty")]
+    #[error("{}", self.describe(""))]
     RecordId,
-    #[error("linkedinUrl, profileId or profileUrn: one of them is required")]
+    #[error("{}", self.describe(""))]
     Profile,
-    #[error("accountId is required: connectsafely.default_account_id is not set")]
+    #[error("{}", self.describe(""))]
     Account,
 }
 
 impl LeadEventError {
+    /// The message with every field named under `prefix` (`data.` for an event).
+    pub fn describe(&self, prefix: &str) -> String {
+        match self {
+            LeadEventError::RecordId => format!("{prefix}recordId must not be empty"),
+            LeadEventError::Profile => format!(
+                "one of {prefix}linkedinUrl, {prefix}profileId or {prefix}profileUrn is required"
+            ),
+            LeadEventError::Account => format!(
+                "{prefix}accountId is required: connectsafely.default_account_id is not set"
+            ),
+        }
+    }
+
     pub fn field(&self) -> &'static str {
         match self {
             LeadEventError::RecordId => "recordId",
@@ -354,10 +370,12 @@ pub(crate) fn count_ignored<Q: Queue, S: Store>(
     *count
 }
 
+fn size_limit(size: bytesize::ByteSize) -> usize {
+    usize::try_from(size.as_u64()).unwrap_or(usize::MAX)
+}
+
 pub fn router<Q: Queue, S: Store>(state: Arc<IngestState<Q, S>>) -> Router {
-    let limit = |size: bytesize::ByteSize| usize::try_from(size.as_u64()).unwrap_or(usize::MAX);
-    let body_limit = limit(state.config.server.body_limit);
-    let import_limit = limit(state.config.server.import_body_limit);
+    let body_limit = size_limit(state.config.server.body_limit);
     let counted = |source| middleware::from_fn_with_state(source, count_refusal);
     Router::new()
         .route(
@@ -387,10 +405,7 @@ pub fn router<Q: Queue, S: Store>(state: Arc<IngestState<Q, S>>) -> Router {
         .route("/admin/jobs/{id}", get(admin::show_job::<Q, S>))
         .route("/admin/accounts", get(admin::accounts::<Q, S>))
         .route("/admin/stats", get(admin::stats::<Q, S>))
-        .route(
-            "/admin/import",
-            post(admin::import::<Q, S>).layer(DefaultBodyLimit::max(import_limit)),
-        )
+        .route("/admin/import", post(admin::import::<Q, S>))
         .merge(crate::status::router(crate::status::StatusState {
             admin_token: state.config.server.admin_token.clone(),
             accounts: state.config.accounts.clone(),

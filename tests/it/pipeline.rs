@@ -209,6 +209,10 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() -> anyhow::Result<()> 
     let (status, body) = app.send(&webhook_id(), &no_profile).await;
     assert_eq!(status, 400);
     assert_eq!(body["field"], "data.linkedinUrl", "{body}");
+    assert_eq!(
+        body["error"],
+        "one of data.linkedinUrl, data.profileId or data.profileUrn is required"
+    );
     let oversized = vec![b' '; 1024 * 1024 + 1];
     let (status, _) = app
         .send_raw(&webhook_id(), now, oversized, EVENTS_SECRET)
