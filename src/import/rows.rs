@@ -246,7 +246,10 @@ mod tests {
                 &[b"", URL, b"", b"", b"", b""],
                 "recordId must not be empty",
             ),
-            (&[b"r", b"", b"", b"", b"", b""], "one of them is required"),
+            (
+                &[b"r", b"", b"", b"", b"", b""],
+                "or profileUrn is required",
+            ),
             (
                 &[
                     b"r",
