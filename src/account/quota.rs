@@ -78,6 +78,17 @@ pub fn reset_pending_until(
         .filter(|until| *until > now)
 }
 
+/// Whether a 429 hold or a block until the week's end still stands at `now`.
+pub fn held(
+    hold_until: Option<DateTime<Utc>>,
+    blocked_until: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> bool {
+    hold_until
+        .max(blocked_until)
+        .is_some_and(|until| until > now)
+}
+
 /// Whether the quota must be read from the endpoint before a send: nothing is known, the
 /// reading is older than `stale_after` (another tool may have spent some), its window has
 /// reset, or a hold (`hold_ended`, the end of the last hold or block) ended since.

@@ -93,7 +93,7 @@ pub async fn accounts<Q: Queue, S: Store>(
     let overview = Overview::read(&state.store, &state.config.accounts, chrono::Utc::now()).await?;
     Ok(Json(json!({
         "accounts": overview.accounts,
-        "apiKey": overview.key_pause.map_or(json!({"paused": false}), |p| json!({"paused": true, "reason": p.reason, "since": p.since})),
+        "apiKey": super::health::api_key_state(overview.key_pause.as_ref()),
         "pausedCrms": overview.crm_pauses,
     })))
 }

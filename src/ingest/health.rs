@@ -5,7 +5,7 @@
 
 use super::IngestState;
 use crate::queue::Queue;
-use crate::store::Store;
+use crate::store::{KeyPause, Store};
 use crate::telemetry::store_gauges::outbox_age;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -56,11 +56,7 @@ pub async fn health<Q: Queue, S: Store>(State(state): State<Arc<IngestState<Q, S
         database.map_err(|e| e.to_string()),
         broker.map_err(|e| e.to_string()),
     );
-    let api_key = match key {
-        Ok(None) => json!({"paused": false}),
-        Ok(Some(pause)) => json!({"paused": true, "reason": pause.reason, "since": pause.since}),
-        Err(_) => Value::Null,
-    };
+    let api_key = key.map_or(Value::Null, |pause| api_key_state(pause.as_ref()));
     let outbox = oldest.map_or(Value::Null, |due| json!(outbox_age(due, now).as_secs()));
     answer(
         database.is_ok() && broker.is_ok(),
@@ -87,4 +83,12 @@ fn answer(ok: bool, body: Value) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// The API key's pause as `/health` and `GET /admin/accounts` show it.
+pub(super) fn api_key_state(pause: Option<&KeyPause>) -> Value {
+    match pause {
+        None => json!({"paused": false}),
+        Some(pause) => json!({"paused": true, "reason": pause.reason, "since": pause.since}),
+    }
 }

@@ -9,7 +9,7 @@ use super::{PgStore, StoreError};
 use crate::account::pacing::{self, Decision};
 use crate::account::policy::{AccountPolicy, AccountsConfig};
 use crate::account::projection::projected_sends;
-use crate::account::quota::{Quota, QuotaSource};
+use crate::account::quota::{self, Quota, QuotaSource};
 use crate::account::window;
 use crate::connectsafely::RateLimit;
 use crate::job::Job;
@@ -397,10 +397,7 @@ impl AccountStore for PgStore {
             let waiting = usize::try_from(backlog).unwrap_or(0);
             let turns = projected_sends(&account_id, &policy, facts, now, waiting);
             let backlog_eta = turns.last().copied().filter(|_| turns.len() == waiting);
-            let held = [facts.hold_until, facts.blocked_until]
-                .into_iter()
-                .flatten()
-                .any(|until| until > now);
+            let held = quota::held(facts.hold_until, facts.blocked_until, now);
             summaries.push(AccountSummary {
                 paused: policy.paused,
                 disabled: facts.disabled.clone(),

@@ -84,10 +84,7 @@ pub fn account_gauges(
             i64::from(q.limit)
         }
     });
-    let on_hold = [standing.hold_until, standing.blocked_until]
-        .into_iter()
-        .flatten()
-        .any(|until| until > now);
+    let on_hold = quota::held(standing.hold_until, standing.blocked_until, now);
     let spent = quota::spent_until(
         standing.quota.as_ref(),
         reserve,
