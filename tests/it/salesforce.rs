@@ -1241,6 +1241,15 @@ async fn request_limit_exceeded_is_retried_then_delivered() -> anyhow::Result<()
         .map(|c| c.status)
         .collect();
     assert_eq!(patches, [403, 403, 204, 204]);
+    // The fake answered; the worker's commit of the outcome may still be on its way.
+    eventually(WAIT, "both writebacks recorded as delivered", || async {
+        app.job(id)
+            .await
+            .writebacks_to("salesforce")
+            .iter()
+            .all(|w| w.state == "delivered")
+    })
+    .await;
     let job = app.job(id).await;
     let writebacks = job.writebacks_to("salesforce");
     assert_eq!(writebacks[0].state, "delivered", "{job:#?}");
