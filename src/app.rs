@@ -9,7 +9,7 @@ use crate::outbox;
 use crate::queue::{Queue, Rabbit};
 use crate::secret::Secret;
 use crate::signature::standard_webhooks::Verifier;
-use crate::store::{PgStore, Store, StoreError};
+use crate::store::{SqlStore, Store, StoreError};
 use crate::telemetry::store_gauges::StoreGauges;
 use crate::telemetry::{self, MetricsEndpoint, metrics};
 use crate::worker::{self, Services};
@@ -63,7 +63,7 @@ pub struct Running {
     pub health_addr: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     tasks: JoinSet<()>,
-    store: PgStore,
+    store: SqlStore,
     drain_timeout: std::time::Duration,
 }
 
@@ -93,7 +93,7 @@ pub async fn start(config: Config, role: Role) -> Result<Running, AppError> {
     let config = Arc::new(config);
     let clients = Clients::from_config(&config.crm)?;
     let writers = Writers::from_config(&config.crm, &config.writeback, &clients)?;
-    let store = PgStore::connect(&config.database, config.worker.relay_grace).await?;
+    let store = SqlStore::connect(&config.database, config.worker.relay_grace).await?;
     let queue = Rabbit::new(config.broker.clone());
     // Declares the topology; a broker that is down now is not fatal: the outbox waits for it.
     if let Err(error) = queue.ping().await {
@@ -143,7 +143,7 @@ pub async fn start(config: Config, role: Role) -> Result<Running, AppError> {
     })
 }
 
-fn metrics_router(config: &Config, store: &PgStore) -> axum::Router {
+fn metrics_router(config: &Config, store: &SqlStore) -> axum::Router {
     telemetry::router(Arc::new(MetricsEndpoint {
         token: config.metrics.token.clone(),
         gauges: config
@@ -164,9 +164,9 @@ fn with_metrics(router: axum::Router, metrics: &mut Option<axum::Router>) -> axu
 /// What the HTTP side works with; `leadlink import` builds the same.
 pub fn ingest_state(
     config: &Config,
-    store: &PgStore,
+    store: &SqlStore,
     queue: &Rabbit,
-) -> Result<Arc<IngestState<Rabbit, PgStore>>, AppError> {
+) -> Result<Arc<IngestState<Rabbit, SqlStore>>, AppError> {
     let events_verifier = match &config.sources.events {
         Some(events) => {
             let secrets: Vec<&str> = events.secrets.iter().map(Secret::expose).collect();
@@ -193,12 +193,12 @@ pub fn ingest_state(
 
 fn worker_services(
     config: &Arc<Config>,
-    store: &PgStore,
+    store: &SqlStore,
     queue: &Rabbit,
     writers: Writers,
     clients: &Clients,
-    ingest_state: &Arc<IngestState<Rabbit, PgStore>>,
-) -> Result<Arc<Services<Rabbit, PgStore>>, AppError> {
+    ingest_state: &Arc<IngestState<Rabbit, SqlStore>>,
+) -> Result<Arc<Services<Rabbit, SqlStore>>, AppError> {
     let api_key = config
         .connectsafely
         .api_key

@@ -10,7 +10,7 @@ mod sim;
 
 use crate::app::Role;
 use crate::config::{Config, LogFormat};
-use crate::store::PgStore;
+use crate::store::SqlStore;
 use crate::telemetry::traces::Traces;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -89,10 +89,10 @@ fn load_quietly(config_path: Option<&Path>) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-async fn open_store(config_path: Option<&Path>) -> anyhow::Result<(Config, PgStore)> {
+async fn open_store(config_path: Option<&Path>) -> anyhow::Result<(Config, SqlStore)> {
     let config = load_quietly(config_path)?;
     // No grace: what this short-lived process fails to publish is the relay's at once.
-    let store = PgStore::connect(&config.database, Duration::ZERO).await?;
+    let store = SqlStore::connect(&config.database, Duration::ZERO).await?;
     Ok((config, store))
 }
 

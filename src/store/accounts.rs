@@ -5,7 +5,7 @@ use super::jobs::{AccountHold, SendSlot};
 use super::outbox::OutboxMessage;
 use super::send_gate::{self, AccountReading, SendGate};
 use super::waits;
-use super::{PgStore, StoreError};
+use super::{SqlStore, StoreError};
 use crate::account::pacing::{self, Decision};
 use crate::account::policy::{AccountPolicy, AccountsConfig};
 use crate::account::projection::projected_sends;
@@ -319,7 +319,7 @@ pub(super) async fn key_paused(tx: &mut sqlx::PgConnection) -> Result<bool, Stor
     )
 }
 
-impl AccountStore for PgStore {
+impl AccountStore for SqlStore {
     async fn take_send_slot(
         &self,
         job: &Job,
@@ -354,9 +354,9 @@ impl AccountStore for PgStore {
              FROM ids ORDER BY ids.account_id",
 
             )
-        .fetch_all(&self.pool)
+        .fetch_all(self.pg())
         .await?;
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.pg().acquire().await?;
         let mut summaries = Vec::with_capacity(ids.len());
         for (account_id, backlog, hold_reason) in ids {
             let policy = config.policy_for(&account_id);
@@ -433,13 +433,13 @@ impl AccountStore for PgStore {
     async fn account_standings(&self) -> Result<Vec<AccountStanding>, StoreError> {
         let holds: Vec<HoldRow> =
             sqlx::query_as("SELECT account_id, hold_until, blocked_until FROM accounts")
-                .fetch_all(&self.pool)
+                .fetch_all(self.pg())
                 .await?;
         let limits: Vec<LimitRowOf> = sqlx::query_as(
             "SELECT account_id, \"limit\", used, remaining, reset_at, observed_at, source \
              FROM account_limits WHERE action = 'CONNECT'",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.pg())
         .await?;
         let mut standings = BTreeMap::new();
         for (account_id, hold_until, blocked_until) in holds {
@@ -473,7 +473,7 @@ impl AccountStore for PgStore {
              JOIN account_sends s ON s.account_id = l.account_id AND s.at > l.observed_at \
              WHERE l.action = 'CONNECT' GROUP BY l.account_id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.pg())
         .await?;
         for (account_id, sends) in since {
             if let Some(standing) = standings.get_mut(&account_id) {
@@ -486,7 +486,7 @@ impl AccountStore for PgStore {
     async fn key_pause(&self) -> Result<Option<KeyPause>, StoreError> {
         let row: (bool, Option<String>, Option<DateTime<Utc>>) =
             sqlx::query_as("SELECT paused, reason, paused_at FROM api_key_state WHERE id = 1")
-                .fetch_one(&self.pool)
+                .fetch_one(self.pg())
                 .await?;
         Ok(match row {
             (true, reason, since) => Some(KeyPause {
@@ -511,7 +511,7 @@ impl AccountStore for PgStore {
             now,
             next_probe
         )
-        .execute(&self.pool)
+        .execute(self.pg())
         .await?;
         Ok(())
     }
@@ -526,13 +526,13 @@ impl AccountStore for PgStore {
                 now,
                 next_probe
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pg())
         .await?;
         Ok(claimed.is_some())
     }
 
     async fn resume_key(&self, now: DateTime<Utc>) -> Result<Vec<OutboxMessage>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pg().begin().await?;
         sqlx::query!(
             "UPDATE api_key_state SET paused = false, reason = NULL, paused_at = NULL WHERE id = 1"
         )

@@ -1,7 +1,7 @@
 //! The per-minute API budget shared by every worker: calls counted per scope in the last
 //! minute, decided under an advisory lock per scope (the rule is `connectsafely::limits`).
 
-use super::{PgStore, StoreError};
+use super::{SqlStore, StoreError};
 use crate::connectsafely::limits::{WINDOW, wait_for_room};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -16,7 +16,7 @@ pub trait ApiBudgetStore {
     ) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
 }
 
-impl ApiBudgetStore for PgStore {
+impl ApiBudgetStore for SqlStore {
     async fn take_api_calls(
         &self,
         scopes: &[(String, u32)],
@@ -28,7 +28,7 @@ impl ApiBudgetStore for PgStore {
             let entry = wanted.entry(scope.as_str()).or_insert((0, *limit));
             entry.0 += 1;
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pg().begin().await?;
         let mut wait: Option<DateTime<Utc>> = None;
         for (scope, (count, limit)) in &wanted {
             sqlx::query!(

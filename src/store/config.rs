@@ -23,3 +23,10 @@ impl Default for DatabaseConfig {
         }
     }
 }
+
+impl DatabaseConfig {
+    /// A `sqlite:` URL: the embedded store, one file, one process.
+    pub fn is_sqlite(&self) -> bool {
+        self.url.expose().starts_with("sqlite:")
+    }
+}

@@ -1,7 +1,7 @@
 //! CRMs whose credentials were refused: shown to people until a call works again.
 
 use super::waits::{self, Wait};
-use super::{OutboxMessage, PgStore, StoreError};
+use super::{OutboxMessage, SqlStore, StoreError};
 use chrono::{DateTime, Utc};
 
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
@@ -43,7 +43,7 @@ pub trait CrmPauseStore {
     fn crm_pauses(&self) -> impl Future<Output = Result<Vec<CrmPause>, StoreError>> + Send;
 }
 
-impl CrmPauseStore for PgStore {
+impl CrmPauseStore for SqlStore {
     async fn pause_crm(
         &self,
         crm: &str,
@@ -57,7 +57,7 @@ impl CrmPauseStore for PgStore {
             reason,
             now
         )
-        .execute(&self.pool)
+        .execute(self.pg())
         .await?;
         Ok(())
     }
@@ -67,7 +67,7 @@ impl CrmPauseStore for PgStore {
         crm: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pg().begin().await?;
         let resumed = sqlx::query!("DELETE FROM crm_pauses WHERE crm = $1", crm)
             .execute(&mut *tx)
             .await?;
@@ -85,7 +85,7 @@ impl CrmPauseStore for PgStore {
         Ok(sqlx::query_as::<_, CrmPause>(
             "SELECT crm, reason, paused_at FROM crm_pauses ORDER BY crm",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.pg())
         .await?)
     }
 }

@@ -1,5 +1,5 @@
-//! PostgreSQL, the source of truth: jobs and their history, idempotency keys, the outbox,
-//! writebacks, and what the API told us about accounts and the key.
+//! The source of truth, in PostgreSQL or a SQLite file: jobs and their history, idempotency
+//! keys, the outbox, writebacks, and what the API told us about accounts and the key.
 //!
 //! Workers and handlers talk to it through domain operations only; no SQL leaves this module.
 
@@ -7,6 +7,7 @@ mod accounts;
 mod api_calls;
 mod config;
 mod crm_pauses;
+pub(crate) mod db;
 mod jobs;
 mod outbox;
 mod send_gate;
@@ -30,9 +31,7 @@ pub use writebacks::{
 
 use crate::job::Status;
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use std::str::FromStr;
+use db::Db;
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,21 +49,21 @@ pub enum StoreError {
     LeaseLost(Uuid),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("cannot open the store: {0}")]
+    Open(String),
 }
 
 impl StoreError {
     fn is_unique_violation(&self) -> bool {
-        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505"))
+        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
     }
 
-    /// Two transactions waited on each other and PostgreSQL ended this one.
     fn is_deadlock(&self) -> bool {
-        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.code().as_deref() == Some("40P01"))
+        matches!(self, StoreError::Database(e) if db::pg::is_deadlock(e))
     }
 }
 
-/// Everything the workers and handlers need from storage, one trait per concern. PostgreSQL
-/// implements it; the planned embedded mode implements the same traits.
+/// Everything the workers and handlers need from storage, one trait per concern.
 pub trait Store:
     JobStore
     + OutboxStore
@@ -84,43 +83,71 @@ pub trait Store:
 }
 
 #[derive(Clone)]
-pub struct PgStore {
-    pool: PgPool,
+pub struct SqlStore {
+    db: Db,
     /// How long a freshly written outbox row is left to the process that wrote it.
     relay_grace: chrono::Duration,
 }
 
-impl PgStore {
-    /// Connects and runs the migrations.
+impl SqlStore {
+    /// Opens the store `config.url` names (`postgres://` or `sqlite:`), creating a missing
+    /// SQLite file, and runs the migrations.
     pub async fn connect(
         config: &DatabaseConfig,
         relay_grace: std::time::Duration,
-    ) -> Result<PgStore, StoreError> {
-        let options = PgConnectOptions::from_str(config.url.expose())?;
-        let pool = PgPoolOptions::new()
-            .max_connections(config.max_connections)
-            .acquire_timeout(config.acquire_timeout)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(PgStore {
-            pool,
+    ) -> Result<SqlStore, StoreError> {
+        Self::open(config, relay_grace, db::sqlite::Create::IfMissing).await
+    }
+
+    /// Opens a store that must exist already: the command line's look at a running
+    /// service's store.
+    pub async fn connect_existing(
+        config: &DatabaseConfig,
+        relay_grace: std::time::Duration,
+    ) -> Result<SqlStore, StoreError> {
+        Self::open(config, relay_grace, db::sqlite::Create::Never).await
+    }
+
+    async fn open(
+        config: &DatabaseConfig,
+        relay_grace: std::time::Duration,
+        create: db::sqlite::Create,
+    ) -> Result<SqlStore, StoreError> {
+        let db = if config.is_sqlite() {
+            db::sqlite::connect(config, create).await?
+        } else {
+            db::pg::connect(config).await?
+        };
+        Ok(SqlStore {
+            db,
             relay_grace: chrono::Duration::from_std(relay_grace)
                 .unwrap_or(chrono::Duration::seconds(10)),
         })
     }
+
+    // TRANSITION: removed once every store file runs on `Db`.
+    pub(crate) fn pg(&self) -> &sqlx::PgPool {
+        match &self.db {
+            Db::Pg(pool) => pool,
+            Db::Lite { .. } => panic!("statement not yet ported to SQLite"),
+        }
+    }
+
+    pub fn is_embedded(&self) -> bool {
+        self.db.is_sqlite()
+    }
 }
 
-impl Store for PgStore {
+impl Store for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query!("SELECT 1 AS alive")
-            .fetch_one(&self.pool)
+        db::query("SELECT 1")
+            .scalar::<i32>(&mut self.db.read().await?)
             .await?;
         Ok(())
     }
 
     async fn close(&self) {
-        self.pool.close().await;
+        self.db.close().await;
     }
 }
 
@@ -131,26 +158,40 @@ pub struct JobEvent {
     pub at: DateTime<Utc>,
     pub kind: String,
     pub status: Option<Status>,
+    #[sqlx(json)]
     pub detail: serde_json::Value,
 }
 
 async fn record_event(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl db::Exec,
     job_id: Uuid,
     at: DateTime<Utc>,
     kind: &str,
     status: Option<Status>,
     detail: serde_json::Value,
 ) -> Result<(), StoreError> {
-    sqlx::query!(
+    db::query(
         "INSERT INTO job_events (job_id, at, kind, status, detail) VALUES ($1, $2, $3, $4, $5)",
-        job_id,
-        at,
-        kind,
-        status as Option<Status>,
-        detail
     )
-    .execute(&mut *tx)
+    .bind(job_id)
+    .bind(at)
+    .bind(kind)
+    .bind(status)
+    .bind(sqlx::types::Json(detail))
+    .execute(tx)
     .await?;
     Ok(())
+}
+
+/// A store on a fresh SQLite file, for the store's own unit tests.
+#[cfg(test)]
+pub(crate) async fn scratch_sqlite() -> SqlStore {
+    let dir = std::env::temp_dir().join(format!("leadlink-unit-{}", Uuid::now_v7()));
+    let config = DatabaseConfig {
+        url: crate::secret::Secret::new(format!("sqlite://{}/leadlink.db", dir.display())),
+        ..DatabaseConfig::default()
+    };
+    SqlStore::connect(&config, std::time::Duration::from_secs(10))
+        .await
+        .expect("a scratch SQLite store opens")
 }

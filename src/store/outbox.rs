@@ -3,7 +3,7 @@
 //! due, oldest first (`SKIP LOCKED`, so any number of relays can run), and publishes them
 //! after its transaction has ended: no lock is ever held while the broker confirms.
 
-use super::{PgStore, StoreError};
+use super::{SqlStore, StoreError};
 use crate::queue::{Message, Topic};
 use chrono::{DateTime, Utc};
 use std::future::Future;
@@ -115,7 +115,7 @@ pub trait OutboxStore {
     ) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
 }
 
-impl OutboxStore for PgStore {
+impl OutboxStore for SqlStore {
     async fn published(&self, outbox_ids: &[i64]) -> Result<(), StoreError> {
         if outbox_ids.is_empty() {
             return Ok(());
@@ -127,7 +127,7 @@ impl OutboxStore for PgStore {
              (SELECT id FROM outbox WHERE id = ANY($1) FOR UPDATE SKIP LOCKED)",
         )
         .bind(outbox_ids)
-        .execute(&self.pool)
+        .execute(self.pg())
         .await?;
         Ok(())
     }
@@ -151,7 +151,7 @@ impl OutboxStore for PgStore {
         .bind(now)
         .bind(limit)
         .bind(now + RELAY_CLAIM)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pg())
         .await?;
         rows.sort_by_key(|(id, _, _, due_at)| (*due_at, *id));
         let mut done = Vec::with_capacity(rows.len());
@@ -178,12 +178,12 @@ impl OutboxStore for PgStore {
         }
         sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
             .bind(&done)
-            .execute(&self.pool)
+            .execute(self.pg())
             .await?;
         if !rest.is_empty() {
             sqlx::query("UPDATE outbox SET relay_until = NULL WHERE id = ANY($1)")
                 .bind(&rest)
-                .execute(&self.pool)
+                .execute(self.pg())
                 .await?;
         }
         Ok(done.len())
@@ -193,7 +193,7 @@ impl OutboxStore for PgStore {
         Ok(sqlx::query_scalar(
             "SELECT min(GREATEST(due_at, coalesce(relay_until, due_at))) FROM outbox",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(self.pg())
         .await?)
     }
 
@@ -201,7 +201,7 @@ impl OutboxStore for PgStore {
         Ok(
             sqlx::query_scalar("SELECT min(due_at) FROM outbox WHERE due_at <= $1")
                 .bind(now)
-                .fetch_one(&self.pool)
+                .fetch_one(self.pg())
                 .await?,
         )
     }

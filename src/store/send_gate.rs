@@ -5,7 +5,7 @@
 use super::jobs::SendSlot;
 use super::outbox;
 use super::waits::{self, Wait};
-use super::{PgStore, StoreError};
+use super::{SqlStore, StoreError};
 use crate::account::pacing::{self, AccountFacts, Decision};
 use crate::account::policy::AccountPolicy;
 use crate::account::projection::projected_sends;
@@ -172,7 +172,7 @@ type LimitRow = (
 /// `fresh_reading`: the endpoints were just read; if the decision still asks for a quota
 /// (the API reported none for CONNECT), the send goes ahead on what is known.
 pub(super) async fn take_send_slot(
-    store: &PgStore,
+    store: &SqlStore,
     job: &Job,
     policy: &AccountPolicy,
     lease: chrono::Duration,
@@ -180,7 +180,7 @@ pub(super) async fn take_send_slot(
     now: DateTime<Utc>,
 ) -> Result<SendGate, StoreError> {
     let account = job.account_id.as_str();
-    let mut tx = store.pool.begin().await?;
+    let mut tx = store.pg().begin().await?;
     sqlx::query!(
         "INSERT INTO accounts (account_id, updated_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         account,
@@ -428,12 +428,12 @@ async fn older_waiting_job(
 /// Records an account reading. The endpoint's numbers are the authority (other tools' use
 /// counts), except that a send in flight on the account may not be in them yet.
 pub(super) async fn record_reading(
-    store: &PgStore,
+    store: &SqlStore,
     account: &str,
     reading: &AccountReading,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let mut tx = store.pool.begin().await?;
+    let mut tx = store.pg().begin().await?;
     sqlx::query!(
         "INSERT INTO accounts (account_id, disabled_reason, status_checked_at, updated_at) \
          VALUES ($1, $2, $3, $3) ON CONFLICT (account_id) DO UPDATE SET \

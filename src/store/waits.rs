@@ -5,7 +5,7 @@
 //! lifts the wait releases every job waiting on it.
 
 use super::outbox::{self, OutboxMessage};
-use super::{PgStore, StoreError};
+use super::{SqlStore, StoreError};
 use crate::queue::Message;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -135,9 +135,9 @@ pub trait WaitStore {
     ) -> impl Future<Output = Result<Vec<OutboxMessage>, StoreError>> + Send;
 }
 
-impl WaitStore for PgStore {
+impl WaitStore for SqlStore {
     async fn wake_due_waits(&self, now: DateTime<Utc>) -> Result<Vec<OutboxMessage>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pg().begin().await?;
         let due = sqlx::query_scalar!(
             "UPDATE waits SET next_try_at = $1 + every_ms * interval '1 millisecond' \
              WHERE waits_on IN (SELECT waits_on FROM waits WHERE next_try_at <= $1 \

@@ -3,7 +3,7 @@
 //! the same record, retried on their own schedule.
 
 use super::outbox::{self, OutboxMessage};
-use super::{PgStore, StoreError, record_event};
+use super::{SqlStore, StoreError, record_event};
 use crate::account::AccountId;
 use crate::job::{Job, Source, WritebackTarget};
 use crate::queue::{Message, Topic};
@@ -121,14 +121,14 @@ pub trait WritebackStore {
     ) -> impl Future<Output = Result<(Uuid, Vec<OutboxMessage>), StoreError>> + Send;
 }
 
-impl WritebackStore for PgStore {
+impl WritebackStore for SqlStore {
     async fn claim_writeback(
         &self,
         id: i64,
         lease: chrono::Duration,
         now: DateTime<Utc>,
     ) -> Result<WritebackClaim, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pg().begin().await?;
         let row: Option<Claimed> = sqlx::query_as(
             "UPDATE writebacks w SET lease_until = $2, attempts = attempts + 1 FROM job_records r \
              WHERE w.id = $1 AND r.id = w.job_record_id AND w.state = 'pending' \
@@ -217,7 +217,7 @@ impl WritebackStore for PgStore {
         result: &WritebackResult,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pg().begin().await?;
         // (state, error, next try, whether the try counts, what the history calls it)
         let (state, error, next, counted, shown) = match result {
             WritebackResult::Delivered => ("delivered", None, now, true, "delivered"),
@@ -286,7 +286,7 @@ impl WritebackStore for PgStore {
              WHERE w.state = 'parked' ORDER BY w.next_attempt_at DESC, w.id DESC LIMIT $1",
         )
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pg())
         .await?)
     }
 
@@ -294,7 +294,7 @@ impl WritebackStore for PgStore {
         Ok(sqlx::query_scalar!(
             r#"SELECT count(*) AS "count!" FROM writebacks WHERE state = 'parked'"#
         )
-        .fetch_one(&self.pool)
+        .fetch_one(self.pg())
         .await?)
     }
 
@@ -552,7 +552,7 @@ pub(super) async fn queue_writebacks(
         .collect())
 }
 
-impl PgStore {
+impl SqlStore {
     pub(super) async fn writebacks_of(
         &self,
         job_id: Uuid,
@@ -564,11 +564,11 @@ impl PgStore {
              WHERE w.job_id = $1 ORDER BY w.sequence, r.id, w.target",
         )
         .bind(job_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pg())
         .await?)
     }
 
-    /// Re-arms the job's parked writebacks (see [`PgStore::rearm`]).
+    /// Re-arms the job's parked writebacks (see [`SqlStore::rearm`]).
     pub(super) async fn rearm_parked_writebacks(
         &self,
         job_id: Uuid,
@@ -590,7 +590,7 @@ impl PgStore {
             Parked::OfJob(job_id) => (Some(job_id), None),
             Parked::One(id) => (None, Some(id)),
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pg().begin().await?;
         let rearmed = sqlx::query!(
             "UPDATE writebacks w SET state = 'pending', attempts = 0, failing_since = NULL, \
              next_attempt_at = $3 \
@@ -632,7 +632,7 @@ impl PgStore {
     /// Why the retry of writeback `id` re-armed nothing.
     async fn why_not_rearmed(&self, id: i64) -> Result<StoreError, StoreError> {
         let state = sqlx::query_scalar!("SELECT state FROM writebacks WHERE id = $1", id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pg())
             .await?;
         Ok(match state.as_deref() {
             None => StoreError::NotFound(format!("writeback {id}")),

@@ -6,7 +6,7 @@ use crate::harness::fake_hubspot::*;
 use crate::harness::*;
 use leadlink::config::Config;
 use leadlink::job::Status;
-use leadlink::store::{JobFilter, JobStore, PgStore, Store};
+use leadlink::store::{JobFilter, JobStore, SqlStore, Store};
 use serde_json::{Value, json};
 
 /// Good rows on lines 2 and 3, line 4 repeats line 3, lines 5 to 9 are bad (a bad URL, a
@@ -61,7 +61,7 @@ fn bad_lines(summary: &Value) -> Vec<u64> {
 }
 
 async fn store_jobs(env: &TestEnv) -> Vec<String> {
-    let store = PgStore::connect(&env.config().database, std::time::Duration::from_secs(2))
+    let store = SqlStore::connect(&env.config().database, std::time::Duration::from_secs(2))
         .await
         .unwrap();
     let filter = JobFilter {

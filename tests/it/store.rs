@@ -9,15 +9,15 @@ use leadlink::lead::{Resolution, UsableLead};
 use leadlink::queue::Message;
 use leadlink::store::{
     AccountReading, AccountStore, ApiBudgetStore, Claim, Doubt, Facts, GateWait, IngestOutcome,
-    JobStore, NewJob, OutboxStore, PgStore, SendGate, SendStart, StoreError, Transition, WaitStore,
+    JobStore, NewJob, OutboxStore, SqlStore, SendGate, SendStart, StoreError, Transition, WaitStore,
     WritebackClaim, WritebackResult, WritebackStore,
 };
 use serde_json::json;
 use uuid::Uuid;
 
-async fn store(env: &TestEnv) -> PgStore {
+async fn store(env: &TestEnv) -> SqlStore {
     let config = env.config();
-    PgStore::connect(&config.database, std::time::Duration::from_secs(2))
+    SqlStore::connect(&config.database, std::time::Duration::from_secs(2))
         .await
         .unwrap()
 }
@@ -36,7 +36,7 @@ fn usable(key: &str, urn: Option<&str>) -> Resolution {
     })
 }
 
-async fn new_job(store: &PgStore, profile: &str, now: DateTime<Utc>) -> Uuid {
+async fn new_job(store: &SqlStore, profile: &str, now: DateTime<Utc>) -> Uuid {
     let new = NewJob {
         source: Source::Events,
         record_id: format!("crm-{profile}"),
@@ -349,7 +349,7 @@ async fn a_retried_parked_change_waits_for_a_newer_one_under_way_and_never_lands
 }
 
 /// Claims writeback `id` and records `result` for it.
-async fn settle_writeback(store: &PgStore, id: i64, result: WritebackResult, now: DateTime<Utc>) {
+async fn settle_writeback(store: &SqlStore, id: i64, result: WritebackResult, now: DateTime<Utc>) {
     let WritebackClaim::Deliver(work) = store
         .claim_writeback(id, Duration::seconds(5), now)
         .await
@@ -452,7 +452,7 @@ fn unpaced() -> leadlink::account::policy::AccountPolicy {
     }
 }
 
-async fn claimed(store: &PgStore, id: Uuid, owner: &str, now: DateTime<Utc>) -> leadlink::job::Job {
+async fn claimed(store: &SqlStore, id: Uuid, owner: &str, now: DateTime<Utc>) -> leadlink::job::Job {
     match store
         .claim(id, owner, Duration::seconds(30), now)
         .await
@@ -747,7 +747,7 @@ fn urn_job(profile: &str, urn: &str) -> NewJob {
     }
 }
 
-async fn ingested(store: &PgStore, new: &NewJob, now: DateTime<Utc>) -> Uuid {
+async fn ingested(store: &SqlStore, new: &NewJob, now: DateTime<Utc>) -> Uuid {
     match store.ingest(new, now).await.unwrap() {
         IngestOutcome::Created { job_id, .. } => job_id,
         other => panic!("not created: {other:?}"),
@@ -962,7 +962,7 @@ async fn jobs_of_a_paused_account_share_one_timer_and_are_released_together() ->
         // Apart in time, so that "oldest" is well defined.
         ids.push((id, now + Duration::milliseconds(n)));
     }
-    let park = |store: PgStore, id: Uuid, at: DateTime<Utc>, policy| async move {
+    let park = |store: SqlStore, id: Uuid, at: DateTime<Utc>, policy| async move {
         let job = claimed(&store, id, "w:1", at).await;
         let SendGate::Wait(GateWait {
             status,
@@ -1067,7 +1067,7 @@ fn job_id_of(outcome: &IngestOutcome) -> Uuid {
 /// Delivers every pending writeback of `job` due at `now`; returns (target, recordId,
 /// status) of each, in sequence order.
 async fn deliver_all(
-    store: &PgStore,
+    store: &SqlStore,
     job: Uuid,
     now: DateTime<Utc>,
 ) -> Vec<(String, String, String)> {
@@ -1171,7 +1171,7 @@ fn failed() -> Transition {
 }
 
 /// The id of `job`'s pending writeback to `target` with `sequence`.
-async fn writeback_id(store: &PgStore, job: Uuid, sequence: i32) -> i64 {
+async fn writeback_id(store: &SqlStore, job: Uuid, sequence: i32) -> i64 {
     store
         .job(job)
         .await

@@ -7,14 +7,14 @@ use super::rows::{self, LeadColumns};
 use super::{IngestOutcome, NewJob};
 use crate::job::{Job, Source, Status, WritebackTarget};
 use crate::queue::Message;
-use crate::store::{PgStore, StoreError, record_event};
+use crate::store::{SqlStore, StoreError, record_event};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::Acquire;
 use uuid::Uuid;
 
 pub(super) async fn ingest_batch(
-    store: &PgStore,
+    store: &SqlStore,
     news: &[NewJob],
     now: DateTime<Utc>,
 ) -> Result<Vec<IngestOutcome>, StoreError> {
@@ -45,14 +45,14 @@ enum Savepoints {
 }
 
 async fn ingest_in_order(
-    store: &PgStore,
+    store: &SqlStore,
     news: &[NewJob],
     order: &[usize],
     savepoints: Savepoints,
     now: DateTime<Utc>,
 ) -> Result<Vec<IngestOutcome>, StoreError> {
     let mut outcomes: Vec<Option<IngestOutcome>> = vec![None; news.len()];
-    let mut tx = store.pool.begin().await?;
+    let mut tx = store.pg().begin().await?;
     for &index in order {
         let new = &news[index];
         let outcome = if savepoints == Savepoints::PerDelivery {
@@ -83,10 +83,10 @@ async fn ingest_in_order(
 }
 /// Which of `news` already have a job, read without writing (a dry run's duplicates).
 pub(super) async fn existing_jobs(
-    store: &PgStore,
+    store: &SqlStore,
     news: &[NewJob],
 ) -> Result<Vec<bool>, StoreError> {
-    let mut conn = store.pool.acquire().await?;
+    let mut conn = store.pg().acquire().await?;
     let mut found = Vec::with_capacity(news.len());
     for new in news {
         found.push(existing_job(&mut conn, new).await?.is_some());

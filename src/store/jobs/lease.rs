@@ -4,18 +4,18 @@ use super::super::accounts;
 use super::super::outbox;
 use super::{Claim, ClaimedJob, SendStart, rows};
 use crate::queue::Message;
-use crate::store::{PgStore, StoreError};
+use crate::store::{SqlStore, StoreError};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub(super) async fn claim(
-    store: &PgStore,
+    store: &SqlStore,
     job_id: Uuid,
     owner: &str,
     lease: chrono::Duration,
     now: DateTime<Utc>,
 ) -> Result<Claim, StoreError> {
-    let mut tx = store.pool.begin().await?;
+    let mut tx = store.pg().begin().await?;
     let claimed: Option<ClaimedJob> = sqlx::query_as(concat!(
         "UPDATE jobs SET lease_owner = $2, lease_until = $3, updated_at = $4, waits_on = NULL \
          WHERE id = $1 AND due_at IS NOT NULL AND due_at <= $4 \
@@ -88,7 +88,7 @@ fn why_unclaimable(
 }
 
 pub(super) async fn send_started<C>(
-    store: &PgStore,
+    store: &SqlStore,
     job_id: Uuid,
     owner: &str,
     in_doubt_since: Option<DateTime<Utc>>,
@@ -98,7 +98,7 @@ pub(super) async fn send_started<C>(
 where
     C: Fn() -> DateTime<Utc> + Send + Sync,
 {
-    let mut tx = store.pool.begin().await?;
+    let mut tx = store.pg().begin().await?;
     /// Lease owner, lease end, and when the job's doubt began.
     type LeaseRow = (Option<String>, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
     let row: Option<LeaseRow> = sqlx::query_as(
@@ -168,12 +168,12 @@ where
 }
 
 pub(super) async fn give_back_send_slot(
-    store: &PgStore,
+    store: &SqlStore,
     job_id: Uuid,
     owner: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let mut tx = store.pool.begin().await?;
+    let mut tx = store.pg().begin().await?;
     let owner_now: Option<Option<String>> = sqlx::query_scalar!(
         "SELECT lease_owner FROM jobs WHERE id = $1 FOR UPDATE",
         job_id

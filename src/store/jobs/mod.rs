@@ -10,7 +10,7 @@ mod transition;
 
 use super::outbox::OutboxMessage;
 use super::waits::{Wait, Waiting};
-use super::{JobEvent, PgStore, StoreError};
+use super::{JobEvent, SqlStore, StoreError};
 use crate::account::AccountId;
 use crate::connectsafely::RateLimit;
 use crate::job::{CallRecord, Job, LeadDetails, Source, Status, WritebackTarget};
@@ -371,7 +371,7 @@ pub trait JobStore {
     ) -> impl Future<Output = Result<(Job, Vec<OutboxMessage>), StoreError>> + Send;
 }
 
-impl JobStore for PgStore {
+impl JobStore for SqlStore {
     async fn ingest(&self, new: &NewJob, now: DateTime<Utc>) -> Result<IngestOutcome, StoreError> {
         let mut outcomes = self.ingest_batch(std::slice::from_ref(new), now).await?;
         outcomes

@@ -2,12 +2,12 @@
 
 use super::{Attempts, JobFilter, JobHistory, JobStore, Transition, rows};
 use crate::job::{Job, Status};
-use crate::store::{JobEvent, OutboxMessage, PgStore, StoreError};
+use crate::store::{JobEvent, OutboxMessage, SqlStore, StoreError};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-pub(super) async fn job(store: &PgStore, job_id: Uuid) -> Result<Option<JobHistory>, StoreError> {
-    let mut conn = store.pool.acquire().await?;
+pub(super) async fn job(store: &SqlStore, job_id: Uuid) -> Result<Option<JobHistory>, StoreError> {
+    let mut conn = store.pg().acquire().await?;
     let Some(job) = rows::fetch(&mut conn, job_id).await? else {
         return Ok(None);
     };
@@ -26,7 +26,7 @@ pub(super) async fn job(store: &PgStore, job_id: Uuid) -> Result<Option<JobHisto
     }))
 }
 
-pub(super) async fn jobs(store: &PgStore, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
+pub(super) async fn jobs(store: &SqlStore, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
     Ok(sqlx::query_as(concat!(
         "SELECT ",
         rows::job_columns!(),
@@ -39,14 +39,14 @@ pub(super) async fn jobs(store: &PgStore, filter: &JobFilter) -> Result<Vec<Job>
     .bind(filter.status)
     .bind(&filter.account_id)
     .bind(if filter.limit > 0 { filter.limit } else { 100 })
-    .fetch_all(&store.pool)
+    .fetch_all(store.pg())
     .await?)
 }
 
-pub(super) async fn job_counts(store: &PgStore) -> Result<Vec<(Status, i64)>, StoreError> {
+pub(super) async fn job_counts(store: &SqlStore) -> Result<Vec<(Status, i64)>, StoreError> {
     let found: Vec<(Status, i64)> =
         sqlx::query_as("SELECT status, count(*) FROM jobs GROUP BY status")
-            .fetch_all(&store.pool)
+            .fetch_all(store.pg())
             .await?;
     Ok(Status::ALL
         .into_iter()
@@ -61,7 +61,7 @@ pub(super) async fn job_counts(store: &PgStore) -> Result<Vec<(Status, i64)>, St
 }
 
 pub(super) async fn retry_job(
-    store: &PgStore,
+    store: &SqlStore,
     job_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<(Job, Vec<OutboxMessage>), StoreError> {
@@ -105,7 +105,7 @@ pub(super) async fn retry_job(
 }
 
 pub(super) async fn cancel_job(
-    store: &PgStore,
+    store: &SqlStore,
     job_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<(Job, Vec<OutboxMessage>), StoreError> {

@@ -8,20 +8,20 @@ use super::rows::{self, LockedJob};
 use super::{Attempts, Doubt, SendSlot, Transition};
 use crate::job::{Job, Status, worth_writing_back};
 use crate::queue::Message;
-use crate::store::{PgStore, StoreError, record_event};
+use crate::store::{SqlStore, StoreError, record_event};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::Acquire;
 use uuid::Uuid;
 
 pub(super) async fn transition(
-    store: &PgStore,
+    store: &SqlStore,
     job_id: Uuid,
     owner: Option<&str>,
     change: Transition,
     now: DateTime<Utc>,
 ) -> Result<(Job, Vec<OutboxMessage>), StoreError> {
-    let mut tx = store.pool.begin().await?;
+    let mut tx = store.pg().begin().await?;
     let locked = rows::lock_with_lease(&mut tx, job_id).await?;
     let mut plan = plan(&locked, owner, &change, now)?;
     let mut waiting = change.waiting.clone();
