@@ -128,6 +128,7 @@ pub struct Job {
     /// The lead is still to be read from the CRM (the event carried only ids).
     pub enrich: bool,
     /// Where this job's status changes are written back.
+    #[sqlx(try_from = "crate::store::db::List<WritebackTarget>")]
     pub writeback_targets: Vec<WritebackTarget>,
     pub status: Status,
     pub error: Option<String>,

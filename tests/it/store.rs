@@ -9,8 +9,8 @@ use leadlink::lead::{Resolution, UsableLead};
 use leadlink::queue::Message;
 use leadlink::store::{
     AccountReading, AccountStore, ApiBudgetStore, Claim, Doubt, Facts, GateWait, IngestOutcome,
-    JobStore, NewJob, OutboxStore, SqlStore, SendGate, SendStart, StoreError, Transition, WaitStore,
-    WritebackClaim, WritebackResult, WritebackStore,
+    JobStore, NewJob, OutboxStore, SendGate, SendStart, SqlStore, StoreError, Transition,
+    WaitStore, WritebackClaim, WritebackResult, WritebackStore,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -452,7 +452,12 @@ fn unpaced() -> leadlink::account::policy::AccountPolicy {
     }
 }
 
-async fn claimed(store: &SqlStore, id: Uuid, owner: &str, now: DateTime<Utc>) -> leadlink::job::Job {
+async fn claimed(
+    store: &SqlStore,
+    id: Uuid,
+    owner: &str,
+    now: DateTime<Utc>,
+) -> leadlink::job::Job {
     match store
         .claim(id, owner, Duration::seconds(30), now)
         .await

@@ -60,10 +60,53 @@ impl<T> Type<Sqlite> for Set<'_, T> {
 }
 
 impl<'q, T: Serialize> Encode<'q, Sqlite> for Set<'_, T> {
-    fn encode_by_ref(
-        &self,
-        buf: &mut Vec<SqliteArgumentValue<'q>>,
-    ) -> Result<IsNull, BoxDynError> {
+    fn encode_by_ref(&self, buf: &mut Vec<SqliteArgumentValue<'q>>) -> Result<IsNull, BoxDynError> {
         Encode::<Sqlite>::encode(serde_json::to_string(self.0)?, buf)
+    }
+}
+
+/// A list column read back: a PostgreSQL array, or the JSON array SQLite keeps instead.
+/// Fields read it with `#[sqlx(try_from = "db::List<T>")]`; lists are written as [`Set`].
+#[derive(Debug, Clone)]
+pub struct List<T>(pub Vec<T>);
+
+impl<T> Type<Postgres> for List<T>
+where
+    Vec<T>: Type<Postgres>,
+{
+    fn type_info() -> PgTypeInfo {
+        <Vec<T> as Type<Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <Vec<T> as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r, T> sqlx::Decode<'r, Postgres> for List<T>
+where
+    Vec<T>: sqlx::Decode<'r, Postgres>,
+{
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(List(<Vec<T> as sqlx::Decode<'r, Postgres>>::decode(value)?))
+    }
+}
+
+impl<T> Type<Sqlite> for List<T> {
+    fn type_info() -> SqliteTypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+}
+
+impl<'r, T: serde::de::DeserializeOwned> sqlx::Decode<'r, Sqlite> for List<T> {
+    fn decode(value: sqlx::sqlite::SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+        let text = <&str as sqlx::Decode<'r, Sqlite>>::decode(value)?;
+        Ok(List(serde_json::from_str(text)?))
+    }
+}
+
+impl<T> From<List<T>> for Vec<T> {
+    fn from(list: List<T>) -> Vec<T> {
+        list.0
     }
 }

@@ -10,7 +10,7 @@ pub(crate) mod pg;
 mod render;
 pub(crate) mod sqlite;
 
-pub use bind::Set;
+pub use bind::{List, Set};
 
 use bind::Bind;
 use sqlx::postgres::{PgConnection, PgRow};
@@ -76,16 +76,19 @@ impl Tx<'_> {
         }
     }
 
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Pg(tx) => tx.rollback().await,
+            Tx::Lite(tx) => tx.rollback().await,
+        }
+    }
+
     /// A nested transaction (a savepoint) that can fail alone.
     pub async fn savepoint(&mut self) -> Result<Tx<'_>, sqlx::Error> {
         Ok(match self {
             Tx::Pg(tx) => Tx::Pg((&mut **tx).begin().await?),
             Tx::Lite(tx) => Tx::Lite((&mut **tx).begin().await?),
         })
-    }
-
-    pub fn is_sqlite(&self) -> bool {
-        matches!(self, Tx::Lite(_))
     }
 }
 
@@ -104,6 +107,14 @@ pub enum Conn<'c> {
 /// What a statement can run on: a transaction or a pooled connection.
 pub trait Exec: Send {
     fn conn(&mut self) -> Conn<'_>;
+
+    // TRANSITION: removed once every store file runs on `Db`.
+    fn as_pg(&mut self) -> &mut PgConnection {
+        match self.conn() {
+            Conn::Pg(c) => c,
+            Conn::Lite(_) => panic!("statement not yet ported to SQLite"),
+        }
+    }
 }
 
 impl Exec for Tx<'_> {
@@ -127,16 +138,6 @@ impl Exec for sqlx::Transaction<'_, Postgres> {
     }
 }
 
-// TRANSITION: removed once every store file runs on `Db`.
-impl Tx<'_> {
-    pub fn as_pg(&mut self) -> &mut PgConnection {
-        match self {
-            Tx::Pg(tx) => tx,
-            Tx::Lite(_) => panic!("statement not yet ported to SQLite"),
-        }
-    }
-}
-
 impl Exec for Pooled {
     fn conn(&mut self) -> Conn<'_> {
         match self {
@@ -149,7 +150,8 @@ impl Exec for Pooled {
 /// A row type both backends decode.
 pub trait Row: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin {}
 
-impl<T> Row for T where T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin {}
+impl<T> Row for T where T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin
+{}
 
 /// A statement with its arguments, bound in order to `$1`, `$2`, ...
 #[must_use = "a query does nothing until it runs"]
@@ -207,7 +209,10 @@ impl<'q> Query<'q> {
         }
     }
 
-    pub async fn fetch_optional<T: Row>(self, on: &mut impl Exec) -> Result<Option<T>, sqlx::Error> {
+    pub async fn fetch_optional<T: Row>(
+        self,
+        on: &mut impl Exec,
+    ) -> Result<Option<T>, sqlx::Error> {
         match on.conn() {
             Conn::Pg(c) => {
                 let (sql, args) = self.pg_args()?;

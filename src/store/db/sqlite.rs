@@ -25,8 +25,9 @@ pub async fn connect(config: &DatabaseConfig, create: Create) -> Result<Db, Stor
     if create == Create::IfMissing {
         let file = options.get_filename();
         if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Corrupt(format!("cannot create {}: {e}", parent.display()))
+            })?;
         }
     }
     let writer = SqlitePoolOptions::new()

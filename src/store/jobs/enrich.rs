@@ -5,6 +5,7 @@ use super::rows::{self, LeadColumns};
 use super::{Enriched, Enrichment};
 use crate::job::Job;
 use crate::lead::Resolution;
+use crate::store::db;
 use crate::store::{SqlStore, StoreError, record_event};
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -23,8 +24,8 @@ pub(super) async fn enrich(
     // An unusable lead claims no identity, so it can never collide with another job.
     let profile_key = columns.profile_key.filter(|_| usable);
     let profile_urn = columns.profile_urn.filter(|_| usable);
-    let mut tx = store.pg().begin().await?;
-    let updated: Result<Option<Job>, StoreError> = sqlx::query_as(concat!(
+    let mut tx = store.db.begin().await?;
+    let updated: Result<Option<Job>, StoreError> = db::query(concat!(
         "UPDATE jobs SET account_id = $3, profile_key = $4, profile_id = $5, profile_urn = $6, \
          message = $7, lead = $8, enrich = NOT $10, attempts = 0, updated_at = $9 \
          WHERE id = $1 AND lease_owner = $2 RETURNING ",
@@ -37,10 +38,10 @@ pub(super) async fn enrich(
     .bind(columns.profile_id)
     .bind(profile_urn)
     .bind(columns.message)
-    .bind(&lead)
+    .bind(sqlx::types::Json(&lead))
     .bind(now)
     .bind(usable)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut tx)
     .await
     .map_err(StoreError::from);
     match updated {
@@ -54,7 +55,7 @@ pub(super) async fn enrich(
         Ok(None) => Err(StoreError::LeaseLost(job_id)),
         Err(error) if error.is_unique_violation() => {
             tx.rollback().await?;
-            let mut conn = store.pg().acquire().await?;
+            let mut conn = store.db.read().await?;
             let names = [profile_key, profile_urn];
             let other = rows::other_lead_holder(&mut conn, job_id, &e.account_id, names)
                 .await?
@@ -63,7 +64,7 @@ pub(super) async fn enrich(
                 })?;
             // This job's record now hears the other job's changes. Nothing here
             // publishes them: their outbox rows are due at once, for the relay.
-            let mut tx = store.pg().begin().await?;
+            let mut tx = store.db.begin().await?;
             let this = rows::fetch(&mut tx, job_id)
                 .await?
                 .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;

@@ -7,10 +7,10 @@ use super::rows::{self, LeadColumns};
 use super::{IngestOutcome, NewJob};
 use crate::job::{Job, Source, Status, WritebackTarget};
 use crate::queue::Message;
+use crate::store::db::{self, Exec, Set};
 use crate::store::{SqlStore, StoreError, record_event};
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::Acquire;
 use uuid::Uuid;
 
 pub(super) async fn ingest_batch(
@@ -52,14 +52,14 @@ async fn ingest_in_order(
     now: DateTime<Utc>,
 ) -> Result<Vec<IngestOutcome>, StoreError> {
     let mut outcomes: Vec<Option<IngestOutcome>> = vec![None; news.len()];
-    let mut tx = store.pg().begin().await?;
+    let mut tx = store.db.begin().await?;
     for &index in order {
         let new = &news[index];
         let outcome = if savepoints == Savepoints::PerDelivery {
             let mut tries = 0;
             loop {
                 tries += 1;
-                let mut savepoint = tx.begin().await?;
+                let mut savepoint = tx.savepoint().await?;
                 match ingest_one(&mut savepoint, new, now, store.relay_grace).await {
                     Ok(outcome) => {
                         savepoint.commit().await?;
@@ -86,7 +86,7 @@ pub(super) async fn existing_jobs(
     store: &SqlStore,
     news: &[NewJob],
 ) -> Result<Vec<bool>, StoreError> {
-    let mut conn = store.pg().acquire().await?;
+    let mut conn = store.db.read().await?;
     let mut found = Vec::with_capacity(news.len());
     for new in news {
         found.push(existing_job(&mut conn, new).await?.is_some());
@@ -101,10 +101,7 @@ enum Existing {
     Holder(rows::JobState),
 }
 
-async fn existing_job(
-    conn: &mut sqlx::PgConnection,
-    new: &NewJob,
-) -> Result<Option<Existing>, StoreError> {
+async fn existing_job(conn: &mut impl Exec, new: &NewJob) -> Result<Option<Existing>, StoreError> {
     if let Some(key) = &new.delivery_id
         && let Some(seen) = rows::job_of_delivery(conn, new.source, key).await?
     {
@@ -127,7 +124,7 @@ async fn existing_job(
 
 /// One delivery inside the caller's transaction: its job is found or created.
 async fn ingest_one(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl Exec,
     new: &NewJob,
     now: DateTime<Utc>,
     relay_grace: chrono::Duration,
@@ -153,12 +150,12 @@ async fn ingest_one(
         Status::Queued
     };
     let due_at = (status == Status::Queued).then_some(now);
-    let job: Job = sqlx::query_as(concat!(
+    let job: Job = db::query(concat!(
             "INSERT INTO jobs (id, source, record_id, account_id, profile_key, profile_id, profile_urn, \
              message, lead, status, error, sequence, changed_at, due_at, record_object, enrich, \
              writeback_targets, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $13, $14, $15, $16, \
-             clock_timestamp()) RETURNING ",
+             $17) RETURNING ",
                  rows::job_columns!()
         ))
         .bind(job_id)
@@ -169,23 +166,25 @@ async fn ingest_one(
         .bind(columns.profile_id)
         .bind(columns.profile_urn)
         .bind(columns.message)
-        .bind(serde_json::to_value(&new.lead).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        .bind(sqlx::types::Json(&new.lead))
         .bind(status)
         .bind(columns.invalid_reason)
         .bind(now)
         .bind(due_at)
         .bind(&new.record_object)
         .bind(columns.enrich)
-        .bind(&new.writeback_targets)
+        .bind(Set(&new.writeback_targets))
+        .bind(created_at())
         .fetch_one(&mut *tx)
         .await?;
     join_record(&mut *tx, job_id, &RecordRef::of(new), now).await?;
     remember_delivery(&mut *tx, new, job_id, now, "accepted", Some(status)).await?;
     let mut publish = Vec::new();
     if status == Status::Queued {
-        publish.push(outbox::insert(&mut *tx, Message::Connect(job_id), now + relay_grace).await?);
+        publish
+            .push(outbox::insert(tx.as_pg(), Message::Connect(job_id), now + relay_grace).await?); // TRANSITION
     }
-    publish.extend(writebacks::queue_writebacks(&mut *tx, &job, None, now, relay_grace).await?);
+    publish.extend(writebacks::queue_writebacks(tx.as_pg(), &job, None, now, relay_grace).await?); // TRANSITION
     Ok(IngestOutcome::Created {
         job_id,
         status,
@@ -197,7 +196,7 @@ async fn ingest_one(
 /// A record the job did not have yet (another CRM record naming the same lead) joins it and
 /// is written the job's current state now, with the messages to publish for that.
 async fn attach(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl Exec,
     new: &NewJob,
     existing: rows::JobState,
     now: DateTime<Utc>,
@@ -247,22 +246,22 @@ impl<'a> RecordRef<'a> {
 
 /// Adds `record` to the job's records; the new row's id, or `None` if it was there already.
 async fn join_record(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl Exec,
     job_id: Uuid,
     record: &RecordRef<'_>,
     now: DateTime<Utc>,
 ) -> Result<Option<i64>, StoreError> {
-    Ok(sqlx::query_scalar!(
+    Ok(db::query(
         "INSERT INTO job_records (job_id, source, record_id, record_object, writeback_targets, joined_at) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id, source, record_id) DO NOTHING RETURNING id",
-             job_id,
-             record.source as _,
-             record.record_id,
-             record.record_object,
-             record.writeback_targets as _,
-             now
-     )
-    .fetch_optional(&mut *tx)
+    )
+    .bind(job_id)
+    .bind(record.source)
+    .bind(record.record_id)
+    .bind(record.record_object)
+    .bind(Set(record.writeback_targets))
+    .bind(now)
+    .scalar_optional(tx)
     .await?)
 }
 
@@ -270,20 +269,20 @@ async fn join_record(
 /// for it. The job's row is locked first, so a concurrent transition either sees the new
 /// record or has committed the state read here.
 pub(super) async fn join_with_state(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl Exec,
     job_id: Uuid,
     record: &RecordRef<'_>,
     now: DateTime<Utc>,
     relay_grace: chrono::Duration,
 ) -> Result<Option<(Job, Vec<OutboxMessage>)>, StoreError> {
-    let known = sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM job_records WHERE job_id = $1 AND source = $2
-           AND record_id = $3) AS "known!""#,
-        job_id,
-        record.source as _,
-        record.record_id
+    let known: bool = db::query(
+        "SELECT EXISTS (SELECT 1 FROM job_records WHERE job_id = $1 AND source = $2 \
+         AND record_id = $3)",
     )
-    .fetch_one(&mut *tx)
+    .bind(job_id)
+    .bind(record.source)
+    .bind(record.record_id)
+    .scalar(tx)
     .await?;
     if known {
         return Ok(None);
@@ -302,13 +301,14 @@ pub(super) async fn join_with_state(
                "recordObject": record.record_object, "targets": record.writeback_targets}),
     )
     .await?;
-    let publish = writebacks::queue_writebacks(tx, &job, Some(joined), now, relay_grace).await?;
+    let publish =
+        writebacks::queue_writebacks(tx.as_pg(), &job, Some(joined), now, relay_grace).await?; // TRANSITION
     Ok(Some((job, publish)))
 }
 
 /// Keeps the delivery's id as an idempotency key for `job_id` and notes it in the history.
 async fn remember_delivery(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl Exec,
     new: &NewJob,
     job_id: Uuid,
     now: DateTime<Utc>,
@@ -316,13 +316,14 @@ async fn remember_delivery(
     status: Option<Status>,
 ) -> Result<(), StoreError> {
     if let Some(key) = &new.delivery_id {
-        sqlx::query!(
-            "INSERT INTO idempotency_keys (source, key, job_id) VALUES ($1, $2, $3)",
-            new.source as _,
-            key,
-            job_id
+        db::query(
+            "INSERT INTO idempotency_keys (source, key, job_id, created_at) VALUES ($1, $2, $3, $4)",
         )
-        .execute(&mut *tx)
+        .bind(new.source)
+        .bind(key)
+        .bind(job_id)
+        .bind(now)
+        .execute(tx)
         .await?;
     }
     let detail = json!({
@@ -330,4 +331,23 @@ async fn remember_delivery(
         "error": LeadColumns::of(&new.resolution).invalid_reason,
     });
     record_event(tx, job_id, now, kind, status, detail).await
+}
+
+/// When a job is created: the real time, not the caller's clock, strictly increasing within
+/// the process and whole microseconds (what PostgreSQL keeps), so that jobs created in one
+/// batch keep their order and compare the same on both backends.
+fn created_at() -> DateTime<Utc> {
+    use std::sync::Mutex;
+    static LAST: Mutex<Option<DateTime<Utc>>> = Mutex::new(None);
+    let now = Utc::now();
+    let now = now - chrono::Duration::nanoseconds(i64::from(now.timestamp_subsec_nanos() % 1000));
+    let mut last = LAST
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let at = match *last {
+        Some(previous) if previous >= now => previous + chrono::Duration::microseconds(1),
+        _ => now,
+    };
+    *last = Some(at);
+    at
 }

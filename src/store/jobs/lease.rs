@@ -4,6 +4,7 @@ use super::super::accounts;
 use super::super::outbox;
 use super::{Claim, ClaimedJob, SendStart, rows};
 use crate::queue::Message;
+use crate::store::db::{self, Exec};
 use crate::store::{SqlStore, StoreError};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -15,8 +16,8 @@ pub(super) async fn claim(
     lease: chrono::Duration,
     now: DateTime<Utc>,
 ) -> Result<Claim, StoreError> {
-    let mut tx = store.pg().begin().await?;
-    let claimed: Option<ClaimedJob> = sqlx::query_as(concat!(
+    let mut tx = store.db.begin().await?;
+    let claimed: Option<ClaimedJob> = db::query(concat!(
         "UPDATE jobs SET lease_owner = $2, lease_until = $3, updated_at = $4, waits_on = NULL \
          WHERE id = $1 AND due_at IS NOT NULL AND due_at <= $4 \
          AND (lease_until IS NULL OR lease_until < $4) RETURNING ",
@@ -27,28 +28,28 @@ pub(super) async fn claim(
     .bind(owner)
     .bind(now + lease)
     .bind(now)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut tx)
     .await?;
     let Some(claimed) = claimed else {
-        let state: Option<Unclaimable> = sqlx::query_as(
+        let state: Option<Unclaimable> = db::query(
             "SELECT due_at, lease_until, waits_on IS NOT NULL AS waits FROM jobs WHERE id = $1",
         )
         .bind(job_id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut tx)
         .await?;
         let (why, comes_back_at) = why_unclaimable(state, now);
         // This delivery may be the job's only message (a relay whose clock runs ahead,
         // say): make sure something brings the job back before dropping it.
         if let Some(at) = comes_back_at {
-            outbox::ensure(&mut tx, Message::Connect(job_id), at).await?;
+            outbox::ensure(tx.as_pg(), Message::Connect(job_id), at).await?; // TRANSITION
             tx.commit().await?;
         }
         return Ok(Claim::Skip(why));
     };
     // A slot a dead attempt took at the gate and never used is the account's again.
-    accounts::give_back_unstarted_slots(&mut tx, job_id, now).await?;
+    accounts::give_back_unstarted_slots(tx.as_pg(), job_id, now).await?; // TRANSITION
     outbox::insert(
-        &mut tx,
+        tx.as_pg(), // TRANSITION
         Message::Connect(job_id),
         now + lease + chrono::Duration::seconds(1),
     )
@@ -98,14 +99,14 @@ pub(super) async fn send_started<C>(
 where
     C: Fn() -> DateTime<Utc> + Send + Sync,
 {
-    let mut tx = store.pg().begin().await?;
+    let mut tx = store.db.begin().await?;
     /// Lease owner, lease end, and when the job's doubt began.
     type LeaseRow = (Option<String>, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
-    let row: Option<LeaseRow> = sqlx::query_as(
+    let row: Option<LeaseRow> = db::query(
         "SELECT lease_owner, lease_until, send_started_at FROM jobs WHERE id = $1 FOR UPDATE",
     )
     .bind(job_id)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut tx)
     .await?;
     let Some((lease_owner, lease_until, doubt)) = row else {
         return Err(StoreError::NotFound(format!("job {job_id}")));
@@ -119,47 +120,39 @@ where
     // The account's send lease covers the call too, or another job could send beside it;
     // the watchdog follows the renewed lease. Both may wait on a lock: the lease is
     // measured after them.
-    sqlx::query!(
-        "SELECT 1 AS locked FROM accounts WHERE sending_job = $1 FOR UPDATE",
-        job_id
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
-    sqlx::query!(
-        "SELECT 1 AS locked FROM outbox WHERE topic = 'connect' AND ref = $1 FOR UPDATE",
-        job_id.to_string()
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+    db::query("SELECT 1 FROM accounts WHERE sending_job = $1 FOR UPDATE")
+        .bind(job_id)
+        .scalar_optional::<i32>(&mut tx)
+        .await?;
+    db::query("SELECT 1 FROM outbox WHERE topic = 'connect' AND ref = $1 FOR UPDATE")
+        .bind(job_id.to_string())
+        .scalar_all::<i32>(&mut tx)
+        .await?;
     let now = clock();
     if lease_until.is_none_or(|t| t <= now) {
         return Err(StoreError::LeaseLost(job_id));
     }
     let until = now + lease;
-    let attempt: i32 = sqlx::query_scalar!(
+    let attempt: i32 = db::query(
         "UPDATE jobs SET send_started_at = $2, attempts = attempts + 1, lease_until = $3, \
          updated_at = $2 WHERE id = $1 RETURNING attempts",
-        job_id,
-        now,
-        until
     )
-    .fetch_one(&mut *tx)
+    .bind(job_id)
+    .bind(now)
+    .bind(until)
+    .scalar(&mut tx)
     .await?;
-    sqlx::query!(
-        "UPDATE accounts SET sending_until = $2 WHERE sending_job = $1",
-        job_id,
-        until
-    )
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query!(
-        "UPDATE outbox SET due_at = $2 WHERE topic = 'connect' AND ref = $1",
-        job_id.to_string(),
-        until + chrono::Duration::seconds(1)
-    )
-    .execute(&mut *tx)
-    .await?;
-    accounts::mark_slot_used(&mut tx, job_id).await?;
+    db::query("UPDATE accounts SET sending_until = $2 WHERE sending_job = $1")
+        .bind(job_id)
+        .bind(until)
+        .execute(&mut tx)
+        .await?;
+    db::query("UPDATE outbox SET due_at = $2 WHERE topic = 'connect' AND ref = $1")
+        .bind(job_id.to_string())
+        .bind(until + chrono::Duration::seconds(1))
+        .execute(&mut tx)
+        .await?;
+    accounts::mark_slot_used(tx.as_pg(), job_id).await?; // TRANSITION
     tx.commit().await?;
     Ok(SendStart::Started {
         attempt,
@@ -173,19 +166,18 @@ pub(super) async fn give_back_send_slot(
     owner: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let mut tx = store.pg().begin().await?;
-    let owner_now: Option<Option<String>> = sqlx::query_scalar!(
-        "SELECT lease_owner FROM jobs WHERE id = $1 FOR UPDATE",
-        job_id
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
+    let mut tx = store.db.begin().await?;
+    let owner_now: Option<Option<String>> =
+        db::query("SELECT lease_owner FROM jobs WHERE id = $1 FOR UPDATE")
+            .bind(job_id)
+            .scalar_optional(&mut tx)
+            .await?;
     if owner_now.flatten().as_deref() != Some(owner) {
         // Another claim has the job: it gave this attempt's slot back when it claimed,
         // and the slot there now is its own.
         return Ok(());
     }
-    accounts::give_back_unstarted_slots(&mut tx, job_id, now).await?;
+    accounts::give_back_unstarted_slots(tx.as_pg(), job_id, now).await?; // TRANSITION
     tx.commit().await?;
     Ok(())
 }

@@ -2,21 +2,21 @@
 
 use super::{Attempts, JobFilter, JobHistory, JobStore, Transition, rows};
 use crate::job::{Job, Status};
+use crate::store::db;
 use crate::store::{JobEvent, OutboxMessage, SqlStore, StoreError};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub(super) async fn job(store: &SqlStore, job_id: Uuid) -> Result<Option<JobHistory>, StoreError> {
-    let mut conn = store.pg().acquire().await?;
+    let mut conn = store.db.read().await?;
     let Some(job) = rows::fetch(&mut conn, job_id).await? else {
         return Ok(None);
     };
-    let history = sqlx::query_as::<_, JobEvent>(
-        "SELECT at, kind, status, detail FROM job_events WHERE job_id = $1 ORDER BY id",
-    )
-    .bind(job_id)
-    .fetch_all(&mut *conn)
-    .await?;
+    let history: Vec<JobEvent> =
+        db::query("SELECT at, kind, status, detail FROM job_events WHERE job_id = $1 ORDER BY id")
+            .bind(job_id)
+            .fetch_all(&mut conn)
+            .await?;
     drop(conn);
     let writebacks = store.writebacks_of(job_id).await?;
     Ok(Some(JobHistory {
@@ -27,27 +27,26 @@ pub(super) async fn job(store: &SqlStore, job_id: Uuid) -> Result<Option<JobHist
 }
 
 pub(super) async fn jobs(store: &SqlStore, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
-    Ok(sqlx::query_as(concat!(
+    Ok(db::query(concat!(
         "SELECT ",
         rows::job_columns!(),
-        " FROM jobs WHERE ($1::text IS NULL \
+        " FROM jobs WHERE ($1 IS NULL \
          OR id IN (SELECT job_id FROM job_records WHERE record_id = $1)) \
-         AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR account_id = $3) \
-         ORDER BY created_at DESC LIMIT $4"
+         AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR account_id = $3) \
+         ORDER BY created_at DESC, id DESC LIMIT $4"
     ))
     .bind(&filter.record_id)
     .bind(filter.status)
     .bind(&filter.account_id)
     .bind(if filter.limit > 0 { filter.limit } else { 100 })
-    .fetch_all(store.pg())
+    .fetch_all(&mut store.db.read().await?)
     .await?)
 }
 
 pub(super) async fn job_counts(store: &SqlStore) -> Result<Vec<(Status, i64)>, StoreError> {
-    let found: Vec<(Status, i64)> =
-        sqlx::query_as("SELECT status, count(*) FROM jobs GROUP BY status")
-            .fetch_all(store.pg())
-            .await?;
+    let found: Vec<(Status, i64)> = db::query("SELECT status, count(*) FROM jobs GROUP BY status")
+        .fetch_all(&mut store.db.read().await?)
+        .await?;
     Ok(Status::ALL
         .into_iter()
         .map(|status| {

@@ -1,11 +1,12 @@
 //! The statements that read and lock job rows, shared by the job operations. A job row maps
-//! to `Job` through `FromRow`; the status sets come from `Status`, bound as arrays, so the
+//! to `Job` through `FromRow`; the status sets come from `Status`, bound as sets, so the
 //! SQL never spells a status list of its own (`tests/schema.rs` holds the migrations'
 //! partial indexes to the same sets).
 
 use crate::job::{Job, Source, Status};
 use crate::lead::Resolution;
 use crate::store::StoreError;
+use crate::store::db::{self, Exec, Set};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -36,11 +37,8 @@ pub(super) struct JobState {
     pub status: Status,
 }
 
-pub(super) async fn fetch(
-    conn: &mut sqlx::PgConnection,
-    job_id: Uuid,
-) -> Result<Option<Job>, StoreError> {
-    Ok(sqlx::query_as(concat!(
+pub(super) async fn fetch(conn: &mut impl Exec, job_id: Uuid) -> Result<Option<Job>, StoreError> {
+    Ok(db::query(concat!(
         "SELECT ",
         job_columns!(),
         " FROM jobs WHERE id = $1"
@@ -50,8 +48,8 @@ pub(super) async fn fetch(
     .await?)
 }
 
-pub(super) async fn lock(conn: &mut sqlx::PgConnection, job_id: Uuid) -> Result<Job, StoreError> {
-    sqlx::query_as(concat!(
+pub(super) async fn lock(conn: &mut impl Exec, job_id: Uuid) -> Result<Job, StoreError> {
+    db::query(concat!(
         "SELECT ",
         job_columns!(),
         " FROM jobs WHERE id = $1 FOR UPDATE"
@@ -63,10 +61,10 @@ pub(super) async fn lock(conn: &mut sqlx::PgConnection, job_id: Uuid) -> Result<
 }
 
 pub(super) async fn lock_with_lease(
-    conn: &mut sqlx::PgConnection,
+    conn: &mut impl Exec,
     job_id: Uuid,
 ) -> Result<LockedJob, StoreError> {
-    sqlx::query_as(concat!(
+    db::query(concat!(
         "SELECT ",
         job_columns!(),
         ", lease_owner, lease_until, send_started_at AS in_doubt_since \
@@ -81,43 +79,43 @@ pub(super) async fn lock_with_lease(
 /// The oldest job of the account that holds the lead named by `profile_key` or `profile_urn`
 /// (open or successful, or one that may have sent): `jobs_one_per_lead` and `jobs_one_per_urn`.
 pub(super) async fn lead_holder(
-    conn: &mut sqlx::PgConnection,
+    conn: &mut impl Exec,
     account_id: &str,
     profile_key: &str,
     profile_urn: Option<&str>,
 ) -> Result<Option<JobState>, StoreError> {
-    Ok(sqlx::query_as(
+    Ok(db::query(
         "SELECT id, status FROM jobs WHERE account_id = $1 \
          AND (profile_key = $2 OR profile_urn = $3 OR profile_key = $3) \
-         AND (status <> ALL($4) OR send_started_at IS NOT NULL) ORDER BY created_at LIMIT 1",
+         AND (status <> ALL($4) OR send_started_at IS NOT NULL) ORDER BY created_at, id LIMIT 1",
     )
     .bind(account_id)
     .bind(profile_key)
     .bind(profile_urn)
-    .bind(&Status::FREES_LEAD[..])
+    .bind(Set(&Status::FREES_LEAD))
     .fetch_optional(conn)
     .await?)
 }
 
 /// Another job than `job_id` that holds one of the two names on the account, whole.
 pub(super) async fn other_lead_holder(
-    conn: &mut sqlx::PgConnection,
+    conn: &mut impl Exec,
     job_id: Uuid,
     account_id: &str,
     names: [Option<&str>; 2],
 ) -> Result<Option<Job>, StoreError> {
-    Ok(sqlx::query_as(concat!(
+    Ok(db::query(concat!(
         "SELECT ",
         job_columns!(),
         " FROM jobs WHERE account_id = $1 AND id <> $2 \
          AND (profile_key = $3 OR profile_urn = $3 OR profile_key = $4 OR profile_urn = $4) \
-         AND (status <> ALL($5) OR send_started_at IS NOT NULL) ORDER BY created_at LIMIT 1"
+         AND (status <> ALL($5) OR send_started_at IS NOT NULL) ORDER BY created_at, id LIMIT 1"
     ))
     .bind(account_id)
     .bind(job_id)
     .bind(names[0])
     .bind(names[1])
-    .bind(&Status::FREES_LEAD[..])
+    .bind(Set(&Status::FREES_LEAD))
     .fetch_optional(conn)
     .await?)
 }
@@ -125,29 +123,29 @@ pub(super) async fn other_lead_holder(
 /// The open job a CRM record has: its own, or the one it joined as a further record of
 /// that lead.
 pub(super) async fn open_job_of_record(
-    conn: &mut sqlx::PgConnection,
+    conn: &mut impl Exec,
     source: Source,
     record_id: &str,
 ) -> Result<Option<JobState>, StoreError> {
-    Ok(sqlx::query_as(
+    Ok(db::query(
         "SELECT j.id, j.status FROM job_records r JOIN jobs j ON j.id = r.job_id \
          WHERE r.source = $1 AND r.record_id = $2 AND j.status <> ALL($3) \
-         ORDER BY j.created_at LIMIT 1",
+         ORDER BY j.created_at, j.id LIMIT 1",
     )
     .bind(source)
     .bind(record_id)
-    .bind(&Status::ENDED[..])
+    .bind(Set(&Status::ENDED))
     .fetch_optional(conn)
     .await?)
 }
 
 /// The job a delivery id was first seen for.
 pub(super) async fn job_of_delivery(
-    conn: &mut sqlx::PgConnection,
+    conn: &mut impl Exec,
     source: Source,
     key: &str,
 ) -> Result<Option<JobState>, StoreError> {
-    Ok(sqlx::query_as(
+    Ok(db::query(
         "SELECT j.id, j.status FROM idempotency_keys k JOIN jobs j ON j.id = k.job_id \
          WHERE k.source = $1 AND k.key = $2",
     )

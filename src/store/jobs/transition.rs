@@ -8,10 +8,10 @@ use super::rows::{self, LockedJob};
 use super::{Attempts, Doubt, SendSlot, Transition};
 use crate::job::{Job, Status, worth_writing_back};
 use crate::queue::Message;
+use crate::store::db::{self, Exec, Tx};
 use crate::store::{SqlStore, StoreError, record_event};
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::Acquire;
 use uuid::Uuid;
 
 pub(super) async fn transition(
@@ -21,7 +21,7 @@ pub(super) async fn transition(
     change: Transition,
     now: DateTime<Utc>,
 ) -> Result<(Job, Vec<OutboxMessage>), StoreError> {
-    let mut tx = store.pg().begin().await?;
+    let mut tx = store.db.begin().await?;
     let locked = rows::lock_with_lease(&mut tx, job_id).await?;
     let mut plan = plan(&locked, owner, &change, now)?;
     let mut waiting = change.waiting.clone();
@@ -50,17 +50,17 @@ pub(super) async fn transition(
         });
         record_event(&mut tx, job_id, now, kind, Some(plan.status), detail).await?;
     }
-    outbox::delete_for(&mut tx, Message::Connect(job_id)).await?;
+    outbox::delete_for(tx.as_pg(), Message::Connect(job_id)).await?; // TRANSITION
     match (plan.due_at, &waiting) {
-        (Some(_), Some(waiting)) => waits::park(&mut tx, job_id, waiting, now).await?,
+        (Some(_), Some(waiting)) => waits::park(tx.as_pg(), job_id, waiting, now).await?, // TRANSITION
         (Some(due), None) => {
-            outbox::insert(&mut tx, Message::Connect(job_id), due).await?;
+            outbox::insert(tx.as_pg(), Message::Connect(job_id), due).await?; // TRANSITION
         }
         (None, _) => {}
     }
     record_account_effects(&mut tx, &job, &change, now).await?;
     let publish = if plan.reported {
-        writebacks::queue_writebacks(&mut tx, &job, None, now, store.relay_grace).await?
+        writebacks::queue_writebacks(tx.as_pg(), &job, None, now, store.relay_grace).await? // TRANSITION
     } else {
         Vec::new()
     };
@@ -161,22 +161,22 @@ fn history_kind(
 
 /// Whether what a job is about to be parked on (its CRM, the key) is still down; the
 /// others are shared waits the gate releases.
-async fn still_waiting(tx: &mut sqlx::PgConnection, wait: &Wait) -> Result<bool, StoreError> {
+async fn still_waiting(tx: &mut impl Exec, wait: &Wait) -> Result<bool, StoreError> {
     match wait {
-        Wait::Crm(crm) => crm_pauses::crm_paused(tx, crm).await,
-        Wait::Key => accounts::key_paused(tx).await,
+        Wait::Crm(crm) => crm_pauses::crm_paused(tx.as_pg(), crm).await, // TRANSITION
+        Wait::Key => accounts::key_paused(tx.as_pg()).await,             // TRANSITION
         Wait::Account(_) | Wait::Sender(_) => Ok(true),
     }
 }
 
 async fn write_row(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl Exec,
     job_id: Uuid,
     plan: &Plan,
     change: &Transition,
     now: DateTime<Utc>,
 ) -> Result<Job, StoreError> {
-    Ok(sqlx::query_as(concat!(
+    Ok(db::query(concat!(
         "UPDATE jobs SET status = $2, error = $3, \
          attempts = CASE $4 WHEN 'reset' THEN 0 WHEN 'count' THEN attempts + 1 ELSE attempts END, \
          hold_until = $5, retry_at = $6, due_at = $7, sequence = $8, changed_at = $9, \
@@ -207,23 +207,24 @@ async fn write_row(
 /// What the transition tells the job's account: a slot given back, the answer's rate-limit
 /// headers, the end of its send, a hold.
 async fn record_account_effects(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl Exec,
     job: &Job,
     change: &Transition,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     // The account's row first, as the gate and a quota reading take it, so that the
     // writes below cannot deadlock with them.
-    accounts::lock(tx, &job.account_id).await?;
+    // TRANSITION: the calls below pass `tx.as_pg()` until accounts and send_gate are ported.
+    accounts::lock(tx.as_pg(), &job.account_id).await?;
     if change.slot == SendSlot::Returned {
-        accounts::return_send_slot(tx, &job.account_id, job.id).await?;
+        accounts::return_send_slot(tx.as_pg(), &job.account_id, job.id).await?;
     }
     if let Some(limit) = &change.rate_limit {
-        accounts::record_rate_limit(tx, &job.account_id, limit, now).await?;
+        accounts::record_rate_limit(tx.as_pg(), &job.account_id, limit, now).await?;
     }
-    send_gate::release_account(tx, job.id, now, change.slot).await?;
+    send_gate::release_account(tx.as_pg(), job.id, now, change.slot).await?;
     if let Some(hold) = &change.account_hold {
-        accounts::record_hold(tx, &job.account_id, hold, now).await?;
+        accounts::record_hold(tx.as_pg(), &job.account_id, hold, now).await?;
     }
     Ok(())
 }
@@ -236,20 +237,18 @@ async fn record_account_effects(
 /// job before this commit sees the change when its send would start; the slug is copied
 /// over so that the check can ask by the profile id it is documented for.
 async fn link_urn(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tx: &mut Tx<'_>,
     job_id: Uuid,
     urn: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let mut savepoint = tx.begin().await?;
-    let linked = sqlx::query!(
-        "UPDATE jobs SET profile_urn = $2 WHERE id = $1",
-        job_id,
-        urn
-    )
-    .execute(&mut *savepoint)
-    .await
-    .map_err(StoreError::from);
+    let mut savepoint = tx.savepoint().await?;
+    let linked = db::query("UPDATE jobs SET profile_urn = $2 WHERE id = $1")
+        .bind(job_id)
+        .bind(urn)
+        .execute(&mut savepoint)
+        .await
+        .map_err(StoreError::from);
     match linked {
         Ok(_) => {
             savepoint.commit().await?;
@@ -258,21 +257,40 @@ async fn link_urn(
         Err(e) if e.is_unique_violation() => {
             savepoint.rollback().await?;
             // That other job is for the person just invited: it must look before it sends.
-            sqlx::query!(
-                "UPDATE jobs SET send_started_at = GREATEST($3, send_started_at + interval '1 microsecond'), \
-                 profile_id = COALESCE(profile_id, (SELECT profile_id FROM jobs WHERE id = $1)) \
+            let holders: Vec<(Uuid, Option<DateTime<Utc>>)> = db::query(
+                "SELECT id, send_started_at FROM jobs \
                  WHERE account_id = (SELECT account_id FROM jobs WHERE id = $1) \
-                 AND profile_urn = $2 AND id <> $1 AND due_at IS NOT NULL",
-                     job_id,
-                     urn,
-                     now
-             )
-            .execute(&mut **tx)
+                 AND profile_urn = $2 AND id <> $1 AND due_at IS NOT NULL FOR UPDATE",
+            )
+            .bind(job_id)
+            .bind(urn)
+            .fetch_all(&mut *tx)
             .await?;
+            for (holder, doubt_since) in holders {
+                db::query(
+                    "UPDATE jobs SET send_started_at = $3, \
+                     profile_id = COALESCE(profile_id, (SELECT profile_id FROM jobs WHERE id = $1)) \
+                     WHERE id = $2",
+                )
+                .bind(job_id)
+                .bind(holder)
+                .bind(raised_doubt(doubt_since, now))
+                .execute(&mut *tx)
+                .await?;
+            }
             tracing::warn!(%job_id, urn, "another open job has this URN; it will check the relationship before sending");
             Ok(false)
         }
         Err(e) => Err(e),
+    }
+}
+
+/// The mark of a job made doubtful: a time later than any it had, so that a worker whose
+/// claim saw the old mark notices the change.
+fn raised_doubt(since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> DateTime<Utc> {
+    match since {
+        Some(since) if since >= now => since + chrono::Duration::microseconds(1),
+        _ => now,
     }
 }
 
@@ -294,6 +312,24 @@ mod tests {
             lease_until: owner.map(|_| now() + Duration::minutes(2)),
             in_doubt_since,
         }
+    }
+
+    #[test]
+    fn a_raised_doubt_is_always_a_new_later_mark() {
+        assert_eq!(raised_doubt(None, now()), now());
+        assert_eq!(
+            raised_doubt(Some(now() - Duration::minutes(1)), now()),
+            now()
+        );
+        let ahead = now() + Duration::seconds(1);
+        assert_eq!(
+            raised_doubt(Some(ahead), now()),
+            ahead + Duration::microseconds(1)
+        );
+        assert_eq!(
+            raised_doubt(Some(now()), now()),
+            now() + Duration::microseconds(1)
+        );
     }
 
     #[test]
