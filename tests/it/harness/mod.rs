@@ -80,10 +80,46 @@ async fn serve(router: Router) -> SocketAddr {
     addr
 }
 
+/// Where a test's store lives: a PostgreSQL database with RabbitMQ (scaled out), or a
+/// SQLite file with the in-process queue (embedded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Runs each test body twice, as `<name>::postgres` and `<name>::sqlite`, so that
+/// `cargo test --test it sqlite` runs where no server exists. The body gets the `Backend`.
+macro_rules! both_backends {
+    ($($(#[doc = $doc:literal])* async fn $name:ident($backend:ident) -> $ret:ty $body:block)+) => {$(
+        $(#[doc = $doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($backend: $crate::harness::Backend) -> $ret $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() -> $ret {
+                run($crate::harness::Backend::Postgres).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() -> $ret {
+                run($crate::harness::Backend::Sqlite).await
+            }
+        }
+    )+};
+}
+pub(crate) use both_backends;
+
 /// Everything outside leadlink that a test needs, isolated per test.
 pub struct TestEnv {
     pub id: String,
+    pub backend: Backend,
     pub database_url: String,
+    /// The test's own directory: config files, and the SQLite store when embedded.
+    pub dir: std::path::PathBuf,
     pub prefix: String,
     pub sim_url: String,
     pub callback_url: String,
@@ -93,25 +129,40 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub async fn new() -> TestEnv {
-        Self::with_sim(SimOptions {
-            per_minute_limits: false,
-            ..SimOptions::default()
-        })
+        Self::on(Backend::Postgres).await
+    }
+
+    pub async fn on(backend: Backend) -> TestEnv {
+        Self::with_sim_on(
+            backend,
+            SimOptions {
+                per_minute_limits: false,
+                ..SimOptions::default()
+            },
+        )
         .await
     }
 
-    pub async fn with_sim(options: SimOptions) -> TestEnv {
+    pub async fn with_sim_on(backend: Backend, options: SimOptions) -> TestEnv {
         logs::init();
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-        let database = format!("leadlink_t_{id}");
-        let admin = sqlx::PgPool::connect(&format!("{PG}/postgres"))
-            .await
-            .unwrap();
-        sqlx::query(&format!("CREATE DATABASE {database}"))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
+        let dir = std::env::temp_dir().join(format!("leadlink-test-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let database_url = match backend {
+            Backend::Postgres => {
+                let database = format!("leadlink_t_{id}");
+                let admin = sqlx::PgPool::connect(&format!("{PG}/postgres"))
+                    .await
+                    .unwrap();
+                sqlx::query(&format!("CREATE DATABASE {database}"))
+                    .execute(&admin)
+                    .await
+                    .unwrap();
+                admin.close().await;
+                format!("{PG}/{database}")
+            }
+            Backend::Sqlite => format!("sqlite://{}/leadlink.db", dir.display()),
+        };
         let sim_addr = serve(sim::router(Sim::new(options))).await;
         let callback = CallbackState::default();
         let callback_addr = serve(
@@ -121,7 +172,9 @@ impl TestEnv {
         )
         .await;
         TestEnv {
-            database_url: format!("{PG}/{database}"),
+            backend,
+            database_url,
+            dir,
             prefix: format!("t{id}"),
             sim_url: format!("http://{sim_addr}"),
             callback_url: format!("http://{callback_addr}/callback?token=cb-query-token"),
@@ -144,7 +197,7 @@ impl TestEnv {
             listen = "127.0.0.1:0"
             admin_token = "{ADMIN_TOKEN}"
             [broker]
-            url = "{AMQP}"
+            {broker_url}
             prefix = "{prefix}"
             prefetch = 4
             reconnect_min = "100ms"
@@ -190,6 +243,10 @@ impl TestEnv {
             shutdown_timeout = "10s"
             "#,
             prefix = self.prefix,
+            broker_url = match self.backend {
+                Backend::Postgres => format!("url = \"{AMQP}\""),
+                Backend::Sqlite => String::new(),
+            },
             db = self.database_url,
             sim = self.sim_url,
             callback = self.callback_url,
@@ -198,9 +255,9 @@ impl TestEnv {
 
     /// Writes `text` to a file in a fresh temporary directory.
     pub fn write_config(&self, text: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("leadlink-test-{}", self.id));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("config-{}.toml", uuid::Uuid::new_v4().simple()));
+        let path = self
+            .dir
+            .join(format!("config-{}.toml", uuid::Uuid::new_v4().simple()));
         std::fs::write(&path, text).unwrap();
         path
     }
@@ -289,8 +346,12 @@ impl TestEnv {
         self.cleanup_on(AMQP).await;
     }
 
-    /// Drops the test's database and its queues on the broker at `amqp`.
+    /// Drops the test's database and its queues on the broker at `amqp`, and its directory.
     pub async fn cleanup_on(self, amqp: &str) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.backend == Backend::Sqlite {
+            return;
+        }
         let admin = sqlx::PgPool::connect(&format!("{PG}/postgres"))
             .await
             .unwrap();
@@ -313,6 +374,49 @@ impl TestEnv {
                     .await;
             }
             let _ = connection.close(200, "bye".into()).await;
+        }
+    }
+
+    /// Runs `sql` on the test's store behind the service's back, with `$1` the time `at`.
+    pub async fn execute_at(&self, sql: &str, at: chrono::DateTime<Utc>) {
+        match self.backend {
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
+                sqlx::query(sql).bind(at).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.database_url).await.unwrap();
+                sqlx::query(sql).bind(at).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+        }
+    }
+
+    /// The first column of `sql`'s one row, an integer, read straight from the test's
+    /// store (the test looks behind the service's back), with text `binds`.
+    pub async fn scalar(&self, sql: &str, binds: &[&str]) -> i64 {
+        match self.backend {
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
+                let mut query = sqlx::query_scalar(sql);
+                for bind in binds {
+                    query = query.bind(*bind);
+                }
+                let value = query.fetch_one(&pool).await.unwrap();
+                pool.close().await;
+                value
+            }
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.database_url).await.unwrap();
+                let mut query = sqlx::query_scalar(sql);
+                for bind in binds {
+                    query = query.bind(*bind);
+                }
+                let value = query.fetch_one(&pool).await.unwrap();
+                pool.close().await;
+                value
+            }
         }
     }
 }
