@@ -6,7 +6,7 @@
 -- AUTOINCREMENT: an id a stale message names is never given to a new row.
 
 CREATE TABLE jobs (
-    id                 BLOB PRIMARY KEY,
+    id                 BLOB NOT NULL PRIMARY KEY,
     source             TEXT    NOT NULL,
     record_id          TEXT    NOT NULL,
     account_id         TEXT    NOT NULL,
@@ -122,7 +122,7 @@ CREATE TABLE account_limits (
 ) STRICT;
 
 CREATE TABLE accounts (
-    account_id         TEXT PRIMARY KEY,
+    account_id         TEXT NOT NULL PRIMARY KEY,
     hold_until         TEXT,
     blocked_until      TEXT,
     reason             TEXT,
@@ -158,13 +158,13 @@ CREATE TABLE api_key_state (
 INSERT INTO api_key_state (id) VALUES (1);
 
 CREATE TABLE crm_pauses (
-    crm        TEXT PRIMARY KEY,
+    crm        TEXT NOT NULL PRIMARY KEY,
     reason     TEXT NOT NULL,
     paused_at  TEXT NOT NULL
 ) STRICT;
 
 CREATE TABLE waits (
-    waits_on     TEXT PRIMARY KEY,
+    waits_on     TEXT NOT NULL PRIMARY KEY,
     next_try_at  TEXT    NOT NULL,
     every_ms     INTEGER NOT NULL
 ) STRICT;

@@ -6,6 +6,7 @@
 mod accounts;
 mod api_calls;
 mod config;
+pub mod copy;
 mod crm_pauses;
 pub(crate) mod db;
 mod jobs;

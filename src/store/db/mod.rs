@@ -9,8 +9,10 @@ mod bind;
 pub(crate) mod pg;
 mod render;
 pub(crate) mod sqlite;
+mod value;
 
 pub use bind::{List, Set};
+pub use value::{Kind, Value};
 
 use bind::Bind;
 use sqlx::postgres::{PgConnection, PgRow};

@@ -33,3 +33,17 @@ pub async fn lock_scope(tx: &mut impl Exec, space: i64, key: &str) -> Result<(),
 pub fn is_deadlock(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("40P01"))
 }
+
+/// Moves `table`'s id sequence past the rows a copy inserted with their own ids (SQLite's
+/// AUTOINCREMENT follows inserted ids by itself).
+pub async fn follow_sequence(tx: &mut impl Exec, table: &str) -> Result<(), sqlx::Error> {
+    if let Conn::Pg(conn) = tx.conn() {
+        sqlx::query(&format!(
+            "SELECT setval(pg_get_serial_sequence('{table}', 'id'), \
+             COALESCE((SELECT max(id) FROM {table}), 0) + 1, false)"
+        ))
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}

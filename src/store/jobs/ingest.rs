@@ -153,9 +153,9 @@ async fn ingest_one(
     let job: Job = db::query(concat!(
             "INSERT INTO jobs (id, source, record_id, account_id, profile_key, profile_id, profile_urn, \
              message, lead, status, error, sequence, changed_at, due_at, record_object, enrich, \
-             writeback_targets, created_at) \
+             writeback_targets, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $13, $14, $15, $16, \
-             $17) RETURNING ",
+             $17, $12) RETURNING ",
                  rows::job_columns!()
         ))
         .bind(job_id)
