@@ -5,7 +5,7 @@
 # The configuration and its secrets are mounted at run time (docker-compose.yml,
 # deploy/kubernetes/); nothing secret is built into the image.
 
-ARG RUST_VERSION=1.88
+ARG RUST_VERSION=1.89
 
 # The build stage: the toolchain and the sources, none of which reach the runtime image.
 FROM rust:${RUST_VERSION}-bookworm AS build

@@ -6,10 +6,10 @@ use crate::connectsafely;
 use crate::crm::{Clients, CrmError, Enricher, Writers};
 use crate::ingest::{self, IngestState, PublishGate};
 use crate::outbox;
-use crate::queue::{Queue, Rabbit};
+use crate::queue::{Broker, Queue};
 use crate::secret::Secret;
 use crate::signature::standard_webhooks::Verifier;
-use crate::store::{SqlStore, Store, StoreError};
+use crate::store::{OutboxStore, ProcessLock, SqlStore, Store, StoreError};
 use crate::telemetry::store_gauges::StoreGauges;
 use crate::telemetry::{self, MetricsEndpoint, metrics};
 use crate::worker::{self, Services};
@@ -64,6 +64,8 @@ pub struct Running {
     pub shutdown: CancellationToken,
     tasks: JoinSet<()>,
     store: SqlStore,
+    /// Released after the store is closed, so a successor never meets this process's pool.
+    lock: Option<ProcessLock>,
     drain_timeout: std::time::Duration,
 }
 
@@ -86,6 +88,7 @@ impl Running {
             self.tasks.abort_all();
         }
         self.store.close().await;
+        self.lock.take();
     }
 }
 
@@ -93,8 +96,23 @@ pub async fn start(config: Config, role: Role) -> Result<Running, AppError> {
     let config = Arc::new(config);
     let clients = Clients::from_config(&config.crm)?;
     let writers = Writers::from_config(&config.crm, &config.writeback, &clients)?;
+    if config.broker.url.is_none() && role != Role::All {
+        return Err(AppError::Config(
+            "ingest and worker processes scale out through RabbitMQ: set broker.url, or run `leadlink serve` (embedded: one process)".into(),
+        ));
+    }
+    let lock = ProcessLock::serving(&config.database).await?;
     let store = SqlStore::connect(&config.database, config.worker.relay_grace).await?;
-    let queue = Rabbit::new(config.broker.clone());
+    let queue = Broker::for_service(&config.broker);
+    if queue.is_in_process() {
+        // The messages of the last run died with it: rebuild them from the store.
+        let restored = store.restore_due(chrono::Utc::now()).await?;
+        tracing::info!(
+            store = %crate::secret::redact_url(config.database.url.expose()),
+            restored,
+            "embedded mode: SQLite store and in-process queue"
+        );
+    }
     // Declares the topology; a broker that is down now is not fatal: the outbox waits for it.
     if let Err(error) = queue.ping().await {
         tracing::warn!(%error, "broker unreachable at start-up; jobs are kept in the outbox until it answers");
@@ -139,6 +157,7 @@ pub async fn start(config: Config, role: Role) -> Result<Running, AppError> {
         shutdown,
         tasks,
         store,
+        lock: Some(lock),
         drain_timeout: config.worker.shutdown_timeout,
     })
 }
@@ -165,8 +184,8 @@ fn with_metrics(router: axum::Router, metrics: &mut Option<axum::Router>) -> axu
 pub fn ingest_state(
     config: &Config,
     store: &SqlStore,
-    queue: &Rabbit,
-) -> Result<Arc<IngestState<Rabbit, SqlStore>>, AppError> {
+    queue: &Broker,
+) -> Result<Arc<IngestState<Broker, SqlStore>>, AppError> {
     let events_verifier = match &config.sources.events {
         Some(events) => {
             let secrets: Vec<&str> = events.secrets.iter().map(Secret::expose).collect();
@@ -194,11 +213,11 @@ pub fn ingest_state(
 fn worker_services(
     config: &Arc<Config>,
     store: &SqlStore,
-    queue: &Rabbit,
+    queue: &Broker,
     writers: Writers,
     clients: &Clients,
-    ingest_state: &Arc<IngestState<Rabbit, SqlStore>>,
-) -> Result<Arc<Services<Rabbit, SqlStore>>, AppError> {
+    ingest_state: &Arc<IngestState<Broker, SqlStore>>,
+) -> Result<Arc<Services<Broker, SqlStore>>, AppError> {
     let api_key = config
         .connectsafely
         .api_key

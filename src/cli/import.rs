@@ -2,7 +2,7 @@
 
 use super::{open_store, print_json};
 use crate::import::{Crm, ImportError, Options, Progress, import};
-use crate::queue::Rabbit;
+use crate::queue::Broker;
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -34,7 +34,7 @@ pub async fn run(config_path: Option<&Path>, args: ImportArgs) -> anyhow::Result
     let csv = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let (config, store) = open_store(config_path).await?;
-    let queue = Rabbit::new(config.broker.clone());
+    let queue = Broker::for_command(&config.broker);
     let state = crate::app::ingest_state(&config, &store, &queue)?;
     let options = Options {
         crm: args.crm,

@@ -3,7 +3,7 @@
 use super::{open_store, print_json};
 use crate::job::Status;
 use crate::outbox::publish_now;
-use crate::queue::Rabbit;
+use crate::queue::Broker;
 use crate::store::{JobFilter, JobStore};
 use anyhow::bail;
 use clap::ValueEnum;
@@ -69,12 +69,12 @@ pub async fn run(config_path: Option<&Path>, action: JobsAction) -> anyhow::Resu
         }
         JobsAction::Retry { id } => {
             let (job, publish) = store.retry_job(id, chrono::Utc::now()).await?;
-            publish_now(&store, &Rabbit::new(config.broker.clone()), publish).await;
+            publish_now(&store, &Broker::for_command(&config.broker), publish).await;
             print_json(json!({"jobId": job.id, "status": job.status}))
         }
         JobsAction::Cancel { id } => {
             let (job, publish) = store.cancel_job(id, chrono::Utc::now()).await?;
-            publish_now(&store, &Rabbit::new(config.broker.clone()), publish).await;
+            publish_now(&store, &Broker::for_command(&config.broker), publish).await;
             print_json(json!({"jobId": job.id, "status": job.status, "error": job.error}))
         }
     }

@@ -51,15 +51,22 @@ impl Config {
         if self.broker.connect_concurrency == 0 || self.broker.writeback_concurrency == 0 {
             problems.push("broker.*_concurrency must be at least 1".into());
         }
-        if !self.broker.url.expose().starts_with("amqp://")
-            && !self.broker.url.expose().starts_with("amqps://")
-        {
-            problems.push("broker.url must be an amqp:// or amqps:// URL".into());
+        let database = self.database.url.expose();
+        let postgres = database.starts_with("postgres://") || database.starts_with("postgresql://");
+        if !postgres && !self.database.is_sqlite() {
+            problems.push("database.url must be a sqlite: or postgres:// URL".into());
         }
-        if !self.database.url.expose().starts_with("postgres://")
-            && !self.database.url.expose().starts_with("postgresql://")
-        {
-            problems.push("database.url must be a postgres:// URL".into());
+        match &self.broker.url {
+            Some(url) if !url.expose().starts_with("amqp://") && !url.expose().starts_with("amqps://") => {
+                problems.push("broker.url must be an amqp:// or amqps:// URL".into());
+            }
+            Some(_) if self.database.is_sqlite() => problems.push(
+                "a sqlite: store serves one process: remove broker.url, or use a postgres:// store to scale out with RabbitMQ".into(),
+            ),
+            None if postgres => problems.push(
+                "a postgres:// store needs broker.url (RabbitMQ); for one process use a sqlite: store".into(),
+            ),
+            _ => {}
         }
         if self.database.max_connections == 0 {
             problems.push("database.max_connections must be at least 1".into());

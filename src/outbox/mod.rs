@@ -7,7 +7,7 @@ mod relay;
 
 pub use relay::relay_loop;
 
-use crate::queue::Queue;
+use crate::queue::{Queue, QueueError};
 use crate::store::{OutboxMessage, OutboxStore};
 
 /// Publishes messages just committed; what fails stays in the outbox for the relay.
@@ -20,6 +20,7 @@ pub async fn publish_now<Q: Queue, S: OutboxStore>(
     for message in messages {
         match queue.publish(message.message).await {
             Ok(()) => done.push(message.outbox_id),
+            Err(QueueError::LeftToRelay) => break,
             Err(error) => {
                 tracing::warn!(%error, "publish failed; the relay will retry from the outbox");
                 break;

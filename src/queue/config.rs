@@ -1,4 +1,5 @@
-//! `[broker]`: where RabbitMQ is, the names used there, and how much runs at once.
+//! `[broker]`: where RabbitMQ is (none: the in-process queue of the embedded mode), the
+//! names used there, and how much runs at once.
 
 use crate::secret::Secret;
 use serde::Deserialize;
@@ -7,7 +8,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerConfig {
-    pub url: Secret,
+    /// RabbitMQ's `amqp://` or `amqps://` URL; unset runs the embedded in-process queue.
+    pub url: Option<Secret>,
     pub prefix: String,
     pub prefetch: u16,
     pub connect_concurrency: usize,
@@ -26,7 +28,7 @@ pub struct BrokerConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
-            url: Secret::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            url: None,
             prefix: "leadlink".into(),
             prefetch: 8,
             connect_concurrency: 4,

@@ -1,15 +1,20 @@
-//! The work queue: a narrow interface that the workers use, with RabbitMQ behind it.
+//! The work queue: a narrow interface that the workers use, with RabbitMQ behind it when
+//! scaled out and an in-process queue in the embedded mode.
 //!
 //! Messages only point at state (a job id, a writeback id); PostgreSQL holds the state, so
 //! a duplicate or stale message is harmless and a lost one is re-sent from the outbox.
 
 mod config;
+mod local;
 mod rabbit;
 
 pub use config::BrokerConfig;
+pub use local::Local;
 pub use rabbit::Rabbit;
 
+use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
+use std::panic::AssertUnwindSafe;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -44,7 +49,7 @@ impl Topic {
 
 /// What a message points at: the job to attempt, or the writeback to deliver. On the wire
 /// (and in the outbox) it is its topic and its id as text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Message {
     Connect(Uuid),
     Writeback(i64),
@@ -83,6 +88,9 @@ pub enum QueueError {
     NotConfirmed(String),
     #[error("broker did not answer within {0:?}")]
     Timeout(std::time::Duration),
+    /// A command run beside an embedded service has no queue of its own.
+    #[error("no queue in this process: the running service's relay publishes the message")]
+    LeftToRelay,
 }
 
 /// What the consumer does with a delivery once the handler is done.
@@ -92,6 +100,21 @@ pub enum Handled {
     Ack,
     /// Something internal failed (the database, say): requeue after a pause.
     Requeue,
+}
+
+/// How long a requeued message waits, so a failing dependency is not hammered.
+const REQUEUE_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs the handler for one message. A panicking handler still settles its message
+/// (requeued), or the consumer would stall once its concurrency is stuck.
+async fn run_handler(handler: &Handler, message: Message) -> Handled {
+    AssertUnwindSafe(handler(message))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            tracing::error!("handler panicked; the message is requeued");
+            Handled::Requeue
+        })
 }
 
 pub type Handler =
@@ -113,6 +136,70 @@ pub trait Queue: Clone + Send + Sync + 'static {
 
     /// Whether the broker answers now.
     fn ping(&self) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// The queue a process works with, as `broker.url` chooses it.
+#[derive(Clone)]
+pub enum Broker {
+    Rabbit(Rabbit),
+    /// The embedded mode: one process, its queue in memory.
+    InProcess(Local),
+    /// A command beside an embedded service: what it writes stays in the outbox, due now,
+    /// for the service's relay.
+    OutboxOnly,
+}
+
+impl Broker {
+    /// The queue of a serving process.
+    pub fn for_service(config: &BrokerConfig) -> Broker {
+        match &config.url {
+            Some(url) => Broker::Rabbit(Rabbit::new(url.clone(), config.clone())),
+            None => Broker::InProcess(Local::new()),
+        }
+    }
+
+    /// The queue of a short-lived command.
+    pub fn for_command(config: &BrokerConfig) -> Broker {
+        match &config.url {
+            Some(url) => Broker::Rabbit(Rabbit::new(url.clone(), config.clone())),
+            None => Broker::OutboxOnly,
+        }
+    }
+
+    pub fn is_in_process(&self) -> bool {
+        matches!(self, Broker::InProcess(_))
+    }
+}
+
+impl Queue for Broker {
+    async fn publish(&self, message: Message) -> Result<(), QueueError> {
+        match self {
+            Broker::Rabbit(queue) => queue.publish(message).await,
+            Broker::InProcess(queue) => queue.publish(message).await,
+            Broker::OutboxOnly => Err(QueueError::LeftToRelay),
+        }
+    }
+
+    async fn consume(
+        &self,
+        topic: Topic,
+        concurrency: usize,
+        handler: Handler,
+        shutdown: CancellationToken,
+    ) {
+        match self {
+            Broker::Rabbit(queue) => queue.consume(topic, concurrency, handler, shutdown).await,
+            Broker::InProcess(queue) => queue.consume(topic, concurrency, handler, shutdown).await,
+            Broker::OutboxOnly => shutdown.cancelled().await,
+        }
+    }
+
+    async fn ping(&self) -> Result<(), QueueError> {
+        match self {
+            Broker::Rabbit(queue) => queue.ping().await,
+            Broker::InProcess(_) | Broker::OutboxOnly => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]

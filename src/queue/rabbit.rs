@@ -2,36 +2,34 @@
 //! manual acks, bounded prefetch, and reconnection with backoff on both sides.
 
 use super::BrokerConfig;
-use super::{Handled, Handler, Message, Queue, QueueError, Topic};
-use crate::secret::redact_url;
+use super::{Handled, Handler, Message, Queue, QueueError, REQUEUE_PAUSE, Topic, run_handler};
+use crate::secret::{Secret, redact_url};
 use crate::telemetry::metrics;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
     BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{Mutex, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 const PERSISTENT: u8 = 2;
-/// How long a requeued delivery waits, so a failing dependency is not hammered.
-const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct Rabbit {
+    url: Secret,
     config: Arc<BrokerConfig>,
     publisher: Arc<Mutex<Option<(Connection, Channel)>>>,
 }
 
 impl Rabbit {
-    pub fn new(config: BrokerConfig) -> Rabbit {
+    pub fn new(url: Secret, config: BrokerConfig) -> Rabbit {
         Rabbit {
+            url,
             config: Arc::new(config),
             publisher: Arc::new(Mutex::new(None)),
         }
@@ -44,7 +42,7 @@ impl Rabbit {
     async fn open(&self, role: &str) -> Result<(Connection, Channel), QueueError> {
         let properties =
             ConnectionProperties::default().with_connection_name(format!("leadlink-{role}").into());
-        let connection = Connection::connect(self.config.url.expose(), properties)
+        let connection = Connection::connect(self.url.expose(), properties)
             .await
             .map_err(unavailable)?;
         let channel = connection.create_channel().await.map_err(unavailable)?;
@@ -217,15 +215,7 @@ impl Rabbit {
 async fn settle_delivery(topic: Topic, delivery: lapin::message::Delivery, handler: &Handler) {
     let reference = String::from_utf8_lossy(&delivery.data);
     let handled = match Message::parse(topic, &reference) {
-        // A panicking handler must still settle its delivery, or the consumer stalls once
-        // `prefetch` deliveries are stuck.
-        Some(message) => AssertUnwindSafe(handler(message))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| {
-                tracing::error!("handler panicked; the message is requeued");
-                Handled::Requeue
-            }),
+        Some(message) => run_handler(handler, message).await,
         None => {
             tracing::warn!(%reference, ?topic, "message names nothing of ours; dropped");
             Handled::Ack
@@ -281,7 +271,7 @@ impl Queue for Rabbit {
                         delay = self.config.reconnect_min;
                     }
                     tracing::warn!(
-                        broker = %redact_url(self.config.url.expose()),
+                        broker = %redact_url(self.url.expose()),
                         queue = %self.queue_name(topic),
                         error = %e,
                         retry_in = ?delay,

@@ -1,4 +1,5 @@
-//! `[database]`: where PostgreSQL is and how many connections to hold.
+//! `[database]`: where the store is (a SQLite file by default, or PostgreSQL) and how many
+//! connections to hold.
 
 use crate::secret::Secret;
 use serde::Deserialize;
@@ -17,7 +18,7 @@ pub struct DatabaseConfig {
 impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
-            url: Secret::new("postgres://postgres@127.0.0.1:5432/leadlink"),
+            url: Secret::new("sqlite://leadlink.db"),
             max_connections: 8,
             acquire_timeout: Duration::from_secs(5),
         }

@@ -10,6 +10,7 @@ pub mod copy;
 mod crm_pauses;
 pub(crate) mod db;
 mod jobs;
+mod lock;
 mod outbox;
 mod send_gate;
 mod waits;
@@ -19,6 +20,7 @@ pub use accounts::{AccountStanding, AccountStore, AccountSummary, KeyPause, Over
 pub use api_calls::ApiBudgetStore;
 pub use config::DatabaseConfig;
 pub use crm_pauses::{CrmPause, CrmPauseStore};
+pub use lock::ProcessLock;
 pub use jobs::{
     AccountHold, Actor, Attempts, Claim, ClaimedJob, Doubt, Enriched, Enrichment, IngestOutcome,
     JobFilter, JobHistory, JobStore, NewJob, SendSlot, SendStart, Transition,
@@ -52,6 +54,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("cannot open the store: {0}")]
     Open(String),
+    #[error("{0}")]
+    InUse(String),
 }
 
 impl StoreError {

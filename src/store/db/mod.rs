@@ -12,7 +12,7 @@ pub(crate) mod sqlite;
 mod value;
 
 pub use bind::{List, Set};
-pub use value::{Kind, Value};
+pub use value::Kind;
 
 use bind::Bind;
 use sqlx::postgres::{PgConnection, PgRow};
