@@ -5,7 +5,7 @@
 //! lifts the wait releases every job waiting on it.
 
 use super::outbox::{self, OutboxMessage};
-use super::{SqlStore, StoreError};
+use super::{SqlStore, StoreError, db};
 use crate::queue::Message;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -44,27 +44,31 @@ pub struct Waiting {
 
 /// Parks `job_id` on the wait, with no outbox row of its own, and starts the wait's timer.
 pub(super) async fn park(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl db::Exec,
     job_id: Uuid,
     waiting: &Waiting,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let key = waiting.on.key();
-    sqlx::query!("UPDATE jobs SET waits_on = $2 WHERE id = $1", job_id, key)
-        .execute(&mut *tx)
+    db::query("UPDATE jobs SET waits_on = $2 WHERE id = $1")
+        .bind(job_id)
+        .bind(key.as_str())
+        .execute(tx)
         .await?;
     if let Some(every) = waiting.retry_every {
         // DO UPDATE locks an existing timer, so that a release deleting it waits for this
         // job to be committed and then sees it; a timer deleted first is made again here.
-        sqlx::query!(
+        // The earlier of the two times wins (CASE: both are NOT NULL, and SQLite has no LEAST).
+        db::query(
             "INSERT INTO waits (waits_on, next_try_at, every_ms) VALUES ($1, $2, $3) \
              ON CONFLICT (waits_on) DO UPDATE SET next_try_at = \
-             LEAST(waits.next_try_at, EXCLUDED.next_try_at)",
-            key,
-            now + every,
-            every.num_milliseconds(),
+             CASE WHEN excluded.next_try_at < waits.next_try_at \
+             THEN excluded.next_try_at ELSE waits.next_try_at END",
         )
-        .execute(&mut *tx)
+        .bind(key.as_str())
+        .bind(now + every)
+        .bind(every.num_milliseconds())
+        .execute(tx)
         .await?;
     }
     Ok(())
@@ -72,55 +76,56 @@ pub(super) async fn park(
 
 /// The wait is over: every job on it is due now.
 pub(super) async fn release_all(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl db::Exec,
     wait: &Wait,
     now: DateTime<Utc>,
 ) -> Result<Vec<OutboxMessage>, StoreError> {
     let key = wait.key();
     forget(tx, &key).await?;
-    let ids = sqlx::query_scalar!(
-        "UPDATE jobs SET waits_on = NULL, due_at = $2 WHERE waits_on = $1 RETURNING id",
-        key,
-        now,
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+    let ids =
+        db::query("UPDATE jobs SET waits_on = NULL, due_at = $2 WHERE waits_on = $1 RETURNING id")
+            .bind(key.as_str())
+            .bind(now)
+            .scalar_all::<Uuid>(tx)
+            .await?;
     due_now(tx, ids, now).await
 }
 
 /// Lets the oldest job on the wait try again now; the others keep waiting.
 pub(super) async fn release_oldest(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl db::Exec,
     key: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<OutboxMessage>, StoreError> {
-    let ids = sqlx::query_scalar!(
+    let ids = db::query(
         "UPDATE jobs SET waits_on = NULL, due_at = $2 WHERE id = (SELECT id FROM jobs \
-         WHERE waits_on = $1 ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id",
-        key,
-        now,
+         WHERE waits_on = $1 ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+         RETURNING id",
     )
-    .fetch_all(&mut *tx)
+    .bind(key)
+    .bind(now)
+    .scalar_all::<Uuid>(tx)
     .await?;
     due_now(tx, ids, now).await
 }
 
 /// Drops the wait's timer.
-async fn forget(tx: &mut sqlx::PgConnection, key: &str) -> Result<(), StoreError> {
-    sqlx::query!("DELETE FROM waits WHERE waits_on = $1", key)
+async fn forget(tx: &mut impl db::Exec, key: &str) -> Result<(), StoreError> {
+    db::query("DELETE FROM waits WHERE waits_on = $1")
+        .bind(key)
         .execute(tx)
         .await?;
     Ok(())
 }
 
 async fn due_now(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl db::Exec,
     ids: Vec<Uuid>,
     now: DateTime<Utc>,
 ) -> Result<Vec<OutboxMessage>, StoreError> {
     let mut publish = Vec::with_capacity(ids.len());
     for id in ids {
-        publish.push(outbox::reschedule(&mut *tx, Message::Connect(id), now).await?);
+        publish.push(outbox::reschedule(tx, Message::Connect(id), now).await?);
     }
     Ok(publish)
 }
@@ -135,19 +140,30 @@ pub trait WaitStore {
     ) -> impl Future<Output = Result<Vec<OutboxMessage>, StoreError>> + Send;
 }
 
+/// When a wait's timer rings next, once it has rung at `now`.
+fn next_try(now: DateTime<Utc>, every_ms: i64) -> DateTime<Utc> {
+    now + chrono::Duration::milliseconds(every_ms)
+}
+
 impl WaitStore for SqlStore {
     async fn wake_due_waits(&self, now: DateTime<Utc>) -> Result<Vec<OutboxMessage>, StoreError> {
-        let mut tx = self.pg().begin().await?;
-        let due = sqlx::query_scalar!(
-            "UPDATE waits SET next_try_at = $1 + every_ms * interval '1 millisecond' \
-             WHERE waits_on IN (SELECT waits_on FROM waits WHERE next_try_at <= $1 \
-             FOR UPDATE SKIP LOCKED) RETURNING waits_on",
-            now,
+        let mut tx = self.db.begin().await?;
+        // The row locks keep each due timer to one process until this commits, as the one
+        // UPDATE did before its next time was computed in Rust.
+        let due: Vec<(String, i64)> = db::query(
+            "SELECT waits_on, every_ms FROM waits WHERE next_try_at <= $1 \
+             ORDER BY waits_on FOR UPDATE SKIP LOCKED",
         )
-        .fetch_all(&mut *tx)
+        .bind(now)
+        .fetch_all(&mut tx)
         .await?;
         let mut publish = Vec::new();
-        for key in due {
+        for (key, every_ms) in due {
+            db::query("UPDATE waits SET next_try_at = $2 WHERE waits_on = $1")
+                .bind(key.as_str())
+                .bind(next_try(now, every_ms))
+                .execute(&mut tx)
+                .await?;
             let woken = release_oldest(&mut tx, &key, now).await?;
             if woken.is_empty() {
                 forget(&mut tx, &key).await?;
@@ -156,5 +172,106 @@ impl WaitStore for SqlStore {
         }
         tx.commit().await?;
         Ok(publish)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timer_rings_again_every_interval_after_it_rang() {
+        let now = "2026-03-02T10:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(
+            next_try(now, 90_000),
+            "2026-03-02T10:01:30Z".parse::<DateTime<Utc>>().unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn sqlite_a_wait_lets_its_oldest_job_try_and_its_end_releases_all() {
+        let store = crate::store::scratch_sqlite().await;
+        let now = "2026-03-02T10:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let mut jobs = Vec::new();
+        for (i, profile) in ["a", "b", "c"].into_iter().enumerate() {
+            let mut job =
+                crate::job::Job::queued("acc_1", now + chrono::Duration::seconds(i as i64));
+            job.profile_id = Some(profile.into());
+            super::super::writebacks::tests::seed_job(&store, &job).await;
+            jobs.push(job.id);
+        }
+        let every = chrono::Duration::minutes(1);
+        let waiting = Waiting {
+            on: Wait::Account("acc_1".into()),
+            retry_every: Some(every),
+        };
+        let mut tx = store.db.begin().await.unwrap();
+        for (i, id) in jobs.iter().enumerate() {
+            // A later park never pushes the timer back.
+            park(
+                &mut tx,
+                *id,
+                &waiting,
+                now + chrono::Duration::seconds(i as i64),
+            )
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+
+        assert!(store.wake_due_waits(now).await.unwrap().is_empty());
+        let woken = store.wake_due_waits(now + every).await.unwrap();
+        assert_eq!(
+            woken.iter().map(|m| m.message).collect::<Vec<_>>(),
+            vec![Message::Connect(jobs[0])]
+        );
+        let next: DateTime<Utc> = db::query("SELECT next_try_at FROM waits")
+            .scalar(&mut store.db.read().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(next, now + every * 2);
+
+        let mut tx = store.db.begin().await.unwrap();
+        let released = release_all(&mut tx, &waiting.on, now + every)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let mut released: Vec<Message> = released.iter().map(|m| m.message).collect();
+        released.sort_by_key(|m| m.reference());
+        assert_eq!(
+            released,
+            vec![Message::Connect(jobs[1]), Message::Connect(jobs[2])]
+        );
+        let timers: i64 = db::query("SELECT count(*) FROM waits")
+            .scalar(&mut store.db.read().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(timers, 0);
+    }
+
+    #[tokio::test]
+    async fn sqlite_a_timer_nobody_waits_on_is_forgotten() {
+        let store = crate::store::scratch_sqlite().await;
+        let now = "2026-03-02T10:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let job = crate::job::Job::queued("acc_1", now);
+        super::super::writebacks::tests::seed_job(&store, &job).await;
+        let waiting = Waiting {
+            on: Wait::Crm("hubspot".into()),
+            retry_every: Some(chrono::Duration::seconds(30)),
+        };
+        let mut tx = store.db.begin().await.unwrap();
+        park(&mut tx, job.id, &waiting, now).await.unwrap();
+        db::query("UPDATE jobs SET waits_on = NULL")
+            .execute(&mut tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let later = now + chrono::Duration::minutes(1);
+        assert!(store.wake_due_waits(later).await.unwrap().is_empty());
+        let timers: i64 = db::query("SELECT count(*) FROM waits")
+            .scalar(&mut store.db.read().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(timers, 0);
     }
 }

@@ -3,13 +3,17 @@
 //! the same record, retried on their own schedule.
 
 use super::outbox::{self, OutboxMessage};
-use super::{SqlStore, StoreError, record_event};
+use super::{SqlStore, StoreError, db, record_event};
 use crate::account::AccountId;
-use crate::job::{Job, Source, WritebackTarget};
-use crate::queue::{Message, Topic};
+use crate::job::{Job, Source, StatusSnapshot, WritebackTarget};
+use crate::queue::Message;
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use sqlx::types::Json;
 use uuid::Uuid;
+
+/// The advisory lock space of claims on one record and target.
+const RECORD_LOCK_SPACE: i64 = 11;
 
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
@@ -128,20 +132,25 @@ impl WritebackStore for SqlStore {
         lease: chrono::Duration,
         now: DateTime<Utc>,
     ) -> Result<WritebackClaim, StoreError> {
-        let mut tx = self.pg().begin().await?;
-        let row: Option<Claimed> = sqlx::query_as(
-            "UPDATE writebacks w SET lease_until = $2, attempts = attempts + 1 FROM job_records r \
-             WHERE w.id = $1 AND r.id = w.job_record_id AND w.state = 'pending' \
-             AND w.next_attempt_at <= $3 AND (w.lease_until IS NULL OR w.lease_until < $3) \
-             RETURNING w.job_id, w.job_record_id, r.source, r.record_id, w.target, w.sequence, \
-             w.payload, w.attempts, w.failing_since",
+        let mut tx = self.db.begin().await?;
+        // The lease and the record are read apart: SQLite's RETURNING cannot name an UPDATE's
+        // FROM tables. The UPDATE's row lock covers the read that follows.
+        let row: Option<ClaimedRow> = db::query(
+            "UPDATE writebacks SET lease_until = $2, attempts = attempts + 1 \
+             WHERE id = $1 AND state = 'pending' \
+             AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < $3) \
+             RETURNING job_id, job_record_id, target, sequence, payload, attempts, failing_since",
         )
         .bind(id)
         .bind(now + lease)
         .bind(now)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut tx)
         .await?;
-        let Some(claimed) = row else {
+        let claimed = match row {
+            Some(row) => Some(with_record(&mut tx, row).await?),
+            None => None,
+        };
+        let Some(claimed) = claimed else {
             bring_back_if_pending(&mut tx, id).await?;
             tx.commit().await?;
             return Ok(WritebackClaim::Skip(
@@ -150,14 +159,14 @@ impl WritebackStore for SqlStore {
         };
         // Claims for one record and target take turns, so that of two jobs' writebacks to
         // the same CRM field the older can never land after the newer.
-        sqlx::query!(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 11))",
-            format!(
+        db::pg::lock_scope(
+            &mut tx,
+            RECORD_LOCK_SPACE,
+            &format!(
                 "{}/{}/{}",
                 claimed.target, claimed.source, claimed.record_id
-            )
+            ),
         )
-        .execute(&mut *tx)
         .await?;
         if let Some(newer) = newer_job_on_record(&mut tx, &claimed).await? {
             let reason = format!(
@@ -217,7 +226,7 @@ impl WritebackStore for SqlStore {
         result: &WritebackResult,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pg().begin().await?;
+        let mut tx = self.db.begin().await?;
         // (state, error, next try, whether the try counts, what the history calls it)
         let (state, error, next, counted, shown) = match result {
             WritebackResult::Delivered => ("delivered", None, now, true, "delivered"),
@@ -235,24 +244,27 @@ impl WritebackStore for SqlStore {
             }
         };
         let failed = matches!(result, WritebackResult::Retry { .. });
-        let updated = sqlx::query!(
-            "UPDATE writebacks SET state = $2, last_error = $3, next_attempt_at = $4, lease_until = NULL, \
+        // lease_until = $6 compares the value this claim wrote with the one it holds: the same
+        // encoder wrote both, so equality holds on either backend.
+        let updated = db::query(
+            "UPDATE writebacks SET state = $2, last_error = $3, next_attempt_at = $4, \
+             lease_until = NULL, \
              delivered_at = CASE WHEN $2 = 'delivered' THEN $5 ELSE delivered_at END, \
              attempts = CASE WHEN $7 THEN attempts ELSE attempts - 1 END, \
              failing_since = CASE WHEN $8 THEN COALESCE(failing_since, $5) ELSE failing_since END \
              WHERE id = $1 AND state = 'pending' AND lease_until = $6",
-                 work.id,
-                 state,
-                 error,
-                 next,
-                 now,
-                 work.lease_until,
-                 counted,
-                 failed
-         )
-        .execute(&mut *tx)
+        )
+        .bind(work.id)
+        .bind(state)
+        .bind(error.clone())
+        .bind(next)
+        .bind(now)
+        .bind(work.lease_until)
+        .bind(counted)
+        .bind(failed)
+        .execute(&mut tx)
         .await?;
-        if updated.rows_affected() == 0 {
+        if updated == 0 {
             // Our lease ran out and another worker took the writeback: its result stands.
             return Ok(());
         }
@@ -278,7 +290,7 @@ impl WritebackStore for SqlStore {
     }
 
     async fn parked_writebacks(&self, limit: i64) -> Result<Vec<ParkedWriteback>, StoreError> {
-        Ok(sqlx::query_as::<_, ParkedWriteback>(
+        Ok(db::query(
             "SELECT w.job_id, j.account_id, w.id, w.target, r.record_id, w.sequence, w.state, \
              w.attempts, w.last_error, w.next_attempt_at, w.delivered_at \
              FROM writebacks w JOIN job_records r ON r.id = w.job_record_id \
@@ -286,16 +298,16 @@ impl WritebackStore for SqlStore {
              WHERE w.state = 'parked' ORDER BY w.next_attempt_at DESC, w.id DESC LIMIT $1",
         )
         .bind(limit)
-        .fetch_all(self.pg())
+        .fetch_all::<ParkedWriteback>(&mut self.db.read().await?)
         .await?)
     }
 
     async fn parked_writeback_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar!(
-            r#"SELECT count(*) AS "count!" FROM writebacks WHERE state = 'parked'"#
+        Ok(
+            db::query("SELECT count(*) FROM writebacks WHERE state = 'parked'")
+                .scalar::<i64>(&mut self.db.read().await?)
+                .await?,
         )
-        .fetch_one(self.pg())
-        .await?)
     }
 
     async fn retry_writeback(
@@ -318,8 +330,40 @@ enum Parked {
     One(i64),
 }
 
-/// A claimed writeback with the record it is for.
+/// A claimed writeback as its UPDATE returns it.
 #[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    job_id: Uuid,
+    job_record_id: i64,
+    target: WritebackTarget,
+    sequence: i32,
+    #[sqlx(json)]
+    payload: serde_json::Value,
+    attempts: i32,
+    failing_since: Option<DateTime<Utc>>,
+}
+
+/// The claimed writeback with the record it is for.
+async fn with_record(tx: &mut impl db::Exec, row: ClaimedRow) -> Result<Claimed, StoreError> {
+    let (source, record_id): (Source, String) =
+        db::query("SELECT source, record_id FROM job_records WHERE id = $1")
+            .bind(row.job_record_id)
+            .fetch_one(tx)
+            .await?;
+    Ok(Claimed {
+        job_id: row.job_id,
+        job_record_id: row.job_record_id,
+        source,
+        record_id,
+        target: row.target,
+        sequence: row.sequence,
+        payload: row.payload,
+        attempts: row.attempts,
+        failing_since: row.failing_since,
+    })
+}
+
+/// A claimed writeback with the record it is for.
 struct Claimed {
     job_id: Uuid,
     job_record_id: i64,
@@ -335,19 +379,19 @@ struct Claimed {
 /// A job that joined the same record later and has a writeback for it on the same target:
 /// its state is the record's now, whatever became of this older one.
 async fn newer_job_on_record(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl db::Exec,
     c: &Claimed,
 ) -> Result<Option<Uuid>, StoreError> {
-    Ok(sqlx::query_scalar!(
+    Ok(db::query(
         "SELECT o.job_id FROM writebacks o JOIN job_records r ON r.id = o.job_record_id \
          WHERE r.source = $1 AND r.record_id = $2 AND o.target = $3 AND r.id > $4 \
          AND o.state <> 'superseded' ORDER BY r.id DESC LIMIT 1",
-        c.source as _,
-        c.record_id,
-        c.target as _,
-        c.job_record_id
     )
-    .fetch_optional(&mut *tx)
+    .bind(c.source)
+    .bind(c.record_id.as_str())
+    .bind(c.target)
+    .bind(c.job_record_id)
+    .scalar_optional::<Uuid>(tx)
     .await?)
 }
 
@@ -360,45 +404,47 @@ enum NewerChange {
 }
 
 async fn newer_change_of_job(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl db::Exec,
     c: &Claimed,
     now: DateTime<Utc>,
 ) -> Result<Option<NewerChange>, StoreError> {
-    let newer = sqlx::query!(
+    let newer: Option<(i32, String, Option<DateTime<Utc>>)> = db::query(
         "SELECT sequence, state, lease_until FROM writebacks \
          WHERE job_record_id = $1 AND target = $2 AND sequence > $3 \
          AND (state = 'delivered' OR (state = 'pending' AND lease_until > $4)) \
          ORDER BY (state = 'delivered') DESC, sequence DESC LIMIT 1",
-        c.job_record_id,
-        c.target as _,
-        c.sequence,
-        now
     )
-    .fetch_optional(&mut *tx)
+    .bind(c.job_record_id)
+    .bind(c.target)
+    .bind(c.sequence)
+    .bind(now)
+    .fetch_optional(tx)
     .await?;
-    Ok(newer.map(|row| match row.lease_until {
-        Some(until) if row.state == "pending" => NewerChange::UnderWay(until),
-        _ => NewerChange::Delivered(row.sequence),
-    }))
+    Ok(
+        newer.map(|(sequence, state, lease_until)| match lease_until {
+            Some(until) if state == "pending" => NewerChange::UnderWay(until),
+            _ => NewerChange::Delivered(sequence),
+        }),
+    )
 }
 
 /// Ends a claimed writeback unsent, with a line in its job's history.
 async fn supersede(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl db::Exec,
     id: i64,
     c: &Claimed,
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    sqlx::query!(
+    db::query(
         "UPDATE writebacks SET state = 'superseded', lease_until = NULL, attempts = attempts - 1, \
          last_error = $2 WHERE id = $1",
-        id,
-        reason
     )
-    .execute(&mut *tx)
+    .bind(id)
+    .bind(reason)
+    .execute(tx)
     .await?;
-    outbox::delete_for(&mut *tx, Message::Writeback(id)).await?;
+    outbox::delete_for(tx, Message::Writeback(id)).await?;
     record_event(
         tx,
         c.job_id,
@@ -415,24 +461,27 @@ async fn supersede(
 /// older state must not overwrite a newer one): they end superseded, so neither the
 /// operator's list nor the parked gauge keeps them.
 async fn supersede_parked_before(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl db::Exec,
     delivered: &WritebackWork,
 ) -> Result<(), StoreError> {
     let reason = format!(
         "superseded: change #{} of job {} reached the record since",
         delivered.sequence, delivered.job_id
     );
-    sqlx::query!(
-        "UPDATE writebacks o SET state = 'superseded', \
+    // EXISTS rather than UPDATE ... FROM: the same rows on both backends, with no join
+    // against the target table SQLite would read differently.
+    db::query(
+        "UPDATE writebacks AS o SET state = 'superseded', \
          last_error = COALESCE(o.last_error || '; ', '') || $2 \
-         FROM job_records r, writebacks mine JOIN job_records mr ON mr.id = mine.job_record_id \
+         WHERE o.state = 'parked' AND EXISTS (SELECT 1 FROM job_records r, writebacks mine \
+         JOIN job_records mr ON mr.id = mine.job_record_id \
          WHERE mine.id = $1 AND r.id = o.job_record_id AND r.source = mr.source \
-         AND r.record_id = mr.record_id AND o.target = mine.target AND o.state = 'parked' \
-         AND (r.id < mr.id OR (r.id = mr.id AND o.sequence < mine.sequence))",
-        delivered.id,
-        reason
+         AND r.record_id = mr.record_id AND o.target = mine.target \
+         AND (r.id < mr.id OR (r.id = mr.id AND o.sequence < mine.sequence)))",
     )
-    .execute(&mut *tx)
+    .bind(delivered.id)
+    .bind(reason)
+    .execute(tx)
     .await?;
     Ok(())
 }
@@ -441,50 +490,48 @@ async fn supersede_parked_before(
 /// older change of the same job and record still pending, or an older job's writeback to
 /// the record whose call is under way.
 async fn must_wait_until(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl db::Exec,
     c: &Claimed,
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let older_change: Option<DateTime<Utc>> = sqlx::query_scalar!(
+    let older_change = db::query(
         "SELECT min(next_attempt_at) FROM writebacks \
          WHERE job_record_id = $1 AND target = $2 AND sequence < $3 AND state = 'pending'",
-        c.job_record_id,
-        c.target as _,
-        c.sequence
     )
-    .fetch_one(&mut *tx)
+    .bind(c.job_record_id)
+    .bind(c.target)
+    .bind(c.sequence)
+    .scalar::<Option<DateTime<Utc>>>(tx)
     .await?;
     if older_change.is_some() {
         return Ok(older_change);
     }
-    Ok(sqlx::query_scalar!(
+    Ok(db::query(
         "SELECT max(o.lease_until) FROM writebacks o JOIN job_records r ON r.id = o.job_record_id \
          WHERE r.source = $1 AND r.record_id = $2 AND o.target = $3 AND r.id < $4 \
          AND o.state = 'pending' AND o.lease_until > $5",
-        c.source as _,
-        c.record_id,
-        c.target as _,
-        c.job_record_id,
-        now
     )
-    .fetch_one(&mut *tx)
+    .bind(c.source)
+    .bind(c.record_id.as_str())
+    .bind(c.target)
+    .bind(c.job_record_id)
+    .bind(now)
+    .scalar::<Option<DateTime<Utc>>>(tx)
     .await?)
 }
 
 /// A writeback that could not be claimed because it is not due or another worker leases
 /// it: make sure something brings it back then.
-async fn bring_back_if_pending(tx: &mut sqlx::PgConnection, id: i64) -> Result<(), StoreError> {
+async fn bring_back_if_pending(tx: &mut impl db::Exec, id: i64) -> Result<(), StoreError> {
     let state: Option<(String, DateTime<Utc>, Option<DateTime<Utc>>)> =
-        sqlx::query_as("SELECT state, next_attempt_at, lease_until FROM writebacks WHERE id = $1")
+        db::query("SELECT state, next_attempt_at, lease_until FROM writebacks WHERE id = $1")
             .bind(id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(tx)
             .await?;
     if let Some((state, next, lease_until)) = state
         && state == "pending"
     {
-        let at = lease_until
-            .map_or(next, |l| l + chrono::Duration::seconds(1))
-            .max(next);
+        let at = outbox::comes_back_at(next, lease_until);
         outbox::ensure(tx, Message::Writeback(id), at).await?;
     }
     Ok(())
@@ -492,64 +539,88 @@ async fn bring_back_if_pending(tx: &mut sqlx::PgConnection, id: i64) -> Result<(
 
 /// Gives a claim back, uncounted, to go out at `due`.
 async fn defer_claim(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl db::Exec,
     id: i64,
     due: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    sqlx::query!(
+    db::query(
         "UPDATE writebacks SET lease_until = NULL, attempts = attempts - 1, \
          next_attempt_at = $2 WHERE id = $1",
-        id,
-        due
     )
-    .execute(&mut *tx)
+    .bind(id)
+    .bind(due)
+    .execute(tx)
     .await?;
     outbox::insert(tx, Message::Writeback(id), due).await?;
     Ok(())
 }
 
 /// One writeback row per record of the job (or only `record`, one that just joined it) and
-/// per target of that record, for the job's current change, with their outbox rows, in one
-/// statement (ingest writes these for every event of a CRM's batch). Each carries its own
-/// record's id and object.
+/// per target of that record, for the job's current change, with their outbox rows (ingest
+/// writes these for every event of a CRM's batch). Each carries its own record's id and
+/// object.
 pub(super) async fn queue_writebacks(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl db::Exec,
     job: &Job,
     record: Option<i64>,
     now: DateTime<Utc>,
     relay_grace: chrono::Duration,
 ) -> Result<Vec<OutboxMessage>, StoreError> {
-    let payload =
-        serde_json::to_value(job.snapshot()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let rows: Vec<(i64, i64)> = sqlx::query_as(
-        "WITH w AS (INSERT INTO writebacks (job_id, job_record_id, target, sequence, payload, next_attempt_at) \
-                    SELECT $1, r.id, t.target, $2, \
-                      CASE WHEN r.record_object IS NULL THEN $3::jsonb - 'recordObject' \
-                           ELSE $3::jsonb || jsonb_build_object('recordObject', r.record_object) END \
-                      || jsonb_build_object('recordId', r.record_id), $4 \
-                    FROM job_records r CROSS JOIN LATERAL unnest(r.writeback_targets) AS t(target) \
-                    WHERE r.job_id = $1 AND ($5::bigint IS NULL OR r.id = $5) \
-                    ORDER BY r.id, t.target RETURNING id) \
-         INSERT INTO outbox (topic, ref, due_at) SELECT $6, id::text, $7 FROM w \
-         RETURNING id, ref::bigint",
-
-     )
+    let snapshot = job.snapshot();
+    let records: Vec<(i64, String, Option<String>, db::List<WritebackTarget>)> = db::query(
+        "SELECT id, record_id, record_object, writeback_targets FROM job_records \
+         WHERE job_id = $1 AND ($2 IS NULL OR id = $2) ORDER BY id",
+    )
     .bind(job.id)
-    .bind(job.sequence)
-    .bind(&payload)
-    .bind(now)
     .bind(record)
-    .bind(Topic::Writeback.as_str())
-    .bind(now + relay_grace)
-    .fetch_all(&mut *tx)
+    .fetch_all(tx)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(outbox_id, writeback_id)| OutboxMessage {
-            outbox_id,
-            message: Message::Writeback(writeback_id),
-        })
-        .collect())
+    let mut publish = Vec::new();
+    for (job_record_id, record_id, record_object, targets) in records {
+        let payload = payload_for(&snapshot, &record_id, record_object.as_deref())?;
+        let mut targets = targets.0;
+        // The order the rows were written in before: by record, then by target's name.
+        targets.sort_by_key(|target| target.as_str());
+        for target in targets {
+            let id = db::query(
+                "INSERT INTO writebacks (job_id, job_record_id, target, sequence, payload, \
+                 next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            )
+            .bind(job.id)
+            .bind(job_record_id)
+            .bind(target)
+            .bind(job.sequence)
+            .bind(Json(payload.clone()))
+            .bind(now)
+            .bind(now)
+            .scalar::<i64>(tx)
+            .await?;
+            publish.push(outbox::insert(tx, Message::Writeback(id), now + relay_grace).await?);
+        }
+    }
+    Ok(publish)
+}
+
+/// The payload written back for one record of a job: the job's snapshot, named by that
+/// record (a record that joined the job has its own id and object).
+fn payload_for(
+    snapshot: &StatusSnapshot,
+    record_id: &str,
+    record_object: Option<&str>,
+) -> Result<serde_json::Value, StoreError> {
+    let mut payload =
+        serde_json::to_value(snapshot).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let Some(fields) = payload.as_object_mut() else {
+        return Err(StoreError::Corrupt(
+            "a status snapshot is not a JSON object".to_string(),
+        ));
+    };
+    match record_object {
+        Some(object) => fields.insert("recordObject".to_string(), json!(object)),
+        None => fields.remove("recordObject"),
+    };
+    fields.insert("recordId".to_string(), json!(record_id));
+    Ok(payload)
 }
 
 impl SqlStore {
@@ -557,14 +628,14 @@ impl SqlStore {
         &self,
         job_id: Uuid,
     ) -> Result<Vec<WritebackRow>, StoreError> {
-        Ok(sqlx::query_as::<_, WritebackRow>(
+        Ok(db::query(
             "SELECT w.id, w.target, r.record_id, w.sequence, w.state, w.attempts, w.last_error, \
              w.next_attempt_at, w.delivered_at \
              FROM writebacks w JOIN job_records r ON r.id = w.job_record_id \
              WHERE w.job_id = $1 ORDER BY w.sequence, r.id, w.target",
         )
         .bind(job_id)
-        .fetch_all(self.pg())
+        .fetch_all::<WritebackRow>(&mut self.db.read().await?)
         .await?)
     }
 
@@ -590,31 +661,31 @@ impl SqlStore {
             Parked::OfJob(job_id) => (Some(job_id), None),
             Parked::One(id) => (None, Some(id)),
         };
-        let mut tx = self.pg().begin().await?;
-        let rearmed = sqlx::query!(
-            "UPDATE writebacks w SET state = 'pending', attempts = 0, failing_since = NULL, \
+        let mut tx = self.db.begin().await?;
+        let rearmed: Vec<(i64, Uuid)> = db::query(
+            "UPDATE writebacks AS w SET state = 'pending', attempts = 0, failing_since = NULL, \
              next_attempt_at = $3 \
-             WHERE ($1::uuid IS NULL OR job_id = $1) AND ($2::bigint IS NULL OR id = $2) \
+             WHERE ($1 IS NULL OR job_id = $1) AND ($2 IS NULL OR id = $2) \
              AND state = 'parked' AND sequence > COALESCE((\
                SELECT max(d.sequence) FROM writebacks d WHERE d.job_record_id = w.job_record_id \
                AND d.target = w.target AND d.state = 'delivered'), 0) \
              RETURNING id, job_id",
-            job_id,
-            id,
-            now
         )
-        .fetch_all(&mut *tx)
+        .bind(job_id)
+        .bind(id)
+        .bind(now)
+        .fetch_all(&mut tx)
         .await?;
         let mut publish = Vec::new();
-        for row in &rearmed {
+        for (id, _) in &rearmed {
             publish.push(
-                outbox::insert(&mut tx, Message::Writeback(row.id), now + self.relay_grace).await?,
+                outbox::insert(&mut tx, Message::Writeback(*id), now + self.relay_grace).await?,
             );
         }
         // Both kinds of retry touch one job's writebacks.
-        let job_id = rearmed.first().map(|row| row.job_id);
+        let job_id = rearmed.first().map(|(_, job_id)| *job_id);
         if let Some(job_id) = job_id {
-            let ids: Vec<i64> = rearmed.iter().map(|row| row.id).collect();
+            let ids: Vec<i64> = rearmed.iter().map(|(id, _)| *id).collect();
             record_event(
                 &mut tx,
                 job_id,
@@ -631,8 +702,9 @@ impl SqlStore {
 
     /// Why the retry of writeback `id` re-armed nothing.
     async fn why_not_rearmed(&self, id: i64) -> Result<StoreError, StoreError> {
-        let state = sqlx::query_scalar!("SELECT state FROM writebacks WHERE id = $1", id)
-            .fetch_optional(self.pg())
+        let state = db::query("SELECT state FROM writebacks WHERE id = $1")
+            .bind(id)
+            .scalar_optional::<String>(&mut self.db.read().await?)
             .await?;
         Ok(match state.as_deref() {
             None => StoreError::NotFound(format!("writeback {id}")),
@@ -648,5 +720,265 @@ impl SqlStore {
                 "writeback {id} is {state}: only parked writebacks can be retried"
             )),
         })
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    fn snapshot(record_object: Option<&str>) -> StatusSnapshot {
+        let mut job = Job::queued("acc_1", at("2026-03-02T10:00:00Z"));
+        job.record_id = "job-record".to_string();
+        job.record_object = record_object.map(str::to_string);
+        job.snapshot()
+    }
+
+    #[test]
+    fn a_payload_names_its_own_record_and_object() {
+        let payload = payload_for(&snapshot(Some("contact")), "joined-7", Some("lead")).unwrap();
+        assert_eq!(payload["recordId"], "joined-7");
+        assert_eq!(payload["recordObject"], "lead");
+        assert_eq!(payload["accountId"], "acc_1");
+        assert_eq!(payload["status"], "queued");
+    }
+
+    #[test]
+    fn a_record_without_an_object_drops_the_jobs_object() {
+        let payload = payload_for(&snapshot(Some("contact")), "joined-7", None).unwrap();
+        assert_eq!(payload["recordId"], "joined-7");
+        assert!(payload.get("recordObject").is_none());
+    }
+
+    #[test]
+    fn a_payload_keeps_the_rest_of_the_snapshot() {
+        let snapshot = snapshot(None);
+        let mut expected = serde_json::to_value(&snapshot).unwrap();
+        expected["recordId"] = json!("job-record");
+        assert_eq!(
+            payload_for(&snapshot, "job-record", None).unwrap(),
+            expected
+        );
+    }
+
+    /// A job row (and its own record) written straight into a store, as ingest would leave
+    /// it: the store's own tests need no ingest to run.
+    pub(in crate::store) async fn seed_job(store: &SqlStore, job: &Job) -> i64 {
+        let mut tx = store.db.begin().await.unwrap();
+        db::query(
+            "INSERT INTO jobs (id, source, record_id, account_id, lead, status, changed_at, \
+             created_at, updated_at, due_at, writeback_targets, profile_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7, $8, $9, $10)",
+        )
+        .bind(job.id)
+        .bind(job.source)
+        .bind(job.record_id.as_str())
+        .bind(job.account_id.as_str())
+        .bind(Json(json!({})))
+        .bind(job.status)
+        .bind(job.created_at)
+        .bind(job.due_at)
+        .bind(db::Set(&job.writeback_targets))
+        .bind(job.profile_id.clone())
+        .execute(&mut tx)
+        .await
+        .unwrap();
+        let record = seed_record(&mut tx, job, &job.record_id, &job.writeback_targets).await;
+        tx.commit().await.unwrap();
+        record
+    }
+
+    async fn seed_record(
+        tx: &mut db::Tx<'_>,
+        job: &Job,
+        record_id: &str,
+        targets: &[WritebackTarget],
+    ) -> i64 {
+        db::query(
+            "INSERT INTO job_records (job_id, source, record_id, record_object, \
+             writeback_targets, joined_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(job.id)
+        .bind(job.source)
+        .bind(record_id)
+        .bind(job.record_object.clone())
+        .bind(db::Set(targets))
+        .bind(job.created_at)
+        .scalar::<i64>(tx)
+        .await
+        .unwrap()
+    }
+
+    async fn queue(store: &SqlStore, job: &Job, now: DateTime<Utc>) -> Vec<OutboxMessage> {
+        let mut tx = store.db.begin().await.unwrap();
+        let queued = queue_writebacks(&mut tx, job, None, now, chrono::Duration::zero())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        queued
+    }
+
+    fn ids(queued: &[OutboxMessage]) -> Vec<i64> {
+        queued
+            .iter()
+            .map(|m| match m.message {
+                Message::Writeback(id) => id,
+                Message::Connect(_) => panic!("a writeback was queued as a connect"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn sqlite_queues_one_writeback_per_record_and_target() {
+        let store = crate::store::scratch_sqlite().await;
+        let now = at("2026-03-02T10:00:00Z");
+        let mut job = Job::queued("acc_1", now);
+        job.writeback_targets = vec![WritebackTarget::HubSpot, WritebackTarget::Callback];
+        seed_job(&store, &job).await;
+        let mut tx = store.db.begin().await.unwrap();
+        seed_record(&mut tx, &job, "rec-2", &[WritebackTarget::Callback]).await;
+        tx.commit().await.unwrap();
+
+        let queued = queue(&store, &job, now).await;
+        assert_eq!(queued.len(), 3);
+        let rows = store.writebacks_of(job.id).await.unwrap();
+        let seen: Vec<(&str, WritebackTarget, &str)> = rows
+            .iter()
+            .map(|r| (r.record_id.as_str(), r.target, r.state.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("rec-1", WritebackTarget::Callback, "pending"),
+                ("rec-1", WritebackTarget::HubSpot, "pending"),
+                ("rec-2", WritebackTarget::Callback, "pending"),
+            ]
+        );
+        // Each payload is named by its own record.
+        let claim = store
+            .claim_writeback(ids(&queued)[2], chrono::Duration::minutes(1), now)
+            .await
+            .unwrap();
+        let WritebackClaim::Deliver(work) = claim else {
+            panic!("expected a delivery, got {claim:?}");
+        };
+        assert_eq!(work.payload["recordId"], "rec-2");
+        assert_eq!(work.attempt, 1);
+    }
+
+    #[tokio::test]
+    async fn sqlite_claims_in_order_and_records_the_result_under_the_lease() {
+        let store = crate::store::scratch_sqlite().await;
+        let now = at("2026-03-02T10:00:00Z");
+        let mut job = Job::queued("acc_1", now);
+        seed_job(&store, &job).await;
+        let first = ids(&queue(&store, &job, now).await)[0];
+        job.sequence = 2;
+        let second = ids(&queue(&store, &job, now).await)[0];
+        let lease = chrono::Duration::minutes(1);
+
+        // The newer change waits for the older one, and is not counted as a try.
+        let claim = store.claim_writeback(second, lease, now).await.unwrap();
+        assert!(matches!(claim, WritebackClaim::Deferred), "{claim:?}");
+        let WritebackClaim::Deliver(work) = store.claim_writeback(first, lease, now).await.unwrap()
+        else {
+            panic!("the older change is delivered first");
+        };
+        // A second claim of a leased writeback is skipped.
+        assert!(matches!(
+            store.claim_writeback(first, lease, now).await.unwrap(),
+            WritebackClaim::Skip(_)
+        ));
+        store
+            .writeback_done(&work, &WritebackResult::Delivered, now)
+            .await
+            .unwrap();
+        let rows = store.writebacks_of(job.id).await.unwrap();
+        assert_eq!(rows[0].state, "delivered");
+        assert_eq!(rows[0].delivered_at, Some(now));
+        assert_eq!(rows[1].state, "pending");
+        assert_eq!(rows[1].attempts, 0);
+        assert_eq!(rows[1].next_attempt_at, now + chrono::Duration::seconds(1));
+        // A result recorded under a lease that is not the row's changes nothing.
+        let stale = WritebackWork {
+            lease_until: now,
+            ..work
+        };
+        let parked = WritebackResult::Parked { reason: "x".into() };
+        store.writeback_done(&stale, &parked, now).await.unwrap();
+        assert_eq!(
+            store.writebacks_of(job.id).await.unwrap()[0].state,
+            "delivered"
+        );
+    }
+
+    #[tokio::test]
+    async fn sqlite_parks_a_refused_writeback_until_an_operator_retries_it() {
+        let store = crate::store::scratch_sqlite().await;
+        let now = at("2026-03-02T10:00:00Z");
+        let job = Job::queued("acc_1", now);
+        seed_job(&store, &job).await;
+        let id = ids(&queue(&store, &job, now).await)[0];
+        let lease = chrono::Duration::minutes(1);
+        let WritebackClaim::Deliver(work) = store.claim_writeback(id, lease, now).await.unwrap()
+        else {
+            panic!("a due writeback is delivered");
+        };
+        let parked = WritebackResult::Parked {
+            reason: "record deleted".into(),
+        };
+        store.writeback_done(&work, &parked, now).await.unwrap();
+        assert_eq!(store.parked_writeback_count().await.unwrap(), 1);
+        let list = store.parked_writebacks(10).await.unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].job_id, job.id);
+        assert_eq!(
+            list[0].writeback.last_error.as_deref(),
+            Some("record deleted")
+        );
+
+        let later = now + chrono::Duration::minutes(5);
+        let (job_id, publish) = store.retry_writeback(id, later).await.unwrap();
+        assert_eq!(job_id, job.id);
+        assert_eq!(ids(&publish), vec![id]);
+        assert_eq!(store.parked_writeback_count().await.unwrap(), 0);
+        let row = &store.writebacks_of(job.id).await.unwrap()[0];
+        assert_eq!((row.state.as_str(), row.attempts), ("pending", 0));
+        // Not parked any more: a second retry is refused.
+        assert!(matches!(
+            store.retry_writeback(id, later).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            store.retry_writeback(id + 100, later).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn sqlite_supersedes_an_older_jobs_writeback_to_the_same_record() {
+        let store = crate::store::scratch_sqlite().await;
+        let now = at("2026-03-02T10:00:00Z");
+        let older = Job::queued("acc_1", now);
+        seed_job(&store, &older).await;
+        let mut newer = Job::queued("acc_1", now + chrono::Duration::seconds(1));
+        newer.profile_id = Some("john".into());
+        seed_job(&store, &newer).await;
+        let old_id = ids(&queue(&store, &older, now).await)[0];
+        queue(&store, &newer, now).await;
+        let claim = store
+            .claim_writeback(old_id, chrono::Duration::minutes(1), now)
+            .await
+            .unwrap();
+        assert!(
+            matches!(claim, WritebackClaim::Superseded(WritebackTarget::Callback)),
+            "{claim:?}"
+        );
+        let row = &store.writebacks_of(older.id).await.unwrap()[0];
+        assert_eq!((row.state.as_str(), row.attempts), ("superseded", 0));
     }
 }
