@@ -7,6 +7,7 @@
 //! endpoint, less a reserve), and pacing, configured by [`policy`]. The store applies it
 //! under the account's row lock (`store::send_gate`).
 
+pub mod hold;
 mod id;
 pub mod pacing;
 pub mod policy;

@@ -105,6 +105,47 @@ pub fn needs_quota_read(
     !quota.is_current(now) || now - quota.observed_at >= stale_after || after_hold
 }
 
+/// One window's numbers as a reading reports them (the headers may leave any of them out),
+/// in the store's integer width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Observation {
+    pub limit: Option<i32>,
+    pub used: Option<i32>,
+    pub remaining: Option<i32>,
+    pub reset_at: Option<DateTime<Utc>>,
+}
+
+/// What to store when `new` arrives on top of `stored`. With `lower_only`, a reading of the
+/// same window (the same `reset_at`, both possibly unknown) may only raise `used` and lower
+/// `remaining`: it may have left the API before another worker's send, and must not give
+/// that send's slot back. Otherwise, or in a new window, `new` stands as it is. A number
+/// missing on one side keeps the other's.
+pub fn merge_observation(
+    stored: Option<&Observation>,
+    new: &Observation,
+    lower_only: bool,
+) -> Observation {
+    let Some(stored) = stored.filter(|s| lower_only && s.reset_at == new.reset_at) else {
+        return *new;
+    };
+    let keep = |a: Option<i32>, b: Option<i32>, pick: fn(i32, i32) -> i32| match (a, b) {
+        (Some(a), Some(b)) => Some(pick(a, b)),
+        (a, b) => a.or(b),
+    };
+    Observation {
+        used: keep(stored.used, new.used, i32::max),
+        remaining: keep(stored.remaining, new.remaining, i32::min),
+        ..*new
+    }
+}
+
+/// How many of the slots taken at `taken_at` go back onto the `remaining` of a reading
+/// observed at `observed_at`: only those taken since, which the reading had counted off.
+pub fn slots_to_add_back(taken_at: &[DateTime<Utc>], observed_at: DateTime<Utc>) -> i32 {
+    let since = taken_at.iter().filter(|at| **at >= observed_at).count();
+    i32::try_from(since).unwrap_or(i32::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,5 +291,75 @@ mod tests {
             at("2026-11-04T10:07:00Z"),
             stale
         ));
+    }
+
+    fn observation(used: Option<i32>, remaining: Option<i32>, reset: Option<&str>) -> Observation {
+        Observation {
+            limit: Some(90),
+            used,
+            remaining,
+            reset_at: reset.map(at),
+        }
+    }
+
+    #[test]
+    fn a_reading_of_the_same_window_only_lowers_what_remains() {
+        let reset = Some("2026-11-09T00:00:00Z");
+        let stored = observation(Some(50), Some(40), reset);
+        // An answer that left before another send: it must not give that slot back.
+        let older = observation(Some(49), Some(41), reset);
+        assert_eq!(merge_observation(Some(&stored), &older, true), stored);
+        let newer = observation(Some(52), Some(38), reset);
+        assert_eq!(merge_observation(Some(&stored), &newer, true), newer);
+        // Not only lowering (a reading with nothing in flight): the reading stands.
+        assert_eq!(merge_observation(Some(&stored), &older, false), older);
+        // Nothing stored yet: the reading stands.
+        assert_eq!(merge_observation(None, &older, true), older);
+        // The limit is always the latest.
+        let raised = Observation {
+            limit: Some(100),
+            ..older
+        };
+        assert_eq!(
+            merge_observation(Some(&stored), &raised, true).limit,
+            Some(100)
+        );
+    }
+
+    #[test]
+    fn a_new_window_replaces_the_stored_numbers() {
+        let stored = observation(Some(90), Some(0), Some("2026-11-09T00:00:00Z"));
+        let fresh = observation(Some(1), Some(89), Some("2026-11-16T00:00:00Z"));
+        assert_eq!(merge_observation(Some(&stored), &fresh, true), fresh);
+        // A window that became known, or unknown, is a new one too.
+        let unknown = observation(Some(3), Some(87), None);
+        assert_eq!(merge_observation(Some(&stored), &unknown, true), unknown);
+        assert_eq!(merge_observation(Some(&unknown), &stored, true), stored);
+    }
+
+    #[test]
+    fn a_missing_number_keeps_the_other_side() {
+        // Both windows unknown count as the same window.
+        let stored = observation(Some(50), None, None);
+        let new = observation(None, Some(40), None);
+        assert_eq!(
+            merge_observation(Some(&stored), &new, true),
+            observation(Some(50), Some(40), None)
+        );
+        let nothing = observation(None, None, None);
+        assert_eq!(merge_observation(Some(&nothing), &nothing, true), nothing);
+    }
+
+    #[test]
+    fn only_slots_taken_since_the_reading_go_back() {
+        let observed = at("2026-11-04T10:00:00Z");
+        let taken = [
+            at("2026-11-04T09:59:59Z"),
+            observed,
+            at("2026-11-04T10:00:01Z"),
+        ];
+        assert_eq!(slots_to_add_back(&taken, observed), 2);
+        assert_eq!(slots_to_add_back(&taken[..1], observed), 0);
+        assert_eq!(slots_to_add_back(&[], observed), 0);
     }
 }

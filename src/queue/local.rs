@@ -203,7 +203,11 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         tokio::time::sleep(REQUEUE_PAUSE + Duration::from_millis(10)).await;
         settle().await;
-        assert_eq!(calls.load(Ordering::SeqCst), 2, "requeued message redelivered");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "requeued message redelivered"
+        );
         tokio::time::sleep(REQUEUE_PAUSE + Duration::from_millis(10)).await;
         settle().await;
         assert_eq!(calls.load(Ordering::SeqCst), 3, "a panic requeues too");

@@ -14,8 +14,8 @@ pub use rabbit::Rabbit;
 
 use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
-use std::panic::AssertUnwindSafe;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;

@@ -5,7 +5,8 @@ use super::jobs::{AccountHold, SendSlot};
 use super::outbox::OutboxMessage;
 use super::send_gate::{self, AccountReading, SendGate};
 use super::waits;
-use super::{SqlStore, StoreError};
+use super::{SqlStore, StoreError, db};
+use crate::account::hold;
 use crate::account::pacing::{self, Decision};
 use crate::account::policy::{AccountPolicy, AccountsConfig};
 use crate::account::projection::projected_sends;
@@ -114,52 +115,66 @@ impl Overview {
 const WEEK: chrono::TimeDelta = chrono::TimeDelta::days(7);
 
 pub(super) async fn return_send_slot(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl db::Exec,
     account_id: &str,
     job_id: uuid::Uuid,
 ) -> Result<(), StoreError> {
     // Only the latest: an earlier attempt of the job may have gone out.
-    let taken_at: Vec<DateTime<Utc>> = sqlx::query_scalar!(
+    let taken_at = db::query(
         "DELETE FROM account_sends WHERE job_id = $1 \
          AND at = (SELECT max(at) FROM account_sends WHERE job_id = $1) RETURNING at",
-        job_id
     )
-    .fetch_all(&mut *tx)
+    .bind(job_id)
+    .scalar_all::<DateTime<Utc>>(tx)
     .await?;
     add_back(tx, account_id, &taken_at).await
 }
 
 /// Adds slots taken at `taken_at` back to the account's `remaining`. Only those taken after
 /// the current reading came off it; a reading taken since (a new week, say) never counted
-/// them.
+/// them (`quota::slots_to_add_back`).
 async fn add_back(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl db::Exec,
     account_id: &str,
     taken_at: &[DateTime<Utc>],
 ) -> Result<(), StoreError> {
-    sqlx::query!(
-        "UPDATE account_limits SET remaining = remaining + \
-         (SELECT count(*) FROM unnest($2::timestamptz[]) AS taken(at) \
-          WHERE taken.at >= account_limits.observed_at) \
-         WHERE account_id = $1 AND action = 'CONNECT' AND remaining IS NOT NULL",
-        account_id,
-        taken_at
+    // The reading is read, then written: its row stays locked until the end of the
+    // transaction, so that a reading recorded meanwhile cannot slip between the two.
+    let observed_at = db::query(
+        "SELECT observed_at FROM account_limits \
+         WHERE account_id = $1 AND action = 'CONNECT' AND remaining IS NOT NULL FOR UPDATE",
     )
-    .execute(&mut *tx)
+    .bind(account_id)
+    .scalar_optional::<DateTime<Utc>>(tx)
+    .await?;
+    let Some(observed_at) = observed_at else {
+        return Ok(());
+    };
+    let slots = quota::slots_to_add_back(taken_at, observed_at);
+    if slots == 0 {
+        return Ok(());
+    }
+    db::query(
+        "UPDATE account_limits SET remaining = remaining + $2 \
+         WHERE account_id = $1 AND action = 'CONNECT' AND remaining IS NOT NULL",
+    )
+    .bind(account_id)
+    .bind(slots)
+    .execute(tx)
     .await?;
     Ok(())
 }
 
 /// The send slot the gate gave `job_id` is spent for real: its POST starts now.
 pub(super) async fn mark_slot_used(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl db::Exec,
     job_id: uuid::Uuid,
 ) -> Result<(), StoreError> {
-    sqlx::query!(
+    db::query(
         "UPDATE account_sends SET post_started = true WHERE job_id = $1 AND NOT post_started",
-        job_id
     )
-    .execute(&mut *tx)
+    .bind(job_id)
+    .execute(tx)
     .await?;
     Ok(())
 }
@@ -167,16 +182,16 @@ pub(super) async fn mark_slot_used(
 /// Gives back every slot `job_id` took at the gate whose POST never started, and the
 /// account's send lease if the job still holds it: nothing went out.
 pub(super) async fn give_back_unstarted_slots(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl db::Exec,
     job_id: uuid::Uuid,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let returned: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
+    let returned = db::query(
         "DELETE FROM account_sends WHERE job_id = $1 AND NOT post_started \
          RETURNING account_id, at",
     )
     .bind(job_id)
-    .fetch_all(&mut *tx)
+    .fetch_all::<(String, DateTime<Utc>)>(tx)
     .await?;
     let Some((account_id, _)) = returned.first() else {
         return Ok(());
@@ -185,69 +200,98 @@ pub(super) async fn give_back_unstarted_slots(
     lock(tx, account_id).await?;
     let taken_at: Vec<DateTime<Utc>> = returned.iter().map(|(_, at)| *at).collect();
     add_back(tx, account_id, &taken_at).await?;
-    send_gate::release_account(&mut *tx, job_id, now, SendSlot::Returned).await
+    send_gate::release_account(tx, job_id, now, SendSlot::Returned).await
 }
 
 /// Within one weekly window the headers may only lower what remains: an answer that left
-/// the API before another worker's send must not give back the slot that send took.
+/// the API before another worker's send must not give back the slot that send took
+/// (`quota::merge_observation`).
 pub(super) async fn record_rate_limit(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl db::Exec,
     account_id: &str,
     limit: &RateLimit,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    sqlx::query!(
+    // Read, merged in Rust, then written: under the account's row lock, which every writer
+    // of its limits takes first, so no other reading lands in between.
+    ensure_and_lock(tx, account_id, now).await?;
+    let stored = send_gate::stored_observation(tx, account_id, &limit.action).await?;
+    let reported = quota::Observation {
+        limit: limit.limit,
+        used: limit.used,
+        remaining: limit.remaining,
+        reset_at: limit.reset,
+    };
+    let merged = quota::merge_observation(stored.as_ref(), &reported, true);
+    db::query(
         "INSERT INTO account_limits \
-         (account_id, action, \"limit\", used, remaining, reset_at, observed_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (account_id, action) DO UPDATE SET \"limit\" = $3, \
-         used = CASE WHEN account_limits.reset_at IS NOT DISTINCT FROM $6 \
-                THEN GREATEST(account_limits.used, $4) ELSE $4 END, \
-         remaining = CASE WHEN account_limits.reset_at IS NOT DISTINCT FROM $6 \
-                     THEN LEAST(account_limits.remaining, $5) ELSE $5 END, \
-         reset_at = $6, observed_at = $7, source = 'headers'",
-        account_id,
-        limit.action,
-        limit.limit,
-        limit.used,
-        limit.remaining,
-        limit.reset,
-        now
+         (account_id, action, \"limit\", used, remaining, reset_at, observed_at, source) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'headers') \
+         ON CONFLICT (account_id, action) DO UPDATE SET \"limit\" = $3, used = $4, \
+         remaining = $5, reset_at = $6, observed_at = $7, source = 'headers'",
     )
-    .execute(&mut *tx)
+    .bind(account_id)
+    .bind(&limit.action)
+    .bind(merged.limit)
+    .bind(merged.used)
+    .bind(merged.remaining)
+    .bind(merged.reset_at)
+    .bind(now)
+    .execute(tx)
     .await?;
     Ok(())
 }
 
 /// Locks the account's row, if it has one, before the writes that follow.
-pub(super) async fn lock(tx: &mut sqlx::PgConnection, account_id: &str) -> Result<(), StoreError> {
-    sqlx::query!(
-        "SELECT 1 AS locked FROM accounts WHERE account_id = $1 FOR UPDATE",
-        account_id
-    )
-    .fetch_optional(tx)
-    .await?;
+pub(super) async fn lock(tx: &mut impl db::Exec, account_id: &str) -> Result<(), StoreError> {
+    db::query("SELECT 1 FROM accounts WHERE account_id = $1 FOR UPDATE")
+        .bind(account_id)
+        .scalar_optional::<i32>(tx)
+        .await?;
     Ok(())
 }
 
+/// Locks the account's row, creating it first if need be, so that a read-modify-write of
+/// the account's facts is always covered on PostgreSQL.
+pub(super) async fn ensure_and_lock(
+    tx: &mut impl db::Exec,
+    account_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    db::query(
+        "INSERT INTO accounts (account_id, updated_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(account_id)
+    .bind(now)
+    .execute(tx)
+    .await?;
+    lock(tx, account_id).await
+}
+
+/// A 429's hold and block only ever grow (`account::hold::grown`).
 pub(super) async fn record_hold(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl db::Exec,
     account_id: &str,
     hold: &AccountHold,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    sqlx::query!(
-        "INSERT INTO accounts (account_id, hold_until, blocked_until, reason, updated_at) \
-         VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (account_id) DO UPDATE SET hold_until = GREATEST(accounts.hold_until, $2), \
-         blocked_until = GREATEST(accounts.blocked_until, $3), reason = $4, updated_at = $5",
-        account_id,
-        hold.hold_until,
-        hold.blocked_until,
-        hold.reason,
-        now
+    // Read, then written, under the account's row lock (see `record_rate_limit`).
+    ensure_and_lock(tx, account_id, now).await?;
+    let (hold_until, blocked_until) =
+        db::query("SELECT hold_until, blocked_until FROM accounts WHERE account_id = $1")
+            .bind(account_id)
+            .fetch_one::<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)>(tx)
+            .await?;
+    db::query(
+        "UPDATE accounts SET hold_until = $2, blocked_until = $3, reason = $4, updated_at = $5 \
+         WHERE account_id = $1",
     )
-    .execute(&mut *tx)
+    .bind(account_id)
+    .bind(hold::grown(hold_until, Some(hold.hold_until)))
+    .bind(hold::grown(blocked_until, hold.blocked_until))
+    .bind(&hold.reason)
+    .bind(now)
+    .execute(tx)
     .await?;
     Ok(())
 }
@@ -310,11 +354,11 @@ pub trait AccountStore {
     ) -> impl Future<Output = Result<Vec<OutboxMessage>, StoreError>> + Send;
 }
 
-pub(super) async fn key_paused(tx: &mut sqlx::PgConnection) -> Result<bool, StoreError> {
+pub(super) async fn key_paused(tx: &mut impl db::Exec) -> Result<bool, StoreError> {
     Ok(
         // FOR SHARE waits for a resume in progress, so no job is parked behind its back.
-        sqlx::query_scalar!("SELECT paused FROM api_key_state WHERE id = 1 FOR SHARE")
-            .fetch_one(&mut *tx)
+        db::query("SELECT paused FROM api_key_state WHERE id = 1 FOR SHARE")
+            .scalar::<bool>(tx)
             .await?,
     )
 }
@@ -345,18 +389,17 @@ impl AccountStore for SqlStore {
         config: &AccountsConfig,
         now: DateTime<Utc>,
     ) -> Result<Vec<AccountSummary>, StoreError> {
-        let ids: Vec<(String, i64, Option<String>)> = sqlx::query_as(
+        let mut conn = self.db.read().await?;
+        let ids = db::query(
             "WITH ids AS (SELECT account_id FROM accounts UNION SELECT account_id FROM account_limits \
                           UNION SELECT DISTINCT account_id FROM jobs) \
              SELECT ids.account_id, (SELECT count(*) FROM jobs j WHERE j.account_id = ids.account_id \
                 AND j.due_at IS NOT NULL) AS backlog, \
                 (SELECT a.reason FROM accounts a WHERE a.account_id = ids.account_id) AS hold_reason \
              FROM ids ORDER BY ids.account_id",
-
-            )
-        .fetch_all(self.pg())
+        )
+        .fetch_all::<(String, i64, Option<String>)>(&mut conn)
         .await?;
-        let mut conn = self.pg().acquire().await?;
         let mut summaries = Vec::with_capacity(ids.len());
         for (account_id, backlog, hold_reason) in ids {
             let policy = config.policy_for(&account_id);
@@ -381,14 +424,14 @@ impl AccountStore for SqlStore {
             let quota = facts.quota.as_ref();
             let used_by_leadlink = match quota {
                 Some(q) => {
-                    let ours = sqlx::query_scalar!(
-                        r#"SELECT count(*) AS "ours!" FROM account_sends
-                           WHERE account_id = $1 AND at >= $2 AND at < $3"#,
-                        account_id,
-                        q.reset_at - WEEK,
-                        q.reset_at
+                    let ours = db::query(
+                        "SELECT count(*) FROM account_sends \
+                         WHERE account_id = $1 AND at >= $2 AND at < $3",
                     )
-                    .fetch_one(&mut *conn)
+                    .bind(account_id.as_str())
+                    .bind(q.reset_at - WEEK)
+                    .bind(q.reset_at)
+                    .scalar::<i64>(&mut conn)
                     .await?;
                     Some(u32::try_from(ours).unwrap_or(u32::MAX))
                 }
@@ -431,15 +474,15 @@ impl AccountStore for SqlStore {
     }
 
     async fn account_standings(&self) -> Result<Vec<AccountStanding>, StoreError> {
-        let holds: Vec<HoldRow> =
-            sqlx::query_as("SELECT account_id, hold_until, blocked_until FROM accounts")
-                .fetch_all(self.pg())
-                .await?;
-        let limits: Vec<LimitRowOf> = sqlx::query_as(
+        let mut conn = self.db.read().await?;
+        let holds = db::query("SELECT account_id, hold_until, blocked_until FROM accounts")
+            .fetch_all::<HoldRow>(&mut conn)
+            .await?;
+        let limits = db::query(
             "SELECT account_id, \"limit\", used, remaining, reset_at, observed_at, source \
              FROM account_limits WHERE action = 'CONNECT'",
         )
-        .fetch_all(self.pg())
+        .fetch_all::<LimitRowOf>(&mut conn)
         .await?;
         let mut standings = BTreeMap::new();
         for (account_id, hold_until, blocked_until) in holds {
@@ -468,12 +511,12 @@ impl AccountStore for SqlStore {
                 })
                 .quota = quota;
         }
-        let since: Vec<(String, i64)> = sqlx::query_as(
+        let since = db::query(
             "SELECT l.account_id, count(*) FROM account_limits l \
              JOIN account_sends s ON s.account_id = l.account_id AND s.at > l.observed_at \
              WHERE l.action = 'CONNECT' GROUP BY l.account_id",
         )
-        .fetch_all(self.pg())
+        .fetch_all::<(String, i64)>(&mut conn)
         .await?;
         for (account_id, sends) in since {
             if let Some(standing) = standings.get_mut(&account_id) {
@@ -484,10 +527,9 @@ impl AccountStore for SqlStore {
     }
 
     async fn key_pause(&self) -> Result<Option<KeyPause>, StoreError> {
-        let row: (bool, Option<String>, Option<DateTime<Utc>>) =
-            sqlx::query_as("SELECT paused, reason, paused_at FROM api_key_state WHERE id = 1")
-                .fetch_one(self.pg())
-                .await?;
+        let row = db::query("SELECT paused, reason, paused_at FROM api_key_state WHERE id = 1")
+            .fetch_one::<(bool, Option<String>, Option<DateTime<Utc>>)>(&mut self.db.read().await?)
+            .await?;
         Ok(match row {
             (true, reason, since) => Some(KeyPause {
                 reason: reason.unwrap_or_default(),
@@ -503,16 +545,18 @@ impl AccountStore for SqlStore {
         now: DateTime<Utc>,
         next_probe: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query!(
+        let mut tx = self.db.begin().await?;
+        db::query(
             "UPDATE api_key_state SET paused = true, reason = $1, \
              paused_at = CASE WHEN paused THEN paused_at ELSE $2 END, \
              next_probe_at = CASE WHEN paused THEN next_probe_at ELSE $3 END WHERE id = 1",
-            reason,
-            now,
-            next_probe
         )
-        .execute(self.pg())
+        .bind(reason)
+        .bind(now)
+        .bind(next_probe)
+        .execute(&mut tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -521,22 +565,25 @@ impl AccountStore for SqlStore {
         now: DateTime<Utc>,
         next_probe: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let claimed: Option<i32> = sqlx::query_scalar!(
-            "UPDATE api_key_state SET next_probe_at = $2 WHERE id = 1 AND paused AND next_probe_at <= $1 RETURNING id",
-                now,
-                next_probe
+        let mut tx = self.db.begin().await?;
+        let claimed = db::query(
+            "UPDATE api_key_state SET next_probe_at = $2 \
+             WHERE id = 1 AND paused AND next_probe_at <= $1 RETURNING id",
         )
-        .fetch_optional(self.pg())
+        .bind(now)
+        .bind(next_probe)
+        .scalar_optional::<i32>(&mut tx)
         .await?;
+        tx.commit().await?;
         Ok(claimed.is_some())
     }
 
     async fn resume_key(&self, now: DateTime<Utc>) -> Result<Vec<OutboxMessage>, StoreError> {
-        let mut tx = self.pg().begin().await?;
-        sqlx::query!(
-            "UPDATE api_key_state SET paused = false, reason = NULL, paused_at = NULL WHERE id = 1"
+        let mut tx = self.db.begin().await?;
+        db::query(
+            "UPDATE api_key_state SET paused = false, reason = NULL, paused_at = NULL WHERE id = 1",
         )
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         let publish = waits::release_all(&mut tx, &waits::Wait::Key, now).await?;
         tx.commit().await?;

@@ -1,10 +1,13 @@
 //! The per-minute API budget shared by every worker: calls counted per scope in the last
 //! minute, decided under an advisory lock per scope (the rule is `connectsafely::limits`).
 
-use super::{SqlStore, StoreError};
+use super::{SqlStore, StoreError, db};
 use crate::connectsafely::limits::{WINDOW, wait_for_room};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
+
+/// The advisory-lock space of the per-minute scopes (the writebacks' is 11).
+const LOCK_SPACE: i64 = 7;
 
 pub trait ApiBudgetStore {
     /// Counts one call per `(scope, limit)` entry (a scope may repeat), or none of them if a
@@ -28,26 +31,19 @@ impl ApiBudgetStore for SqlStore {
             let entry = wanted.entry(scope.as_str()).or_insert((0, *limit));
             entry.0 += 1;
         }
-        let mut tx = self.pg().begin().await?;
+        let mut tx = self.db.begin().await?;
         let mut wait: Option<DateTime<Utc>> = None;
         for (scope, (count, limit)) in &wanted {
-            sqlx::query!(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
-                scope
-            )
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query!(
-                "DELETE FROM api_calls WHERE scope = $1 AND at <= $2",
-                scope,
-                now - WINDOW
-            )
-            .execute(&mut *tx)
-            .await?;
-            let recent: Vec<DateTime<Utc>> =
-                sqlx::query_scalar!("SELECT at FROM api_calls WHERE scope = $1", scope)
-                    .fetch_all(&mut *tx)
-                    .await?;
+            db::pg::lock_scope(&mut tx, LOCK_SPACE, scope).await?;
+            db::query("DELETE FROM api_calls WHERE scope = $1 AND at <= $2")
+                .bind(*scope)
+                .bind(now - WINDOW)
+                .execute(&mut tx)
+                .await?;
+            let recent = db::query("SELECT at FROM api_calls WHERE scope = $1")
+                .bind(*scope)
+                .scalar_all::<DateTime<Utc>>(&mut tx)
+                .await?;
             if let Some(until) = wait_for_room(&recent, *count, *limit, now) {
                 wait = wait.max(Some(until));
             }
@@ -58,13 +54,11 @@ impl ApiBudgetStore for SqlStore {
         }
         for (scope, (count, _)) in &wanted {
             for _ in 0..*count {
-                sqlx::query!(
-                    "INSERT INTO api_calls (scope, at) VALUES ($1, $2)",
-                    scope,
-                    now
-                )
-                .execute(&mut *tx)
-                .await?;
+                db::query("INSERT INTO api_calls (scope, at) VALUES ($1, $2)")
+                    .bind(*scope)
+                    .bind(now)
+                    .execute(&mut tx)
+                    .await?;
             }
         }
         tx.commit().await?;

@@ -228,16 +228,17 @@ impl From<sqlx::Error> for CopyError {
 /// The caller holds both stores' process locks, so neither changes meanwhile.
 pub async fn copy(from: &SqlStore, to: &SqlStore) -> Result<Vec<TableCount>, CopyError> {
     let mut tx = to.db.begin().await?;
-    let occupied: i64 = db::query(
-        "SELECT (SELECT count(*) FROM jobs) + (SELECT count(*) FROM outbox)",
-    )
-    .scalar(&mut tx)
-    .await?;
+    let occupied: i64 =
+        db::query("SELECT (SELECT count(*) FROM jobs) + (SELECT count(*) FROM outbox)")
+            .scalar(&mut tx)
+            .await?;
     if occupied > 0 {
         return Err(CopyError::TargetNotEmpty);
     }
     // The migrations made the key's single row; the source's replaces it.
-    db::query("DELETE FROM api_key_state").execute(&mut tx).await?;
+    db::query("DELETE FROM api_key_state")
+        .execute(&mut tx)
+        .await?;
     let mut source = from.db.read().await?;
     for table in TABLES {
         let names: Vec<&str> = table.columns.iter().map(|(name, _)| *name).collect();
@@ -299,7 +300,11 @@ pub fn copied_columns() -> Vec<(&'static str, Vec<&'static str>)> {
     TABLES
         .iter()
         .map(|t| {
-            let columns = t.columns.iter().map(|(name, _)| name.trim_matches('"')).collect();
+            let columns = t
+                .columns
+                .iter()
+                .map(|(name, _)| name.trim_matches('"'))
+                .collect();
             (t.name, columns)
         })
         .collect()

@@ -1,5 +1,6 @@
 //! CRMs whose credentials were refused: shown to people until a call works again.
 
+use super::db;
 use super::waits::{self, Wait};
 use super::{OutboxMessage, SqlStore, StoreError};
 use chrono::{DateTime, Utc};
@@ -14,13 +15,11 @@ pub struct CrmPause {
 
 /// Whether `crm` is paused; `FOR SHARE` makes a resume in progress wait for this
 /// transaction, so no job is parked on the CRM behind its back.
-pub(super) async fn crm_paused(tx: &mut sqlx::PgConnection, crm: &str) -> Result<bool, StoreError> {
-    let paused: Option<i32> = sqlx::query_scalar!(
-        "SELECT 1 AS \"paused!\" FROM crm_pauses WHERE crm = $1 FOR SHARE",
-        crm
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
+pub(super) async fn crm_paused(tx: &mut impl db::Exec, crm: &str) -> Result<bool, StoreError> {
+    let paused = db::query("SELECT 1 FROM crm_pauses WHERE crm = $1 FOR SHARE")
+        .bind(crm)
+        .scalar_optional::<i32>(tx)
+        .await?;
     Ok(paused.is_some())
 }
 
@@ -50,15 +49,17 @@ impl CrmPauseStore for SqlStore {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query!(
+        let mut tx = self.db.begin().await?;
+        db::query(
             "INSERT INTO crm_pauses (crm, reason, paused_at) VALUES ($1, $2, $3) \
              ON CONFLICT (crm) DO UPDATE SET reason = EXCLUDED.reason",
-            crm,
-            reason,
-            now
         )
-        .execute(self.pg())
+        .bind(crm)
+        .bind(reason)
+        .bind(now)
+        .execute(&mut tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -67,11 +68,12 @@ impl CrmPauseStore for SqlStore {
         crm: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
-        let mut tx = self.pg().begin().await?;
-        let resumed = sqlx::query!("DELETE FROM crm_pauses WHERE crm = $1", crm)
-            .execute(&mut *tx)
+        let mut tx = self.db.begin().await?;
+        let resumed = db::query("DELETE FROM crm_pauses WHERE crm = $1")
+            .bind(crm)
+            .execute(&mut tx)
             .await?;
-        let publish = if resumed.rows_affected() > 0 {
+        let publish = if resumed > 0 {
             tracing::warn!(crm, "the CRM accepts leadlink's credentials again");
             waits::release_all(&mut tx, &Wait::Crm(crm.to_string()), now).await?
         } else {
@@ -82,10 +84,10 @@ impl CrmPauseStore for SqlStore {
     }
 
     async fn crm_pauses(&self) -> Result<Vec<CrmPause>, StoreError> {
-        Ok(sqlx::query_as::<_, CrmPause>(
-            "SELECT crm, reason, paused_at FROM crm_pauses ORDER BY crm",
+        Ok(
+            db::query("SELECT crm, reason, paused_at FROM crm_pauses ORDER BY crm")
+                .fetch_all::<CrmPause>(&mut self.db.read().await?)
+                .await?,
         )
-        .fetch_all(self.pg())
-        .await?)
     }
 }

@@ -20,11 +20,11 @@ pub use accounts::{AccountStanding, AccountStore, AccountSummary, KeyPause, Over
 pub use api_calls::ApiBudgetStore;
 pub use config::DatabaseConfig;
 pub use crm_pauses::{CrmPause, CrmPauseStore};
-pub use lock::ProcessLock;
 pub use jobs::{
     AccountHold, Actor, Attempts, Claim, ClaimedJob, Doubt, Enriched, Enrichment, IngestOutcome,
     JobFilter, JobHistory, JobStore, NewJob, SendSlot, SendStart, Transition,
 };
+pub use lock::ProcessLock;
 pub use outbox::{OutboxMessage, OutboxStore};
 pub use send_gate::{AccountReading, Facts, GateWait, SendGate};
 pub use waits::{Wait, WaitStore, Waiting};
@@ -128,14 +128,6 @@ impl SqlStore {
             relay_grace: chrono::Duration::from_std(relay_grace)
                 .unwrap_or(chrono::Duration::seconds(10)),
         })
-    }
-
-    // TRANSITION: removed once every store file runs on `Db`.
-    pub(crate) fn pg(&self) -> &sqlx::PgPool {
-        match &self.db {
-            Db::Pg(pool) => pool,
-            Db::Lite { .. } => panic!("statement not yet ported to SQLite"),
-        }
     }
 
     pub fn is_embedded(&self) -> bool {

@@ -5,11 +5,11 @@
 use super::jobs::SendSlot;
 use super::outbox;
 use super::waits::{self, Wait};
-use super::{SqlStore, StoreError};
+use super::{SqlStore, StoreError, db};
 use crate::account::pacing::{self, AccountFacts, Decision};
 use crate::account::policy::AccountPolicy;
 use crate::account::projection::projected_sends;
-use crate::account::quota::{Quota, QuotaSource};
+use crate::account::quota::{self, Observation, Quota, QuotaSource};
 use crate::job::{Job, Status};
 use crate::queue::Message;
 use chrono::{DateTime, Utc};
@@ -180,13 +180,13 @@ pub(super) async fn take_send_slot(
     now: DateTime<Utc>,
 ) -> Result<SendGate, StoreError> {
     let account = job.account_id.as_str();
-    let mut tx = store.pg().begin().await?;
-    sqlx::query!(
+    let mut tx = store.db.begin().await?;
+    db::query(
         "INSERT INTO accounts (account_id, updated_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        account,
-        now
     )
-    .execute(&mut *tx)
+    .bind(account)
+    .bind(now)
+    .execute(&mut tx)
     .await?;
     let known = load(&mut tx, account, policy, now, Reading::ForUpdate).await?;
     // A disabled account is asked again now and then, so that it resumes by itself.
@@ -266,13 +266,13 @@ pub(super) enum Reading {
 
 /// Reads an account's facts.
 pub(super) async fn load(
-    conn: &mut sqlx::PgConnection,
+    conn: &mut impl db::Exec,
     account: &str,
     policy: &AccountPolicy,
     now: DateTime<Utc>,
     reading: Reading,
 ) -> Result<Known, StoreError> {
-    let row: Option<AccountRow> = sqlx::query_as(match reading {
+    let row = db::query(match reading {
         Reading::ForUpdate => {
             "SELECT hold_until, blocked_until, disabled_reason, status_checked_at, sending_job, \
              sending_until FROM accounts WHERE account_id = $1 FOR UPDATE"
@@ -283,26 +283,26 @@ pub(super) async fn load(
         }
     })
     .bind(account)
-    .fetch_optional(&mut *conn)
+    .fetch_optional::<AccountRow>(conn)
     .await?;
     let (hold_until, blocked_until, disabled, status_checked_at, sending_job, sending_until) =
         row.unwrap_or_default();
-    let limits: Option<LimitRow> = sqlx::query_as(
+    let limits = db::query(
         "SELECT \"limit\", used, remaining, reset_at, observed_at, source FROM account_limits \
          WHERE account_id = $1 AND action = 'CONNECT'",
     )
     .bind(account)
-    .fetch_optional(&mut *conn)
+    .fetch_optional::<LimitRow>(conn)
     .await?;
     let (day_start, day_end) = pacing::local_day(policy, now);
-    let (sends_today, last_send_at): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+    let (sends_today, last_send_at) = db::query(
         "SELECT count(*) FILTER (WHERE at >= $2 AND at < $3), max(at) FROM account_sends \
          WHERE account_id = $1",
     )
     .bind(account)
     .bind(day_start)
     .bind(day_end)
-    .fetch_one(&mut *conn)
+    .fetch_one::<(i64, Option<DateTime<Utc>>)>(conn)
     .await?;
     Ok(Known {
         facts: AccountFacts {
@@ -338,66 +338,89 @@ pub(super) fn quota_from_row(row: LimitRow) -> Option<Quota> {
     })
 }
 
+/// The stored `limit`, `used`, `remaining` and `reset_at` of an account's `action`, as
+/// `quota::merge_observation` takes them.
+pub(super) async fn stored_observation(
+    tx: &mut impl db::Exec,
+    account: &str,
+    action: &str,
+) -> Result<Option<Observation>, StoreError> {
+    let row = db::query(
+        "SELECT \"limit\", used, remaining, reset_at FROM account_limits \
+         WHERE account_id = $1 AND action = $2",
+    )
+    .bind(account)
+    .bind(action)
+    .fetch_optional::<(Option<i32>, Option<i32>, Option<i32>, Option<DateTime<Utc>>)>(tx)
+    .await?;
+    Ok(row.map(|(limit, used, remaining, reset_at)| Observation {
+        limit,
+        used,
+        remaining,
+        reset_at,
+    }))
+}
+
 /// The job takes the account's send lease and one request of its week; the slot is marked
 /// started just before the POST (`send_started`), or given back.
 async fn take_slot(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl db::Exec,
     account: &str,
     job_id: Uuid,
     now: DateTime<Utc>,
     lease: chrono::Duration,
 ) -> Result<(), StoreError> {
-    sqlx::query!(
-        "UPDATE accounts SET sending_job = $2, sending_until = $3 WHERE account_id = $1",
-        account,
-        job_id,
-        now + lease
-    )
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query!(
+    db::query("UPDATE accounts SET sending_job = $2, sending_until = $3 WHERE account_id = $1")
+        .bind(account)
+        .bind(job_id)
+        .bind(now + lease)
+        .execute(tx)
+        .await?;
+    db::query(
         "UPDATE account_limits SET remaining = remaining - 1 \
          WHERE account_id = $1 AND action = 'CONNECT' AND remaining IS NOT NULL",
-        account
     )
-    .execute(&mut *tx)
+    .bind(account)
+    .execute(tx)
     .await?;
-    sqlx::query!(
+    db::query(
         "INSERT INTO account_sends (account_id, job_id, at, post_started) \
          VALUES ($1, $2, $3, false)",
-        account,
-        job_id,
-        now
     )
-    .execute(&mut *tx)
+    .bind(account)
+    .bind(job_id)
+    .bind(now)
+    .execute(tx)
     .await?;
     Ok(())
 }
 
 /// Makes a job due now and publishes it (through the outbox).
 async fn wake_now(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl db::Exec,
     job_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    sqlx::query!("UPDATE jobs SET due_at = $2 WHERE id = $1", job_id, now)
-        .execute(&mut *tx)
+    db::query("UPDATE jobs SET due_at = $2 WHERE id = $1")
+        .bind(job_id)
+        .bind(now)
+        .execute(tx)
         .await?;
     outbox::reschedule(&mut *tx, Message::Connect(job_id), now).await?;
     Ok(())
 }
 
 /// How many of the account's waiting jobs are older than `job`.
-async fn backlog_ahead(tx: &mut sqlx::PgConnection, job: &Job) -> Result<usize, StoreError> {
-    let ahead: i64 = sqlx::query_scalar!(
-        r#"SELECT count(*) AS "ahead!" FROM jobs WHERE account_id = $1 AND id <> $2
-           AND created_at < $3 AND status = ANY($4) AND due_at IS NOT NULL AND NOT enrich"#,
-        job.account_id.as_str(),
-        job.id,
-        job.created_at,
-        &Status::BACKLOG[..] as &[Status]
+async fn backlog_ahead(tx: &mut impl db::Exec, job: &Job) -> Result<usize, StoreError> {
+    let ahead = db::query(
+        "SELECT count(*) FROM jobs WHERE account_id = $1 AND id <> $2 \
+         AND created_at < $3 AND status = ANY($4) AND due_at IS NOT NULL AND NOT enrich",
     )
-    .fetch_one(&mut *tx)
+    .bind(job.account_id.as_str())
+    .bind(job.id)
+    .bind(job.created_at)
+    .bind(db::Set(&Status::BACKLOG[..]))
+    .scalar::<i64>(tx)
     .await?;
     Ok(usize::try_from(ahead).unwrap_or(0))
 }
@@ -406,22 +429,23 @@ async fn backlog_ahead(tx: &mut sqlx::PgConnection, job: &Job) -> Result<usize, 
 /// parked longer waits for something else: a retry, the per-minute budget), and whether a
 /// worker holds it now (then it is on its way to the gate already).
 async fn older_waiting_job(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl db::Exec,
     job: &Job,
     now: DateTime<Utc>,
 ) -> Result<Option<(Uuid, bool)>, StoreError> {
-    Ok(sqlx::query_as(
+    // Oldest first; the id breaks a tie between jobs created in the same instant.
+    Ok(db::query(
         "SELECT id, coalesce(lease_until > $4, false) FROM jobs WHERE account_id = $1 AND id <> $2 \
          AND created_at < $3 AND status = ANY($6) AND NOT enrich \
-         AND due_at IS NOT NULL AND due_at <= $5 ORDER BY created_at LIMIT 1",
+         AND due_at IS NOT NULL AND due_at <= $5 ORDER BY created_at, id LIMIT 1",
     )
-    .bind(&job.account_id)
+    .bind(job.account_id.as_str())
     .bind(job.id)
     .bind(job.created_at)
     .bind(now)
     .bind(now + BUSY_RETRY)
-    .bind(&Status::BACKLOG[..])
-    .fetch_optional(&mut *tx)
+    .bind(db::Set(&Status::BACKLOG[..]))
+    .fetch_optional::<(Uuid, bool)>(tx)
     .await?)
 }
 
@@ -433,50 +457,57 @@ pub(super) async fn record_reading(
     reading: &AccountReading,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let mut tx = store.pg().begin().await?;
-    sqlx::query!(
+    let mut tx = store.db.begin().await?;
+    // The account's row, written first, stays locked to the end: the limits below are read,
+    // merged in Rust and written back with no other writer of them in between (each takes
+    // this row first).
+    db::query(
         "INSERT INTO accounts (account_id, disabled_reason, status_checked_at, updated_at) \
          VALUES ($1, $2, $3, $3) ON CONFLICT (account_id) DO UPDATE SET \
          disabled_reason = $2, status_checked_at = $3, updated_at = $3",
-        account,
-        reading.disabled,
-        now
     )
-    .execute(&mut *tx)
+    .bind(account)
+    .bind(reading.disabled.as_deref())
+    .bind(now)
+    .execute(&mut tx)
     .await?;
     if let Some(quota) = &reading.quota {
         // A send that started since the endpoints were asked may be missing from their
         // numbers; our own count has it, so the lower of the two stands then.
-        let overlapped = sqlx::query_scalar!(
-            r#"SELECT (coalesce((SELECT sending_until > $2 FROM accounts WHERE account_id = $1),
-                                false)
-               OR EXISTS (SELECT 1 FROM account_sends WHERE account_id = $1 AND at >= $3)
-               OR EXISTS (SELECT 1 FROM account_limits WHERE account_id = $1
-                          AND action = 'CONNECT' AND observed_at > $3)) AS "overlapped!""#,
-            account,
-            now,
-            reading.asked_at
+        let overlapped = db::query(
+            "SELECT (coalesce((SELECT sending_until > $2 FROM accounts WHERE account_id = $1), \
+                              false) \
+             OR EXISTS (SELECT 1 FROM account_sends WHERE account_id = $1 AND at >= $3) \
+             OR EXISTS (SELECT 1 FROM account_limits WHERE account_id = $1 \
+                        AND action = 'CONNECT' AND observed_at > $3))",
         )
-        .fetch_one(&mut *tx)
+        .bind(account)
+        .bind(now)
+        .bind(reading.asked_at)
+        .scalar::<bool>(&mut tx)
         .await?;
-        sqlx::query!(
+        let count = |n: u32| Some(i32::try_from(n).unwrap_or(i32::MAX));
+        let read = Observation {
+            limit: count(quota.limit),
+            used: count(quota.used),
+            remaining: count(quota.remaining),
+            reset_at: Some(quota.reset_at),
+        };
+        let stored = stored_observation(&mut tx, account, "CONNECT").await?;
+        let merged = quota::merge_observation(stored.as_ref(), &read, overlapped);
+        db::query(
             "INSERT INTO account_limits (account_id, action, \"limit\", used, remaining, reset_at, \
              observed_at, source) VALUES ($1, 'CONNECT', $2, $3, $4, $5, $6, 'endpoint') \
-             ON CONFLICT (account_id, action) DO UPDATE SET \"limit\" = $2, \
-             used = CASE WHEN $7 AND account_limits.reset_at IS NOT DISTINCT FROM $5 \
-                    THEN GREATEST(account_limits.used, $3) ELSE $3 END, \
-             remaining = CASE WHEN $7 AND account_limits.reset_at IS NOT DISTINCT FROM $5 \
-                         THEN LEAST(account_limits.remaining, $4) ELSE $4 END, \
-             reset_at = $5, observed_at = $6, source = 'endpoint'",
-            account,
-            i32::try_from(quota.limit).unwrap_or(i32::MAX),
-            i32::try_from(quota.used).unwrap_or(i32::MAX),
-            i32::try_from(quota.remaining).unwrap_or(i32::MAX),
-            quota.reset_at,
-            now,
-            overlapped
+             ON CONFLICT (account_id, action) DO UPDATE SET \"limit\" = $2, used = $3, \
+             remaining = $4, reset_at = $5, observed_at = $6, source = 'endpoint'",
         )
-        .execute(&mut *tx)
+        .bind(account)
+        .bind(merged.limit)
+        .bind(merged.used)
+        .bind(merged.remaining)
+        .bind(merged.reset_at)
+        .bind(now)
+        .execute(&mut tx)
         .await?;
     }
     tx.commit().await?;
@@ -488,17 +519,17 @@ pub(super) async fn record_reading(
 /// A slot given back means nothing was sent: the next job would meet the same obstacle, so
 /// only the jobs waiting for this send go on.
 pub(super) async fn release_account(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl db::Exec,
     job_id: Uuid,
     now: DateTime<Utc>,
     slot: SendSlot,
 ) -> Result<(), StoreError> {
-    let account: Option<String> = sqlx::query_scalar!(
+    let account = db::query(
         "UPDATE accounts SET sending_job = NULL, sending_until = NULL WHERE sending_job = $1 \
          RETURNING account_id",
-        job_id
     )
-    .fetch_optional(&mut *tx)
+    .bind(job_id)
+    .scalar_optional::<String>(tx)
     .await?;
     let Some(account) = account else {
         return Ok(());
@@ -508,17 +539,18 @@ pub(super) async fn release_account(
     if slot == SendSlot::Returned {
         return Ok(());
     }
-    let next: Option<Uuid> = sqlx::query_scalar!(
+    // Oldest first; the id breaks a tie between jobs created in the same instant.
+    let next = db::query(
         "UPDATE jobs SET due_at = $3 WHERE id = (SELECT id FROM jobs WHERE account_id = $1 \
          AND id <> $2 AND status = ANY($5) AND NOT enrich AND waits_on IS NULL \
-         AND due_at > $3 AND due_at <= $4 ORDER BY created_at LIMIT 1) RETURNING id",
-        account,
-        job_id,
-        now,
-        now + BUSY_RETRY,
-        &Status::BACKLOG[..] as &[Status]
+         AND due_at > $3 AND due_at <= $4 ORDER BY created_at, id LIMIT 1) RETURNING id",
     )
-    .fetch_optional(&mut *tx)
+    .bind(account.as_str())
+    .bind(job_id)
+    .bind(now)
+    .bind(now + BUSY_RETRY)
+    .bind(db::Set(&Status::BACKLOG[..]))
+    .scalar_optional::<Uuid>(tx)
     .await?;
     if let Some(next) = next {
         outbox::reschedule(&mut *tx, Message::Connect(next), now).await?;

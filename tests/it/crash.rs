@@ -138,8 +138,10 @@ async fn a_broker_outage_under_a_stream_of_events_loses_and_doubles_nothing() ->
     let env = TestEnv::new().await;
     let proxy = Proxy::start("127.0.0.1:5672".parse()?).await;
     let mut config = env.config();
-    config.broker.url =
-        leadlink::secret::Secret::new(format!("amqp://guest:guest@{}/%2f", proxy.addr));
+    config.broker.url = Some(leadlink::secret::Secret::new(format!(
+        "amqp://guest:guest@{}/%2f",
+        proxy.addr
+    )));
     let mut app = env.start(config).await;
     let total = 30;
     let mut ids = Vec::new();
@@ -310,8 +312,10 @@ async fn a_broker_that_never_answers_keeps_publishes_bounded_and_loses_nothing()
     let env = TestEnv::new().await;
     let proxy = Proxy::start("127.0.0.1:5672".parse()?).await;
     let mut config = env.config();
-    config.broker.url =
-        leadlink::secret::Secret::new(format!("amqp://guest:guest@{}/%2f", proxy.addr));
+    config.broker.url = Some(leadlink::secret::Secret::new(format!(
+        "amqp://guest:guest@{}/%2f",
+        proxy.addr
+    )));
     // Longer than the whole stream of events: no publish gives up meanwhile, so whatever
     // is alive at the end has piled up. (Each connection attempt lapin abandons to a
     // timeout leaves its own tasks behind too; see docs/writebacks-reliability.md.)

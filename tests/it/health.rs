@@ -14,7 +14,10 @@ async fn ingest_stays_ready_while_the_broker_is_cut_and_health_says_it_is_down()
     let env = TestEnv::new().await;
     let proxy = Proxy::start("127.0.0.1:5672".parse()?).await;
     let mut config = env.config();
-    config.broker.url = Secret::new(format!("amqp://guest:guest@{}/%2f", proxy.addr));
+    config.broker.url = Some(Secret::new(format!(
+        "amqp://guest:guest@{}/%2f",
+        proxy.addr
+    )));
     let mut ingest = env.start_role(config.clone(), INGEST_ONLY).await;
     proxy.cut().await;
 
@@ -57,7 +60,10 @@ async fn a_worker_is_ready_only_while_its_broker_answers() -> anyhow::Result<()>
     let env = TestEnv::new().await;
     let proxy = Proxy::start("127.0.0.1:5672".parse()?).await;
     let mut config = env.config();
-    config.broker.url = Secret::new(format!("amqp://guest:guest@{}/%2f", proxy.addr));
+    config.broker.url = Some(Secret::new(format!(
+        "amqp://guest:guest@{}/%2f",
+        proxy.addr
+    )));
     config.worker.health_listen = Some("127.0.0.1:0".parse()?);
     let mut worker = env.start_role(config, WORKER_ONLY).await;
     let addr = worker

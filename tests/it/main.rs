@@ -4,6 +4,30 @@
 
 mod harness;
 
+/// Runs each test body twice, as `<name>::postgres` and `<name>::sqlite`, so that
+/// `cargo test --test it sqlite` runs where no server exists. The body gets the `Backend`.
+macro_rules! both_backends {
+    ($($(#[doc = $doc:literal])* async fn $name:ident($backend:ident) -> $ret:ty $body:block)+) => {$(
+        $(#[doc = $doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($backend: $crate::harness::Backend) -> $ret $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() -> $ret {
+                run($crate::harness::Backend::Postgres).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() -> $ret {
+                run($crate::harness::Backend::Sqlite).await
+            }
+        }
+    )+};
+}
+
 mod accounts;
 mod chaos;
 mod crash;

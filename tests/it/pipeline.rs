@@ -262,7 +262,9 @@ async fn health_and_readiness_are_real() -> anyhow::Result<()> {
     // Pointed at a broker that is not there, the same process still takes webhooks (the
     // outbox holds the jobs), so it stays ready; `/health` says what is missing.
     let mut config = env.config();
-    config.broker.url = leadlink::secret::Secret::new("amqp://guest:guest@127.0.0.1:1/%2f");
+    config.broker.url = Some(leadlink::secret::Secret::new(
+        "amqp://guest:guest@127.0.0.1:1/%2f",
+    ));
     let mut app = env.start(config).await;
     let readyz = app.http.get(app.url("/readyz")).send().await?;
     assert_eq!(readyz.status(), 200);

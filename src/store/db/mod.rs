@@ -109,14 +109,6 @@ pub enum Conn<'c> {
 /// What a statement can run on: a transaction or a pooled connection.
 pub trait Exec: Send {
     fn conn(&mut self) -> Conn<'_>;
-
-    // TRANSITION: removed once every store file runs on `Db`.
-    fn as_pg(&mut self) -> &mut PgConnection {
-        match self.conn() {
-            Conn::Pg(c) => c,
-            Conn::Lite(_) => panic!("statement not yet ported to SQLite"),
-        }
-    }
 }
 
 impl Exec for Tx<'_> {
@@ -125,18 +117,6 @@ impl Exec for Tx<'_> {
             Tx::Pg(tx) => Conn::Pg(tx),
             Tx::Lite(tx) => Conn::Lite(tx),
         }
-    }
-}
-
-impl Exec for PgConnection {
-    fn conn(&mut self) -> Conn<'_> {
-        Conn::Pg(self)
-    }
-}
-
-impl Exec for sqlx::Transaction<'_, Postgres> {
-    fn conn(&mut self) -> Conn<'_> {
-        Conn::Pg(self)
     }
 }
 

@@ -86,9 +86,9 @@ macro_rules! read_row {
                     row.try_get::<Option<Json<serde_json::Value>>, _>(i)?
                         .map(|j| j.0),
                 ),
-                Kind::TextList => Value::TextList(
-                    row.try_get::<Option<List<String>>, _>(i)?.map(Vec::from),
-                ),
+                Kind::TextList => {
+                    Value::TextList(row.try_get::<Option<List<String>>, _>(i)?.map(Vec::from))
+                }
             });
         }
         values

@@ -181,10 +181,9 @@ async fn ingest_one(
     remember_delivery(&mut *tx, new, job_id, now, "accepted", Some(status)).await?;
     let mut publish = Vec::new();
     if status == Status::Queued {
-        publish
-            .push(outbox::insert(tx.as_pg(), Message::Connect(job_id), now + relay_grace).await?); // TRANSITION
+        publish.push(outbox::insert(&mut *tx, Message::Connect(job_id), now + relay_grace).await?);
     }
-    publish.extend(writebacks::queue_writebacks(tx.as_pg(), &job, None, now, relay_grace).await?); // TRANSITION
+    publish.extend(writebacks::queue_writebacks(&mut *tx, &job, None, now, relay_grace).await?);
     Ok(IngestOutcome::Created {
         job_id,
         status,
@@ -302,7 +301,7 @@ pub(super) async fn join_with_state(
     )
     .await?;
     let publish =
-        writebacks::queue_writebacks(tx.as_pg(), &job, Some(joined), now, relay_grace).await?; // TRANSITION
+        writebacks::queue_writebacks(&mut *tx, &job, Some(joined), now, relay_grace).await?;
     Ok(Some((job, publish)))
 }
 

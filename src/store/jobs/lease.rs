@@ -4,7 +4,7 @@ use super::super::accounts;
 use super::super::outbox;
 use super::{Claim, ClaimedJob, SendStart, rows};
 use crate::queue::Message;
-use crate::store::db::{self, Exec};
+use crate::store::db;
 use crate::store::{SqlStore, StoreError};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -41,15 +41,15 @@ pub(super) async fn claim(
         // This delivery may be the job's only message (a relay whose clock runs ahead,
         // say): make sure something brings the job back before dropping it.
         if let Some(at) = comes_back_at {
-            outbox::ensure(tx.as_pg(), Message::Connect(job_id), at).await?; // TRANSITION
+            outbox::ensure(&mut tx, Message::Connect(job_id), at).await?;
             tx.commit().await?;
         }
         return Ok(Claim::Skip(why));
     };
     // A slot a dead attempt took at the gate and never used is the account's again.
-    accounts::give_back_unstarted_slots(tx.as_pg(), job_id, now).await?; // TRANSITION
+    accounts::give_back_unstarted_slots(&mut tx, job_id, now).await?;
     outbox::insert(
-        tx.as_pg(), // TRANSITION
+        &mut tx,
         Message::Connect(job_id),
         now + lease + chrono::Duration::seconds(1),
     )
@@ -152,7 +152,7 @@ where
         .bind(until + chrono::Duration::seconds(1))
         .execute(&mut tx)
         .await?;
-    accounts::mark_slot_used(tx.as_pg(), job_id).await?; // TRANSITION
+    accounts::mark_slot_used(&mut tx, job_id).await?;
     tx.commit().await?;
     Ok(SendStart::Started {
         attempt,
@@ -177,7 +177,7 @@ pub(super) async fn give_back_send_slot(
         // and the slot there now is its own.
         return Ok(());
     }
-    accounts::give_back_unstarted_slots(tx.as_pg(), job_id, now).await?; // TRANSITION
+    accounts::give_back_unstarted_slots(&mut tx, job_id, now).await?;
     tx.commit().await?;
     Ok(())
 }

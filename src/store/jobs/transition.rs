@@ -50,17 +50,17 @@ pub(super) async fn transition(
         });
         record_event(&mut tx, job_id, now, kind, Some(plan.status), detail).await?;
     }
-    outbox::delete_for(tx.as_pg(), Message::Connect(job_id)).await?; // TRANSITION
+    outbox::delete_for(&mut tx, Message::Connect(job_id)).await?;
     match (plan.due_at, &waiting) {
-        (Some(_), Some(waiting)) => waits::park(tx.as_pg(), job_id, waiting, now).await?, // TRANSITION
+        (Some(_), Some(waiting)) => waits::park(&mut tx, job_id, waiting, now).await?,
         (Some(due), None) => {
-            outbox::insert(tx.as_pg(), Message::Connect(job_id), due).await?; // TRANSITION
+            outbox::insert(&mut tx, Message::Connect(job_id), due).await?;
         }
         (None, _) => {}
     }
     record_account_effects(&mut tx, &job, &change, now).await?;
     let publish = if plan.reported {
-        writebacks::queue_writebacks(tx.as_pg(), &job, None, now, store.relay_grace).await? // TRANSITION
+        writebacks::queue_writebacks(&mut tx, &job, None, now, store.relay_grace).await?
     } else {
         Vec::new()
     };
@@ -163,8 +163,8 @@ fn history_kind(
 /// others are shared waits the gate releases.
 async fn still_waiting(tx: &mut impl Exec, wait: &Wait) -> Result<bool, StoreError> {
     match wait {
-        Wait::Crm(crm) => crm_pauses::crm_paused(tx.as_pg(), crm).await, // TRANSITION
-        Wait::Key => accounts::key_paused(tx.as_pg()).await,             // TRANSITION
+        Wait::Crm(crm) => crm_pauses::crm_paused(&mut *tx, crm).await,
+        Wait::Key => accounts::key_paused(&mut *tx).await,
         Wait::Account(_) | Wait::Sender(_) => Ok(true),
     }
 }
@@ -214,17 +214,16 @@ async fn record_account_effects(
 ) -> Result<(), StoreError> {
     // The account's row first, as the gate and a quota reading take it, so that the
     // writes below cannot deadlock with them.
-    // TRANSITION: the calls below pass `tx.as_pg()` until accounts and send_gate are ported.
-    accounts::lock(tx.as_pg(), &job.account_id).await?;
+    accounts::lock(&mut *tx, &job.account_id).await?;
     if change.slot == SendSlot::Returned {
-        accounts::return_send_slot(tx.as_pg(), &job.account_id, job.id).await?;
+        accounts::return_send_slot(&mut *tx, &job.account_id, job.id).await?;
     }
     if let Some(limit) = &change.rate_limit {
-        accounts::record_rate_limit(tx.as_pg(), &job.account_id, limit, now).await?;
+        accounts::record_rate_limit(&mut *tx, &job.account_id, limit, now).await?;
     }
-    send_gate::release_account(tx.as_pg(), job.id, now, change.slot).await?;
+    send_gate::release_account(&mut *tx, job.id, now, change.slot).await?;
     if let Some(hold) = &change.account_hold {
-        accounts::record_hold(tx.as_pg(), &job.account_id, hold, now).await?;
+        accounts::record_hold(&mut *tx, &job.account_id, hold, now).await?;
     }
     Ok(())
 }
