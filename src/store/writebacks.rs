@@ -134,7 +134,8 @@ impl WritebackStore for SqlStore {
     ) -> Result<WritebackClaim, StoreError> {
         let mut tx = self.db.begin().await?;
         // The lease and the record are read apart: SQLite's RETURNING cannot name an UPDATE's
-        // FROM tables. The UPDATE's row lock covers the read that follows.
+        // FROM tables. A record's source and id never change, so the second read needs no
+        // lock of its own.
         let row: Option<ClaimedRow> = db::query(
             "UPDATE writebacks SET lease_until = $2, attempts = attempts + 1 \
              WHERE id = $1 AND state = 'pending' \

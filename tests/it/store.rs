@@ -1465,3 +1465,35 @@ both_backends! {
         Ok(())
     }
 }
+
+/// Issue 11: an in-process queue lost with its process is rebuilt from what the store says
+/// is due; rows a dead relay had taken are visible again, and nothing is restored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_due_brings_back_a_due_job_and_writeback_whose_message_was_lost()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await;
+    let store = store(&env).await;
+    let now = t0();
+    let job_id = new_job(&store, "restore", now).await;
+    let writeback = store.job(job_id).await?.expect("the job").writebacks[0].id;
+    // A published message leaves no row; the process that held it in memory died.
+    count(
+        &env,
+        "WITH d AS (DELETE FROM outbox RETURNING 1) SELECT count(*) FROM d",
+    )
+    .await;
+    assert_eq!(store.restore_due(now).await?, 2);
+    assert_eq!(outbox_rows(&env, &job_id.to_string()).await, 1);
+    assert_eq!(outbox_rows(&env, &writeback.to_string()).await, 1);
+    assert_eq!(store.restore_due(now).await?, 0);
+    // A relay that died mid-publish hid its rows; the rebuild shows them again.
+    count(
+        &env,
+        "WITH u AS (UPDATE outbox SET relay_until = now() + interval '1 hour' RETURNING 1) \
+         SELECT count(*) FROM u",
+    )
+    .await;
+    assert_eq!(store.restore_due(now).await?, 0);
+    assert!(store.next_due().await?.is_some_and(|due| due <= now));
+    Ok(())
+}
