@@ -10,8 +10,6 @@ ARG RUST_VERSION=1.89
 # The build stage: the toolchain and the sources, none of which reach the runtime image.
 FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
-# The compile-checked queries build from the committed .sqlx/, without a database.
-ENV SQLX_OFFLINE=true
 COPY . .
 # The caches keep crates and compiled dependencies between builds; the binary is copied
 # out of the cached target/ because a cache mount is not part of the stage's filesystem.

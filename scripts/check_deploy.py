@@ -237,7 +237,7 @@ def check_dockerignore(repo, *_):
                    "deploy/compose/secrets", "deploy/compose/secrets.example"]:
         p.expect(needed in patterns, f"{needed}/ is not ignored")
     # What the build stage needs must stay in the context.
-    for kept in ["Cargo.toml", "Cargo.lock", "build.rs", "src", "migrations", ".sqlx", "benches"]:
+    for kept in ["Cargo.toml", "Cargo.lock", "build.rs", "src", "migrations", "benches"]:
         p.expect(
             not any(fnmatch.fnmatch(kept, pattern) for pattern in patterns),
             f"{kept} is ignored but the build needs it",

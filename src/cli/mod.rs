@@ -7,6 +7,7 @@ mod import;
 mod jobs;
 mod serve;
 mod sim;
+mod store;
 
 use crate::app::Role;
 use crate::config::{Config, LogFormat};
@@ -60,6 +61,11 @@ enum Command {
     Import(import::ImportArgs),
     /// Check a configuration and name every problem in it.
     CheckConfig,
+    /// Move a store: `leadlink store copy --from URL --to URL`.
+    Store {
+        #[command(subcommand)]
+        action: store::StoreAction,
+    },
     /// GET a health endpoint: exit 0 on a 2xx, 1 with the reason otherwise (for container
     /// health checks, as the image has no curl).
     Healthcheck(healthcheck::HealthcheckArgs),
@@ -78,6 +84,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Accounts { remote: false } => accounts::local(config).await,
         Command::Import(args) => import::run(config, args).await,
         Command::CheckConfig => check_config::run(config),
+        Command::Store { action } => store::run(action).await,
         Command::Healthcheck(args) => healthcheck::run(config, args).await,
     }
 }
@@ -92,7 +99,8 @@ fn load_quietly(config_path: Option<&Path>) -> anyhow::Result<Config> {
 async fn open_store(config_path: Option<&Path>) -> anyhow::Result<(Config, SqlStore)> {
     let config = load_quietly(config_path)?;
     // No grace: what this short-lived process fails to publish is the relay's at once.
-    let store = SqlStore::connect(&config.database, Duration::ZERO).await?;
+    // A command never creates a store: a missing one is a wrong path, not a fresh start.
+    let store = SqlStore::connect_existing(&config.database, Duration::ZERO).await?;
     Ok((config, store))
 }
 

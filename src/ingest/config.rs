@@ -55,6 +55,9 @@ pub struct EventsSourceConfig {
 pub struct FaultsConfig {
     /// Exit the process right after a job is committed, before it is published.
     pub exit_after_commit: bool,
+    /// Exit right after a job's message is published and its outbox row forgotten: with
+    /// the in-process queue, the message dies with the process.
+    pub exit_after_publish: bool,
 }
 
 /// What ingest reads of the configuration: whole sections, under the names the file gives

@@ -168,10 +168,14 @@ pub(crate) async fn accept_many<Q: Queue, S: Store>(
         // The jobs are durable now; publishing must not hold up the answer (HubSpot gives
         // up after 5 s), and the relay covers a publish that fails or finds no room.
         let (store, queue) = (state.store.clone(), state.queue.clone());
-        if !state
-            .publishes
-            .spawn(async move { publish_now(&store, &queue, publish).await })
-        {
+        let exit_after_publish = state.config.faults.exit_after_publish;
+        if !state.publishes.spawn(async move {
+            publish_now(&store, &queue, publish).await;
+            if exit_after_publish {
+                tracing::warn!("fault injection: exiting after the publish");
+                std::process::exit(3);
+            }
+        }) {
             tracing::debug!("publishes after commit at their limit; left to the relay");
         }
     }

@@ -89,11 +89,10 @@ async fn take(config: &DatabaseConfig, sharing: Sharing) -> Result<ProcessLock, 
 /// `<database file>.lock`, beside the file (created with its directory if missing); `None`
 /// for an in-memory store.
 fn lock_path(config: &DatabaseConfig) -> Result<Option<PathBuf>, StoreError> {
-    let url = config.url.expose();
-    if url.contains(":memory:") || url.contains("mode=memory") {
+    if super::db::sqlite::is_memory(config) {
         return Ok(None);
     }
-    let options = SqliteConnectOptions::from_str(url)?;
+    let options = SqliteConnectOptions::from_str(config.url.expose())?;
     let file = options.get_filename();
     if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)

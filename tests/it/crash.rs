@@ -9,46 +9,47 @@ use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_process_killed_between_commit_and_publish_loses_nothing() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let port = free_port();
-    let config = with_listen(&env.config_text(), port);
-    let mut child = spawn_binary(
-        &env,
-        "serve",
-        &config,
-        &[("LEADLINK_FAULTS__EXIT_AFTER_COMMIT", "true")],
-    );
-    let crashing = process_at(&env, port).await;
-    let delivery = webhook_id();
-    let event = lead("crm-crash", "crash-one", "acc_1");
-    let body = serde_json::to_vec(&event)?;
-    let mut request = env.http.post(crashing.url("/webhooks/events"));
-    for (name, value) in leadlink::signature::standard_webhooks::Signer::new(EVENTS_SECRET)?
-        .headers(&delivery, chrono::Utc::now(), &body)?
-    {
-        request = request.header(name, value);
-    }
-    assert!(
-        request.body(body).send().await.is_err(),
-        "the process answered instead of dying"
-    );
-    assert_eq!(child.wait()?.code(), Some(3));
+both_backends! {
+    async fn a_process_killed_between_commit_and_publish_loses_nothing(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let port = free_port();
+        let config = with_listen(&env.config_text(), port);
+        let mut child = spawn_binary(
+            &env,
+            "serve",
+            &config,
+            &[("LEADLINK_FAULTS__EXIT_AFTER_COMMIT", "true")],
+        );
+        let crashing = process_at(&env, port).await;
+        let delivery = webhook_id();
+        let event = lead("crm-crash", "crash-one", "acc_1");
+        let body = serde_json::to_vec(&event)?;
+        let mut request = env.http.post(crashing.url("/webhooks/events"));
+        for (name, value) in leadlink::signature::standard_webhooks::Signer::new(EVENTS_SECRET)?
+            .headers(&delivery, chrono::Utc::now(), &body)?
+        {
+            request = request.header(name, value);
+        }
+        assert!(
+            request.body(body).send().await.is_err(),
+            "the process answered instead of dying"
+        );
+        assert_eq!(child.wait()?.code(), Some(3));
 
-    // A healthy process finds the committed job in the outbox and sends it once.
-    let mut app = env.start(env.config()).await;
-    let (status, again) = app.send(&delivery, &event).await;
-    assert_eq!(
-        status, 200,
-        "the CRM's retry finds the committed job: {again}"
-    );
-    let id = job_id(&again);
-    app.wait_for(id, Status::Sent).await;
-    assert_eq!(env.invitations("acc_1", "crash-one").await, 1);
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
+        // A healthy process finds the committed job in the outbox and sends it once.
+        let mut app = env.start(env.config()).await;
+        let (status, again) = app.send(&delivery, &event).await;
+        assert_eq!(
+            status, 200,
+            "the CRM's retry finds the committed job: {again}"
+        );
+        let id = job_id(&again);
+        app.wait_for(id, Status::Sent).await;
+        assert_eq!(env.invitations("acc_1", "crash-one").await, 1);
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,41 +96,42 @@ async fn a_worker_killed_mid_send_leaves_one_invitation() -> anyhow::Result<()> 
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_drains_the_job_in_flight() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    env.sim_put("config", json!({"latencyMs": 1500})).await;
-    let port = free_port();
-    let mut child = spawn_binary(&env, "serve", &with_listen(&env.config_text(), port), &[]);
-    let app = process_at(&env, port).await;
-    let (_, body) = app
-        .send(&webhook_id(), &lead("crm-term", "term-one", "acc_1"))
+both_backends! {
+    async fn sigterm_drains_the_job_in_flight(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        env.sim_put("config", json!({"latencyMs": 1500})).await;
+        let port = free_port();
+        let mut child = spawn_binary(&env, "serve", &with_listen(&env.config_text(), port), &[]);
+        let app = process_at(&env, port).await;
+        let (_, body) = app
+            .send(&webhook_id(), &lead("crm-term", "term-one", "acc_1"))
+            .await;
+        let id = job_id(&body);
+        eventually(WAIT, "the call is in flight", || async {
+            env.total_invitations().await == 1
+        })
         .await;
-    let id = job_id(&body);
-    eventually(WAIT, "the call is in flight", || async {
-        env.total_invitations().await == 1
-    })
-    .await;
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()?;
-    assert!(status.success());
-    assert!(
-        child.wait()?.success(),
-        "leadlink did not exit cleanly on SIGTERM"
-    );
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
+        assert!(status.success());
+        assert!(
+            child.wait()?.success(),
+            "leadlink did not exit cleanly on SIGTERM"
+        );
 
-    // The outcome was committed before exit: read it with the CLI against the same database.
-    let path = env.write_config(&env.config_text());
-    let output = Command::new(env!("CARGO_BIN_EXE_leadlink"))
-        .args(["jobs", "show", &id.to_string(), "--config"])
-        .arg(path)
-        .output()?;
-    let job: Value = serde_json::from_slice(&output.stdout)?;
-    assert_eq!(job["status"], "sent", "{job:#}");
-    assert_eq!(env.invitations("acc_1", "term-one").await, 1);
-    env.cleanup().await;
-    Ok(())
+        // The outcome was committed before exit: read it with the CLI against the same database.
+        let path = env.write_config(&env.config_text());
+        let output = Command::new(env!("CARGO_BIN_EXE_leadlink"))
+            .args(["jobs", "show", &id.to_string(), "--config"])
+            .arg(path)
+            .output()?;
+        let job: Value = serde_json::from_slice(&output.stdout)?;
+        assert_eq!(job["status"], "sent", "{job:#}");
+        assert_eq!(env.invitations("acc_1", "term-one").await, 1);
+        env.cleanup().await;
+        Ok(())
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,7 +30,9 @@ macro_rules! both_backends {
 
 mod accounts;
 mod chaos;
+mod copy;
 mod crash;
+mod embedded;
 mod failures;
 mod health;
 mod healthcheck;

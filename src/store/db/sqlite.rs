@@ -22,11 +22,18 @@ pub async fn connect(config: &DatabaseConfig, create: Create) -> Result<Db, Stor
         .foreign_keys(true)
         .busy_timeout(config.acquire_timeout)
         .create_if_missing(create == Create::IfMissing);
+    if create == Create::Never && !options.get_filename().exists() && !is_memory(config) {
+        return Err(StoreError::Open(format!(
+            "no store at {} (database.url {}); `leadlink serve` creates it",
+            options.get_filename().display(),
+            config.url.expose()
+        )));
+    }
     if create == Create::IfMissing {
         let file = options.get_filename();
         if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
-                StoreError::Corrupt(format!("cannot create {}: {e}", parent.display()))
+                StoreError::Open(format!("cannot create {}: {e}", parent.display()))
             })?;
         }
     }
@@ -42,4 +49,10 @@ pub async fn connect(config: &DatabaseConfig, create: Create) -> Result<Db, Stor
         .connect_with(options.read_only(true))
         .await?;
     Ok(Db::Lite { writer, reader })
+}
+
+/// An in-memory store: no file, nothing to create or lock.
+pub fn is_memory(config: &DatabaseConfig) -> bool {
+    let url = config.url.expose();
+    url.contains(":memory:") || url.contains("mode=memory")
 }

@@ -107,6 +107,11 @@ impl TestEnv {
         Self::on(Backend::Postgres).await
     }
 
+    /// A SQLite file and the in-process queue: no server needed.
+    pub async fn embedded() -> TestEnv {
+        Self::on(Backend::Sqlite).await
+    }
+
     pub async fn on(backend: Backend) -> TestEnv {
         Self::with_sim_on(
             backend,
@@ -418,6 +423,28 @@ impl TestApp {
         let bytes = serde_json::to_vec(body).unwrap();
         self.send_raw(webhook_id, Utc::now(), bytes, EVENTS_SECRET)
             .await
+    }
+
+    /// Sends a signed event to a process that may die while answering: `None` if it did.
+    pub async fn try_send(&self, webhook_id: &str, body: &Value) -> Option<u16> {
+        let body = serde_json::to_vec(body).unwrap();
+        let mut request = self
+            .http
+            .post(self.url("/webhooks/events"))
+            .header("content-type", "application/json");
+        for (name, value) in Signer::new(EVENTS_SECRET)
+            .unwrap()
+            .headers(webhook_id, Utc::now(), &body)
+            .unwrap()
+        {
+            request = request.header(name, value);
+        }
+        request
+            .body(body)
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
     }
 
     pub async fn send_raw(

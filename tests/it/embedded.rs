@@ -1,0 +1,146 @@
+//! The embedded mode's own rules: one process per SQLite file, the plumbing check-config
+//! refuses, and a queue rebuilt from the store after kill -9 at any point.
+
+use crate::harness::process::*;
+use crate::harness::*;
+use leadlink::job::Status;
+use serde_json::json;
+use std::process::{Command, Stdio};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_the_same_file_is_refused_and_the_cli_still_reads_it()
+-> anyhow::Result<()> {
+    let env = TestEnv::embedded().await;
+    let mut app = env.start(env.config()).await;
+    let (_, body) = app
+        .send(&webhook_id(), &lead("crm-one", "one-process", "acc_1"))
+        .await;
+    let id = job_id(&body);
+    app.wait_for(id, Status::Sent).await;
+
+    let path = env.write_config(&env.config_text());
+    let second = Command::new(env!("CARGO_BIN_EXE_leadlink"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stderr(Stdio::piped())
+        .output()?;
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "a second serve started: {said}");
+    assert!(
+        said.contains("another leadlink process is using this SQLite store"),
+        "{said}"
+    );
+    // The operator's commands read the running service's file.
+    let listed = Command::new(env!("CARGO_BIN_EXE_leadlink"))
+        .args(["jobs", "list", "--config"])
+        .arg(&path)
+        .output()?;
+    assert!(listed.status.success(), "{listed:?}");
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&id.to_string()));
+    app.stop().await;
+    env.cleanup().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn check_config_refuses_sqlite_with_a_broker_and_postgres_without_one() -> anyhow::Result<()>
+{
+    let env = TestEnv::embedded().await;
+    let check = |text: String| {
+        let path = env.write_config(&text);
+        let output = Command::new(env!("CARGO_BIN_EXE_leadlink"))
+            .args(["check-config", "--config"])
+            .arg(path)
+            .output()
+            .expect("check-config runs");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), said)
+    };
+    let embedded = env.config_text();
+    let (ok, said) = check(embedded.clone());
+    assert!(ok, "the embedded config is valid: {said}");
+    let with_broker = embedded.replace("[broker]\n", &format!("[broker]\nurl = \"{AMQP}\"\n"));
+    let (ok, said) = check(with_broker);
+    assert!(
+        !ok && said.contains("a sqlite: store serves one process"),
+        "{said}"
+    );
+    let postgres = embedded.replace(&env.database_url, &format!("{PG}/leadlink"));
+    let (ok, said) = check(postgres);
+    assert!(!ok && said.contains("needs broker.url"), "{said}");
+    env.cleanup().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_killed_after_an_in_memory_publish_rebuilds_its_queue() -> anyhow::Result<()> {
+    let env = TestEnv::embedded().await;
+    // Slow answers, so the dying process cannot have sent before it exits.
+    env.sim_put("config", json!({"latencyMs": 1500})).await;
+    let port = free_port();
+    let mut child = spawn_binary(
+        &env,
+        "serve",
+        &with_listen(&env.config_text(), port),
+        &[("LEADLINK_FAULTS__EXIT_AFTER_PUBLISH", "true")],
+    );
+    let dying = process_at(&env, port).await;
+    let delivery = webhook_id();
+    let event = lead("crm-lost", "lost-message", "acc_1");
+    let _ = dying.try_send(&delivery, &event).await;
+    assert_eq!(child.wait()?.code(), Some(3));
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM outbox WHERE topic = 'connect'", &[])
+            .await,
+        0,
+        "the published message's row was forgotten, so only the rebuild can bring it back"
+    );
+    env.sim_put("config", json!({"latencyMs": 0})).await;
+
+    let mut app = env.start(env.config()).await;
+    let (status, again) = app.send(&delivery, &event).await;
+    assert_eq!(status, 200, "{again}");
+    app.wait_for(job_id(&again), Status::Sent).await;
+    assert_eq!(env.invitations("acc_1", "lost-message").await, 1);
+    app.stop().await;
+    env.cleanup().await;
+    Ok(())
+}
+
+both_backends! {
+    /// kill -9 of the one process in the middle of the POST: the restarted process checks the
+    /// relationship instead of inviting again.
+    async fn a_process_killed_mid_send_is_restarted_and_invites_once(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        env.sim_put("config", json!({"latencyMs": 3000})).await;
+        let port = free_port();
+        let mut child = spawn_binary(&env, "serve", &with_listen(&env.config_text(), port), &[]);
+        let first = process_at(&env, port).await;
+        let (_, body) = first
+            .send(&webhook_id(), &lead("crm-mid", "mid-send", "acc_1"))
+            .await;
+        let id = job_id(&body);
+        eventually(WAIT, "the invitation is out", || async {
+            env.total_invitations().await == 1
+        })
+        .await;
+        child.kill()?;
+        child.wait()?;
+        env.sim_put("config", json!({"latencyMs": 0})).await;
+
+        let mut restarted = env.start(env.config()).await;
+        let job = restarted.wait_for(id, Status::Sent).await;
+        assert_eq!(env.invitations("acc_1", "mid-send").await, 1, "sent twice");
+        let checked = job.history.iter().any(|e| {
+            e.detail["call"] == "GET /relationship" && e.detail["invitationSent"] == true
+        });
+        assert!(checked, "no relationship check before the resend: {job:#?}");
+        restarted.stop().await;
+        env.cleanup().await;
+        Ok(())
+    }
+}
