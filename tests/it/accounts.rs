@@ -137,177 +137,178 @@ async fn a_worker_killed_while_it_holds_an_account_frees_it_within_the_lease() -
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_account_the_api_reports_disabled_is_paused_until_it_recovers() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    env.sim_put("accounts/acc_off", json!({"enabled": false}))
-        .await;
-    let app = env.start(env.config()).await;
-    let (_, body) = app
-        .send(&webhook_id(), &lead("crm-off", "off-one", "acc_off"))
-        .await;
-    let id = job_id(&body);
-    let paused = app.wait_for(id, Status::Paused).await;
-    assert!(
-        paused.error.as_deref().unwrap().contains("disabled"),
-        "{paused:#?}"
-    );
-    assert_eq!(env.total_invitations().await, 0);
-    // Paused, the job waits to be looked at again (quota_refresh, 2 s here); it does not spin.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let history = app.job(id).await.history.len();
-    assert!(
-        history < 12,
-        "a paused job kept going round: {history} history entries"
-    );
-    // Another account is not affected.
-    let (_, other) = app
-        .send(&webhook_id(), &lead("crm-on", "on-one", "acc_on"))
-        .await;
-    app.wait_for(job_id(&other), Status::Sent).await;
-
-    env.sim_put("accounts/acc_off", json!({"enabled": true}))
-        .await;
-    app.wait_for(id, Status::Sent).await;
-    eventually(WAIT, "queued, paused, sent written back", || async {
-        env.callback_statuses(id) == ["queued", "paused", "sent"]
-    })
-    .await;
-    env.cleanup().await;
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pacing_schedules_outside_working_days_spaces_sends_and_keeps_the_daily_cap()
--> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let now = Utc::now();
-    let day_after_tomorrow = (now + TimeDelta::days(2)).weekday();
-    let window_opens = (now + TimeDelta::days(2))
-        .date_naive()
-        .and_hms_opt(0, 0, 0)
-        .unwrap()
-        .and_utc();
-    let text = format!(
-        r#"{}
-        [accounts.acc_later]
-        pacing = true
-        working_hours = "00:00-24:00"
-        working_days = ["{day_after_tomorrow}"]
-        jitter = "0s"
-        [accounts.acc_spaced]
-        pacing = true
-        working_hours = "00:00-24:00"
-        working_days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
-        min_spacing = "3s"
-        jitter = "0s"
-        daily_cap = 3
-        "#,
-        env.config_text()
-    );
-    let app = env.start(Config::from_toml(&text)?).await;
-
-    // Outside the working days: scheduled for the window's opening, with no API call.
-    let (_, later) = app
-        .send(&webhook_id(), &lead("crm-later", "later-one", "acc_later"))
-        .await;
-    let later = job_id(&later);
-    let scheduled = app.wait_for(later, Status::Scheduled).await;
-    let retry_at: DateTime<Utc> = scheduled.retry_at.unwrap();
-    assert_eq!(retry_at, window_opens, "{scheduled:#?}");
-
-    // Four leads on an account spaced 3 s apart with a daily cap of 3: three go out, each
-    // at least 3 s after the one before, oldest first; the fourth waits for tomorrow.
-    let mut ids = Vec::new();
-    for n in 0..4 {
+both_backends! {
+    async fn an_account_the_api_reports_disabled_is_paused_until_it_recovers(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        env.sim_put("accounts/acc_off", json!({"enabled": false}))
+            .await;
+        let app = env.start(env.config()).await;
         let (_, body) = app
-            .send(
-                &webhook_id(),
-                &lead(&format!("crm-s{n}"), &format!("spaced-{n}"), "acc_spaced"),
-            )
+            .send(&webhook_id(), &lead("crm-off", "off-one", "acc_off"))
             .await;
-        ids.push(job_id(&body));
-    }
-    let mut sent_at = Vec::new();
-    for &id in &ids[..3] {
-        let job = app.wait_for(id, Status::Sent).await;
-        sent_at.push(job.changed_at);
-    }
-    // Spacing runs between the gate's decisions; `changedAt` is the outcome's commit, a
-    // call and a commit later, which a loaded machine delays by a few hundred ms either way.
-    for pair in sent_at.windows(2) {
+        let id = job_id(&body);
+        let paused = app.wait_for(id, Status::Paused).await;
         assert!(
-            pair[1] - pair[0] >= TimeDelta::milliseconds(2500),
-            "sends closer than the spacing, or out of order: {sent_at:?}"
+            paused.error.as_deref().unwrap().contains("disabled"),
+            "{paused:#?}"
         );
+        assert_eq!(env.total_invitations().await, 0);
+        // Paused, the job waits to be looked at again (quota_refresh, 2 s here); it does not spin.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let history = app.job(id).await.history.len();
+        assert!(
+            history < 12,
+            "a paused job kept going round: {history} history entries"
+        );
+        // Another account is not affected.
+        let (_, other) = app
+            .send(&webhook_id(), &lead("crm-on", "on-one", "acc_on"))
+            .await;
+        app.wait_for(job_id(&other), Status::Sent).await;
+
+        env.sim_put("accounts/acc_off", json!({"enabled": true}))
+            .await;
+        app.wait_for(id, Status::Sent).await;
+        eventually(WAIT, "queued, paused, sent written back", || async {
+            env.callback_statuses(id) == ["queued", "paused", "sent"]
+        })
+        .await;
+        env.cleanup().await;
+        Ok(())
     }
-    let capped = app.wait_for(ids[3], Status::Scheduled).await;
-    let tomorrow = (Utc::now() + TimeDelta::days(1))
-        .date_naive()
-        .and_hms_opt(0, 0, 0)
-        .unwrap()
-        .and_utc();
-    let retry_at: DateTime<Utc> = capped.retry_at.unwrap();
-    assert_eq!(retry_at, tomorrow, "{capped:#?}");
-    assert_eq!(env.total_invitations().await, 3);
-    assert_eq!(env.rate_limited().await, (0, 0));
-    env.cleanup().await;
-    Ok(())
 }
 
-/// Issue 9, scenario 12: a job that waits for a spent week says so: `held` with its
-/// `retryAt`, written back, not `queued`; then it goes out after the reset.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jobs_waiting_for_a_spent_week_are_held_with_their_eta_and_written_back()
--> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let reset = Utc::now() + TimeDelta::seconds(12);
-    env.sim_put(
-        "accounts/acc_three",
-        json!({"limit": 3, "used": 0, "weeklyReset": reset.to_rfc3339()}),
-    )
-    .await;
-    let app = env.start(env.config()).await;
-    let mut ids = Vec::new();
-    for n in 0..6 {
-        let (status, body) = app
-            .send(
-                &webhook_id(),
-                &lead(
-                    &format!("crm-3w{n}"),
-                    &format!("three-week-{n}"),
-                    "acc_three",
-                ),
-            )
+both_backends! {
+    async fn pacing_schedules_outside_working_days_spaces_sends_and_keeps_the_daily_cap(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let now = Utc::now();
+        let day_after_tomorrow = (now + TimeDelta::days(2)).weekday();
+        let window_opens = (now + TimeDelta::days(2))
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc();
+        let text = format!(
+            r#"{}
+            [accounts.acc_later]
+            pacing = true
+            working_hours = "00:00-24:00"
+            working_days = ["{day_after_tomorrow}"]
+            jitter = "0s"
+            [accounts.acc_spaced]
+            pacing = true
+            working_hours = "00:00-24:00"
+            working_days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+            min_spacing = "3s"
+            jitter = "0s"
+            daily_cap = 3
+            "#,
+            env.config_text()
+        );
+        let app = env.start(Config::from_toml(&text)?).await;
+
+        // Outside the working days: scheduled for the window's opening, with no API call.
+        let (_, later) = app
+            .send(&webhook_id(), &lead("crm-later", "later-one", "acc_later"))
             .await;
-        assert_eq!(status, 202, "{body}");
-        ids.push(job_id(&body));
-    }
-    eventually(WAIT, "three sent and three held", || async {
-        app.jobs("account=acc_three&status=sent").await.len() == 3
-            && app.jobs("account=acc_three&status=held").await.len() == 3
-    })
-    .await;
-    for &id in &ids {
-        let job = app.job(id).await;
-        if job.status == Status::Held {
-            let retry_at = job.retry_at.unwrap();
-            assert!(retry_at >= reset - TimeDelta::milliseconds(1), "{job:#?}");
-            // The CRM heard it, with the ETA.
-            eventually(WAIT, "the held state written back", || async {
-                env.callbacks_for(id)
-                    .iter()
-                    .any(|c| c["status"] == "held" && !c["retryAt"].is_null())
-            })
-            .await;
+        let later = job_id(&later);
+        let scheduled = app.wait_for(later, Status::Scheduled).await;
+        let retry_at: DateTime<Utc> = scheduled.retry_at.unwrap();
+        assert_eq!(retry_at, window_opens, "{scheduled:#?}");
+
+        // Four leads on an account spaced 3 s apart with a daily cap of 3: three go out, each
+        // at least 3 s after the one before, oldest first; the fourth waits for tomorrow.
+        let mut ids = Vec::new();
+        for n in 0..4 {
+            let (_, body) = app
+                .send(
+                    &webhook_id(),
+                    &lead(&format!("crm-s{n}"), &format!("spaced-{n}"), "acc_spaced"),
+                )
+                .await;
+            ids.push(job_id(&body));
         }
+        let mut sent_at = Vec::new();
+        for &id in &ids[..3] {
+            let job = app.wait_for(id, Status::Sent).await;
+            sent_at.push(job.changed_at);
+        }
+        // Spacing runs between the gate's decisions; `changedAt` is the outcome's commit, a
+        // call and a commit later, which a loaded machine delays by a few hundred ms either way.
+        for pair in sent_at.windows(2) {
+            assert!(
+                pair[1] - pair[0] >= TimeDelta::milliseconds(2500),
+                "sends closer than the spacing, or out of order: {sent_at:?}"
+            );
+        }
+        let capped = app.wait_for(ids[3], Status::Scheduled).await;
+        let tomorrow = (Utc::now() + TimeDelta::days(1))
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc();
+        let retry_at: DateTime<Utc> = capped.retry_at.unwrap();
+        assert_eq!(retry_at, tomorrow, "{capped:#?}");
+        assert_eq!(env.total_invitations().await, 3);
+        assert_eq!(env.rate_limited().await, (0, 0));
+        env.cleanup().await;
+        Ok(())
     }
-    // After the reset the held ones go out, each once.
-    for &id in &ids {
-        app.wait_for_within(id, Status::Sent, WAIT + WAIT).await;
+}
+
+both_backends! {
+    /// Issue 9, scenario 12: a job that waits for a spent week says so: `held` with its
+    /// `retryAt`, written back, not `queued`; then it goes out after the reset.
+    async fn jobs_waiting_for_a_spent_week_are_held_with_their_eta_and_written_back(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let reset = Utc::now() + TimeDelta::seconds(12);
+        env.sim_put(
+            "accounts/acc_three",
+            json!({"limit": 3, "used": 0, "weeklyReset": reset.to_rfc3339()}),
+        )
+        .await;
+        let app = env.start(env.config()).await;
+        let mut ids = Vec::new();
+        for n in 0..6 {
+            let (status, body) = app
+                .send(
+                    &webhook_id(),
+                    &lead(
+                        &format!("crm-3w{n}"),
+                        &format!("three-week-{n}"),
+                        "acc_three",
+                    ),
+                )
+                .await;
+            assert_eq!(status, 202, "{body}");
+            ids.push(job_id(&body));
+        }
+        eventually(WAIT, "three sent and three held", || async {
+            app.jobs("account=acc_three&status=sent").await.len() == 3
+                && app.jobs("account=acc_three&status=held").await.len() == 3
+        })
+        .await;
+        for &id in &ids {
+            let job = app.job(id).await;
+            if job.status == Status::Held {
+                let retry_at = job.retry_at.unwrap();
+                assert!(retry_at >= reset - TimeDelta::milliseconds(1), "{job:#?}");
+                // The CRM heard it, with the ETA.
+                eventually(WAIT, "the held state written back", || async {
+                    env.callbacks_for(id)
+                        .iter()
+                        .any(|c| c["status"] == "held" && !c["retryAt"].is_null())
+                })
+                .await;
+            }
+        }
+        // After the reset the held ones go out, each once.
+        for &id in &ids {
+            app.wait_for_within(id, Status::Sent, WAIT + WAIT).await;
+        }
+        assert_eq!(env.rate_limited().await, (0, 0), "leadlink caused a 429");
+        assert_eq!(env.total_invitations().await, 6);
+        env.cleanup().await;
+        Ok(())
     }
-    assert_eq!(env.rate_limited().await, (0, 0), "leadlink caused a 429");
-    assert_eq!(env.total_invitations().await, 6);
-    env.cleanup().await;
-    Ok(())
 }
