@@ -108,258 +108,262 @@ fn changed_at(properties: &Value) -> DateTime<Utc> {
 
 // ---- tests ---------------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signed_mixed_batch_makes_jobs_only_for_qualified_contacts() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let hubspot = MockServer::start().await;
-    contact(
-        &hubspot,
-        101,
-        json!({"hs_linkedin_url": profile_url("hs-ada"), "firstname": "Ada"}),
-    )
-    .await;
-    contact(
-        &hubspot,
-        104,
-        json!({"hs_linkedin_url": profile_url("hs-bo"), "firstname": "Bo"}),
-    )
-    .await;
-    accept_patches(&hubspot).await;
-    let mut app = env.start(config(&env, &hubspot, "")).await;
+both_backends! {
+    async fn a_signed_mixed_batch_makes_jobs_only_for_qualified_contacts(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let hubspot = MockServer::start().await;
+        contact(
+            &hubspot,
+            101,
+            json!({"hs_linkedin_url": profile_url("hs-ada"), "firstname": "Ada"}),
+        )
+        .await;
+        contact(
+            &hubspot,
+            104,
+            json!({"hs_linkedin_url": profile_url("hs-bo"), "firstname": "Bo"}),
+        )
+        .await;
+        accept_patches(&hubspot).await;
+        let mut app = env.start(config(&env, &hubspot, "")).await;
 
-    let events = json!([
-        qualified(1, 101),
-        change(2, 102, "hs_lead_status", "NEW"),
-        {"eventId": 3, "portalId": 62515, "objectId": 103, "occurredAt": 1_700_000_000_000_i64,
-         "subscriptionType": "contact.deletion", "attemptNumber": 0},
-        qualified(1, 101),
-        change(4, 101, "lifecyclestage", "salesqualifiedlead"),
-        {"eventId": 5, "portalId": 62515, "subscriptionType": "contact.propertyChange",
-         "propertyName": "hs_lead_status", "propertyValue": "QUALIFIED"},
-        qualified(6, 104),
-    ]);
-    let (status, body) = send_batch(&app, &events).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        body,
-        json!({"accepted": 2, "duplicates": 2, "ignored": 2, "malformed": 1})
-    );
+        let events = json!([
+            qualified(1, 101),
+            change(2, 102, "hs_lead_status", "NEW"),
+            {"eventId": 3, "portalId": 62515, "objectId": 103, "occurredAt": 1_700_000_000_000_i64,
+             "subscriptionType": "contact.deletion", "attemptNumber": 0},
+            qualified(1, 101),
+            change(4, 101, "lifecyclestage", "salesqualifiedlead"),
+            {"eventId": 5, "portalId": 62515, "subscriptionType": "contact.propertyChange",
+             "propertyName": "hs_lead_status", "propertyValue": "QUALIFIED"},
+            qualified(6, 104),
+        ]);
+        let (status, body) = send_batch(&app, &events).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body,
+            json!({"accepted": 2, "duplicates": 2, "ignored": 2, "malformed": 1})
+        );
 
-    let ada = job_of(&app, "101").await;
-    let bo = job_of(&app, "104").await;
-    for unqualified in ["102", "103"] {
-        assert!(app.jobs_of(unqualified).await.is_empty());
+        let ada = job_of(&app, "101").await;
+        let bo = job_of(&app, "104").await;
+        for unqualified in ["102", "103"] {
+            assert!(app.jobs_of(unqualified).await.is_empty());
+        }
+        // The second qualifying change attached to the open job (the repeated event is caught
+        // by its delivery id before that).
+        let job = app.job(ada).await;
+        let attached = job.events("duplicate_event");
+        assert_eq!(attached.len(), 1, "{:#?}", job.history);
+        assert_eq!(attached[0].detail["deliveryId"], "62515/4/101");
+
+        let job = app.wait_for(ada, Status::Sent).await;
+        assert_eq!(job.account_id, "acc_default");
+        assert_eq!(job.lead.first_name.as_deref(), Some("Ada"));
+        app.wait_for(bo, Status::Sent).await;
+        assert_eq!(env.invitations("acc_default", "hs-ada").await, 1);
+        assert_eq!(env.invitations("acc_default", "hs-bo").await, 1);
+        assert_eq!(env.total_invitations().await, 2);
+
+        // HubSpot retries the whole batch: every qualified event is now a duplicate.
+        let (status, body) = send_batch(&app, &events).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body,
+            json!({"accepted": 0, "duplicates": 4, "ignored": 2, "malformed": 1})
+        );
+        assert_eq!(app.jobs_of("101").await.len(), 1);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(env.total_invitations().await, 2);
+
+        // A body that is not a batch at all is refused as a whole.
+        let (status, _) = post_v3(
+            &app,
+            BATCH,
+            b"{\"not\":\"an array\"}",
+            CLIENT_SECRET,
+            Utc::now(),
+        )
+        .await;
+        assert_eq!(status, 400);
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
     }
-    // The second qualifying change attached to the open job (the repeated event is caught
-    // by its delivery id before that).
-    let job = app.job(ada).await;
-    let attached = job.events("duplicate_event");
-    assert_eq!(attached.len(), 1, "{:#?}", job.history);
-    assert_eq!(attached[0].detail["deliveryId"], "62515/4/101");
-
-    let job = app.wait_for(ada, Status::Sent).await;
-    assert_eq!(job.account_id, "acc_default");
-    assert_eq!(job.lead.first_name.as_deref(), Some("Ada"));
-    app.wait_for(bo, Status::Sent).await;
-    assert_eq!(env.invitations("acc_default", "hs-ada").await, 1);
-    assert_eq!(env.invitations("acc_default", "hs-bo").await, 1);
-    assert_eq!(env.total_invitations().await, 2);
-
-    // HubSpot retries the whole batch: every qualified event is now a duplicate.
-    let (status, body) = send_batch(&app, &events).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        body,
-        json!({"accepted": 0, "duplicates": 4, "ignored": 2, "malformed": 1})
-    );
-    assert_eq!(app.jobs_of("101").await.len(), 1);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(env.total_invitations().await, 2);
-
-    // A body that is not a batch at all is refused as a whole.
-    let (status, _) = post_v3(
-        &app,
-        BATCH,
-        b"{\"not\":\"an array\"}",
-        CLIENT_SECRET,
-        Utc::now(),
-    )
-    .await;
-    assert_eq!(status, 400);
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn enrichment_reads_the_contact_and_routes_it_to_its_owners_account() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let hubspot = MockServer::start().await;
-    // Only the expected read is answered; anything else gets wiremock's 404 (job failed).
-    for (id, slug, owner) in [(201, "owned-by-rep", "123"), (202, "owned-by-other", "999")] {
+both_backends! {
+    async fn enrichment_reads_the_contact_and_routes_it_to_its_owners_account(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let hubspot = MockServer::start().await;
+        // Only the expected read is answered; anything else gets wiremock's 404 (job failed).
+        for (id, slug, owner) in [(201, "owned-by-rep", "123"), (202, "owned-by-other", "999")] {
+            Mock::given(method("GET"))
+                .and(path(format!("{CONTACTS}/{id}")))
+                .and(query_param(
+                    "properties",
+                    "hs_linkedin_url,firstname,lastname,company,hubspot_owner_id",
+                ))
+                .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+                .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                    "id": id.to_string(),
+                    "properties": {"hs_linkedin_url": profile_url(slug), "firstname": "Grace",
+                                   "lastname": "Hopper", "company": "Navy",
+                                   "hubspot_owner_id": owner, "hs_object_id": id.to_string()}
+                })))
+                .mount(&hubspot)
+                .await;
+        }
+        accept_patches(&hubspot).await;
+        let extra = "[crm.hubspot.owners]\n\"123\" = \"acc_rep\"\n";
+        let mut app = env.start(config(&env, &hubspot, extra)).await;
+
+        let (status, body) = send_batch(&app, &json!([qualified(1, 201), qualified(2, 202)])).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["accepted"], 2, "{body}");
+        let rep = job_of(&app, "201").await;
+        let other = job_of(&app, "202").await;
+        let rep_job = app.wait_for(rep, Status::Sent).await;
+        let other_job = app.wait_for(other, Status::Sent).await;
+        assert_eq!(rep_job.account_id, "acc_rep");
+        assert_eq!(other_job.account_id, "acc_default");
+        assert_eq!(rep_job.lead.last_name.as_deref(), Some("Hopper"));
+        assert_eq!(rep_job.lead.company.as_deref(), Some("Navy"));
+        assert_eq!(env.invitations("acc_rep", "owned-by-rep").await, 1);
+        assert_eq!(env.invitations("acc_default", "owned-by-rep").await, 0);
+        assert_eq!(env.invitations("acc_default", "owned-by-other").await, 1);
+        assert_eq!(env.invitations("acc_rep", "owned-by-other").await, 0);
+
+        // One read per contact, each with the private-app token.
+        let reads = requests(&hubspot, "GET").await;
+        assert_eq!(reads.len(), 2, "{reads:?}");
+        for read in &reads {
+            assert_eq!(
+                read.headers.get("authorization").unwrap().to_str()?,
+                format!("Bearer {TOKEN}")
+            );
+        }
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
+    }
+}
+
+both_backends! {
+    async fn each_status_is_written_back_in_order(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let hubspot = MockServer::start().await;
+        contact(
+            &hubspot,
+            301,
+            json!({"hs_linkedin_url": profile_url("in-order")}),
+        )
+        .await;
+        accept_patches(&hubspot).await;
+        let mut app = env.start(config(&env, &hubspot, "")).await;
+        let (status, body) = send_batch(&app, &json!([qualified(1, 301)])).await;
+        assert_eq!(
+            (status, body["accepted"].clone()),
+            (200, json!(1)),
+            "{body}"
+        );
+        let id = job_of(&app, "301").await;
+        let job = app.wait_for(id, Status::Sent).await;
+
+        eventually(WAIT, "queued and sent patched", || async {
+            patches(&hubspot, 301).await.len() >= 2
+        })
+        .await;
+        // Nothing more arrives later.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let bodies = patches(&hubspot, 301).await;
+        let statuses: Vec<&str> = bodies
+            .iter()
+            .map(|p| p["linkedin_connection_status"].as_str().unwrap())
+            .collect();
+        assert_eq!(statuses, ["queued", "sent"], "{bodies:#?}");
+        let (queued, sent) = (&bodies[0], &bodies[1]);
+        assert_eq!(queued["linkedin_profile_urn"], "");
+        assert_eq!(queued["linkedin_last_error"], "");
+        assert_eq!(
+            sent["linkedin_profile_urn"],
+            job.profile_urn.as_deref().unwrap()
+        );
+        assert!(
+            sent["linkedin_profile_urn"]
+                .as_str()
+                .unwrap()
+                .starts_with("urn:li:fsd_profile:"),
+            "{sent}"
+        );
+        assert!(changed_at(queued) <= changed_at(sent));
+        for key in ["linkedin_hold_until", "linkedin_retry_at"] {
+            assert_eq!(sent[key], "", "{sent}");
+        }
+        // Only the configured status properties are written, never the LinkedIn URL.
+        assert_eq!(sent.as_object().unwrap().len(), 6, "{sent}");
+        assert!(sent.get("hs_linkedin_url").is_none());
+        for patch in requests(&hubspot, "PATCH").await {
+            assert_eq!(
+                patch.headers.get("authorization").unwrap().to_str()?,
+                format!("Bearer {TOKEN}")
+            );
+        }
+
+        let writebacks = app.job(id).await.writebacks_to("hubspot");
+        let states: Vec<(i64, &str)> = writebacks
+            .iter()
+            .map(|w| (i64::from(w.sequence), w.state.as_str()))
+            .collect();
+        assert_eq!(states, [(1, "delivered"), (2, "delivered")]);
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
+    }
+}
+
+both_backends! {
+    async fn configured_property_names_are_read_and_written(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let hubspot = MockServer::start().await;
         Mock::given(method("GET"))
-            .and(path(format!("{CONTACTS}/{id}")))
+            .and(path(format!("{CONTACTS}/351")))
             .and(query_param(
                 "properties",
-                "hs_linkedin_url,firstname,lastname,company,hubspot_owner_id",
+                "li_profile,firstname,lastname,company,hubspot_owner_id",
             ))
-            .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-                "id": id.to_string(),
-                "properties": {"hs_linkedin_url": profile_url(slug), "firstname": "Grace",
-                               "lastname": "Hopper", "company": "Navy",
-                               "hubspot_owner_id": owner, "hs_object_id": id.to_string()}
+                "id": "351",
+                "properties": {"li_profile": profile_url("custom-names"),
+                               "hs_linkedin_url": profile_url("not-this-one")}
             })))
             .mount(&hubspot)
             .await;
-    }
-    accept_patches(&hubspot).await;
-    let extra = "[crm.hubspot.owners]\n\"123\" = \"acc_rep\"\n";
-    let mut app = env.start(config(&env, &hubspot, extra)).await;
+        accept_patches(&hubspot).await;
+        let extra = "linkedin_url_property = \"li_profile\"\n[crm.hubspot.properties]\nstatus = \"li_status\"\nprofile_urn = \"li_urn\"\n";
+        let mut app = env.start(config(&env, &hubspot, extra)).await;
+        send_batch(&app, &json!([qualified(1, 351)])).await;
+        let id = job_of(&app, "351").await;
+        app.wait_for(id, Status::Sent).await;
+        assert_eq!(env.invitations("acc_default", "custom-names").await, 1);
+        assert_eq!(env.invitations("acc_default", "not-this-one").await, 0);
 
-    let (status, body) = send_batch(&app, &json!([qualified(1, 201), qualified(2, 202)])).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["accepted"], 2, "{body}");
-    let rep = job_of(&app, "201").await;
-    let other = job_of(&app, "202").await;
-    let rep_job = app.wait_for(rep, Status::Sent).await;
-    let other_job = app.wait_for(other, Status::Sent).await;
-    assert_eq!(rep_job.account_id, "acc_rep");
-    assert_eq!(other_job.account_id, "acc_default");
-    assert_eq!(rep_job.lead.last_name.as_deref(), Some("Hopper"));
-    assert_eq!(rep_job.lead.company.as_deref(), Some("Navy"));
-    assert_eq!(env.invitations("acc_rep", "owned-by-rep").await, 1);
-    assert_eq!(env.invitations("acc_default", "owned-by-rep").await, 0);
-    assert_eq!(env.invitations("acc_default", "owned-by-other").await, 1);
-    assert_eq!(env.invitations("acc_rep", "owned-by-other").await, 0);
-
-    // One read per contact, each with the private-app token.
-    let reads = requests(&hubspot, "GET").await;
-    assert_eq!(reads.len(), 2, "{reads:?}");
-    for read in &reads {
-        assert_eq!(
-            read.headers.get("authorization").unwrap().to_str()?,
-            format!("Bearer {TOKEN}")
-        );
-    }
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_status_is_written_back_in_order() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let hubspot = MockServer::start().await;
-    contact(
-        &hubspot,
-        301,
-        json!({"hs_linkedin_url": profile_url("in-order")}),
-    )
-    .await;
-    accept_patches(&hubspot).await;
-    let mut app = env.start(config(&env, &hubspot, "")).await;
-    let (status, body) = send_batch(&app, &json!([qualified(1, 301)])).await;
-    assert_eq!(
-        (status, body["accepted"].clone()),
-        (200, json!(1)),
-        "{body}"
-    );
-    let id = job_of(&app, "301").await;
-    let job = app.wait_for(id, Status::Sent).await;
-
-    eventually(WAIT, "queued and sent patched", || async {
-        patches(&hubspot, 301).await.len() >= 2
-    })
-    .await;
-    // Nothing more arrives later.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let bodies = patches(&hubspot, 301).await;
-    let statuses: Vec<&str> = bodies
-        .iter()
-        .map(|p| p["linkedin_connection_status"].as_str().unwrap())
-        .collect();
-    assert_eq!(statuses, ["queued", "sent"], "{bodies:#?}");
-    let (queued, sent) = (&bodies[0], &bodies[1]);
-    assert_eq!(queued["linkedin_profile_urn"], "");
-    assert_eq!(queued["linkedin_last_error"], "");
-    assert_eq!(
-        sent["linkedin_profile_urn"],
-        job.profile_urn.as_deref().unwrap()
-    );
-    assert!(
-        sent["linkedin_profile_urn"]
-            .as_str()
-            .unwrap()
-            .starts_with("urn:li:fsd_profile:"),
-        "{sent}"
-    );
-    assert!(changed_at(queued) <= changed_at(sent));
-    for key in ["linkedin_hold_until", "linkedin_retry_at"] {
-        assert_eq!(sent[key], "", "{sent}");
-    }
-    // Only the configured status properties are written, never the LinkedIn URL.
-    assert_eq!(sent.as_object().unwrap().len(), 6, "{sent}");
-    assert!(sent.get("hs_linkedin_url").is_none());
-    for patch in requests(&hubspot, "PATCH").await {
-        assert_eq!(
-            patch.headers.get("authorization").unwrap().to_str()?,
-            format!("Bearer {TOKEN}")
-        );
-    }
-
-    let writebacks = app.job(id).await.writebacks_to("hubspot");
-    let states: Vec<(i64, &str)> = writebacks
-        .iter()
-        .map(|w| (i64::from(w.sequence), w.state.as_str()))
-        .collect();
-    assert_eq!(states, [(1, "delivered"), (2, "delivered")]);
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn configured_property_names_are_read_and_written() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let hubspot = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(format!("{CONTACTS}/351")))
-        .and(query_param(
-            "properties",
-            "li_profile,firstname,lastname,company,hubspot_owner_id",
-        ))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "id": "351",
-            "properties": {"li_profile": profile_url("custom-names"),
-                           "hs_linkedin_url": profile_url("not-this-one")}
-        })))
-        .mount(&hubspot)
+        eventually(WAIT, "queued and sent patched", || async {
+            patched_statuses(&hubspot, 351, "li_status").await == ["queued", "sent"]
+        })
         .await;
-    accept_patches(&hubspot).await;
-    let extra = "linkedin_url_property = \"li_profile\"\n[crm.hubspot.properties]\nstatus = \"li_status\"\nprofile_urn = \"li_urn\"\n";
-    let mut app = env.start(config(&env, &hubspot, extra)).await;
-    send_batch(&app, &json!([qualified(1, 351)])).await;
-    let id = job_of(&app, "351").await;
-    app.wait_for(id, Status::Sent).await;
-    assert_eq!(env.invitations("acc_default", "custom-names").await, 1);
-    assert_eq!(env.invitations("acc_default", "not-this-one").await, 0);
-
-    eventually(WAIT, "queued and sent patched", || async {
-        patched_statuses(&hubspot, 351, "li_status").await == ["queued", "sent"]
-    })
-    .await;
-    let sent = patches(&hubspot, 351).await.pop().unwrap();
-    assert!(sent.get("linkedin_connection_status").is_none(), "{sent}");
-    assert!(
-        sent["li_urn"].as_str().unwrap().starts_with("urn:li:"),
-        "{sent}"
-    );
-    // The names left at their defaults are still written.
-    assert!(sent["linkedin_status_changed_at"].is_string(), "{sent}");
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
+        let sent = patches(&hubspot, 351).await.pop().unwrap();
+        assert!(sent.get("linkedin_connection_status").is_none(), "{sent}");
+        assert!(
+            sent["li_urn"].as_str().unwrap().starts_with("urn:li:"),
+            "{sent}"
+        );
+        // The names left at their defaults are still written.
+        assert!(sent["linkedin_status_changed_at"].is_string(), "{sent}");
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
+    }
 }
 
 /// Contact `id`'s first PATCH answers 429 with `Retry-After: 2`, its second 503; later
@@ -398,208 +402,211 @@ async fn throttle_then_fail_one_patch(hubspot: &MockServer, id: u64) -> Arc<Mute
     arrivals
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn throttled_and_unavailable_writebacks_are_retried_then_delivered() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let hubspot = MockServer::start().await;
-    contact(
-        &hubspot,
-        401,
-        json!({"hs_linkedin_url": profile_url("slow-crm")}),
-    )
-    .await;
-    let arrivals = throttle_then_fail_one_patch(&hubspot, 401).await;
-    accept_patches(&hubspot).await;
-    let mut app = env.start(config(&env, &hubspot, "")).await;
-    send_batch(&app, &json!([qualified(1, 401)])).await;
-    let id = job_of(&app, "401").await;
-    app.wait_for(id, Status::Sent).await;
+both_backends! {
+    async fn throttled_and_unavailable_writebacks_are_retried_then_delivered(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let hubspot = MockServer::start().await;
+        contact(
+            &hubspot,
+            401,
+            json!({"hs_linkedin_url": profile_url("slow-crm")}),
+        )
+        .await;
+        let arrivals = throttle_then_fail_one_patch(&hubspot, 401).await;
+        accept_patches(&hubspot).await;
+        let mut app = env.start(config(&env, &hubspot, "")).await;
+        send_batch(&app, &json!([qualified(1, 401)])).await;
+        let id = job_of(&app, "401").await;
+        app.wait_for(id, Status::Sent).await;
 
-    eventually(WAIT, "both statuses delivered to HubSpot", || async {
+        eventually(WAIT, "both statuses delivered to HubSpot", || async {
+            let job = app.job(id).await;
+            let writebacks = job.writebacks_to("hubspot");
+            writebacks.len() == 2 && writebacks.iter().all(|w| w.state == "delivered")
+        })
+        .await;
+        let statuses = patched_statuses(&hubspot, 401, "linkedin_connection_status").await;
+        assert_eq!(statuses, ["queued", "queued", "queued", "sent"]);
         let job = app.job(id).await;
-        let writebacks = job.writebacks_to("hubspot");
-        writebacks.len() == 2 && writebacks.iter().all(|w| w.state == "delivered")
-    })
-    .await;
-    let statuses = patched_statuses(&hubspot, 401, "linkedin_connection_status").await;
-    assert_eq!(statuses, ["queued", "queued", "queued", "sent"]);
-    let job = app.job(id).await;
-    assert_eq!(
-        job.status,
-        Status::Sent,
-        "a failing CRM never touches the job"
-    );
-    let writebacks = job.writebacks_to("hubspot");
-    assert_eq!(writebacks[0].attempts, 3, "{writebacks:#?}");
-    assert_eq!(writebacks[1].attempts, 1, "{writebacks:#?}");
-    // The failed tries are in the history with HubSpot's answers.
-    let errors: Vec<&str> = job
-        .events("writeback")
-        .into_iter()
-        .filter(|e| e.detail["target"] == "hubspot")
-        .filter_map(|e| e.detail["error"].as_str())
-        .collect();
-    assert_eq!(errors.len(), 2, "{errors:?}");
-    assert!(errors[0].contains("HTTP 429"), "{errors:?}");
-    assert!(errors[1].contains("HTTP 503"), "{errors:?}");
-    // Retry-After: 2 was waited out (the backoff alone would be 300 ms).
-    let arrivals = arrivals.lock().unwrap().clone();
-    assert_eq!(arrivals.len(), 2);
-    assert!(
-        arrivals[1] - arrivals[0] >= Duration::from_millis(1900),
-        "{:?}",
-        arrivals[1] - arrivals[0]
-    );
-    assert_eq!(env.invitations("acc_default", "slow-crm").await, 1);
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deleted_contact_parks_its_writebacks_and_fails_its_read() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let hubspot = MockServer::start().await;
-    // 501 exists when read, and is deleted before the writebacks arrive.
-    contact(
-        &hubspot,
-        501,
-        json!({"hs_linkedin_url": profile_url("deleted-later")}),
-    )
-    .await;
-    Mock::given(method("PATCH"))
-        .and(path(format!("{CONTACTS}/501")))
-        .respond_with(ResponseTemplate::new(404).set_body_json(json!({
-            "status": "error", "message": "resource not found",
-            "correlationId": "aeb5f871-7f07-4993-9211-075dc63e7cbf", "category": "OBJECT_NOT_FOUND"
-        })))
-        .mount(&hubspot)
-        .await;
-    // 502 is gone already: its read is a 404.
-    Mock::given(method("GET"))
-        .and(path(format!("{CONTACTS}/502")))
-        .respond_with(ResponseTemplate::new(404).set_body_json(json!({
-            "status": "error", "message": "resource not found", "category": "OBJECT_NOT_FOUND"
-        })))
-        .mount(&hubspot)
-        .await;
-    let mut app = env.start(config(&env, &hubspot, "")).await;
-    send_batch(&app, &json!([qualified(1, 501), qualified(2, 502)])).await;
-    let deleted = job_of(&app, "501").await;
-    let gone = job_of(&app, "502").await;
-
-    app.wait_for(deleted, Status::Sent).await;
-    eventually(WAIT, "501's HubSpot writebacks parked", || async {
-        let writebacks = app.job(deleted).await.writebacks_to("hubspot");
-        writebacks.len() == 2 && writebacks.iter().all(|w| w.state == "parked")
-    })
-    .await;
-    let job = app.job(deleted).await;
-    assert_eq!(job.status, Status::Sent);
-    for writeback in job.writebacks_to("hubspot") {
-        let error = writeback.last_error.as_deref().unwrap();
-        assert!(error.contains("deleted or merged"), "{error}");
-        assert!(
-            error.contains("OBJECT_NOT_FOUND: resource not found"),
-            "{error}"
+        assert_eq!(
+            job.status,
+            Status::Sent,
+            "a failing CRM never touches the job"
         );
-        // A permanent error is not retried.
-        assert_eq!(writeback.attempts, 1, "{writeback:?}");
+        let writebacks = job.writebacks_to("hubspot");
+        assert_eq!(writebacks[0].attempts, 3, "{writebacks:#?}");
+        assert_eq!(writebacks[1].attempts, 1, "{writebacks:#?}");
+        // The failed tries are in the history with HubSpot's answers.
+        let errors: Vec<&str> = job
+            .events("writeback")
+            .into_iter()
+            .filter(|e| e.detail["target"] == "hubspot")
+            .filter_map(|e| e.detail["error"].as_str())
+            .collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("HTTP 429"), "{errors:?}");
+        assert!(errors[1].contains("HTTP 503"), "{errors:?}");
+        // Retry-After: 2 was waited out (the backoff alone would be 300 ms).
+        let arrivals = arrivals.lock().unwrap().clone();
+        assert_eq!(arrivals.len(), 2);
+        assert!(
+            arrivals[1] - arrivals[0] >= Duration::from_millis(1900),
+            "{:?}",
+            arrivals[1] - arrivals[0]
+        );
+        assert_eq!(env.invitations("acc_default", "slow-crm").await, 1);
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
     }
-    // The callback target is not held up by HubSpot's refusal.
-    eventually(WAIT, "callbacks delivered", || async {
-        env.callback_statuses(deleted) == ["queued", "sent"]
-    })
-    .await;
-    assert_eq!(patches(&hubspot, 501).await.len(), 2);
-
-    let failed = app.wait_for(gone, Status::Failed).await;
-    let error = failed.error.as_deref().unwrap();
-    assert!(error.contains("gone"), "{error}");
-    assert!(error.contains("404"), "{error}");
-    assert_eq!(env.total_invitations().await, 1);
-    // A read that 404s is not tried again.
-    let reads = requests(&hubspot, "GET").await;
-    assert_eq!(
-        reads
-            .iter()
-            .filter(|r| r.url.path() == format!("{CONTACTS}/502"))
-            .count(),
-        1
-    );
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_stale_and_missing_signatures_are_refused_and_change_nothing() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let hubspot = MockServer::start().await;
-    contact(
-        &hubspot,
-        601,
-        json!({"hs_linkedin_url": profile_url("never")}),
-    )
-    .await;
-    accept_patches(&hubspot).await;
-    let mut app = env.start(config(&env, &hubspot, "")).await;
-    let body = serde_json::to_vec(&json!([qualified(1, 601)]))?;
-    let workflow = serde_json::to_vec(
-        &json!({"objectId": 601, "properties": {"hs_linkedin_url": profile_url("never")}}),
-    )?;
+both_backends! {
+    async fn a_deleted_contact_parks_its_writebacks_and_fails_its_read(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let hubspot = MockServer::start().await;
+        // 501 exists when read, and is deleted before the writebacks arrive.
+        contact(
+            &hubspot,
+            501,
+            json!({"hs_linkedin_url": profile_url("deleted-later")}),
+        )
+        .await;
+        Mock::given(method("PATCH"))
+            .and(path(format!("{CONTACTS}/501")))
+            .respond_with(ResponseTemplate::new(404).set_body_json(json!({
+                "status": "error", "message": "resource not found",
+                "correlationId": "aeb5f871-7f07-4993-9211-075dc63e7cbf", "category": "OBJECT_NOT_FOUND"
+            })))
+            .mount(&hubspot)
+            .await;
+        // 502 is gone already: its read is a 404.
+        Mock::given(method("GET"))
+            .and(path(format!("{CONTACTS}/502")))
+            .respond_with(ResponseTemplate::new(404).set_body_json(json!({
+                "status": "error", "message": "resource not found", "category": "OBJECT_NOT_FOUND"
+            })))
+            .mount(&hubspot)
+            .await;
+        let mut app = env.start(config(&env, &hubspot, "")).await;
+        send_batch(&app, &json!([qualified(1, 501), qualified(2, 502)])).await;
+        let deleted = job_of(&app, "501").await;
+        let gone = job_of(&app, "502").await;
 
-    let (status, answer_body) = post_v3(&app, BATCH, &body, "not-the-secret", Utc::now()).await;
-    assert_eq!(status, 401, "{answer_body}");
-    let stale = Utc::now() - chrono::Duration::minutes(6);
-    let (status, answer_body) = post_v3(&app, BATCH, &body, CLIENT_SECRET, stale).await;
-    assert_eq!(status, 401, "{answer_body}");
-    assert!(
-        answer_body.to_string().to_lowercase().contains("timestamp"),
-        "{answer_body}"
-    );
-    let unsigned = app
-        .http
-        .post(app.url(BATCH))
-        .header("content-type", "application/json")
-        .body(body.clone())
-        .send()
-        .await?;
-    assert_eq!(unsigned.status().as_u16(), 401);
-    // Signed for another body (tampered in transit).
-    let signed_uri = format!("{PUBLIC_URL}{BATCH}");
-    let other = serde_json::to_vec(&json!([qualified(1, 602)]))?;
-    let mut request = app.http.post(app.url(BATCH));
-    for (name, value) in sign_v3(
-        &Method::POST,
-        &signed_uri,
-        &other,
-        &Secret::new(CLIENT_SECRET),
-        Utc::now(),
-    )? {
-        request = request.header(name, value);
+        app.wait_for(deleted, Status::Sent).await;
+        eventually(WAIT, "501's HubSpot writebacks parked", || async {
+            let writebacks = app.job(deleted).await.writebacks_to("hubspot");
+            writebacks.len() == 2 && writebacks.iter().all(|w| w.state == "parked")
+        })
+        .await;
+        let job = app.job(deleted).await;
+        assert_eq!(job.status, Status::Sent);
+        for writeback in job.writebacks_to("hubspot") {
+            let error = writeback.last_error.as_deref().unwrap();
+            assert!(error.contains("deleted or merged"), "{error}");
+            assert!(
+                error.contains("OBJECT_NOT_FOUND: resource not found"),
+                "{error}"
+            );
+            // A permanent error is not retried.
+            assert_eq!(writeback.attempts, 1, "{writeback:?}");
+        }
+        // The callback target is not held up by HubSpot's refusal.
+        eventually(WAIT, "callbacks delivered", || async {
+            env.callback_statuses(deleted) == ["queued", "sent"]
+        })
+        .await;
+        assert_eq!(patches(&hubspot, 501).await.len(), 2);
+
+        let failed = app.wait_for(gone, Status::Failed).await;
+        let error = failed.error.as_deref().unwrap();
+        assert!(error.contains("gone"), "{error}");
+        assert!(error.contains("404"), "{error}");
+        assert_eq!(env.total_invitations().await, 1);
+        // A read that 404s is not tried again.
+        let reads = requests(&hubspot, "GET").await;
+        assert_eq!(
+            reads
+                .iter()
+                .filter(|r| r.url.path() == format!("{CONTACTS}/502"))
+                .count(),
+            1
+        );
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
     }
-    let (status, _) = answer(request.body(body.clone()).send().await?).await;
-    assert_eq!(status, 401);
-    // A wrong v1 signature, and a workflow request with the wrong secret.
-    let (status, _) = post_v1(&app, &body, &v1_signature("not-the-secret", &body)).await;
-    assert_eq!(status, 401);
-    let (status, _) = post_v3(&app, WORKFLOW, &workflow, "not-the-secret", Utc::now()).await;
-    assert_eq!(status, 401);
+}
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(app.jobs_of("601").await.is_empty());
-    assert!(app.jobs_of("602").await.is_empty());
-    assert!(hubspot.received_requests().await.unwrap().is_empty());
-    assert_eq!(env.total_invitations().await, 0);
+both_backends! {
+    async fn bad_stale_and_missing_signatures_are_refused_and_change_nothing(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let hubspot = MockServer::start().await;
+        contact(
+            &hubspot,
+            601,
+            json!({"hs_linkedin_url": profile_url("never")}),
+        )
+        .await;
+        accept_patches(&hubspot).await;
+        let mut app = env.start(config(&env, &hubspot, "")).await;
+        let body = serde_json::to_vec(&json!([qualified(1, 601)]))?;
+        let workflow = serde_json::to_vec(
+            &json!({"objectId": 601, "properties": {"hs_linkedin_url": profile_url("never")}}),
+        )?;
 
-    // The same request correctly signed is taken: the refusals were about the signatures.
-    let (status, answer_body) = post_v3(&app, BATCH, &body, CLIENT_SECRET, Utc::now()).await;
-    assert_eq!((status, answer_body["accepted"].clone()), (200, json!(1)));
-    job_of(&app, "601").await;
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
+        let (status, answer_body) = post_v3(&app, BATCH, &body, "not-the-secret", Utc::now()).await;
+        assert_eq!(status, 401, "{answer_body}");
+        let stale = Utc::now() - chrono::Duration::minutes(6);
+        let (status, answer_body) = post_v3(&app, BATCH, &body, CLIENT_SECRET, stale).await;
+        assert_eq!(status, 401, "{answer_body}");
+        assert!(
+            answer_body.to_string().to_lowercase().contains("timestamp"),
+            "{answer_body}"
+        );
+        let unsigned = app
+            .http
+            .post(app.url(BATCH))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await?;
+        assert_eq!(unsigned.status().as_u16(), 401);
+        // Signed for another body (tampered in transit).
+        let signed_uri = format!("{PUBLIC_URL}{BATCH}");
+        let other = serde_json::to_vec(&json!([qualified(1, 602)]))?;
+        let mut request = app.http.post(app.url(BATCH));
+        for (name, value) in sign_v3(
+            &Method::POST,
+            &signed_uri,
+            &other,
+            &Secret::new(CLIENT_SECRET),
+            Utc::now(),
+        )? {
+            request = request.header(name, value);
+        }
+        let (status, _) = answer(request.body(body.clone()).send().await?).await;
+        assert_eq!(status, 401);
+        // A wrong v1 signature, and a workflow request with the wrong secret.
+        let (status, _) = post_v1(&app, &body, &v1_signature("not-the-secret", &body)).await;
+        assert_eq!(status, 401);
+        let (status, _) = post_v3(&app, WORKFLOW, &workflow, "not-the-secret", Utc::now()).await;
+        assert_eq!(status, 401);
+
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(app.jobs_of("601").await.is_empty());
+        assert!(app.jobs_of("602").await.is_empty());
+        assert!(hubspot.received_requests().await.unwrap().is_empty());
+        assert_eq!(env.total_invitations().await, 0);
+
+        // The same request correctly signed is taken: the refusals were about the signatures.
+        let (status, answer_body) = post_v3(&app, BATCH, &body, CLIENT_SECRET, Utc::now()).await;
+        assert_eq!((status, answer_body["accepted"].clone()), (200, json!(1)));
+        job_of(&app, "601").await;
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
+    }
 }
 
 fn v1_signature(secret: &str, body: &[u8]) -> String {
@@ -626,308 +633,312 @@ async fn post_v1(app: &TestApp, body: &[u8], signature: &str) -> (u16, Value) {
     answer(response).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn app_subscriptions_signed_with_v1_are_accepted() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let hubspot = MockServer::start().await;
-    contact(
-        &hubspot,
-        651,
-        json!({"hs_linkedin_url": profile_url("v-one")}),
-    )
-    .await;
-    accept_patches(&hubspot).await;
-    let mut app = env.start(config(&env, &hubspot, "")).await;
-    let body = serde_json::to_vec(&json!([qualified(1, 651)]))?;
-    let (status, answer_body) = post_v1(&app, &body, &v1_signature(CLIENT_SECRET, &body)).await;
-    assert_eq!(status, 200, "{answer_body}");
-    assert_eq!(answer_body["accepted"], 1);
-    let id = job_of(&app, "651").await;
-    app.wait_for(id, Status::Sent).await;
-    assert_eq!(env.invitations("acc_default", "v-one").await, 1);
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_contact_without_a_linkedin_url_is_invalid_and_written_back() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let hubspot = MockServer::start().await;
-    contact(
-        &hubspot,
-        701,
-        json!({"firstname": "No", "lastname": "Profile", "hs_linkedin_url": ""}),
-    )
-    .await;
-    accept_patches(&hubspot).await;
-    let mut app = env.start(config(&env, &hubspot, "")).await;
-    send_batch(&app, &json!([qualified(1, 701)])).await;
-    let id = job_of(&app, "701").await;
-    let job = app.wait_for(id, Status::Invalid).await;
-    let error = job.error.as_deref().unwrap();
-    assert!(error.contains("hs_linkedin_url"), "{error}");
-
-    eventually(WAIT, "queued and invalid patched", || async {
-        patched_statuses(&hubspot, 701, "linkedin_connection_status").await == ["queued", "invalid"]
-    })
-    .await;
-    let invalid = patches(&hubspot, 701).await.pop().unwrap();
-    let written = invalid["linkedin_last_error"].as_str().unwrap();
-    assert!(written.contains("hs_linkedin_url"), "{invalid}");
-    assert_eq!(invalid["linkedin_profile_urn"], "");
-    assert_eq!(env.total_invitations().await, 0);
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_workflow_payload_with_the_url_needs_no_read() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let hubspot = MockServer::start().await;
-    accept_patches(&hubspot).await;
-    let extra = "[crm.hubspot.owners]\n\"123\" = \"acc_rep\"\n";
-    let mut app = env.start(config(&env, &hubspot, extra)).await;
-    let payload = json!({
-        "objectId": 801,
-        "properties": {
-            "hs_linkedin_url": {"value": profile_url("from-workflow")},
-            "firstname": "Wanda", "lastname": "Flow", "company": "Acme",
-            "hubspot_owner_id": 123, "email": "wanda@example.com"
-        }
-    });
-    let body = serde_json::to_vec(&payload)?;
-    let (status, first) = post_v3(&app, WORKFLOW, &body, CLIENT_SECRET, Utc::now()).await;
-    assert_eq!(status, 202, "{first}");
-    let id = job_id(&first);
-    // A second run of the workflow while the job is open attaches to it.
-    let (status, again) = post_v3(&app, WORKFLOW, &body, CLIENT_SECRET, Utc::now()).await;
-    assert_eq!(status, 200, "{again}");
-    assert_eq!(job_id(&again), id);
-    assert_eq!(again["duplicate"], true);
-
-    let job = app.wait_for(id, Status::Sent).await;
-    assert_eq!(job.record_id, "801");
-    assert_eq!(job.account_id, "acc_rep");
-    assert_eq!(job.lead.first_name.as_deref(), Some("Wanda"));
-    assert_eq!(env.invitations("acc_rep", "from-workflow").await, 1);
-    assert_eq!(env.total_invitations().await, 1);
-    eventually(WAIT, "queued and sent patched", || async {
-        patched_statuses(&hubspot, 801, "linkedin_connection_status").await == ["queued", "sent"]
-    })
-    .await;
-    assert!(
-        requests(&hubspot, "GET").await.is_empty(),
-        "the workflow payload carried the URL: no read expected"
-    );
-
-    // A flat payload without a record id is refused.
-    let flat = serde_json::to_vec(&json!({"firstname": "Nobody"}))?;
-    let (status, _) = post_v3(&app, WORKFLOW, &flat, CLIENT_SECRET, Utc::now()).await;
-    assert_eq!(status, 400);
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_credentials_pause_hubspot_writebacks_until_they_work_again() -> anyhow::Result<()>
-{
-    let env = TestEnv::new().await;
-    let hubspot = MockServer::start().await;
-    contact(
-        &hubspot,
-        901,
-        json!({"hs_linkedin_url": profile_url("token-revoked")}),
-    )
-    .await;
-    let token_works = Arc::new(AtomicBool::new(false));
-    let works = token_works.clone();
-    Mock::given(method("PATCH"))
-        .and(path(format!("{CONTACTS}/901")))
-        .respond_with(move |_: &Request| {
-            if works.load(Ordering::SeqCst) {
-                ResponseTemplate::new(200).set_body_json(json!({"id": "901"}))
-            } else {
-                ResponseTemplate::new(401).set_body_json(json!({
-                    "status": "error", "category": "INVALID_AUTHENTICATION",
-                    "message": "Authentication credentials not found."
-                }))
-            }
-        })
-        .mount(&hubspot)
-        .await;
-    let mut app = env.start(config(&env, &hubspot, "")).await;
-    send_batch(&app, &json!([qualified(1, 901)])).await;
-    let id = job_of(&app, "901").await;
-    app.wait_for(id, Status::Sent).await;
-
-    // Probed again after probe_interval, and still refused.
-    eventually(WAIT, "two refused PATCHes", || async {
-        patches(&hubspot, 901).await.len() >= 2
-    })
-    .await;
-    // The fake has answered before the try's outcome is committed: a try in flight counts
-    // until then, so wait for the commit before looking.
-    eventually(WAIT, "a paused try is not counted", || async {
-        let writebacks = app.job(id).await.writebacks_to("hubspot");
-        writebacks
-            .first()
-            .is_some_and(|w| w.state == "pending" && w.attempts == 0)
-    })
-    .await;
-    let job = app.job(id).await;
-    assert_eq!(
-        job.status,
-        Status::Sent,
-        "the job is not failed for the CRM's credentials"
-    );
-    let writebacks = job.writebacks_to("hubspot");
-    assert_eq!(writebacks[0].state, "pending", "{writebacks:#?}");
-    assert_eq!(writebacks[0].attempts, 0, "a paused try is not counted");
-    let error = writebacks[0].last_error.as_deref().unwrap();
-    assert!(error.contains("401") || error.contains("paused"), "{error}");
-    // Every refused PATCH was the oldest change: the newer one waits behind it.
-    assert!(
-        patched_statuses(&hubspot, 901, "linkedin_connection_status")
-            .await
-            .iter()
-            .all(|s| s == "queued")
-    );
-    // The callback is another target and is not paused.
-    eventually(WAIT, "callbacks delivered", || async {
-        env.callback_statuses(id) == ["queued", "sent"]
-    })
-    .await;
-
-    token_works.store(true, Ordering::SeqCst);
-    eventually(WAIT, "HubSpot writebacks delivered", || async {
-        let writebacks = app.job(id).await.writebacks_to("hubspot");
-        writebacks.len() == 2 && writebacks.iter().all(|w| w.state == "delivered")
-    })
-    .await;
-    let statuses = patched_statuses(&hubspot, 901, "linkedin_connection_status").await;
-    assert_eq!(statuses.last().unwrap(), "sent");
-    assert_eq!(
-        statuses.iter().filter(|s| *s == "sent").count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(app.job(id).await.status, Status::Sent);
-    assert_eq!(env.invitations("acc_default", "token-revoked").await, 1);
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
-}
-
-/// HubSpot sends up to 10 requests at once: events for one contact racing each other still
-/// make one job (the unique index over open jobs per record settles it).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_requests_for_one_contact_make_one_job() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let hubspot = MockServer::start().await;
-    contact(
-        &hubspot,
-        1001,
-        json!({"hs_linkedin_url": profile_url("raced")}),
-    )
-    .await;
-    accept_patches(&hubspot).await;
-    let mut app = env.start(config(&env, &hubspot, "")).await;
-    // HubSpot sends up to 10 requests at once: here each carries another qualifying change
-    // of the same contact.
-    let sends = (0..10u64).map(|n| {
-        let app = &app;
-        let (property, value) = if n % 2 == 0 {
-            ("hs_lead_status", "QUALIFIED")
-        } else {
-            ("lifecyclestage", "salesqualifiedlead")
-        };
-        async move { send_batch(app, &json!([change(100 + n, 1001, property, value)])).await }
-    });
-    let answers = futures_util::future::join_all(sends).await;
-    let accepted: u64 = answers
-        .iter()
-        .map(|(status, body)| {
-            assert_eq!(*status, 200, "{body}");
-            body["accepted"].as_u64().unwrap()
-        })
-        .sum();
-    assert_eq!(accepted, 1, "{answers:?}");
-    let id = job_of(&app, "1001").await;
-    app.wait_for(id, Status::Sent).await;
-    eventually(WAIT, "queued and sent patched", || async {
-        patched_statuses(&hubspot, 1001, "linkedin_connection_status").await == ["queued", "sent"]
-    })
-    .await;
-    assert_eq!(requests(&hubspot, "GET").await.len(), 1);
-    assert_eq!(env.invitations("acc_default", "raced").await, 1);
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_contacts_of_one_person_get_one_invitation_and_both_are_written_back()
--> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let hubspot = MockServer::start().await;
-    for id in [611, 612] {
+both_backends! {
+    async fn app_subscriptions_signed_with_v1_are_accepted(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let hubspot = MockServer::start().await;
         contact(
             &hubspot,
-            id,
-            json!({"hs_linkedin_url": profile_url("one-person")}),
+            651,
+            json!({"hs_linkedin_url": profile_url("v-one")}),
         )
         .await;
+        accept_patches(&hubspot).await;
+        let mut app = env.start(config(&env, &hubspot, "")).await;
+        let body = serde_json::to_vec(&json!([qualified(1, 651)]))?;
+        let (status, answer_body) = post_v1(&app, &body, &v1_signature(CLIENT_SECRET, &body)).await;
+        assert_eq!(status, 200, "{answer_body}");
+        assert_eq!(answer_body["accepted"], 1);
+        let id = job_of(&app, "651").await;
+        app.wait_for(id, Status::Sent).await;
+        assert_eq!(env.invitations("acc_default", "v-one").await, 1);
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
     }
-    accept_patches(&hubspot).await;
-    let mut app = env.start(config(&env, &hubspot, "")).await;
-    // The batch carries only ids: which contact is the same person is learned when read.
-    let started = Instant::now();
-    let (status, body) = send_batch(&app, &json!([qualified(1, 611), qualified(2, 612)])).await;
-    assert_eq!(body["accepted"], 2, "{status} {body}");
-    let last_status = |id| {
-        let hubspot = &hubspot;
-        async move {
-            patched_statuses(hubspot, id, "linkedin_connection_status")
-                .await
-                .last()
-                .cloned()
-        }
-    };
-    eventually(WAIT, "both contacts written back sent", || async {
-        last_status(611).await.as_deref() == Some("sent")
-            && last_status(612).await.as_deref() == Some("sent")
-    })
-    .await;
-    // At once, not on a later look at the other job.
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "{:?}",
-        started.elapsed()
-    );
-    assert_eq!(env.invitations("acc_default", "one-person").await, 1);
-    assert_eq!(env.total_invitations().await, 1);
-    // The job that sent is found by either contact.
-    let sent_by: Vec<Vec<Uuid>> = {
-        let mut all = Vec::new();
-        for record in ["611", "612"] {
-            let mut sent = Vec::new();
-            for job in app.jobs_of(record).await {
-                if job.status == Status::Sent && job.attempts == 1 {
-                    sent.push(job.id);
-                }
+}
+
+both_backends! {
+    async fn a_contact_without_a_linkedin_url_is_invalid_and_written_back(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let hubspot = MockServer::start().await;
+        contact(
+            &hubspot,
+            701,
+            json!({"firstname": "No", "lastname": "Profile", "hs_linkedin_url": ""}),
+        )
+        .await;
+        accept_patches(&hubspot).await;
+        let mut app = env.start(config(&env, &hubspot, "")).await;
+        send_batch(&app, &json!([qualified(1, 701)])).await;
+        let id = job_of(&app, "701").await;
+        let job = app.wait_for(id, Status::Invalid).await;
+        let error = job.error.as_deref().unwrap();
+        assert!(error.contains("hs_linkedin_url"), "{error}");
+
+        eventually(WAIT, "queued and invalid patched", || async {
+            patched_statuses(&hubspot, 701, "linkedin_connection_status").await == ["queued", "invalid"]
+        })
+        .await;
+        let invalid = patches(&hubspot, 701).await.pop().unwrap();
+        let written = invalid["linkedin_last_error"].as_str().unwrap();
+        assert!(written.contains("hs_linkedin_url"), "{invalid}");
+        assert_eq!(invalid["linkedin_profile_urn"], "");
+        assert_eq!(env.total_invitations().await, 0);
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
+    }
+}
+
+both_backends! {
+    async fn a_workflow_payload_with_the_url_needs_no_read(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let hubspot = MockServer::start().await;
+        accept_patches(&hubspot).await;
+        let extra = "[crm.hubspot.owners]\n\"123\" = \"acc_rep\"\n";
+        let mut app = env.start(config(&env, &hubspot, extra)).await;
+        let payload = json!({
+            "objectId": 801,
+            "properties": {
+                "hs_linkedin_url": {"value": profile_url("from-workflow")},
+                "firstname": "Wanda", "lastname": "Flow", "company": "Acme",
+                "hubspot_owner_id": 123, "email": "wanda@example.com"
             }
-            all.push(sent);
+        });
+        let body = serde_json::to_vec(&payload)?;
+        let (status, first) = post_v3(&app, WORKFLOW, &body, CLIENT_SECRET, Utc::now()).await;
+        assert_eq!(status, 202, "{first}");
+        let id = job_id(&first);
+        // A second run of the workflow while the job is open attaches to it.
+        let (status, again) = post_v3(&app, WORKFLOW, &body, CLIENT_SECRET, Utc::now()).await;
+        assert_eq!(status, 200, "{again}");
+        assert_eq!(job_id(&again), id);
+        assert_eq!(again["duplicate"], true);
+
+        let job = app.wait_for(id, Status::Sent).await;
+        assert_eq!(job.record_id, "801");
+        assert_eq!(job.account_id, "acc_rep");
+        assert_eq!(job.lead.first_name.as_deref(), Some("Wanda"));
+        assert_eq!(env.invitations("acc_rep", "from-workflow").await, 1);
+        assert_eq!(env.total_invitations().await, 1);
+        eventually(WAIT, "queued and sent patched", || async {
+            patched_statuses(&hubspot, 801, "linkedin_connection_status").await == ["queued", "sent"]
+        })
+        .await;
+        assert!(
+            requests(&hubspot, "GET").await.is_empty(),
+            "the workflow payload carried the URL: no read expected"
+        );
+
+        // A flat payload without a record id is refused.
+        let flat = serde_json::to_vec(&json!({"firstname": "Nobody"}))?;
+        let (status, _) = post_v3(&app, WORKFLOW, &flat, CLIENT_SECRET, Utc::now()).await;
+        assert_eq!(status, 400);
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
+    }
+}
+
+both_backends! {
+    async fn refused_credentials_pause_hubspot_writebacks_until_they_work_again(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let hubspot = MockServer::start().await;
+        contact(
+            &hubspot,
+            901,
+            json!({"hs_linkedin_url": profile_url("token-revoked")}),
+        )
+        .await;
+        let token_works = Arc::new(AtomicBool::new(false));
+        let works = token_works.clone();
+        Mock::given(method("PATCH"))
+            .and(path(format!("{CONTACTS}/901")))
+            .respond_with(move |_: &Request| {
+                if works.load(Ordering::SeqCst) {
+                    ResponseTemplate::new(200).set_body_json(json!({"id": "901"}))
+                } else {
+                    ResponseTemplate::new(401).set_body_json(json!({
+                        "status": "error", "category": "INVALID_AUTHENTICATION",
+                        "message": "Authentication credentials not found."
+                    }))
+                }
+            })
+            .mount(&hubspot)
+            .await;
+        let mut app = env.start(config(&env, &hubspot, "")).await;
+        send_batch(&app, &json!([qualified(1, 901)])).await;
+        let id = job_of(&app, "901").await;
+        app.wait_for(id, Status::Sent).await;
+
+        // Probed again after probe_interval, and still refused.
+        eventually(WAIT, "two refused PATCHes", || async {
+            patches(&hubspot, 901).await.len() >= 2
+        })
+        .await;
+        // The fake has answered before the try's outcome is committed: a try in flight counts
+        // until then, so wait for the commit before looking.
+        eventually(WAIT, "a paused try is not counted", || async {
+            let writebacks = app.job(id).await.writebacks_to("hubspot");
+            writebacks
+                .first()
+                .is_some_and(|w| w.state == "pending" && w.attempts == 0)
+        })
+        .await;
+        let job = app.job(id).await;
+        assert_eq!(
+            job.status,
+            Status::Sent,
+            "the job is not failed for the CRM's credentials"
+        );
+        let writebacks = job.writebacks_to("hubspot");
+        assert_eq!(writebacks[0].state, "pending", "{writebacks:#?}");
+        assert_eq!(writebacks[0].attempts, 0, "a paused try is not counted");
+        let error = writebacks[0].last_error.as_deref().unwrap();
+        assert!(error.contains("401") || error.contains("paused"), "{error}");
+        // Every refused PATCH was the oldest change: the newer one waits behind it.
+        assert!(
+            patched_statuses(&hubspot, 901, "linkedin_connection_status")
+                .await
+                .iter()
+                .all(|s| s == "queued")
+        );
+        // The callback is another target and is not paused.
+        eventually(WAIT, "callbacks delivered", || async {
+            env.callback_statuses(id) == ["queued", "sent"]
+        })
+        .await;
+
+        token_works.store(true, Ordering::SeqCst);
+        eventually(WAIT, "HubSpot writebacks delivered", || async {
+            let writebacks = app.job(id).await.writebacks_to("hubspot");
+            writebacks.len() == 2 && writebacks.iter().all(|w| w.state == "delivered")
+        })
+        .await;
+        let statuses = patched_statuses(&hubspot, 901, "linkedin_connection_status").await;
+        assert_eq!(statuses.last().unwrap(), "sent");
+        assert_eq!(
+            statuses.iter().filter(|s| *s == "sent").count(),
+            1,
+            "{statuses:?}"
+        );
+        assert_eq!(app.job(id).await.status, Status::Sent);
+        assert_eq!(env.invitations("acc_default", "token-revoked").await, 1);
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
+    }
+}
+
+both_backends! {
+    /// HubSpot sends up to 10 requests at once: events for one contact racing each other still
+    /// make one job (the unique index over open jobs per record settles it).
+    async fn concurrent_requests_for_one_contact_make_one_job(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let hubspot = MockServer::start().await;
+        contact(
+            &hubspot,
+            1001,
+            json!({"hs_linkedin_url": profile_url("raced")}),
+        )
+        .await;
+        accept_patches(&hubspot).await;
+        let mut app = env.start(config(&env, &hubspot, "")).await;
+        // HubSpot sends up to 10 requests at once: here each carries another qualifying change
+        // of the same contact.
+        let sends = (0..10u64).map(|n| {
+            let app = &app;
+            let (property, value) = if n % 2 == 0 {
+                ("hs_lead_status", "QUALIFIED")
+            } else {
+                ("lifecyclestage", "salesqualifiedlead")
+            };
+            async move { send_batch(app, &json!([change(100 + n, 1001, property, value)])).await }
+        });
+        let answers = futures_util::future::join_all(sends).await;
+        let accepted: u64 = answers
+            .iter()
+            .map(|(status, body)| {
+                assert_eq!(*status, 200, "{body}");
+                body["accepted"].as_u64().unwrap()
+            })
+            .sum();
+        assert_eq!(accepted, 1, "{answers:?}");
+        let id = job_of(&app, "1001").await;
+        app.wait_for(id, Status::Sent).await;
+        eventually(WAIT, "queued and sent patched", || async {
+            patched_statuses(&hubspot, 1001, "linkedin_connection_status").await == ["queued", "sent"]
+        })
+        .await;
+        assert_eq!(requests(&hubspot, "GET").await.len(), 1);
+        assert_eq!(env.invitations("acc_default", "raced").await, 1);
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
+    }
+}
+
+both_backends! {
+    async fn two_contacts_of_one_person_get_one_invitation_and_both_are_written_back(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let hubspot = MockServer::start().await;
+        for id in [611, 612] {
+            contact(
+                &hubspot,
+                id,
+                json!({"hs_linkedin_url": profile_url("one-person")}),
+            )
+            .await;
         }
-        all
-    };
-    assert_eq!(sent_by[0].len(), 1, "{sent_by:?}");
-    assert_eq!(sent_by[0], sent_by[1], "{sent_by:?}");
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
+        accept_patches(&hubspot).await;
+        let mut app = env.start(config(&env, &hubspot, "")).await;
+        // The batch carries only ids: which contact is the same person is learned when read.
+        let started = Instant::now();
+        let (status, body) = send_batch(&app, &json!([qualified(1, 611), qualified(2, 612)])).await;
+        assert_eq!(body["accepted"], 2, "{status} {body}");
+        let last_status = |id| {
+            let hubspot = &hubspot;
+            async move {
+                patched_statuses(hubspot, id, "linkedin_connection_status")
+                    .await
+                    .last()
+                    .cloned()
+            }
+        };
+        eventually(WAIT, "both contacts written back sent", || async {
+            last_status(611).await.as_deref() == Some("sent")
+                && last_status(612).await.as_deref() == Some("sent")
+        })
+        .await;
+        // At once, not on a later look at the other job.
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(env.invitations("acc_default", "one-person").await, 1);
+        assert_eq!(env.total_invitations().await, 1);
+        // The job that sent is found by either contact.
+        let sent_by: Vec<Vec<Uuid>> = {
+            let mut all = Vec::new();
+            for record in ["611", "612"] {
+                let mut sent = Vec::new();
+                for job in app.jobs_of(record).await {
+                    if job.status == Status::Sent && job.attempts == 1 {
+                        sent.push(job.id);
+                    }
+                }
+                all.push(sent);
+            }
+            all
+        };
+        assert_eq!(sent_by[0].len(), 1, "{sent_by:?}");
+        assert_eq!(sent_by[0], sent_by[1], "{sent_by:?}");
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
+    }
 }
 
 /// A writeback of `status` for contact `record`, as a worker holds it under `lease`.
@@ -950,98 +961,98 @@ fn hubspot_work(id: i64, record: &str, lease: chrono::Duration) -> WritebackWork
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_spent_hubspot_budget_releases_the_writeback_instead_of_outliving_its_lease()
--> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let hubspot = MockServer::start().await;
-    // The first PATCH leaves one call in a minute-long window: the client keeps the last one
-    // back for other processes, so the next call must wait a minute.
-    Mock::given(method("PATCH"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("X-HubSpot-RateLimit-Remaining", "1")
-                .insert_header("X-HubSpot-RateLimit-Interval-Milliseconds", "60000")
-                .set_body_json(json!({"id": "1"})),
-        )
-        .mount(&hubspot)
-        .await;
-    let config = config(&env, &hubspot, "");
-    let clients = Clients::from_config(&config.crm)?;
-    let writers = Writers::from_config(&config.crm, &config.writeback, &clients)?;
-    let lease = chrono::Duration::from_std(writers.lease())?;
-    assert!(lease < chrono::Duration::seconds(60), "{lease}");
-    let first = writers
-        .deliver(&hubspot_work(1, "701", lease), Utc::now())
-        .await;
-    assert_eq!(first, WritebackResult::Delivered);
+both_backends! {
+    async fn a_spent_hubspot_budget_releases_the_writeback_instead_of_outliving_its_lease(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let hubspot = MockServer::start().await;
+        // The first PATCH leaves one call in a minute-long window: the client keeps the last one
+        // back for other processes, so the next call must wait a minute.
+        Mock::given(method("PATCH"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("X-HubSpot-RateLimit-Remaining", "1")
+                    .insert_header("X-HubSpot-RateLimit-Interval-Milliseconds", "60000")
+                    .set_body_json(json!({"id": "1"})),
+            )
+            .mount(&hubspot)
+            .await;
+        let config = config(&env, &hubspot, "");
+        let clients = Clients::from_config(&config.crm)?;
+        let writers = Writers::from_config(&config.crm, &config.writeback, &clients)?;
+        let lease = chrono::Duration::from_std(writers.lease())?;
+        assert!(lease < chrono::Duration::seconds(60), "{lease}");
+        let first = writers
+            .deliver(&hubspot_work(1, "701", lease), Utc::now())
+            .await;
+        assert_eq!(first, WritebackResult::Delivered);
 
-    let now = Utc::now();
-    let second = tokio::time::timeout(
-        Duration::from_secs(5),
-        writers.deliver(&hubspot_work(2, "702", lease), now),
-    )
-    .await
-    .expect("the writeback waited for HubSpot's budget past its own lease");
-    let WritebackResult::Later { at, .. } = second else {
-        panic!("not released for later: {second:?}")
-    };
-    let budget_ends = now + chrono::Duration::seconds(60);
-    assert!(
-        (at - budget_ends).num_seconds().abs() <= 2,
-        "{at} vs {budget_ends}"
-    );
-    assert_eq!(requests(&hubspot, "PATCH").await.len(), 1);
-    env.cleanup().await;
-    Ok(())
+        let now = Utc::now();
+        let second = tokio::time::timeout(
+            Duration::from_secs(5),
+            writers.deliver(&hubspot_work(2, "702", lease), now),
+        )
+        .await
+        .expect("the writeback waited for HubSpot's budget past its own lease");
+        let WritebackResult::Later { at, .. } = second else {
+            panic!("not released for later: {second:?}")
+        };
+        let budget_ends = now + chrono::Duration::seconds(60);
+        assert!(
+            (at - budget_ends).num_seconds().abs() <= 2,
+            "{at} vs {budget_ends}"
+        );
+        assert_eq!(requests(&hubspot, "PATCH").await.len(), 1);
+        env.cleanup().await;
+        Ok(())
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_hubspot_outage_is_retried_for_the_whole_give_up_time_then_parked()
--> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let hubspot = MockServer::start().await;
-    contact(
-        &hubspot,
-        711,
-        json!({"hs_linkedin_url": profile_url("long-outage")}),
-    )
-    .await;
-    Mock::given(method("PATCH"))
-        .respond_with(ResponseTemplate::new(503).set_body_string("maintenance"))
-        .mount(&hubspot)
+both_backends! {
+    async fn a_long_hubspot_outage_is_retried_for_the_whole_give_up_time_then_parked(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let hubspot = MockServer::start().await;
+        contact(
+            &hubspot,
+            711,
+            json!({"hs_linkedin_url": profile_url("long-outage")}),
+        )
         .await;
-    // No cap on the number of tries: only the time spent failing counts.
-    let config = config(&env, &hubspot, "");
-    let text = env.config_text().replace(
-        "[writeback.retry]\n            max_attempts = 4\n",
-        "[writeback.retry]\n            give_up_after = \"4s\"\n",
-    );
-    assert!(text.contains("give_up_after"));
-    let config = Config {
-        writeback: Config::from_toml(&text)?.writeback,
-        ..config
-    };
-    let mut app = env.start(config).await;
-    let started = Instant::now();
-    send_batch(&app, &json!([qualified(1, 711)])).await;
-    let id = job_of(&app, "711").await;
-    app.wait_for(id, Status::Sent).await;
-    eventually(WAIT, "both writebacks parked", || async {
+        Mock::given(method("PATCH"))
+            .respond_with(ResponseTemplate::new(503).set_body_string("maintenance"))
+            .mount(&hubspot)
+            .await;
+        // No cap on the number of tries: only the time spent failing counts.
+        let config = config(&env, &hubspot, "");
+        let text = env.config_text().replace(
+            "[writeback.retry]\n            max_attempts = 4\n",
+            "[writeback.retry]\n            give_up_after = \"4s\"\n",
+        );
+        assert!(text.contains("give_up_after"));
+        let config = Config {
+            writeback: Config::from_toml(&text)?.writeback,
+            ..config
+        };
+        let mut app = env.start(config).await;
+        let started = Instant::now();
+        send_batch(&app, &json!([qualified(1, 711)])).await;
+        let id = job_of(&app, "711").await;
+        app.wait_for(id, Status::Sent).await;
+        eventually(WAIT, "both writebacks parked", || async {
+            let writebacks = app.job(id).await.writebacks_to("hubspot");
+            writebacks.len() == 2 && writebacks.iter().all(|w| w.state == "parked")
+        })
+        .await;
+        let elapsed = started.elapsed();
         let writebacks = app.job(id).await.writebacks_to("hubspot");
-        writebacks.len() == 2 && writebacks.iter().all(|w| w.state == "parked")
-    })
-    .await;
-    let elapsed = started.elapsed();
-    let writebacks = app.job(id).await.writebacks_to("hubspot");
-    assert!(elapsed >= Duration::from_secs(4), "{elapsed:?}");
-    // 300 ms doubling to a 1 s cap over 4 s: well over the old limit of 4 tries.
-    for writeback in &writebacks {
-        assert!(writeback.attempts >= 5, "{writebacks:#?}");
-        let error = writeback.last_error.as_deref().unwrap();
-        assert!(error.contains("503"), "{error}");
+        assert!(elapsed >= Duration::from_secs(4), "{elapsed:?}");
+        // 300 ms doubling to a 1 s cap over 4 s: well over the old limit of 4 tries.
+        for writeback in &writebacks {
+            assert!(writeback.attempts >= 5, "{writebacks:#?}");
+            let error = writeback.last_error.as_deref().unwrap();
+            assert!(error.contains("503"), "{error}");
+        }
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
     }
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
 }

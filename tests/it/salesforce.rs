@@ -310,398 +310,403 @@ fn lead_contact_and_rep_lead(sf: &FakeSalesforce) -> (String, [String; 3]) {
     (xml, [lead, contact, rep_lead])
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_with_a_lead_and_contacts_is_acked_sent_and_written_back_to_each_record()
--> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let sf = FakeSalesforce::start().await;
-    let mut app = env.start(config(&env, &sf, "")).await;
+both_backends! {
+    async fn a_message_with_a_lead_and_contacts_is_acked_sent_and_written_back_to_each_record(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let sf = FakeSalesforce::start().await;
+        let mut app = env.start(config(&env, &sf, "")).await;
 
-    let (xml, [lead, contact, rep_lead]) = lead_contact_and_rep_lead(&sf);
-    assert_acked(&deliver(&app, &xml).await);
+        let (xml, [lead, contact, rep_lead]) = lead_contact_and_rep_lead(&sf);
+        assert_acked(&deliver(&app, &xml).await);
 
-    let expectations = [
-        (&lead, "Lead", "acc_sf", "sf-ada-lead"),
-        (&contact, "Contact", "acc_rep", "sf-grace-contact"),
-        (&rep_lead, "Lead", "acc_rep", "sf-alan-lead"),
-    ];
-    for (record, object, account, slug) in expectations {
-        let sent = Sent {
-            record,
-            object,
-            account,
-            slug,
-        };
-        let job = assert_sent_and_written_back(&env, &app, &sf, sent).await;
-        let patches = sf.accepted_patches(record);
-        assert_eq!(patches[0]["LinkedIn_Profile_URN__c"], Value::Null);
+        let expectations = [
+            (&lead, "Lead", "acc_sf", "sf-ada-lead"),
+            (&contact, "Contact", "acc_rep", "sf-grace-contact"),
+            (&rep_lead, "Lead", "acc_rep", "sf-alan-lead"),
+        ];
+        for (record, object, account, slug) in expectations {
+            let sent = Sent {
+                record,
+                object,
+                account,
+                slug,
+            };
+            let job = assert_sent_and_written_back(&env, &app, &sf, sent).await;
+            let patches = sf.accepted_patches(record);
+            assert_eq!(patches[0]["LinkedIn_Profile_URN__c"], Value::Null);
+            assert_eq!(
+                patches[1]["LinkedIn_Profile_URN__c"],
+                job.profile_urn.as_deref().unwrap()
+            );
+            assert!(
+                job.profile_urn
+                    .as_deref()
+                    .unwrap()
+                    .starts_with("urn:li:fsd_profile:")
+            );
+            assert_eq!(patches[1]["LinkedIn_Last_Error__c"], Value::Null);
+            assert!(patches[1]["LinkedIn_Status_Changed_At__c"].is_string());
+            // Every call for the record went to its own sObject type.
+            assert!(
+                sf.calls_for(record).iter().all(|c| c.object == object),
+                "{:?}",
+                sf.calls_for(record)
+            );
+        }
+        // Only the Contact, whose notification had no URL, was read, with the fields the
+        // connect stage needs (a Contact has no Company field).
+        let gets: Vec<ApiCall> = sf
+            .calls()
+            .into_iter()
+            .filter(|c| c.method == "GET")
+            .collect();
+        assert_eq!(gets.len(), 1, "{gets:?}");
+        assert_eq!(gets[0].id, contact);
+        assert_eq!(gets[0].status, 200);
+        let mut asked: Vec<&str> = gets[0].fields.as_deref().unwrap().split(',').collect();
+        asked.sort_unstable();
         assert_eq!(
-            patches[1]["LinkedIn_Profile_URN__c"],
-            job.profile_urn.as_deref().unwrap()
+            asked,
+            ["FirstName", "LastName", "LinkedIn_URL__c", "OwnerId"]
         );
-        assert!(
-            job.profile_urn
-                .as_deref()
-                .unwrap()
-                .starts_with("urn:li:fsd_profile:")
-        );
-        assert_eq!(patches[1]["LinkedIn_Last_Error__c"], Value::Null);
-        assert!(patches[1]["LinkedIn_Status_Changed_At__c"].is_string());
-        // Every call for the record went to its own sObject type.
-        assert!(
-            sf.calls_for(record).iter().all(|c| c.object == object),
-            "{:?}",
-            sf.calls_for(record)
-        );
+        // One token for all of it.
+        assert_eq!(sf.token_requests(), 1);
+        assert_eq!(env.total_invitations().await, 3);
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
     }
-    // Only the Contact, whose notification had no URL, was read, with the fields the
-    // connect stage needs (a Contact has no Company field).
-    let gets: Vec<ApiCall> = sf
-        .calls()
-        .into_iter()
-        .filter(|c| c.method == "GET")
-        .collect();
-    assert_eq!(gets.len(), 1, "{gets:?}");
-    assert_eq!(gets[0].id, contact);
-    assert_eq!(gets[0].status, 200);
-    let mut asked: Vec<&str> = gets[0].fields.as_deref().unwrap().split(',').collect();
-    asked.sort_unstable();
-    assert_eq!(
-        asked,
-        ["FirstName", "LastName", "LinkedIn_URL__c", "OwnerId"]
-    );
-    // One token for all of it.
-    assert_eq!(sf.token_requests(), 1);
-    assert_eq!(env.total_invitations().await, 3);
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redelivered_notification_is_acked_again_without_a_second_job() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let sf = FakeSalesforce::start().await;
-    let mut app = env.start(config(&env, &sf, "")).await;
-    let lead = id18("00Q5g00000ReDel");
-    let other = id18("00Q5g00000ReDe2");
-    for (record, slug) in [(&lead, "sf-redelivered"), (&other, "sf-bundled")] {
-        sf.add_record(
-            "Lead",
-            record,
-            json!({"LinkedIn_URL__c": profile_url(slug)}),
-        );
-    }
-    let first = url_notification(&id18("04l5g00000RdLv1"), &lead, "sf-redelivered");
-    let xml = outbound_message(&org_18(), &[first]);
-    assert_acked(&deliver(&app, &xml).await);
-    // Salesforce did not see the Ack (a timeout) and sends the same message again.
-    assert_acked(&deliver(&app, &xml).await);
-    let id = app.only_job_of(&lead).await.id;
-    app.wait_for(id, Status::Sent).await;
+both_backends! {
+    async fn a_redelivered_notification_is_acked_again_without_a_second_job(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let sf = FakeSalesforce::start().await;
+        let mut app = env.start(config(&env, &sf, "")).await;
+        let lead = id18("00Q5g00000ReDel");
+        let other = id18("00Q5g00000ReDe2");
+        for (record, slug) in [(&lead, "sf-redelivered"), (&other, "sf-bundled")] {
+            sf.add_record(
+                "Lead",
+                record,
+                json!({"LinkedIn_URL__c": profile_url(slug)}),
+            );
+        }
+        let first = url_notification(&id18("04l5g00000RdLv1"), &lead, "sf-redelivered");
+        let xml = outbound_message(&org_18(), &[first]);
+        assert_acked(&deliver(&app, &xml).await);
+        // Salesforce did not see the Ack (a timeout) and sends the same message again.
+        assert_acked(&deliver(&app, &xml).await);
+        let id = app.only_job_of(&lead).await.id;
+        app.wait_for(id, Status::Sent).await;
 
-    // Later, out of order, bundled with a new notification.
-    let again = outbound_message(
-        &org_18(),
-        &[
-            url_notification(&id18("04l5g00000RdLv2"), &other, "sf-bundled"),
-            url_notification(&id18("04l5g00000RdLv1"), &lead, "sf-redelivered"),
-        ],
-    );
-    assert_acked(&deliver(&app, &again).await);
-    let other_id = app.only_job_of(&other).await.id;
-    app.wait_for(other_id, Status::Sent).await;
-
-    // A lead whose job ended `profile_not_found` may start a new job, so what stops a
-    // redelivery here is the notification id alone.
-    let gone = id18("00Q5g00000ReDe3");
-    sf.add_record(
-        "Lead",
-        &gone,
-        json!({"LinkedIn_URL__c": profile_url("unknown-sf-gone")}),
-    );
-    let gone_message = |notification_id: &str| {
-        outbound_message(
+        // Later, out of order, bundled with a new notification.
+        let again = outbound_message(
             &org_18(),
-            &[url_notification(notification_id, &gone, "unknown-sf-gone")],
-        )
-    };
-    let gone_xml = gone_message(&id18("04l5g00000RdLv3"));
-    assert_acked(&deliver(&app, &gone_xml).await);
-    let gone_id = app.only_job_of(&gone).await.id;
-    app.wait_for(gone_id, Status::ProfileNotFound).await;
-    assert_acked(&deliver(&app, &gone_xml).await);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(app.only_job_of(&gone).await.id, gone_id);
-    // A new notification for the record (the lead qualified again) is a new job.
-    assert_acked(&deliver(&app, &gone_message(&id18("04l5g00000RdLv4"))).await);
-    assert_eq!(app.jobs_of(&gone).await.len(), 2);
-    app.wait_for(other_id, Status::Sent).await;
-    assert_eq!(app.only_job_of(&lead).await.id, id);
-    assert_eq!(app.jobs("").await.len(), 4);
-    assert_eq!(env.invitations("acc_sf", "sf-redelivered").await, 1);
-    assert_eq!(env.invitations("acc_sf", "sf-bundled").await, 1);
-    eventually(WAIT, "the first lead written back once", || async {
-        sf.written_statuses(&lead) == ["queued", "sent"]
-    })
-    .await;
-    // Nothing more trickles in for the repeated notification.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(sf.written_statuses(&lead), ["queued", "sent"]);
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_orgs_message_is_forbidden_and_the_15_character_org_id_is_accepted()
--> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let sf = FakeSalesforce::start().await;
-    let mut app = env.start(config(&env, &sf, "")).await;
-    let lead = id18("00Q5g00000OrgId");
-    sf.add_record(
-        "Lead",
-        &lead,
-        json!({"LinkedIn_URL__c": profile_url("sf-org")}),
-    );
-    let message = |org: &str| {
-        outbound_message(
-            org,
-            &[url_notification(&id18("04l5g00000OrgN1"), &lead, "sf-org")],
-        )
-    };
-    for org in [
-        id18("00D5g000004SNFi"),     // another org, well-formed
-        "00D5g000004SNFH".into(),    // the case of a character differs: another id
-        "00D5g000004SNFhEAA".into(), // a checksum that does not match
-        "00D5g000004SNF".into(),
-    ] {
-        let answer = deliver(&app, &message(&org)).await;
-        assert_not_acked(&answer, 403);
-        assert!(
-            answer.body.contains("another organization"),
-            "{org}: {}",
-            answer.body
+            &[
+                url_notification(&id18("04l5g00000RdLv2"), &other, "sf-bundled"),
+                url_notification(&id18("04l5g00000RdLv1"), &lead, "sf-redelivered"),
+            ],
         );
-    }
-    assert_nothing_created(&env, &app, &sf).await;
+        assert_acked(&deliver(&app, &again).await);
+        let other_id = app.only_job_of(&other).await.id;
+        app.wait_for(other_id, Status::Sent).await;
 
-    // The configured id is the 18-character form; the 15-character one is the same org.
-    assert_acked(&deliver(&app, &message(ORG_15)).await);
-    let id = app.only_job_of(&lead).await.id;
-    app.wait_for(id, Status::Sent).await;
-    assert_eq!(env.invitations("acc_sf", "sf-org").await, 1);
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_org_id_configured_with_surrounding_spaces_still_names_the_org() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let sf = FakeSalesforce::start().await;
-    // The config check trims the id (a copy-paste from Company Information often carries
-    // a space); the comparison must use the same id.
-    let text = config_text(&env, &sf, "").replace(
-        &format!("organization_id = \"{}\"", org_18()),
-        &format!("organization_id = \" {} \"", org_18()),
-    );
-    assert!(text.contains(&format!("\" {} \"", org_18())));
-    let mut app = env.start(Config::from_toml(&text)?).await;
-    let lead = id18("00Q5g00000SpAce");
-    sf.add_record(
-        "Lead",
-        &lead,
-        json!({"LinkedIn_URL__c": profile_url("sf-space")}),
-    );
-    let xml = outbound_message(
-        &org_18(),
-        &[url_notification(
-            &id18("04l5g00000SpAce"),
-            &lead,
-            "sf-space",
-        )],
-    );
-    assert_acked(&deliver(&app, &xml).await);
-    let id = app.only_job_of(&lead).await.id;
-    app.wait_for(id, Status::Sent).await;
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_or_wrong_url_token_is_unauthorized_and_never_logged() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let sf = FakeSalesforce::start().await;
-    let mut app = env.start(config(&env, &sf, "")).await;
-    let lead = id18("00Q5g00000ToKen");
-    let xml = outbound_message(
-        &org_18(),
-        &[url_notification(
-            &id18("04l5g00000TkN01"),
-            &lead,
-            "sf-token",
-        )],
-    );
-    let wrong = "wrongTok-93b1c7e05d2a";
-    for query in [
-        String::new(),
-        "?token=".into(),
-        format!("?token={wrong}"),
-        format!("?Token={SF_TOKEN}"),
-        format!("?token={}", &SF_TOKEN[..SF_TOKEN.len() - 1]),
-        format!("?secret={SF_TOKEN}"),
-    ] {
-        let answer = post_outbound(&app, &query, &xml).await;
-        assert_not_acked(&answer, 401);
-    }
-    assert_nothing_created(&env, &app, &sf).await;
-
-    // The requests were logged, by path; neither token reached the log.
-    let logs = logs::captured();
-    assert!(
-        logs.contains("path=/webhooks/salesforce") && logs.contains("status=401"),
-        "the request log is missing:\n{logs}"
-    );
-    assert!(!logs.contains(wrong), "the presented token was logged");
-    assert!(!logs.contains(SF_TOKEN), "the configured token was logged");
-    assert!(
-        !logs.contains(CLIENT_SECRET),
-        "the client secret was logged"
-    );
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_xml_gets_a_soap_fault_and_changes_nothing() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let sf = FakeSalesforce::start().await;
-    let mut app = env.start(config(&env, &sf, "")).await;
-    let lead = id18("00Q5g00000BadXm");
-    let good = outbound_message(
-        &org_18(),
-        &[url_notification(
-            &id18("04l5g00000BdX01"),
-            &lead,
-            "sf-bad-xml",
-        )],
-    );
-    let truncated = good[..good.len() / 2].to_string();
-    let unclosed = good.replace("</sf:LinkedIn_URL__c>", "");
-    // One notification of an unsupported type spoils the whole message.
-    let account = good.replacen(
-        "</Notification>",
-        &format!(
-            r#"</Notification>
-   <Notification><Id>{}</Id><sObject xsi:type="sf:Account" xmlns:sf="urn:sobject.enterprise.soap.sforce.com"><sf:Id>{}</sf:Id></sObject></Notification>"#,
-            id18("04l5g00000BdX02"),
-            id18("0015g00000AccNt")
-        ),
-        1,
-    );
-    for (body, reason) in [
-        (truncated.as_str(), "not well-formed XML"),
-        (unclosed.as_str(), "not well-formed XML"),
-        ("{\"recordId\": \"00Q\"}", "not well-formed XML"),
-        (account.as_str(), "Account"),
-    ] {
-        let answer = deliver(&app, body).await;
-        assert_not_acked(&answer, 500);
-        assert!(
-            answer.content_type.starts_with("text/xml"),
-            "{}",
-            answer.content_type
-        );
-        assert!(answer.body.contains("<soapenv:Fault>"), "{}", answer.body);
-        assert!(
-            answer
-                .body
-                .contains("<faultcode>soapenv:Client</faultcode>"),
-            "{}",
-            answer.body
-        );
-        assert!(answer.body.contains(reason), "{reason}: {}", answer.body);
-    }
-    assert_nothing_created(&env, &app, &sf).await;
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_notification_that_does_not_qualify_is_acked_without_a_job() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let sf = FakeSalesforce::start().await;
-    let mut app = env
-        .start(config(
-            &env,
-            &sf,
-            "[sources.salesforce.qualify]\nfield = \"Status\"\nvalue = \"Qualified\"",
-        ))
-        .await;
-    let qualified = id18("00Q5g00000QuaL1");
-    let working = id18("00Q5g00000QuaL2");
-    let no_status = id18("00Q5g00000QuaL3");
-    for (record, slug) in [
-        (&qualified, "sf-qualified"),
-        (&working, "sf-working"),
-        (&no_status, "sf-no-status"),
-    ] {
+        // A lead whose job ended `profile_not_found` may start a new job, so what stops a
+        // redelivery here is the notification id alone.
+        let gone = id18("00Q5g00000ReDe3");
         sf.add_record(
             "Lead",
-            record,
-            json!({"LinkedIn_URL__c": profile_url(slug)}),
+            &gone,
+            json!({"LinkedIn_URL__c": profile_url("unknown-sf-gone")}),
         );
+        let gone_message = |notification_id: &str| {
+            outbound_message(
+                &org_18(),
+                &[url_notification(notification_id, &gone, "unknown-sf-gone")],
+            )
+        };
+        let gone_xml = gone_message(&id18("04l5g00000RdLv3"));
+        assert_acked(&deliver(&app, &gone_xml).await);
+        let gone_id = app.only_job_of(&gone).await.id;
+        app.wait_for(gone_id, Status::ProfileNotFound).await;
+        assert_acked(&deliver(&app, &gone_xml).await);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(app.only_job_of(&gone).await.id, gone_id);
+        // A new notification for the record (the lead qualified again) is a new job.
+        assert_acked(&deliver(&app, &gone_message(&id18("04l5g00000RdLv4"))).await);
+        assert_eq!(app.jobs_of(&gone).await.len(), 2);
+        app.wait_for(other_id, Status::Sent).await;
+        assert_eq!(app.only_job_of(&lead).await.id, id);
+        assert_eq!(app.jobs("").await.len(), 4);
+        assert_eq!(env.invitations("acc_sf", "sf-redelivered").await, 1);
+        assert_eq!(env.invitations("acc_sf", "sf-bundled").await, 1);
+        eventually(WAIT, "the first lead written back once", || async {
+            sf.written_statuses(&lead) == ["queued", "sent"]
+        })
+        .await;
+        // Nothing more trickles in for the repeated notification.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(sf.written_statuses(&lead), ["queued", "sent"]);
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
     }
-    let xml = outbound_message(
-        &org_18(),
-        &[
-            notification(
-                &id18("04l5g00000QuN01"),
-                "Lead",
-                &working,
-                &[
-                    ("Status", "Working - Contacted"),
-                    ("LinkedIn_URL__c", &profile_url("sf-working")),
-                ],
+}
+
+both_backends! {
+    async fn another_orgs_message_is_forbidden_and_the_15_character_org_id_is_accepted(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let sf = FakeSalesforce::start().await;
+        let mut app = env.start(config(&env, &sf, "")).await;
+        let lead = id18("00Q5g00000OrgId");
+        sf.add_record(
+            "Lead",
+            &lead,
+            json!({"LinkedIn_URL__c": profile_url("sf-org")}),
+        );
+        let message = |org: &str| {
+            outbound_message(
+                org,
+                &[url_notification(&id18("04l5g00000OrgN1"), &lead, "sf-org")],
+            )
+        };
+        for org in [
+            id18("00D5g000004SNFi"),     // another org, well-formed
+            "00D5g000004SNFH".into(),    // the case of a character differs: another id
+            "00D5g000004SNFhEAA".into(), // a checksum that does not match
+            "00D5g000004SNF".into(),
+        ] {
+            let answer = deliver(&app, &message(&org)).await;
+            assert_not_acked(&answer, 403);
+            assert!(
+                answer.body.contains("another organization"),
+                "{org}: {}",
+                answer.body
+            );
+        }
+        assert_nothing_created(&env, &app, &sf).await;
+
+        // The configured id is the 18-character form; the 15-character one is the same org.
+        assert_acked(&deliver(&app, &message(ORG_15)).await);
+        let id = app.only_job_of(&lead).await.id;
+        app.wait_for(id, Status::Sent).await;
+        assert_eq!(env.invitations("acc_sf", "sf-org").await, 1);
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
+    }
+}
+
+both_backends! {
+    async fn an_org_id_configured_with_surrounding_spaces_still_names_the_org(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let sf = FakeSalesforce::start().await;
+        // The config check trims the id (a copy-paste from Company Information often carries
+        // a space); the comparison must use the same id.
+        let text = config_text(&env, &sf, "").replace(
+            &format!("organization_id = \"{}\"", org_18()),
+            &format!("organization_id = \" {} \"", org_18()),
+        );
+        assert!(text.contains(&format!("\" {} \"", org_18())));
+        let mut app = env.start(Config::from_toml(&text)?).await;
+        let lead = id18("00Q5g00000SpAce");
+        sf.add_record(
+            "Lead",
+            &lead,
+            json!({"LinkedIn_URL__c": profile_url("sf-space")}),
+        );
+        let xml = outbound_message(
+            &org_18(),
+            &[url_notification(
+                &id18("04l5g00000SpAce"),
+                &lead,
+                "sf-space",
+            )],
+        );
+        assert_acked(&deliver(&app, &xml).await);
+        let id = app.only_job_of(&lead).await.id;
+        app.wait_for(id, Status::Sent).await;
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
+    }
+}
+
+both_backends! {
+    async fn a_missing_or_wrong_url_token_is_unauthorized_and_never_logged(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let sf = FakeSalesforce::start().await;
+        let mut app = env.start(config(&env, &sf, "")).await;
+        let lead = id18("00Q5g00000ToKen");
+        let xml = outbound_message(
+            &org_18(),
+            &[url_notification(
+                &id18("04l5g00000TkN01"),
+                &lead,
+                "sf-token",
+            )],
+        );
+        let wrong = "wrongTok-93b1c7e05d2a";
+        for query in [
+            String::new(),
+            "?token=".into(),
+            format!("?token={wrong}"),
+            format!("?Token={SF_TOKEN}"),
+            format!("?token={}", &SF_TOKEN[..SF_TOKEN.len() - 1]),
+            format!("?secret={SF_TOKEN}"),
+        ] {
+            let answer = post_outbound(&app, &query, &xml).await;
+            assert_not_acked(&answer, 401);
+        }
+        assert_nothing_created(&env, &app, &sf).await;
+
+        // The requests were logged, by path; neither token reached the log.
+        let logs = logs::captured();
+        assert!(
+            logs.contains("path=/webhooks/salesforce") && logs.contains("status=401"),
+            "the request log is missing:\n{logs}"
+        );
+        assert!(!logs.contains(wrong), "the presented token was logged");
+        assert!(!logs.contains(SF_TOKEN), "the configured token was logged");
+        assert!(
+            !logs.contains(CLIENT_SECRET),
+            "the client secret was logged"
+        );
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
+    }
+}
+
+both_backends! {
+    async fn malformed_xml_gets_a_soap_fault_and_changes_nothing(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let sf = FakeSalesforce::start().await;
+        let mut app = env.start(config(&env, &sf, "")).await;
+        let lead = id18("00Q5g00000BadXm");
+        let good = outbound_message(
+            &org_18(),
+            &[url_notification(
+                &id18("04l5g00000BdX01"),
+                &lead,
+                "sf-bad-xml",
+            )],
+        );
+        let truncated = good[..good.len() / 2].to_string();
+        let unclosed = good.replace("</sf:LinkedIn_URL__c>", "");
+        // One notification of an unsupported type spoils the whole message.
+        let account = good.replacen(
+            "</Notification>",
+            &format!(
+                r#"</Notification>
+       <Notification><Id>{}</Id><sObject xsi:type="sf:Account" xmlns:sf="urn:sobject.enterprise.soap.sforce.com"><sf:Id>{}</sf:Id></sObject></Notification>"#,
+                id18("04l5g00000BdX02"),
+                id18("0015g00000AccNt")
             ),
-            notification(
-                &id18("04l5g00000QuN02"),
+            1,
+        );
+        for (body, reason) in [
+            (truncated.as_str(), "not well-formed XML"),
+            (unclosed.as_str(), "not well-formed XML"),
+            ("{\"recordId\": \"00Q\"}", "not well-formed XML"),
+            (account.as_str(), "Account"),
+        ] {
+            let answer = deliver(&app, body).await;
+            assert_not_acked(&answer, 500);
+            assert!(
+                answer.content_type.starts_with("text/xml"),
+                "{}",
+                answer.content_type
+            );
+            assert!(answer.body.contains("<soapenv:Fault>"), "{}", answer.body);
+            assert!(
+                answer
+                    .body
+                    .contains("<faultcode>soapenv:Client</faultcode>"),
+                "{}",
+                answer.body
+            );
+            assert!(answer.body.contains(reason), "{reason}: {}", answer.body);
+        }
+        assert_nothing_created(&env, &app, &sf).await;
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
+    }
+}
+
+both_backends! {
+    async fn a_notification_that_does_not_qualify_is_acked_without_a_job(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let sf = FakeSalesforce::start().await;
+        let mut app = env
+            .start(config(
+                &env,
+                &sf,
+                "[sources.salesforce.qualify]\nfield = \"Status\"\nvalue = \"Qualified\"",
+            ))
+            .await;
+        let qualified = id18("00Q5g00000QuaL1");
+        let working = id18("00Q5g00000QuaL2");
+        let no_status = id18("00Q5g00000QuaL3");
+        for (record, slug) in [
+            (&qualified, "sf-qualified"),
+            (&working, "sf-working"),
+            (&no_status, "sf-no-status"),
+        ] {
+            sf.add_record(
                 "Lead",
-                &qualified,
-                &[
-                    ("Status", "Qualified"),
-                    ("LinkedIn_URL__c", &profile_url("sf-qualified")),
-                ],
-            ),
-            url_notification(&id18("04l5g00000QuN03"), &no_status, "sf-no-status"),
-        ],
-    );
-    assert_acked(&deliver(&app, &xml).await);
-    let id = app.only_job_of(&qualified).await.id;
-    app.wait_for(id, Status::Sent).await;
-    assert_eq!(app.jobs("").await.len(), 1);
-    assert!(app.jobs_of(&working).await.is_empty());
-    assert!(app.jobs_of(&no_status).await.is_empty());
-    assert_eq!(env.total_invitations().await, 1);
-    let (_, stats) = app.admin("/admin/stats").await;
-    assert_eq!(
-        stats["ignoredEvents"]["salesforce.not_qualified"], 2,
-        "{stats}"
-    );
-    eventually(WAIT, "the qualified lead written back", || async {
-        sf.written_statuses(&qualified) == ["queued", "sent"]
-    })
-    .await;
-    assert!(sf.calls_for(&working).is_empty());
-    assert!(sf.calls_for(&no_status).is_empty());
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
+                record,
+                json!({"LinkedIn_URL__c": profile_url(slug)}),
+            );
+        }
+        let xml = outbound_message(
+            &org_18(),
+            &[
+                notification(
+                    &id18("04l5g00000QuN01"),
+                    "Lead",
+                    &working,
+                    &[
+                        ("Status", "Working - Contacted"),
+                        ("LinkedIn_URL__c", &profile_url("sf-working")),
+                    ],
+                ),
+                notification(
+                    &id18("04l5g00000QuN02"),
+                    "Lead",
+                    &qualified,
+                    &[
+                        ("Status", "Qualified"),
+                        ("LinkedIn_URL__c", &profile_url("sf-qualified")),
+                    ],
+                ),
+                url_notification(&id18("04l5g00000QuN03"), &no_status, "sf-no-status"),
+            ],
+        );
+        assert_acked(&deliver(&app, &xml).await);
+        let id = app.only_job_of(&qualified).await.id;
+        app.wait_for(id, Status::Sent).await;
+        assert_eq!(app.jobs("").await.len(), 1);
+        assert!(app.jobs_of(&working).await.is_empty());
+        assert!(app.jobs_of(&no_status).await.is_empty());
+        assert_eq!(env.total_invitations().await, 1);
+        let (_, stats) = app.admin("/admin/stats").await;
+        assert_eq!(
+            stats["ignoredEvents"]["salesforce.not_qualified"], 2,
+            "{stats}"
+        );
+        eventually(WAIT, "the qualified lead written back", || async {
+            sf.written_statuses(&qualified) == ["queued", "sent"]
+        })
+        .await;
+        assert!(sf.calls_for(&working).is_empty());
+        assert!(sf.calls_for(&no_status).is_empty());
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -943,82 +948,83 @@ async fn only_the_delivery_id_makes_a_repeated_flow_callout_a_duplicate() -> any
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_apex_callout_signed_in_base64_is_accepted_and_a_bad_one_is_not() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let sf = FakeSalesforce::start().await;
-    let mut app = env
-        .start(config(
-            &env,
-            &sf,
-            &format!(
-                "[sources.salesforce.callout.hmac]\nsecret = \"{HMAC_SECRET}\"\nencoding = \"base64\""
-            ),
-        ))
+both_backends! {
+    async fn an_apex_callout_signed_in_base64_is_accepted_and_a_bad_one_is_not(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let sf = FakeSalesforce::start().await;
+        let mut app = env
+            .start(config(
+                &env,
+                &sf,
+                &format!(
+                    "[sources.salesforce.callout.hmac]\nsecret = \"{HMAC_SECRET}\"\nencoding = \"base64\""
+                ),
+            ))
+            .await;
+        let contact = id18("0035g00000ApXb6");
+        sf.add_record("Contact", &contact, json!({}));
+        let body = callout_body("Contact", &contact, "sf-apex-b64");
+        let now = Utc::now();
+        let ts = now.timestamp().to_string();
+        let signature = apex_signature(HMAC_SECRET, &ts, &body, true);
+        assert_eq!(
+            signature,
+            hmac_callout::sign(
+                HMAC_SECRET,
+                now.timestamp(),
+                body.as_bytes(),
+                SignatureEncoding::Base64
+            )?
+        );
+        // Hex where base64 is configured, a stale timestamp, and a wrong MAC are refused.
+        let stale = (now - chrono::Duration::minutes(6)).timestamp().to_string();
+        for headers in [
+            vec![
+                ("X-Timestamp", ts.clone()),
+                (
+                    "X-Signature",
+                    apex_signature(HMAC_SECRET, &ts, &body, false),
+                ),
+            ],
+            vec![
+                ("X-Timestamp", stale.clone()),
+                (
+                    "X-Signature",
+                    apex_signature(HMAC_SECRET, &stale, &body, true),
+                ),
+            ],
+            vec![
+                ("X-Timestamp", ts.clone()),
+                (
+                    "X-Signature",
+                    apex_signature("not-the-secret-123456", &ts, &body, true),
+                ),
+            ],
+        ] {
+            let (status, answer) = post_callout(&app, &headers, &body).await;
+            assert_eq!(status, 401, "{headers:?}: {answer}");
+        }
+        assert!(app.jobs("").await.is_empty());
+        let (status, created) = post_callout(
+            &app,
+            &[("X-Timestamp", ts.clone()), ("X-Signature", signature)],
+            &body,
+        )
         .await;
-    let contact = id18("0035g00000ApXb6");
-    sf.add_record("Contact", &contact, json!({}));
-    let body = callout_body("Contact", &contact, "sf-apex-b64");
-    let now = Utc::now();
-    let ts = now.timestamp().to_string();
-    let signature = apex_signature(HMAC_SECRET, &ts, &body, true);
-    assert_eq!(
-        signature,
-        hmac_callout::sign(
-            HMAC_SECRET,
-            now.timestamp(),
-            body.as_bytes(),
-            SignatureEncoding::Base64
-        )?
-    );
-    // Hex where base64 is configured, a stale timestamp, and a wrong MAC are refused.
-    let stale = (now - chrono::Duration::minutes(6)).timestamp().to_string();
-    for headers in [
-        vec![
-            ("X-Timestamp", ts.clone()),
-            (
-                "X-Signature",
-                apex_signature(HMAC_SECRET, &ts, &body, false),
-            ),
-        ],
-        vec![
-            ("X-Timestamp", stale.clone()),
-            (
-                "X-Signature",
-                apex_signature(HMAC_SECRET, &stale, &body, true),
-            ),
-        ],
-        vec![
-            ("X-Timestamp", ts.clone()),
-            (
-                "X-Signature",
-                apex_signature("not-the-secret-123456", &ts, &body, true),
-            ),
-        ],
-    ] {
-        let (status, answer) = post_callout(&app, &headers, &body).await;
-        assert_eq!(status, 401, "{headers:?}: {answer}");
+        assert_eq!(status, 202, "{created}");
+        let id = job_id(&created);
+        let job = app.wait_for(id, Status::Sent).await;
+        assert_eq!(job.record_object.as_deref(), Some("Contact"));
+        assert_eq!(env.invitations("acc_sf", "sf-apex-b64").await, 1);
+        eventually(WAIT, "the Contact written back", || async {
+            sf.written_statuses(&contact) == ["queued", "sent"]
+        })
+        .await;
+        assert!(sf.calls_for(&contact).iter().all(|c| c.object == "Contact"));
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
     }
-    assert!(app.jobs("").await.is_empty());
-    let (status, created) = post_callout(
-        &app,
-        &[("X-Timestamp", ts.clone()), ("X-Signature", signature)],
-        &body,
-    )
-    .await;
-    assert_eq!(status, 202, "{created}");
-    let id = job_id(&created);
-    let job = app.wait_for(id, Status::Sent).await;
-    assert_eq!(job.record_object.as_deref(), Some("Contact"));
-    assert_eq!(env.invitations("acc_sf", "sf-apex-b64").await, 1);
-    eventually(WAIT, "the Contact written back", || async {
-        sf.written_statuses(&contact) == ["queued", "sent"]
-    })
-    .await;
-    assert!(sf.calls_for(&contact).iter().all(|c| c.object == "Contact"));
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1053,282 +1059,286 @@ async fn send_lead(
     (record, id)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_access_token_that_expires_mid_run_is_replaced_once() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let sf = FakeSalesforce::start().await;
-    let mut app = env.start(config(&env, &sf, "")).await;
-    let (first, _) = send_lead(&app, &sf, "00Q5g00000TkEx1", "sf-token-one").await;
-    eventually(WAIT, "first lead written back", || async {
-        sf.written_statuses(&first) == ["queued", "sent"]
-    })
-    .await;
-    assert_eq!(sf.token_requests(), 1);
-
-    // The session times out: the token Salesforce issued no longer works.
-    sf.with(|s| s.valid_tokens.clear());
-    let (second, id) = send_lead(&app, &sf, "00Q5g00000TkEx2", "sf-token-two").await;
-    eventually(WAIT, "second lead written back", || async {
-        sf.written_statuses(&second) == ["queued", "sent"]
-    })
-    .await;
-    assert_eq!(sf.token_requests(), 2, "one new token, fetched once");
-    assert_eq!(sf.answers(401), 1);
-    let calls = sf.calls_for(&second);
-    let refused = calls.iter().position(|c| c.status == 401).unwrap();
-    assert!(
-        calls[refused + 1..]
-            .iter()
-            .all(|c| c.bearer.ends_with("fake-access-token-2") && c.status == 204)
-    );
-    // The new token was fetched inside the delivery: no try was spent on it. (The fake has
-    // answered before the outcome is committed: wait for the commit.)
-    eventually(WAIT, "the writebacks recorded as delivered", || async {
-        let job = app.job(id).await;
-        let writebacks = job.writebacks_to("salesforce");
-        !writebacks.is_empty() && writebacks.iter().all(|w| w.state != "pending")
-    })
-    .await;
-    let job = app.job(id).await;
-    for writeback in job.writebacks_to("salesforce") {
-        assert_eq!(writeback.state, "delivered", "{job:#?}");
-        assert_eq!(writeback.attempts, 1, "{job:#?}");
-    }
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_sessions_pause_salesforce_writebacks_until_they_work() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let sf = FakeSalesforce::start().await;
-    // Tokens are issued, but the API refuses every one (the integration user lost its
-    // API permission, say): two 401s in a row.
-    sf.with(|s| s.refuse_all_tokens = true);
-    let mut app = env.start(config(&env, &sf, "")).await;
-    let (record, id) = send_lead(&app, &sf, "00Q5g00000PaUs1", "sf-paused-writes").await;
-
-    // Longer than four writeback tries (max_attempts = 4) would take were they counted.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let job = app.job(id).await;
-    assert_eq!(job.status, Status::Sent, "{job:#?}");
-    let writebacks = job.writebacks_to("salesforce");
-    assert_eq!(writebacks.len(), 2, "{job:#?}");
-    for writeback in &writebacks {
-        assert_eq!(writeback.state, "pending", "{job:#?}");
-    }
-    assert!(
-        writebacks[0]
-            .last_error
-            .as_deref()
-            .unwrap_or_default()
-            .contains("INVALID_SESSION_ID"),
-        "{job:#?}"
-    );
-    let paused_tries = job
-        .events("writeback")
-        .iter()
-        .filter(|e| e.detail["result"] == "paused")
-        .count();
-    assert!(paused_tries >= 2, "probed again while paused: {job:#?}");
-    assert!(sf.written_statuses(&record).is_empty());
-    // The callback target is not held up by Salesforce's pause.
-    assert_eq!(env.callback_statuses(id), ["queued", "sent"]);
-    assert_eq!(env.invitations("acc_sf", "sf-paused-writes").await, 1);
-
-    sf.with(|s| s.refuse_all_tokens = false);
-    eventually(WAIT, "writebacks resume in order", || async {
-        sf.written_statuses(&record) == ["queued", "sent"]
-    })
-    .await;
-    eventually(WAIT, "writebacks delivered", || async {
-        let job = app.job(id).await;
-        job.writebacks_to("salesforce")
-            .iter()
-            .all(|w| w.state == "delivered")
-    })
-    .await;
-    assert_eq!(env.invitations("acc_sf", "sf-paused-writes").await, 1);
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_credentials_pause_enrichment_and_the_job_resumes_once_fixed() -> anyhow::Result<()>
-{
-    let env = TestEnv::new().await;
-    let sf = FakeSalesforce::start().await;
-    // The connected app's secret was rotated in Salesforce but not in leadlink.
-    sf.with(|s| s.client_secret = "rotated-secret-abcdef".into());
-    let mut app = env.start(config(&env, &sf, "")).await;
-    let contact = id18("0035g00000PaUsE");
-    sf.add_record(
-        "Contact",
-        &contact,
-        json!({"FirstName": "Kat", "LastName": "Johnson", "OwnerId": id18(REP_15),
-               "LinkedIn_URL__c": profile_url("sf-paused-read")}),
-    );
-    let xml = outbound_message(
-        &org_18(),
-        &[notification(
-            &id18("04l5g00000PaUsE"),
-            "Contact",
-            &contact,
-            &[("FirstName", "Kat")],
-        )],
-    );
-    assert_acked(&deliver(&app, &xml).await);
-    let id = app.only_job_of(&contact).await.id;
-    let job = app.wait_for(id, Status::Paused).await;
-    assert!(
-        job.error.as_deref().unwrap().contains("invalid_client"),
-        "{job:#?}"
-    );
-    // It stays paused, whatever the retry budget (max_attempts = 3), and is probed again.
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let job = app.job(id).await;
-    assert_eq!(job.status, Status::Paused, "{job:#?}");
-    assert!(sf.token_requests() >= 2, "probed: {}", sf.token_requests());
-    assert_eq!(env.total_invitations().await, 0);
-
-    sf.with(|s| s.client_secret = CLIENT_SECRET.into());
-    let job = app.wait_for(id, Status::Sent).await;
-    // The owner read from the record routes the job to the rep's account.
-    assert_eq!(job.account_id, "acc_rep", "{job:#?}");
-    assert_eq!(env.invitations("acc_rep", "sf-paused-read").await, 1);
-    eventually(WAIT, "statuses written back, sent last", || async {
-        let written = sf.written_statuses(&contact);
-        written.first().map(String::as_str) == Some("queued")
-            && written.last().map(String::as_str) == Some("sent")
-    })
-    .await;
-    let written = sf.written_statuses(&contact);
-    assert!(written.contains(&"paused".to_string()), "{written:?}");
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_limit_exceeded_is_retried_then_delivered() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let sf = FakeSalesforce::start().await;
-    let mut app = env.start(config(&env, &sf, "")).await;
-    let record = id18("00Q5g00000LiMit");
-    let limit = sf_error(
-        403,
-        "REQUEST_LIMIT_EXCEEDED",
-        "TotalRequests Limit exceeded.",
-    );
-    sf.with(|s| {
-        s.patch_failures.insert(
-            record[..15].to_string(),
-            VecDeque::from([limit.clone(), limit]),
-        )
-    });
-    let (sent_record, id) = send_lead(&app, &sf, "00Q5g00000LiMit", "sf-limited").await;
-    assert_eq!(sent_record, record);
-    eventually(WAIT, "written back after the limit", || async {
-        sf.written_statuses(&record) == ["queued", "sent"]
-    })
-    .await;
-    let patches: Vec<u16> = sf
-        .calls_for(&record)
-        .iter()
-        .filter(|c| c.method == "PATCH")
-        .map(|c| c.status)
-        .collect();
-    assert_eq!(patches, [403, 403, 204, 204]);
-    // The fake answered; the worker's commit of the outcome may still be on its way.
-    eventually(WAIT, "both writebacks recorded as delivered", || async {
-        app.job(id)
-            .await
-            .writebacks_to("salesforce")
-            .iter()
-            .all(|w| w.state == "delivered")
-    })
-    .await;
-    let job = app.job(id).await;
-    let writebacks = job.writebacks_to("salesforce");
-    assert_eq!(writebacks[0].state, "delivered", "{job:#?}");
-    assert_eq!(writebacks[0].attempts, 3, "{job:#?}");
-    assert_eq!(writebacks[1].state, "delivered", "{job:#?}");
-    let retried = job
-        .events("writeback")
-        .iter()
-        .filter(|e| {
-            e.detail["result"] == "pending"
-                && e.detail["error"]
-                    .as_str()
-                    .is_some_and(|t| t.contains("REQUEST_LIMIT_EXCEEDED"))
+both_backends! {
+    async fn an_access_token_that_expires_mid_run_is_replaced_once(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let sf = FakeSalesforce::start().await;
+        let mut app = env.start(config(&env, &sf, "")).await;
+        let (first, _) = send_lead(&app, &sf, "00Q5g00000TkEx1", "sf-token-one").await;
+        eventually(WAIT, "first lead written back", || async {
+            sf.written_statuses(&first) == ["queued", "sent"]
         })
-        .count();
-    assert_eq!(retried, 2, "{job:#?}");
-    // A limit is not a credentials problem: no new token.
-    assert_eq!(sf.token_requests(), 1);
-    assert_eq!(job.status, Status::Sent);
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
-}
+        .await;
+        assert_eq!(sf.token_requests(), 1);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deleted_lead_parks_its_writebacks_with_the_reason() -> anyhow::Result<()> {
-    let env = TestEnv::new().await;
-    let sf = FakeSalesforce::start().await;
-    let mut app = env.start(config(&env, &sf, "")).await;
-    let record = id18("00Q5g00000DeLtd");
-    sf.with(|s| s.deleted.insert(record[..15].to_string()));
-    let (_, id) = send_lead(&app, &sf, "00Q5g00000DeLtd", "sf-deleted").await;
-    let job = {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        // The session times out: the token Salesforce issued no longer works.
+        sf.with(|s| s.valid_tokens.clear());
+        let (second, id) = send_lead(&app, &sf, "00Q5g00000TkEx2", "sf-token-two").await;
+        eventually(WAIT, "second lead written back", || async {
+            sf.written_statuses(&second) == ["queued", "sent"]
+        })
+        .await;
+        assert_eq!(sf.token_requests(), 2, "one new token, fetched once");
+        assert_eq!(sf.answers(401), 1);
+        let calls = sf.calls_for(&second);
+        let refused = calls.iter().position(|c| c.status == 401).unwrap();
+        assert!(
+            calls[refused + 1..]
+                .iter()
+                .all(|c| c.bearer.ends_with("fake-access-token-2") && c.status == 204)
+        );
+        // The new token was fetched inside the delivery: no try was spent on it. (The fake has
+        // answered before the outcome is committed: wait for the commit.)
+        eventually(WAIT, "the writebacks recorded as delivered", || async {
             let job = app.job(id).await;
             let writebacks = job.writebacks_to("salesforce");
-            if writebacks.len() == 2 && writebacks.iter().all(|w| w.state == "parked") {
-                break job;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "not parked: {job:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            !writebacks.is_empty() && writebacks.iter().all(|w| w.state != "pending")
+        })
+        .await;
+        let job = app.job(id).await;
+        for writeback in job.writebacks_to("salesforce") {
+            assert_eq!(writeback.state, "delivered", "{job:#?}");
+            assert_eq!(writeback.attempts, 1, "{job:#?}");
         }
-    };
-    for writeback in job.writebacks_to("salesforce") {
-        assert_eq!(writeback.attempts, 1, "{job:#?}");
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
+    }
+}
+
+both_backends! {
+    async fn refused_sessions_pause_salesforce_writebacks_until_they_work(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let sf = FakeSalesforce::start().await;
+        // Tokens are issued, but the API refuses every one (the integration user lost its
+        // API permission, say): two 401s in a row.
+        sf.with(|s| s.refuse_all_tokens = true);
+        let mut app = env.start(config(&env, &sf, "")).await;
+        let (record, id) = send_lead(&app, &sf, "00Q5g00000PaUs1", "sf-paused-writes").await;
+
+        // Longer than four writeback tries (max_attempts = 4) would take were they counted.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let job = app.job(id).await;
+        assert_eq!(job.status, Status::Sent, "{job:#?}");
+        let writebacks = job.writebacks_to("salesforce");
+        assert_eq!(writebacks.len(), 2, "{job:#?}");
+        for writeback in &writebacks {
+            assert_eq!(writeback.state, "pending", "{job:#?}");
+        }
         assert!(
-            writeback
+            writebacks[0]
                 .last_error
                 .as_deref()
-                .unwrap()
-                .contains("ENTITY_IS_DELETED: entity is deleted"),
+                .unwrap_or_default()
+                .contains("INVALID_SESSION_ID"),
             "{job:#?}"
         );
+        let paused_tries = job
+            .events("writeback")
+            .iter()
+            .filter(|e| e.detail["result"] == "paused")
+            .count();
+        assert!(paused_tries >= 2, "probed again while paused: {job:#?}");
+        assert!(sf.written_statuses(&record).is_empty());
+        // The callback target is not held up by Salesforce's pause.
+        assert_eq!(env.callback_statuses(id), ["queued", "sent"]);
+        assert_eq!(env.invitations("acc_sf", "sf-paused-writes").await, 1);
+
+        sf.with(|s| s.refuse_all_tokens = false);
+        eventually(WAIT, "writebacks resume in order", || async {
+            sf.written_statuses(&record) == ["queued", "sent"]
+        })
+        .await;
+        eventually(WAIT, "writebacks delivered", || async {
+            let job = app.job(id).await;
+            job.writebacks_to("salesforce")
+                .iter()
+                .all(|w| w.state == "delivered")
+        })
+        .await;
+        assert_eq!(env.invitations("acc_sf", "sf-paused-writes").await, 1);
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
     }
-    let history: String = job.history.iter().map(|e| e.detail.to_string()).collect();
-    assert!(
-        history.contains("ENTITY_IS_DELETED: entity is deleted"),
-        "{job:#?}"
-    );
-    // The lead was still sent, once, and the callback heard every status.
-    assert_eq!(job.status, Status::Sent);
-    assert_eq!(env.invitations("acc_sf", "sf-deleted").await, 1);
-    eventually(WAIT, "callbacks", || async {
-        env.callback_statuses(id) == ["queued", "sent"]
-    })
-    .await;
-    // A parked writeback is not retried by itself.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let patches = sf
-        .calls_for(&record)
-        .iter()
-        .filter(|c| c.method == "PATCH")
-        .count();
-    assert_eq!(patches, 2);
-    app.stop().await;
-    env.cleanup().await;
-    Ok(())
+}
+
+both_backends! {
+    async fn refused_credentials_pause_enrichment_and_the_job_resumes_once_fixed(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let sf = FakeSalesforce::start().await;
+        // The connected app's secret was rotated in Salesforce but not in leadlink.
+        sf.with(|s| s.client_secret = "rotated-secret-abcdef".into());
+        let mut app = env.start(config(&env, &sf, "")).await;
+        let contact = id18("0035g00000PaUsE");
+        sf.add_record(
+            "Contact",
+            &contact,
+            json!({"FirstName": "Kat", "LastName": "Johnson", "OwnerId": id18(REP_15),
+                   "LinkedIn_URL__c": profile_url("sf-paused-read")}),
+        );
+        let xml = outbound_message(
+            &org_18(),
+            &[notification(
+                &id18("04l5g00000PaUsE"),
+                "Contact",
+                &contact,
+                &[("FirstName", "Kat")],
+            )],
+        );
+        assert_acked(&deliver(&app, &xml).await);
+        let id = app.only_job_of(&contact).await.id;
+        let job = app.wait_for(id, Status::Paused).await;
+        assert!(
+            job.error.as_deref().unwrap().contains("invalid_client"),
+            "{job:#?}"
+        );
+        // It stays paused, whatever the retry budget (max_attempts = 3), and is probed again.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let job = app.job(id).await;
+        assert_eq!(job.status, Status::Paused, "{job:#?}");
+        assert!(sf.token_requests() >= 2, "probed: {}", sf.token_requests());
+        assert_eq!(env.total_invitations().await, 0);
+
+        sf.with(|s| s.client_secret = CLIENT_SECRET.into());
+        let job = app.wait_for(id, Status::Sent).await;
+        // The owner read from the record routes the job to the rep's account.
+        assert_eq!(job.account_id, "acc_rep", "{job:#?}");
+        assert_eq!(env.invitations("acc_rep", "sf-paused-read").await, 1);
+        eventually(WAIT, "statuses written back, sent last", || async {
+            let written = sf.written_statuses(&contact);
+            written.first().map(String::as_str) == Some("queued")
+                && written.last().map(String::as_str) == Some("sent")
+        })
+        .await;
+        let written = sf.written_statuses(&contact);
+        assert!(written.contains(&"paused".to_string()), "{written:?}");
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
+    }
+}
+
+both_backends! {
+    async fn request_limit_exceeded_is_retried_then_delivered(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let sf = FakeSalesforce::start().await;
+        let mut app = env.start(config(&env, &sf, "")).await;
+        let record = id18("00Q5g00000LiMit");
+        let limit = sf_error(
+            403,
+            "REQUEST_LIMIT_EXCEEDED",
+            "TotalRequests Limit exceeded.",
+        );
+        sf.with(|s| {
+            s.patch_failures.insert(
+                record[..15].to_string(),
+                VecDeque::from([limit.clone(), limit]),
+            )
+        });
+        let (sent_record, id) = send_lead(&app, &sf, "00Q5g00000LiMit", "sf-limited").await;
+        assert_eq!(sent_record, record);
+        eventually(WAIT, "written back after the limit", || async {
+            sf.written_statuses(&record) == ["queued", "sent"]
+        })
+        .await;
+        let patches: Vec<u16> = sf
+            .calls_for(&record)
+            .iter()
+            .filter(|c| c.method == "PATCH")
+            .map(|c| c.status)
+            .collect();
+        assert_eq!(patches, [403, 403, 204, 204]);
+        // The fake answered; the worker's commit of the outcome may still be on its way.
+        eventually(WAIT, "both writebacks recorded as delivered", || async {
+            app.job(id)
+                .await
+                .writebacks_to("salesforce")
+                .iter()
+                .all(|w| w.state == "delivered")
+        })
+        .await;
+        let job = app.job(id).await;
+        let writebacks = job.writebacks_to("salesforce");
+        assert_eq!(writebacks[0].state, "delivered", "{job:#?}");
+        assert_eq!(writebacks[0].attempts, 3, "{job:#?}");
+        assert_eq!(writebacks[1].state, "delivered", "{job:#?}");
+        let retried = job
+            .events("writeback")
+            .iter()
+            .filter(|e| {
+                e.detail["result"] == "pending"
+                    && e.detail["error"]
+                        .as_str()
+                        .is_some_and(|t| t.contains("REQUEST_LIMIT_EXCEEDED"))
+            })
+            .count();
+        assert_eq!(retried, 2, "{job:#?}");
+        // A limit is not a credentials problem: no new token.
+        assert_eq!(sf.token_requests(), 1);
+        assert_eq!(job.status, Status::Sent);
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
+    }
+}
+
+both_backends! {
+    async fn a_deleted_lead_parks_its_writebacks_with_the_reason(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let sf = FakeSalesforce::start().await;
+        let mut app = env.start(config(&env, &sf, "")).await;
+        let record = id18("00Q5g00000DeLtd");
+        sf.with(|s| s.deleted.insert(record[..15].to_string()));
+        let (_, id) = send_lead(&app, &sf, "00Q5g00000DeLtd", "sf-deleted").await;
+        let job = {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let job = app.job(id).await;
+                let writebacks = job.writebacks_to("salesforce");
+                if writebacks.len() == 2 && writebacks.iter().all(|w| w.state == "parked") {
+                    break job;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "not parked: {job:#?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        for writeback in job.writebacks_to("salesforce") {
+            assert_eq!(writeback.attempts, 1, "{job:#?}");
+            assert!(
+                writeback
+                    .last_error
+                    .as_deref()
+                    .unwrap()
+                    .contains("ENTITY_IS_DELETED: entity is deleted"),
+                "{job:#?}"
+            );
+        }
+        let history: String = job.history.iter().map(|e| e.detail.to_string()).collect();
+        assert!(
+            history.contains("ENTITY_IS_DELETED: entity is deleted"),
+            "{job:#?}"
+        );
+        // The lead was still sent, once, and the callback heard every status.
+        assert_eq!(job.status, Status::Sent);
+        assert_eq!(env.invitations("acc_sf", "sf-deleted").await, 1);
+        eventually(WAIT, "callbacks", || async {
+            env.callback_statuses(id) == ["queued", "sent"]
+        })
+        .await;
+        // A parked writeback is not retried by itself.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let patches = sf
+            .calls_for(&record)
+            .iter()
+            .filter(|c| c.method == "PATCH")
+            .count();
+        assert_eq!(patches, 2);
+        app.stop().await;
+        env.cleanup().await;
+        Ok(())
+    }
 }
