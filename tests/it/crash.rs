@@ -82,10 +82,7 @@ async fn a_worker_killed_mid_send_leaves_one_invitation() -> anyhow::Result<()> 
         "the job was sent twice"
     );
     assert_eq!(job.attempts, 1, "{job:#?}");
-    let checked = job
-        .history
-        .iter()
-        .any(|e| e.detail["call"] == "GET /relationship" && e.detail["invitationSent"] == true);
+    let checked = job.found_the_invitation_out();
     assert!(
         checked,
         "the resend was not preceded by a relationship check: {job:#?}"

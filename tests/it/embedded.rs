@@ -135,9 +135,7 @@ both_backends! {
         let mut restarted = env.start(env.config()).await;
         let job = restarted.wait_for(id, Status::Sent).await;
         assert_eq!(env.invitations("acc_1", "mid-send").await, 1, "sent twice");
-        let checked = job.history.iter().any(|e| {
-            e.detail["call"] == "GET /relationship" && e.detail["invitationSent"] == true
-        });
+        let checked = job.found_the_invitation_out();
         assert!(checked, "no relationship check before the resend: {job:#?}");
         restarted.stop().await;
         env.cleanup().await;

@@ -39,6 +39,14 @@ pub struct JobView {
 }
 
 impl JobView {
+    /// Whether a relationship check found the invitation already out: what a resend after a
+    /// send that left no outcome must do instead of sending again.
+    pub fn found_the_invitation_out(&self) -> bool {
+        self.history
+            .iter()
+            .any(|e| e.detail["call"] == "GET /relationship" && e.detail["invitationSent"] == true)
+    }
+
     /// The history lines of one kind (`accepted`, `api_call`, `status`, `writeback`, ...).
     pub fn events(&self, kind: &str) -> Vec<&EventView> {
         self.history.iter().filter(|e| e.kind == kind).collect()

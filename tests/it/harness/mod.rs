@@ -359,47 +359,44 @@ impl TestEnv {
 
     /// Runs `sql` on the test's store behind the service's back, with `$1` the time `at`.
     pub async fn execute_at(&self, sql: &str, at: chrono::DateTime<Utc>) {
-        match self.backend {
-            Backend::Postgres => {
-                let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
-                sqlx::query(sql).bind(at).execute(&pool).await.unwrap();
-                pool.close().await;
-            }
-            Backend::Sqlite => {
-                let pool = sqlx::SqlitePool::connect(&self.database_url).await.unwrap();
-                sqlx::query(sql).bind(at).execute(&pool).await.unwrap();
-                pool.close().await;
-            }
-        }
+        on_the_store!(self, pool => {
+            sqlx::query(sql).bind(at).execute(&pool).await.unwrap();
+        })
     }
 
     /// The first column of `sql`'s one row, an integer, read straight from the test's
     /// store (the test looks behind the service's back), with text `binds`.
     pub async fn scalar(&self, sql: &str, binds: &[&str]) -> i64 {
-        match self.backend {
-            Backend::Postgres => {
-                let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
-                let mut query = sqlx::query_scalar(sql);
-                for bind in binds {
-                    query = query.bind(*bind);
-                }
-                let value = query.fetch_one(&pool).await.unwrap();
-                pool.close().await;
-                value
+        on_the_store!(self, pool => {
+            let mut query = sqlx::query_scalar(sql);
+            for bind in binds {
+                query = query.bind(*bind);
             }
-            Backend::Sqlite => {
-                let pool = sqlx::SqlitePool::connect(&self.database_url).await.unwrap();
-                let mut query = sqlx::query_scalar(sql);
-                for bind in binds {
-                    query = query.bind(*bind);
-                }
-                let value = query.fetch_one(&pool).await.unwrap();
-                pool.close().await;
-                value
-            }
-        }
+            query.fetch_one(&pool).await.unwrap()
+        })
     }
 }
+
+/// Runs `$body` with `$pool` a short-lived pool on the test's store, of whichever backend.
+macro_rules! on_the_store {
+    ($env:expr, $pool:ident => $body:block) => {
+        match $env.backend {
+            Backend::Postgres => {
+                let $pool = sqlx::PgPool::connect(&$env.database_url).await.unwrap();
+                let out = $body;
+                $pool.close().await;
+                out
+            }
+            Backend::Sqlite => {
+                let $pool = sqlx::SqlitePool::connect(&$env.database_url).await.unwrap();
+                let out = $body;
+                $pool.close().await;
+                out
+            }
+        }
+    };
+}
+use on_the_store;
 
 pub struct TestApp {
     pub addr: Option<SocketAddr>,
