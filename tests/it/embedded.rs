@@ -142,3 +142,47 @@ both_backends! {
         Ok(())
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_only_an_api_key_and_a_source_runs_embedded_in_its_directory()
+-> anyhow::Result<()> {
+    let env = TestEnv::embedded().await;
+    let minimal = format!(
+        "[connectsafely]\nbase_url = \"{}\"\napi_key = \"{API_KEY}\"\n\
+         [sources.events]\nsecrets = [\"{EVENTS_SECRET}\"]\n",
+        env.sim_url
+    );
+    let path = env.write_config(&minimal);
+    let port = free_port();
+    let work = env.dir.join("work");
+    std::fs::create_dir_all(&work)?;
+    let mut child = Process::from(
+        Command::new(env!("CARGO_BIN_EXE_leadlink"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .current_dir(&work)
+            .env("LEADLINK_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    let app = process_at(&env, port).await;
+    let ready = env.http.get(app.url("/readyz")).send().await?;
+    assert_eq!(ready.status(), 200, "{}", ready.text().await?);
+    let status = app
+        .try_send(&webhook_id(), &lead("crm-min", "minimal", "acc_default"))
+        .await;
+    assert_eq!(status, Some(202));
+    eventually(WAIT, "the lead is invited", || async {
+        env.invitations("acc_default", "minimal").await == 1
+    })
+    .await;
+    assert!(
+        work.join("leadlink.db").exists(),
+        "the default store is ./leadlink.db"
+    );
+    assert!(work.join("leadlink.db.lock").exists());
+    child.kill()?;
+    child.wait()?;
+    env.cleanup().await;
+    Ok(())
+}
