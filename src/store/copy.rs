@@ -2,7 +2,7 @@
 //! a team outgrows one process, and back), table by table, then the counts compared.
 
 use super::db::{self, Kind};
-use super::{SqlStore, StoreError};
+use super::{OutboxStore, SqlStore, StoreError};
 
 /// A table and its columns, in the order foreign keys allow inserting them.
 struct Table {
@@ -291,6 +291,12 @@ pub async fn copy(from: &SqlStore, to: &SqlStore) -> Result<Vec<TableCount>, Cop
             source: db::query(&count).scalar(&mut source).await?,
             target: db::query(&count).scalar(&mut target).await?,
         });
+    }
+    // An embedded store forgets a row once its in-memory queue took the message; a due job
+    // copied without one would never be published by a server-mode relay.
+    let restored = to.restore_due(chrono::Utc::now()).await?;
+    if restored > 0 {
+        tracing::info!(restored, "outbox rows rebuilt in the target for due work");
     }
     Ok(counts)
 }
