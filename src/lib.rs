@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod connectsafely;
 pub mod crm;
+pub mod demo;
 pub mod import;
 pub mod ingest;
 pub mod job;

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod check_config;
+mod demo;
 mod healthcheck;
 mod import;
 mod jobs;
@@ -44,6 +45,9 @@ enum Command {
     Worker,
     /// Run the ConnectSafely simulator.
     Sim(sim::SimArgs),
+    /// See it work: the simulator, the embedded service and a callback receiver in one
+    /// process, sample leads through every outcome, a summary; no configuration needed.
+    Demo(demo::DemoArgs),
     /// Look at and act on jobs.
     Jobs {
         #[command(subcommand)]
@@ -79,6 +83,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest => serve::run(config, Role::Ingest).await,
         Command::Worker => serve::run(config, Role::Worker).await,
         Command::Sim(args) => sim::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
         Command::Jobs { action } => jobs::run(config, action).await,
         Command::Accounts { remote: true } => accounts::remote(config).await,
         Command::Accounts { remote: false } => accounts::local(config).await,

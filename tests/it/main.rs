@@ -32,6 +32,7 @@ mod accounts;
 mod chaos;
 mod copy;
 mod crash;
+mod demo;
 mod embedded;
 mod failures;
 mod health;
