@@ -1,6 +1,7 @@
 //! `leadlink store copy`: a store moved from SQLite to PostgreSQL and back keeps every row,
 //! and a store in use is left alone.
 
+use crate::harness::process::lose_the_published_message;
 use crate::harness::*;
 use leadlink::job::Status;
 use leadlink::store::SqlStore;
@@ -197,5 +198,29 @@ async fn the_copy_moves_every_column_of_both_schemas() -> anyhow::Result<()> {
         );
         env.cleanup().await;
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_the_embedded_queue_held_in_memory_is_sent_after_a_copy_to_server_mode()
+-> anyhow::Result<()> {
+    let embedded = TestEnv::embedded().await;
+    let delivery = webhook_id();
+    let event = lead("crm-moved", "moved-in-memory", "acc_1");
+    lose_the_published_message(&embedded, &delivery, &event).await;
+
+    // The server-mode store starts empty; its relay publishes only what its outbox holds.
+    let server = TestEnv::new().await;
+    let (ok, report, said) = copy(&embedded.database_url, &server.database_url);
+    assert!(ok && report["verified"] == true, "{said} {report:#}");
+    let mut app = server.start(server.config()).await;
+    let (status, again) = app.send(&delivery, &event).await;
+    assert_eq!(status, 200, "the copied idempotency key answers: {again}");
+    app.wait_for(job_id(&again), Status::Sent).await;
+    assert_eq!(server.invitations("acc_1", "moved-in-memory").await, 1);
+    assert_eq!(embedded.total_invitations().await, 0);
+    app.stop().await;
+    server.cleanup().await;
+    embedded.cleanup().await;
     Ok(())
 }

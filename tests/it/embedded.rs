@@ -79,35 +79,9 @@ async fn check_config_refuses_sqlite_with_a_broker_and_postgres_without_one() ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_killed_after_an_in_memory_publish_rebuilds_its_queue() -> anyhow::Result<()> {
     let env = TestEnv::embedded().await;
-    // Slow answers, so the dying process cannot have sent before it exits.
-    env.sim_put("config", json!({"latencyMs": 1500})).await;
-    let port = free_port();
-    let mut child = spawn_binary(
-        &env,
-        "serve",
-        &with_listen(&env.config_text(), port),
-        &[("LEADLINK_FAULTS__EXIT_AFTER_PUBLISH", "true")],
-    );
-    let dying = process_at(&env, port).await;
     let delivery = webhook_id();
     let event = lead("crm-lost", "lost-message", "acc_1");
-    let _ = dying.try_send(&delivery, &event).await;
-    assert_eq!(child.wait()?.code(), Some(3));
-    // The published message's row is forgotten once the in-memory queue took it. A worker
-    // quick enough to claim the job before the exit left a row for its lease's end; forget
-    // that one too, so that in either case only the rebuild at start can bring the job back.
-    let long_ago = chrono::Utc::now() - chrono::Duration::hours(1);
-    env.execute_at(
-        "DELETE FROM outbox WHERE topic = 'connect' AND due_at > $1",
-        long_ago,
-    )
-    .await;
-    assert_eq!(
-        env.scalar("SELECT count(*) FROM outbox", &[]).await,
-        0,
-        "nothing but the jobs table says the job is due"
-    );
-    env.sim_put("config", json!({"latencyMs": 0})).await;
+    lose_the_published_message(&env, &delivery, &event).await;
 
     let mut app = env.start(env.config()).await;
     let (status, again) = app.send(&delivery, &event).await;

@@ -8,6 +8,7 @@
 mod bind;
 pub(crate) mod pg;
 mod render;
+mod shared_commit;
 pub(crate) mod sqlite;
 mod value;
 
@@ -15,6 +16,7 @@ pub use bind::{List, Set};
 pub use value::Kind;
 
 use bind::Bind;
+use shared_commit::{SharedWriter, WriteTx};
 use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Acquire, FromRow, PgPool, Postgres, Sqlite, SqlitePool};
@@ -23,21 +25,20 @@ use sqlx::{Acquire, FromRow, PgPool, Postgres, Sqlite, SqlitePool};
 #[derive(Clone, Debug)]
 pub enum Db {
     Pg(PgPool),
-    /// One writer connection, so that in-process writers queue on the pool instead of
-    /// meeting SQLite's busy lock; readers never block it in WAL mode.
+    /// One writer connection, so that in-process writers take turns instead of meeting
+    /// SQLite's busy lock, and share commits; readers never block it in WAL mode.
     Lite {
-        writer: SqlitePool,
+        writer: SharedWriter,
         reader: SqlitePool,
     },
 }
 
 impl Db {
-    /// A write transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`),
-    /// so a transaction that reads before it writes cannot fail half way on a busy lock.
+    /// A write transaction; on SQLite one turn of the shared writer.
     pub async fn begin(&self) -> Result<Tx<'static>, sqlx::Error> {
         Ok(match self {
             Db::Pg(pool) => Tx::Pg(pool.begin().await?),
-            Db::Lite { writer, .. } => Tx::Lite(writer.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Lite { writer, .. } => Tx::Lite(writer.begin().await?),
         })
     }
 
@@ -67,7 +68,9 @@ impl Db {
 /// A transaction on either backend.
 pub enum Tx<'c> {
     Pg(sqlx::Transaction<'c, Postgres>),
-    Lite(sqlx::Transaction<'c, Sqlite>),
+    Lite(WriteTx),
+    /// A savepoint inside a SQLite write transaction.
+    LiteNested(sqlx::Transaction<'c, Sqlite>),
 }
 
 impl Tx<'_> {
@@ -75,6 +78,7 @@ impl Tx<'_> {
         match self {
             Tx::Pg(tx) => tx.commit().await,
             Tx::Lite(tx) => tx.commit().await,
+            Tx::LiteNested(tx) => tx.commit().await,
         }
     }
 
@@ -82,6 +86,7 @@ impl Tx<'_> {
         match self {
             Tx::Pg(tx) => tx.rollback().await,
             Tx::Lite(tx) => tx.rollback().await,
+            Tx::LiteNested(tx) => tx.rollback().await,
         }
     }
 
@@ -89,7 +94,8 @@ impl Tx<'_> {
     pub async fn savepoint(&mut self) -> Result<Tx<'_>, sqlx::Error> {
         Ok(match self {
             Tx::Pg(tx) => Tx::Pg((&mut **tx).begin().await?),
-            Tx::Lite(tx) => Tx::Lite((&mut **tx).begin().await?),
+            Tx::Lite(tx) => Tx::LiteNested(tx.conn().begin().await?),
+            Tx::LiteNested(tx) => Tx::LiteNested((&mut **tx).begin().await?),
         })
     }
 }
@@ -115,7 +121,8 @@ impl Exec for Tx<'_> {
     fn conn(&mut self) -> Conn<'_> {
         match self {
             Tx::Pg(tx) => Conn::Pg(tx),
-            Tx::Lite(tx) => Conn::Lite(tx),
+            Tx::Lite(tx) => Conn::Lite(tx.conn()),
+            Tx::LiteNested(tx) => Conn::Lite(tx),
         }
     }
 }

@@ -48,7 +48,10 @@ pub async fn connect(config: &DatabaseConfig, create: Create) -> Result<Db, Stor
         .acquire_timeout(config.acquire_timeout)
         .connect_with(options.read_only(true))
         .await?;
-    Ok(Db::Lite { writer, reader })
+    Ok(Db::Lite {
+        writer: super::SharedWriter::new(writer),
+        reader,
+    })
 }
 
 /// An in-memory store: no file, nothing to create or lock.

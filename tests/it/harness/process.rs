@@ -102,3 +102,38 @@ pub fn with_listen(config: &str, port: u16) -> String {
         &format!("listen = \"127.0.0.1:{port}\""),
     )
 }
+
+/// Runs an embedded `serve` that exits right after its in-memory publish of `event`'s job,
+/// then forgets every outbox row that job has: only the jobs table says it is due, as
+/// after a kill -9 that took the in-process queue with it.
+pub async fn lose_the_published_message(env: &TestEnv, delivery: &str, event: &serde_json::Value) {
+    // Slow answers, so the dying process cannot have sent before it exits.
+    env.sim_put("config", serde_json::json!({"latencyMs": 1500}))
+        .await;
+    let port = free_port();
+    let mut child = spawn_binary(
+        env,
+        "serve",
+        &with_listen(&env.config_text(), port),
+        &[("LEADLINK_FAULTS__EXIT_AFTER_PUBLISH", "true")],
+    );
+    let dying = process_at(env, port).await;
+    let _ = dying.try_send(delivery, event).await;
+    assert_eq!(child.wait().unwrap().code(), Some(3));
+    // A worker quick enough to claim the job before the exit left a row for its lease's
+    // end (and the writeback it queued); forget that one too.
+    let long_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    env.execute_at(
+        "DELETE FROM outbox WHERE topic = 'connect' AND due_at > $1",
+        long_ago,
+    )
+    .await;
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM outbox WHERE topic = 'connect'", &[])
+            .await,
+        0,
+        "nothing but the jobs table says the job is due"
+    );
+    env.sim_put("config", serde_json::json!({"latencyMs": 0}))
+        .await;
+}
