@@ -13,6 +13,7 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::{Sqlite, SqlitePool};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard, watch};
 
 /// At most this many transactions share a commit, so that under steady load a caller waits
@@ -40,6 +41,8 @@ pub struct SharedWriter {
 #[derive(Debug)]
 struct Inner {
     pool: SqlitePool,
+    /// How long a transaction waits for its turn, as it would for a pooled connection.
+    acquire_timeout: Duration,
     slot: Arc<Mutex<Slot>>,
     /// Transactions waiting for their turn: while there are some, a finished one leaves
     /// the commit to them.
@@ -105,7 +108,7 @@ impl Slot {
 
 impl SharedWriter {
     /// `pool` holds the one writer connection and is used by nothing else.
-    pub fn new(pool: SqlitePool) -> SharedWriter {
+    pub fn new(pool: SqlitePool, acquire_timeout: Duration) -> SharedWriter {
         let slot = Slot {
             open: None,
             abandoned: false,
@@ -114,6 +117,7 @@ impl SharedWriter {
         };
         let inner = Arc::new(Inner {
             pool,
+            acquire_timeout,
             slot: Arc::new(Mutex::new(slot)),
             queued: AtomicUsize::new(0),
             flush: Arc::new(Notify::new()),
@@ -128,9 +132,12 @@ impl SharedWriter {
 
     /// A write transaction: the connection, for this caller alone until it finishes.
     pub async fn begin(&self) -> Result<WriteTx, sqlx::Error> {
-        self.inner.queued.fetch_add(1, Ordering::SeqCst);
-        let mut slot = self.inner.slot.clone().lock_owned().await;
-        self.inner.queued.fetch_sub(1, Ordering::SeqCst);
+        let turn = {
+            let _queued = Queued::join(&self.inner.queued);
+            let turn = self.inner.slot.clone().lock_owned();
+            tokio::time::timeout(self.inner.acquire_timeout, turn).await
+        };
+        let mut slot = turn.map_err(|_| sqlx::Error::PoolTimedOut)?;
         slot.settle_abandoned().await;
         // Not abandoned until its savepoint exists.
         let mut tx = WriteTx {
@@ -152,6 +159,23 @@ impl SharedWriter {
     pub async fn close(&self) {
         self.inner.slot.lock().await.commit_group().await;
         self.inner.pool.close().await;
+    }
+}
+
+/// Counts a transaction as waiting until it has its turn or gave up (a caller cancelled
+/// while queued must not keep later groups waiting for it).
+struct Queued<'a>(&'a AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn join(queued: &'a AtomicUsize) -> Queued<'a> {
+        queued.fetch_add(1, Ordering::SeqCst);
+        Queued(queued)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -264,7 +288,7 @@ mod tests {
             .await
             .unwrap();
         let reader = sqlx::Connection::connect_with(&options).await.unwrap();
-        (SharedWriter::new(pool), reader)
+        (SharedWriter::new(pool, Duration::from_secs(5)), reader)
     }
 
     async fn insert(tx: &mut WriteTx, v: i64) -> Result<(), sqlx::Error> {
@@ -304,6 +328,25 @@ mod tests {
         }
         assert_eq!(seen, 200);
         assert_eq!(committed(&mut reader).await, (0..200).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_caller_that_gave_up_waiting_does_not_hold_back_the_commit() {
+        let (writer, mut reader) = writer_and_reader().await;
+        let mut first = writer.begin().await.unwrap();
+        insert(&mut first, 1).await.unwrap();
+        let gave_up = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.begin().await.map(drop) }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        gave_up.abort();
+        let _ = gave_up.await;
+        tokio::time::timeout(Duration::from_secs(5), first.commit())
+            .await
+            .expect("the commit waited for a caller that had gone")
+            .unwrap();
+        assert_eq!(committed(&mut reader).await, vec![1]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,7 +49,7 @@ pub async fn connect(config: &DatabaseConfig, create: Create) -> Result<Db, Stor
         .connect_with(options.read_only(true))
         .await?;
     Ok(Db::Lite {
-        writer: super::SharedWriter::new(writer),
+        writer: super::SharedWriter::new(writer, config.acquire_timeout),
         reader,
     })
 }
