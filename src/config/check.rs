@@ -56,6 +56,13 @@ impl Config {
         if !postgres && !self.database.is_sqlite() {
             problems.push("database.url must be a sqlite: or postgres:// URL".into());
         }
+        if crate::store::db::sqlite::is_memory(&self.database) {
+            // Each pooled connection would open a database of its own, and every job would
+            // be gone when the process stops.
+            problems.push(
+                "database.url: an in-memory SQLite store loses every job when the process stops; use a file such as sqlite://leadlink.db".into(),
+            );
+        }
         match &self.broker.url {
             Some(url) if !url.expose().starts_with("amqp://") && !url.expose().starts_with("amqps://") => {
                 problems.push("broker.url must be an amqp:// or amqps:// URL".into());

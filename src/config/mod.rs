@@ -243,6 +243,27 @@ mod tests {
         assert!(Config::from_toml(&text).is_ok());
     }
 
+    #[test]
+    fn an_in_memory_sqlite_store_is_refused() {
+        for url in ["sqlite::memory:", "sqlite://file.db?mode=memory"] {
+            let text = format!("{}\ndatabase.url = \"{url}\"\n", minimal_dotted());
+            let Err(ConfigError::Invalid(problems)) = Config::from_toml(&text) else {
+                panic!("accepted {url}");
+            };
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.starts_with("database.url: an in-memory SQLite store")),
+                "{problems:?}"
+            );
+        }
+        let text = format!(
+            "{}\ndatabase.url = \"sqlite://leadlink.db\"\n",
+            minimal_dotted()
+        );
+        assert!(Config::from_toml(&text).is_ok());
+    }
+
     fn minimal_dotted() -> String {
         format!("connectsafely.api_key = \"k\"\nsources.events.secrets = [\"{SECRET}\"]")
     }

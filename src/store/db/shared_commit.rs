@@ -20,13 +20,18 @@ use tokio::sync::{Mutex, Notify, OwnedMutexGuard, watch};
 /// for a bounded group rather than for the queue to run dry.
 const MAX_GROUP: usize = 128;
 
-const SAVEPOINT: &str = "SAVEPOINT leadlink_tx";
-const RELEASE: &str = "RELEASE leadlink_tx";
-const ROLLBACK: &str = "ROLLBACK TO leadlink_tx";
+/// Runs one statement of the savepoint bookkeeping; not kept prepared, since every turn's
+/// savepoint has a name of its own.
+async fn run(conn: &mut SqliteConnection, sql: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(sql)
+        .persistent(false)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
 
-/// Runs one savepoint statement.
-async fn run(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), sqlx::Error> {
-    sqlx::query(sql).execute(conn).await.map(|_| ())
+fn is_no_such_savepoint(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.message().contains("no such savepoint"))
 }
 
 /// The outcome of one outer commit, seen by every transaction in it.
@@ -55,9 +60,11 @@ struct Inner {
 struct Slot {
     /// The outer transaction, while one is open.
     open: Option<sqlx::Transaction<'static, Sqlite>>,
-    /// A transaction that was dropped before it finished: its savepoint is undone before
-    /// anyone else uses the connection.
-    abandoned: bool,
+    /// Names each turn's savepoint apart, so that undoing one can never reach another's.
+    turns: u64,
+    /// The savepoint of a turn that did not finish cleanly (dropped, cancelled, or failed
+    /// while releasing): it may still exist, and is undone before anyone else writes.
+    unsettled: Option<String>,
     members: usize,
     group: watch::Sender<GroupResult>,
 }
@@ -68,27 +75,30 @@ impl Slot {
         std::mem::replace(&mut self.group, watch::channel(None).0)
     }
 
-    /// Undoes an abandoned transaction's savepoint; when that fails, the outer transaction
-    /// cannot be trusted and is rolled back with its whole group.
-    async fn settle_abandoned(&mut self) {
-        if !std::mem::take(&mut self.abandoned) {
-            return;
-        }
-        let Some(open) = self.open.as_mut() else {
+    /// Undoes an unfinished turn's savepoint. One that no longer exists was never made or
+    /// was released: its writes, answered to nobody, go with the group. Any other failure
+    /// means the outer transaction cannot be trusted; it is rolled back with its group.
+    async fn settle(&mut self) {
+        let (Some(name), Some(open)) = (self.unsettled.as_ref(), self.open.as_mut()) else {
+            self.unsettled = None;
             return;
         };
-        let undone = async {
-            run(open, ROLLBACK).await?;
-            run(open, RELEASE).await
-        }
-        .await;
-        if let Err(error) = undone {
-            self.fail_group(error).await;
+        let undone = match run(open, &format!("ROLLBACK TO {name}")).await {
+            Ok(()) => run(open, &format!("RELEASE {name}")).await,
+            Err(error) if is_no_such_savepoint(&error) => Ok(()),
+            Err(error) => Err(error),
+        };
+        match undone {
+            Ok(()) => self.unsettled = None,
+            Err(error) => self.fail_group(error).await,
         }
     }
 
     async fn fail_group(&mut self, error: sqlx::Error) {
+        self.unsettled = None;
         if let Some(open) = self.open.take() {
+            // A connection this leaves inside a transaction is closed by the pool
+            // (`after_release`), so the next turn starts on a fresh one.
             let _ = open.rollback().await;
         }
         let group = self.new_group();
@@ -96,7 +106,7 @@ impl Slot {
     }
 
     async fn commit_group(&mut self) {
-        self.settle_abandoned().await;
+        self.settle().await;
         let Some(open) = self.open.take() else {
             return;
         };
@@ -111,7 +121,8 @@ impl SharedWriter {
     pub fn new(pool: SqlitePool, acquire_timeout: Duration) -> SharedWriter {
         let slot = Slot {
             open: None,
-            abandoned: false,
+            turns: 0,
+            unsettled: None,
             members: 0,
             group: watch::channel(None).0,
         };
@@ -132,26 +143,35 @@ impl SharedWriter {
 
     /// A write transaction: the connection, for this caller alone until it finishes.
     pub async fn begin(&self) -> Result<WriteTx, sqlx::Error> {
-        let turn = {
-            let _queued = Queued::join(&self.inner.queued);
-            let turn = self.inner.slot.clone().lock_owned();
-            tokio::time::timeout(self.inner.acquire_timeout, turn).await
-        };
-        let mut slot = turn.map_err(|_| sqlx::Error::PoolTimedOut)?;
-        slot.settle_abandoned().await;
-        // Not abandoned until its savepoint exists.
+        let mut queued = Queued::join(&self.inner);
+        let turn = self.inner.slot.clone().lock_owned();
+        let mut slot = tokio::time::timeout(self.inner.acquire_timeout, turn)
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?;
+        queued.got_turn();
+        drop(queued);
+        slot.settle().await;
+        if slot.open.is_none() {
+            // Takes the write lock at once, so a transaction that reads before it writes
+            // cannot fail half way on a busy lock.
+            // On a task of its own: a caller cancelled half way through sqlx's begin could
+            // leave the connection counted inside a transaction nobody holds.
+            let pool = self.inner.pool.clone();
+            let begun = tokio::spawn(async move { pool.begin_with("BEGIN IMMEDIATE").await });
+            slot.open = Some(begun.await.map_err(|_| sqlx::Error::PoolClosed)??);
+        }
+        slot.turns += 1;
+        let name = format!("leadlink_tx_{}", slot.turns);
+        // Marked before it is made: a caller cancelled during the statement leaves it to
+        // be undone.
+        slot.unsettled = Some(name.clone());
         let mut tx = WriteTx {
             slot,
             inner: self.inner.clone(),
-            finished: true,
+            savepoint: name,
         };
-        if tx.slot.open.is_none() {
-            // Takes the write lock at once, so a transaction that reads before it writes
-            // cannot fail half way on a busy lock.
-            tx.slot.open = Some(self.inner.pool.begin_with("BEGIN IMMEDIATE").await?);
-        }
-        run(tx.conn(), SAVEPOINT).await?;
-        tx.finished = false;
+        let statement = format!("SAVEPOINT {}", tx.savepoint);
+        run(tx.conn(), &statement).await?;
         Ok(tx)
     }
 
@@ -162,20 +182,34 @@ impl SharedWriter {
     }
 }
 
-/// Counts a transaction as waiting until it has its turn or gave up (a caller cancelled
-/// while queued must not keep later groups waiting for it).
-struct Queued<'a>(&'a AtomicUsize);
+/// Counts a transaction as waiting until it has its turn. One that gave up (cancelled, or
+/// timed out) wakes the committer if it was the last in line, since the turn before it
+/// left the commit to it.
+struct Queued<'a> {
+    inner: &'a Inner,
+    got_turn: bool,
+}
 
 impl<'a> Queued<'a> {
-    fn join(queued: &'a AtomicUsize) -> Queued<'a> {
-        queued.fetch_add(1, Ordering::SeqCst);
-        Queued(queued)
+    fn join(inner: &'a Inner) -> Queued<'a> {
+        inner.queued.fetch_add(1, Ordering::SeqCst);
+        Queued {
+            inner,
+            got_turn: false,
+        }
+    }
+
+    fn got_turn(&mut self) {
+        self.got_turn = true;
     }
 }
 
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        let before = self.inner.queued.fetch_sub(1, Ordering::SeqCst);
+        if before == 1 && !self.got_turn {
+            self.inner.flush.notify_one();
+        }
     }
 }
 
@@ -205,7 +239,7 @@ async fn commit_when_told(
 pub struct WriteTx {
     slot: OwnedMutexGuard<Slot>,
     inner: Arc<Inner>,
-    finished: bool,
+    savepoint: String,
 }
 
 impl WriteTx {
@@ -220,9 +254,11 @@ impl WriteTx {
 
     /// Returns once the outer commit holding this transaction is on disk.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
-        // On failure it is left abandoned: the next user of the connection undoes it.
-        run(self.conn(), RELEASE).await?;
-        self.finished = true;
+        // Until the release is through, the savepoint stays marked unsettled: a failure
+        // or a cancellation here leaves it to the next turn to undo.
+        let statement = format!("RELEASE {}", self.savepoint);
+        run(self.conn(), &statement).await?;
+        self.slot.unsettled = None;
         self.slot.members += 1;
         let mut done = self.slot.group.subscribe();
         let close_now = self.slot.members >= MAX_GROUP;
@@ -245,18 +281,13 @@ impl WriteTx {
     }
 
     pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
-        run(self.conn(), ROLLBACK).await?;
-        run(self.conn(), RELEASE).await?;
-        self.finished = true;
+        self.slot.settle().await;
         Ok(())
     }
 }
 
 impl Drop for WriteTx {
     fn drop(&mut self) {
-        if !self.finished {
-            self.slot.abandoned = true;
-        }
         // With nobody waiting, the group this turn ends must not wait for a next writer.
         if self.inner.queued.load(Ordering::SeqCst) == 0 {
             self.inner.flush.notify_one();
@@ -347,6 +378,36 @@ mod tests {
             .expect("the commit waited for a caller that had gone")
             .unwrap();
         assert_eq!(committed(&mut reader).await, vec![1]);
+    }
+
+    // Found by review: with one savepoint name for every turn, undoing a turn cancelled
+    // inside `begin` or `commit` could roll back a later turn already answered Ok.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn turns_cancelled_at_any_point_never_undo_an_answered_commit() {
+        let (writer, mut reader) = writer_and_reader().await;
+        let mut answered = Vec::new();
+        for round in 0..60_i64 {
+            let cancelled = tokio::spawn({
+                let writer = writer.clone();
+                async move {
+                    let mut tx = writer.begin().await?;
+                    insert(&mut tx, 10_000 + round).await?;
+                    tx.commit().await
+                }
+            });
+            // A different point of cancellation each round: in the queue, in a statement,
+            // in the release, or while waiting for the group.
+            tokio::time::sleep(Duration::from_micros(37 * (round as u64 % 11))).await;
+            cancelled.abort();
+            let mut tx = writer.begin().await.unwrap();
+            insert(&mut tx, round).await.unwrap();
+            tx.commit().await.unwrap();
+            answered.push(round);
+        }
+        let rows = committed(&mut reader).await;
+        for round in answered {
+            assert!(rows.contains(&round), "{round} was answered Ok and is gone");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 
 use super::Db;
 use crate::store::{DatabaseConfig, StoreError};
+use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
 
@@ -40,6 +41,9 @@ pub async fn connect(config: &DatabaseConfig, create: Create) -> Result<Db, Stor
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
         .acquire_timeout(config.acquire_timeout)
+        // A disk-full or I/O error makes SQLite roll back on its own and can leave sqlx
+        // counting a transaction that is gone; such a connection is closed, not reused.
+        .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
         .connect_with(options.clone())
         .await?;
     sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
