@@ -20,14 +20,16 @@ use tokio::sync::{Mutex, Notify, OwnedMutexGuard, watch};
 /// for a bounded group rather than for the queue to run dry.
 const MAX_GROUP: usize = 128;
 
-/// Runs one statement of the savepoint bookkeeping; not kept prepared, since every turn's
-/// savepoint has a name of its own.
-async fn run(conn: &mut SqliteConnection, sql: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(sql)
-        .persistent(false)
-        .execute(conn)
-        .await
-        .map(|_| ())
+/// Every turn's savepoint has the same name (prepared once): at most one exists at a time,
+/// since each turn first settles the one before it, and a turn marks its savepoint
+/// unsettled before making it and until it is released.
+const SAVEPOINT: &str = "SAVEPOINT leadlink_tx";
+const RELEASE: &str = "RELEASE leadlink_tx";
+const ROLLBACK: &str = "ROLLBACK TO leadlink_tx";
+
+/// Runs one statement of the savepoint bookkeeping.
+async fn run(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), sqlx::Error> {
+    sqlx::query(sql).execute(conn).await.map(|_| ())
 }
 
 fn is_no_such_savepoint(error: &sqlx::Error) -> bool {
@@ -60,11 +62,9 @@ struct Inner {
 struct Slot {
     /// The outer transaction, while one is open.
     open: Option<sqlx::Transaction<'static, Sqlite>>,
-    /// Names each turn's savepoint apart, so that undoing one can never reach another's.
-    turns: u64,
-    /// The savepoint of a turn that did not finish cleanly (dropped, cancelled, or failed
-    /// while releasing): it may still exist, and is undone before anyone else writes.
-    unsettled: Option<String>,
+    /// A turn that did not finish cleanly (dropped, cancelled, or failed while releasing):
+    /// its savepoint may still exist, and is undone before anyone else writes.
+    unsettled: bool,
     members: usize,
     group: watch::Sender<GroupResult>,
 }
@@ -79,23 +79,26 @@ impl Slot {
     /// was released: its writes, answered to nobody, go with the group. Any other failure
     /// means the outer transaction cannot be trusted; it is rolled back with its group.
     async fn settle(&mut self) {
-        let (Some(name), Some(open)) = (self.unsettled.as_ref(), self.open.as_mut()) else {
-            self.unsettled = None;
+        if !self.unsettled {
+            return;
+        }
+        let Some(open) = self.open.as_mut() else {
+            self.unsettled = false;
             return;
         };
-        let undone = match run(open, &format!("ROLLBACK TO {name}")).await {
-            Ok(()) => run(open, &format!("RELEASE {name}")).await,
+        let undone = match run(open, ROLLBACK).await {
+            Ok(()) => run(open, RELEASE).await,
             Err(error) if is_no_such_savepoint(&error) => Ok(()),
             Err(error) => Err(error),
         };
         match undone {
-            Ok(()) => self.unsettled = None,
+            Ok(()) => self.unsettled = false,
             Err(error) => self.fail_group(error).await,
         }
     }
 
     async fn fail_group(&mut self, error: sqlx::Error) {
-        self.unsettled = None;
+        self.unsettled = false;
         if let Some(open) = self.open.take() {
             // A connection this leaves inside a transaction is closed by the pool
             // (`after_release`), so the next turn starts on a fresh one.
@@ -121,8 +124,7 @@ impl SharedWriter {
     pub fn new(pool: SqlitePool, acquire_timeout: Duration) -> SharedWriter {
         let slot = Slot {
             open: None,
-            turns: 0,
-            unsettled: None,
+            unsettled: false,
             members: 0,
             group: watch::channel(None).0,
         };
@@ -160,18 +162,14 @@ impl SharedWriter {
             let begun = tokio::spawn(async move { pool.begin_with("BEGIN IMMEDIATE").await });
             slot.open = Some(begun.await.map_err(|_| sqlx::Error::PoolClosed)??);
         }
-        slot.turns += 1;
-        let name = format!("leadlink_tx_{}", slot.turns);
         // Marked before it is made: a caller cancelled during the statement leaves it to
         // be undone.
-        slot.unsettled = Some(name.clone());
+        slot.unsettled = true;
         let mut tx = WriteTx {
             slot,
             inner: self.inner.clone(),
-            savepoint: name,
         };
-        let statement = format!("SAVEPOINT {}", tx.savepoint);
-        run(tx.conn(), &statement).await?;
+        run(tx.conn(), SAVEPOINT).await?;
         Ok(tx)
     }
 
@@ -239,7 +237,6 @@ async fn commit_when_told(
 pub struct WriteTx {
     slot: OwnedMutexGuard<Slot>,
     inner: Arc<Inner>,
-    savepoint: String,
 }
 
 impl WriteTx {
@@ -256,9 +253,8 @@ impl WriteTx {
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         // Until the release is through, the savepoint stays marked unsettled: a failure
         // or a cancellation here leaves it to the next turn to undo.
-        let statement = format!("RELEASE {}", self.savepoint);
-        run(self.conn(), &statement).await?;
-        self.slot.unsettled = None;
+        run(self.conn(), RELEASE).await?;
+        self.slot.unsettled = false;
         self.slot.members += 1;
         let mut done = self.slot.group.subscribe();
         let close_now = self.slot.members >= MAX_GROUP;
@@ -380,8 +376,8 @@ mod tests {
         assert_eq!(committed(&mut reader).await, vec![1]);
     }
 
-    // Found by review: with one savepoint name for every turn, undoing a turn cancelled
-    // inside `begin` or `commit` could roll back a later turn already answered Ok.
+    // Found by review: a turn cancelled inside `begin` or `commit` before it was marked
+    // unsettled left a savepoint whose undoing rolled back a later turn answered Ok.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn turns_cancelled_at_any_point_never_undo_an_answered_commit() {
         let (writer, mut reader) = writer_and_reader().await;
