@@ -17,7 +17,7 @@
 mod harness;
 
 use chrono::Utc;
-use harness::process::{Process, free_port, spawn_binary};
+use harness::process::{Process, free_port, spawn_binary, with_listen};
 use harness::{Backend, EVENTS_SECRET, TestEnv, lead};
 use leadlink::signature::standard_webhooks::Signer;
 use serde_json::json;
@@ -53,10 +53,7 @@ impl Service {
     async fn start(env: &TestEnv) -> Service {
         let port = free_port();
         // Production pool sizes and intervals; only the addresses and secrets are the test's.
-        let text = env
-            .config_text()
-            .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))
-            .replace("max_connections = 4", "");
+        let text = with_listen(&env.config_text(), port).replace("max_connections = 4", "");
         let log = std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into());
         let process = spawn_binary(env, "serve", &text, &[("RUST_LOG", &log)]);
         let base = format!("http://127.0.0.1:{port}");
