@@ -16,6 +16,10 @@
 #[allow(dead_code)]
 mod harness;
 
+mod common;
+
+use common::env_number;
+
 use chrono::Utc;
 use harness::process::{Process, free_port, spawn_binary, with_listen};
 use harness::{Backend, EVENTS_SECRET, TestEnv, lead};
@@ -35,13 +39,6 @@ fn account(n: u64) -> String {
 const INGEST_BAR: f64 = 1000.0;
 const IDLE_BAR_MB: f64 = 30.0;
 const WAITING_BAR_MB: f64 = 150.0;
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A running `leadlink serve` and where to reach it.
 struct Service {
@@ -232,10 +229,7 @@ async fn run_mode(backend: Backend, requests: u64, waiting: u64, outcome: &mut O
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    // `cargo test --all-targets` runs this binary too, in a debug build whose timings mean
-    // nothing: it only checks that the benchmark builds.
-    if !std::env::args().any(|arg| arg == "--bench") {
-        println!("embedded: a benchmark; run it with `cargo bench --bench embedded`");
+    if !common::measuring("embedded") {
         return;
     }
     let requests = env_number("BENCH_REQUESTS", 10_000);

@@ -12,6 +12,10 @@
 #[allow(dead_code)]
 mod harness;
 
+mod common;
+
+use common::env_number;
+
 use axum::http::Method;
 use chrono::Utc;
 use harness::TestEnv;
@@ -29,13 +33,6 @@ const PUBLIC_URL: &str = "https://hooks.example.com";
 const PATH: &str = "/webhooks/hubspot";
 const BATCH: u64 = 100;
 const TARGET: Duration = Duration::from_secs(1);
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A batch of qualified events for contacts never seen before.
 fn batch(next_contact: &AtomicU64) -> Vec<u8> {
@@ -103,10 +100,7 @@ fn report(phase: &str, mut took: Vec<Duration>, wall: Duration) -> bool {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    // `cargo bench` passes `--bench`. `cargo test --all-targets` runs this binary too, in a
-    // debug build whose timings mean nothing: it only checks that the benchmark builds.
-    if !std::env::args().any(|arg| arg == "--bench") {
-        println!("hubspot_batch: a benchmark; run it with `cargo bench --bench hubspot_batch`");
+    if !common::measuring("hubspot_batch") {
         return;
     }
     let batches = env_number("BENCH_BATCHES", 50);

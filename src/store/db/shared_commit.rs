@@ -154,10 +154,10 @@ impl SharedWriter {
         drop(queued);
         slot.settle().await;
         if slot.open.is_none() {
-            // Takes the write lock at once, so a transaction that reads before it writes
-            // cannot fail half way on a busy lock.
-            // On a task of its own: a caller cancelled half way through sqlx's begin could
-            // leave the connection counted inside a transaction nobody holds.
+            // IMMEDIATE takes the write lock at once, so a transaction that reads before it
+            // writes cannot fail half way on a busy lock. On a task of its own, since a
+            // caller cancelled inside sqlx's begin could leave the connection counted inside
+            // a transaction nobody holds.
             let pool = self.inner.pool.clone();
             let begun = tokio::spawn(async move { pool.begin_with("BEGIN IMMEDIATE").await });
             slot.open = Some(begun.await.map_err(|_| sqlx::Error::PoolClosed)??);

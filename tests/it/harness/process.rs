@@ -104,8 +104,9 @@ pub fn with_listen(config: &str, port: u16) -> String {
 }
 
 /// Runs an embedded `serve` that exits right after its in-memory publish of `event`'s job,
-/// then forgets every outbox row that job has: only the jobs table says it is due, as
-/// after a kill -9 that took the in-process queue with it.
+/// then forgets the job's connect rows in the outbox: only the jobs table says it is due,
+/// as after a kill -9 that took the in-process queue with it. (A writeback the worker
+/// queued may stay; it does not bring the job back.)
 pub async fn lose_the_published_message(env: &TestEnv, delivery: &str, event: &serde_json::Value) {
     // Slow answers, so the dying process cannot have sent before it exits.
     env.sim_put("config", serde_json::json!({"latencyMs": 1500}))
