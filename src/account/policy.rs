@@ -55,6 +55,8 @@ pub struct AccountOverride {
     #[serde(default, deserialize_with = "deserialize_tz")]
     pub timezone: Option<Tz>,
     pub relationship_check: Option<bool>,
+    /// Shadow mode: everything runs but `POST /connect`; jobs end `shadowed`.
+    pub shadow: Option<bool>,
     /// Daily caps for the first weeks since `warmup_start`: `[5, 10, 15]`.
     pub warmup: Option<Vec<u32>>,
     /// The first day of warm-up week 1, in the account's time zone.
@@ -80,6 +82,9 @@ pub struct AccountPolicy {
     pub working_days: WorkingDays,
     pub timezone: Tz,
     pub relationship_check: bool,
+    /// Shadow mode: pacing, quota and the relationship check run, and a job whose turn
+    /// comes ends `shadowed` instead of being sent; its turn counts as a send.
+    pub shadow: bool,
     pub warmup: Vec<u32>,
     pub warmup_start: Option<NaiveDate>,
     pub quota_refresh: TimeDelta,
@@ -104,6 +109,7 @@ impl Default for AccountPolicy {
             working_days: WorkingDays::MON_FRI,
             timezone: Tz::UTC,
             relationship_check: true,
+            shadow: false,
             warmup: Vec::new(),
             warmup_start: None,
             quota_refresh: TimeDelta::minutes(15),
@@ -137,6 +143,7 @@ impl AccountPolicy {
             working_days,
             timezone,
             relationship_check,
+            shadow,
             warmup,
             warmup_start,
             quota_refresh,
@@ -151,6 +158,7 @@ impl AccountPolicy {
         set(&mut self.working_days, working_days);
         set(&mut self.timezone, timezone);
         set(&mut self.relationship_check, relationship_check);
+        set(&mut self.shadow, shadow);
         set(&mut self.warmup, warmup);
         if warmup_start.is_some() {
             self.warmup_start = *warmup_start;
@@ -382,6 +390,15 @@ mod tests {
                 end: 1440
             }
         );
+    }
+
+    #[test]
+    fn shadow_mode_is_set_for_every_account_or_one() {
+        let config =
+            parse("[accounts.defaults]\nshadow = true\n[accounts.live]\nshadow = false").unwrap();
+        assert!(config.policy_for("any").shadow);
+        assert!(!config.policy_for("live").shadow);
+        assert!(!AccountPolicy::default().shadow);
     }
 
     #[test]

@@ -139,6 +139,19 @@ pub fn merge_observation(
     }
 }
 
+/// A reading as a shadow-mode account takes it: its `shadow_sends` of the reading's week
+/// count as sent, so that pacing follows the schedule live mode would.
+pub fn with_shadow_sends(read: Observation, shadow_sends: i64) -> Observation {
+    let n = i32::try_from(shadow_sends.max(0)).unwrap_or(i32::MAX);
+    Observation {
+        used: read.used.map(|used| used.saturating_add(n)),
+        remaining: read
+            .remaining
+            .map(|remaining| remaining.saturating_sub(n).max(0)),
+        ..read
+    }
+}
+
 /// How many of the slots taken at `taken_at` go back onto the `remaining` of a reading
 /// observed at `observed_at`: only those taken since, which the reading had counted off.
 pub fn slots_to_add_back(taken_at: &[DateTime<Utc>], observed_at: DateTime<Utc>) -> i32 {
@@ -361,5 +374,19 @@ mod tests {
         assert_eq!(slots_to_add_back(&taken, observed), 2);
         assert_eq!(slots_to_add_back(&taken[..1], observed), 0);
         assert_eq!(slots_to_add_back(&[], observed), 0);
+    }
+
+    #[test]
+    fn shadow_turns_count_as_sent_in_a_reading() {
+        let read = Observation {
+            limit: Some(90),
+            used: Some(80),
+            remaining: Some(10),
+            reset_at: None,
+        };
+        let shadowed = with_shadow_sends(read, 4);
+        assert_eq!((shadowed.used, shadowed.remaining), (Some(84), Some(6)));
+        assert_eq!(with_shadow_sends(read, 30).remaining, Some(0));
+        assert_eq!(with_shadow_sends(read, 0), read);
     }
 }

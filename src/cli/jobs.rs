@@ -1,4 +1,5 @@
-//! `leadlink jobs`: look at jobs, send a failed one again, or end a waiting one.
+//! `leadlink jobs`: look at jobs, send a failed one again, end a waiting one, or release an
+//! account's shadowed jobs.
 
 use super::{open_store, print_json};
 use crate::job::Status;
@@ -31,6 +32,12 @@ pub enum JobsAction {
     Retry { id: Uuid },
     /// End a waiting job (it becomes `failed`, "cancelled by operator").
     Cancel { id: Uuid },
+    /// After shadow mode is turned off for the account: its `shadowed` jobs become ordinary
+    /// queued jobs, oldest first.
+    Release {
+        #[arg(long)]
+        account: String,
+    },
 }
 
 /// `--status` takes a status's stored name; `Status::as_str` is the one list of them.
@@ -76,6 +83,18 @@ pub async fn run(config_path: Option<&Path>, action: JobsAction) -> anyhow::Resu
             let (job, publish) = store.cancel_job(id, chrono::Utc::now()).await?;
             publish_now(&store, &Broker::for_command(&config.broker), publish).await;
             print_json(json!({"jobId": job.id, "status": job.status, "error": job.error}))
+        }
+        JobsAction::Release { account } => {
+            if config.accounts.policy_for(&account).shadow {
+                bail!(
+                    "account {account} is still in shadow mode: set shadow = false for it \
+                     (accounts.\"{account}\" or accounts.defaults) first, or its jobs would \
+                     only be shadowed again; nothing was released"
+                );
+            }
+            let (released, publish) = store.release_shadowed(&account, chrono::Utc::now()).await?;
+            publish_now(&store, &Broker::for_command(&config.broker), publish).await;
+            print_json(json!({"account": account, "released": released.len(), "jobIds": released}))
         }
     }
 }

@@ -23,6 +23,8 @@ pub enum Status {
     Scheduled,
     Retrying,
     Paused,
+    /// Shadow mode: everything ran but the send; `retry_at` is when it would have gone.
+    Shadowed,
     Sent,
     AlreadyConnected,
     InvitationPending,
@@ -32,12 +34,13 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 11] = [
+    pub const ALL: [Status; 12] = [
         Status::Queued,
         Status::Held,
         Status::Scheduled,
         Status::Retrying,
         Status::Paused,
+        Status::Shadowed,
         Status::Sent,
         Status::AlreadyConnected,
         Status::InvitationPending,
@@ -70,6 +73,7 @@ impl Status {
             Status::Scheduled => "scheduled",
             Status::Retrying => "retrying",
             Status::Paused => "paused",
+            Status::Shadowed => "shadowed",
             Status::Sent => "sent",
             Status::AlreadyConnected => "already_connected",
             Status::InvitationPending => "invitation_pending",
@@ -86,6 +90,12 @@ impl Status {
     /// The job has ended; nothing will be sent for it any more.
     pub fn is_final(self) -> bool {
         Status::ENDED.contains(&self)
+    }
+
+    /// The job waits for a timer or a wake-up. A `shadowed` job waits for neither: it rests,
+    /// holding its lead, until an operator releases it (`leadlink jobs release`).
+    pub fn is_due_again(self) -> bool {
+        !self.is_final() && self != Status::Shadowed
     }
 
     /// A lead whose job ended so already has its answer; a new event gets the same one.
@@ -322,5 +332,7 @@ mod tests {
         assert!(!Status::Paused.is_final());
         assert!(Status::Invalid.is_final());
         assert!(!Status::Failed.is_success());
+        assert!(!Status::Shadowed.is_final() && !Status::Shadowed.is_due_again());
+        assert!(Status::Queued.is_due_again() && !Status::Sent.is_due_again());
     }
 }

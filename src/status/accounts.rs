@@ -194,6 +194,13 @@ fn account_states(account: &AccountSummary, now: DateTime<Utc>, tz: chrono_tz::T
             @if account.paused {
                 li.paused { strong { "Paused" } ": " code { "paused = true" } " in the configuration" }
             }
+            @if account.shadow {
+                li.shadow {
+                    strong { "Shadow mode" } ": nothing is sent; each job ends "
+                    code { "shadowed" } " at the time it would have gone ("
+                    code { "shadow = true" } " in the configuration)"
+                }
+            }
             @if let Some(why) = &account.disabled {
                 li.paused { strong { "Disabled" } ": " (why) }
             }
@@ -291,6 +298,7 @@ mod tests {
         AccountSummary {
             account_id: "acc_1".into(),
             paused: false,
+            shadow: false,
             disabled: None,
             hold_until: None,
             blocked_until: None,
@@ -366,5 +374,21 @@ mod tests {
         ] {
             assert!(html.contains(text), "{text} not in {html}");
         }
+    }
+
+    #[test]
+    fn a_shadow_account_is_marked_plainly() {
+        let now = Utc::now();
+        let live = account_states(&account(90, 0, 90, 0), now, chrono_tz::UTC).into_string();
+        assert!(!live.contains("Shadow mode"), "{live}");
+        let shadow = AccountSummary {
+            shadow: true,
+            ..account(90, 0, 90, 0)
+        };
+        let html = account_states(&shadow, now, chrono_tz::UTC).into_string();
+        assert!(
+            html.contains("<li class=\"shadow\"><strong>Shadow mode</strong>"),
+            "{html}"
+        );
     }
 }

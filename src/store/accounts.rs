@@ -57,6 +57,8 @@ pub struct AccountSummary {
     pub account_id: String,
     /// `paused = true` in the configuration.
     pub paused: bool,
+    /// `shadow = true` in the configuration: nothing is sent, jobs end `shadowed`.
+    pub shadow: bool,
     /// Why ConnectSafely says the account cannot send (disabled, in error).
     pub disabled: Option<String>,
     pub hold_until: Option<DateTime<Utc>>,
@@ -172,6 +174,22 @@ pub(super) async fn mark_slot_used(
 ) -> Result<(), StoreError> {
     db::query(
         "UPDATE account_sends SET post_started = true WHERE job_id = $1 AND NOT post_started",
+    )
+    .bind(job_id)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// The send slot the gate gave `job_id` is kept as a shadow-mode turn: nothing went out,
+/// but pacing and the week count it.
+pub(super) async fn keep_slot_as_shadow(
+    tx: &mut impl db::Exec,
+    job_id: uuid::Uuid,
+) -> Result<(), StoreError> {
+    db::query(
+        "UPDATE account_sends SET post_started = true, shadow = true \
+         WHERE job_id = $1 AND NOT post_started",
     )
     .bind(job_id)
     .execute(tx)
@@ -443,6 +461,7 @@ impl AccountStore for SqlStore {
             let held = quota::held(facts.hold_until, facts.blocked_until, now);
             summaries.push(AccountSummary {
                 paused: policy.paused,
+                shadow: policy.shadow,
                 disabled: facts.disabled.clone(),
                 hold_until: facts.hold_until,
                 blocked_until: facts.blocked_until,

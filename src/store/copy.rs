@@ -162,6 +162,7 @@ const TABLES: &[Table] = &[
             ("job_id", Uuid),
             ("at", Time),
             ("post_started", Bool),
+            ("shadow", Bool),
         ],
     },
     Table {

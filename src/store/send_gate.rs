@@ -149,6 +149,9 @@ pub struct AccountReading {
     pub quota: Option<Quota>,
     /// `Some(reason)` when the account cannot send; `None` when it can.
     pub disabled: Option<String>,
+    /// The account is in shadow mode: its shadow turns of the week count as sent, though
+    /// the endpoint never saw them.
+    pub counts_shadow_sends: bool,
 }
 
 type AccountRow = (
@@ -487,12 +490,23 @@ pub(super) async fn record_reading(
         .scalar::<bool>(&mut tx)
         .await?;
         let count = |n: u32| Some(i32::try_from(n).unwrap_or(i32::MAX));
-        let read = Observation {
+        let mut read = Observation {
             limit: count(quota.limit),
             used: count(quota.used),
             remaining: count(quota.remaining),
             reset_at: Some(quota.reset_at),
         };
+        if reading.counts_shadow_sends {
+            let shadow_sends = db::query(
+                "SELECT count(*) FROM account_sends WHERE account_id = $1 AND shadow \
+                 AND at >= $2",
+            )
+            .bind(account)
+            .bind(quota.reset_at - chrono::Duration::days(7))
+            .scalar::<i64>(&mut tx)
+            .await?;
+            read = quota::with_shadow_sends(read, shadow_sends);
+        }
         let stored = stored_observation(&mut tx, account, "CONNECT").await?;
         let merged = quota::merge_observation(stored.as_ref(), &read, overlapped);
         db::query(

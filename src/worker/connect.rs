@@ -138,8 +138,12 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         if !self.pass_account_gate(&mut calls).await? {
             return Ok(());
         }
+        let shadow = s.config.accounts.policy_for(&job.account_id).shadow;
         // Counted once the account lets the job send, so that waiting jobs spend nothing.
-        let mut budget = vec![ApiCall::Connect];
+        let mut budget = Vec::new();
+        if !shadow {
+            budget.push(ApiCall::Connect);
+        }
         if !in_doubt {
             budget.push(ApiCall::Relationship);
         }
@@ -149,12 +153,30 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         if !in_doubt && !self.relationship_allows_send(&mut calls).await? {
             return Ok(());
         }
+        if shadow {
+            return self.end_shadowed(calls).await;
+        }
         let Some(attempt) = self.start_send(&mut calls).await? else {
             return Ok(());
         };
         let result = s.api.connect(&self.connect_request()).await;
         calls.push(CallRecord::connect(attempt, &result));
         self.settle_answer(attempt, result, calls).await
+    }
+
+    /// Shadow mode: the job's turn has come and nothing is sent. It ends `shadowed` with
+    /// `retryAt` = now, the time it would have gone, and its turn counts as a send.
+    async fn end_shadowed(&self, calls: Vec<CallRecord>) -> Result<(), WorkerError> {
+        let now = Utc::now();
+        tracing::info!("shadow mode: the invitation would go out now; nothing was sent");
+        self.apply(Transition {
+            calls,
+            retry_at: Some(now),
+            doubt: self.settled_before_send(),
+            slot: SendSlot::Shadow,
+            ..Transition::to(Status::Shadowed)
+        })
+        .await
     }
 
     /// A previous attempt may have gone out without our hearing the answer: the

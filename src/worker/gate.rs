@@ -144,7 +144,8 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         let now = Utc::now();
         let failure = match account_answer(&quota, status.as_ref(), asked_at, now) {
             AccountAnswer::Reading(answer) => {
-                let (reading, call) = *answer;
+                let (mut reading, call) = *answer;
+                reading.counts_shadow_sends = s.config.accounts.policy_for(&job.account_id).shadow;
                 calls.push(call);
                 if let Some(reason) = &reading.disabled {
                     tracing::warn!(account = %job.account_id, reason, "the account cannot send; its jobs are paused");
@@ -266,6 +267,7 @@ fn account_answer<'a>(
                 asked_at,
                 quota: None,
                 disabled: Some(reason),
+                counts_shadow_sends: false,
             };
             AccountAnswer::Reading(Box::new((reading, call)))
         }
@@ -274,6 +276,7 @@ fn account_answer<'a>(
                 asked_at,
                 quota: quota.connect.as_ref().map(|w| quota_from_window(w, now)),
                 disabled: status.blocks_sending(),
+                counts_shadow_sends: false,
             };
             let call = CallRecord::Call {
                 call: Call::AccountReading,

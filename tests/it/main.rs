@@ -43,6 +43,7 @@ mod metrics;
 mod pipeline;
 mod properties;
 mod salesforce;
+mod shadow;
 mod status;
 mod store;
 mod telemetry;

@@ -478,6 +478,7 @@ fn reading(remaining: u32, now: DateTime<Utc>) -> AccountReading {
             source: QuotaSource::Endpoint,
         }),
         disabled: None,
+        counts_shadow_sends: false,
     }
 }
 

@@ -228,6 +228,9 @@ pub enum SendSlot {
     /// Given back: the API refused the send outright, or none started (the answer's own
     /// headers, recorded with it, keep the count honest).
     Returned,
+    /// Kept as if the send had gone out: shadow mode, whose turns count like sends so
+    /// that its schedule is the one live mode would follow.
+    Shadow,
 }
 
 /// What the CRM told the connect stage about a job's lead.
@@ -369,6 +372,14 @@ pub trait JobStore {
         job_id: Uuid,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(Job, Vec<OutboxMessage>), StoreError>> + Send;
+
+    /// The operator's release after shadow mode: the account's `shadowed` jobs become
+    /// ordinary queued jobs, oldest first; the ids released, in that order.
+    fn release_shadowed(
+        &self,
+        account_id: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(Vec<Uuid>, Vec<OutboxMessage>), StoreError>> + Send;
 }
 
 impl JobStore for SqlStore {
@@ -470,5 +481,13 @@ impl JobStore for SqlStore {
         now: DateTime<Utc>,
     ) -> Result<(Job, Vec<OutboxMessage>), StoreError> {
         operator::cancel_job(self, job_id, now).await
+    }
+
+    async fn release_shadowed(
+        &self,
+        account_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Uuid>, Vec<OutboxMessage>), StoreError> {
+        operator::release_shadowed(self, account_id, now).await
     }
 }

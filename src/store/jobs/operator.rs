@@ -118,3 +118,42 @@ pub(super) async fn cancel_job(
         )
         .await
 }
+
+pub(super) async fn release_shadowed(
+    store: &SqlStore,
+    account_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Uuid>, Vec<OutboxMessage>), StoreError> {
+    let shadowed: Vec<Uuid> = db::query(
+        "SELECT id FROM jobs WHERE account_id = $1 AND status = $2 ORDER BY created_at, id",
+    )
+    .bind(account_id)
+    .bind(Status::Shadowed)
+    .scalar_all(&mut store.db.read().await?)
+    .await?;
+    let mut released = Vec::with_capacity(shadowed.len());
+    let mut publish = Vec::new();
+    for job_id in shadowed {
+        // One at a time, each with its history and writebacks; a job an operator changed
+        // meanwhile is left as it is.
+        match store
+            .transition(
+                job_id,
+                None,
+                Transition::to(Status::Queued).by_operator(vec![Status::Shadowed]),
+                now,
+            )
+            .await
+        {
+            Ok((_, more)) => {
+                released.push(job_id);
+                publish.extend(more);
+            }
+            Err(StoreError::Conflict(why)) => {
+                tracing::info!(%job_id, why, "not released");
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok((released, publish))
+}

@@ -118,7 +118,9 @@ pub(super) fn plan(
             before.status
         )));
     }
-    let due_at = (!status.is_final()).then(|| change.due_at.or(change.retry_at).unwrap_or(now));
+    let due_at = status
+        .is_due_again()
+        .then(|| change.due_at.or(change.retry_at).unwrap_or(now));
     let reported = worth_writing_back(
         (before.status, before.retry_at, before.hold_until),
         (status, change.retry_at, change.hold_until),
@@ -215,8 +217,13 @@ async fn record_account_effects(
     // The account's row first, as the gate and a quota reading take it, so that the
     // writes below cannot deadlock with them.
     accounts::lock(&mut *tx, &job.account_id).await?;
-    if change.slot == SendSlot::Returned {
-        accounts::return_send_slot(&mut *tx, &job.account_id, job.id).await?;
+    match change.slot {
+        SendSlot::Returned => {
+            accounts::return_send_slot(&mut *tx, &job.account_id, job.id).await?;
+        }
+        // A later claim (after `jobs release`) must not give this turn back.
+        SendSlot::Shadow => accounts::keep_slot_as_shadow(&mut *tx, job.id).await?,
+        SendSlot::Spent => {}
     }
     if let Some(limit) = &change.rate_limit {
         accounts::record_rate_limit(&mut *tx, &job.account_id, limit, now).await?;

@@ -103,6 +103,8 @@ pub struct AccountsView {
 #[serde(rename_all = "camelCase")]
 pub struct AccountView {
     pub account_id: String,
+    #[serde(default)]
+    pub shadow: bool,
     pub limit: Option<u32>,
     pub used: Option<u32>,
     pub remaining: Option<u32>,
