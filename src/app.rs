@@ -234,9 +234,12 @@ fn worker_services(
             config.connectsafely.timeout,
         )?,
         writers,
-        enricher: Enricher::new(&config.crm, clients, move |source| {
-            ingest_state.config.fallback_account(source)
-        }),
+        enricher: Enricher::new(
+            &config.crm,
+            clients,
+            config.sources.priority_fields(),
+            move |source| ingest_state.config.fallback_account(source),
+        ),
         template: config.message.template.clone(),
         worker_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4()),
     }))

@@ -22,6 +22,37 @@ pub struct CrmLead {
     pub last_name: Option<String>,
     pub company: Option<String>,
     pub owner_id: Option<String>,
+    /// The record's priority field, when one is configured and holds a number.
+    pub priority: Option<i32>,
+}
+
+/// Where each CRM keeps a lead's priority (`sources.hubspot.priority_property`,
+/// `sources.salesforce.priority_field`); unset: the CRM's leads have priority 0.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PriorityFields {
+    pub hubspot: Option<String>,
+    pub salesforce: Option<String>,
+}
+
+/// A CRM's number as a priority: HubSpot's scores are numbers kept as text, possibly with a
+/// fraction; blank or not a number is no priority.
+pub fn priority_of(text: &str) -> Option<i32> {
+    let text = text.trim();
+    let number = match text.parse::<i64>() {
+        Ok(whole) => whole,
+        Err(_) => {
+            let real = text.parse::<f64>().ok().filter(|r| r.is_finite())?;
+            // Within i64 before the cast; the clamp keeps it to the priorities anyway.
+            real.round().clamp(-1e15, 1e15) as i64
+        }
+    };
+    Some(crate::job::clamp_priority(number))
+}
+
+fn priority_in(fields: &RecordFields, field: Option<&str>) -> Option<i32> {
+    field
+        .and_then(|name| fields.get(name))
+        .and_then(|v| priority_of(v))
 }
 
 impl CrmLead {
@@ -49,7 +80,11 @@ impl CrmLead {
 }
 
 /// A HubSpot contact's properties as a lead.
-pub fn hubspot_lead(properties: &RecordFields, linkedin_url_property: &str) -> CrmLead {
+pub fn hubspot_lead(
+    properties: &RecordFields,
+    linkedin_url_property: &str,
+    priority_property: Option<&str>,
+) -> CrmLead {
     let get = |name: &str| present(properties.get(name));
     CrmLead {
         linkedin_url: get(linkedin_url_property),
@@ -57,11 +92,16 @@ pub fn hubspot_lead(properties: &RecordFields, linkedin_url_property: &str) -> C
         last_name: get("lastname"),
         company: get("company"),
         owner_id: get(HUBSPOT_OWNER),
+        priority: priority_in(properties, priority_property),
     }
 }
 
 /// A Salesforce Lead's or Contact's fields as a lead.
-pub fn salesforce_lead(fields: &RecordFields, linkedin_url_field: &str) -> CrmLead {
+pub fn salesforce_lead(
+    fields: &RecordFields,
+    linkedin_url_field: &str,
+    priority_field: Option<&str>,
+) -> CrmLead {
     let get = |name: &str| present(fields.get(name));
     CrmLead {
         linkedin_url: get(linkedin_url_field),
@@ -69,6 +109,7 @@ pub fn salesforce_lead(fields: &RecordFields, linkedin_url_field: &str) -> CrmLe
         last_name: get("LastName"),
         company: get("Company"),
         owner_id: get(SALESFORCE_OWNER),
+        priority: priority_in(fields, priority_field),
     }
 }
 
@@ -117,6 +158,7 @@ pub fn url_field(crm: &CrmConfig, source: Source) -> String {
 pub struct Enricher {
     clients: Clients,
     crm: CrmConfig,
+    priority: PriorityFields,
     hubspot_fallback: Option<String>,
     salesforce_fallback: Option<String>,
 }
@@ -127,11 +169,13 @@ impl Enricher {
     pub fn new(
         crm: &CrmConfig,
         clients: &Clients,
+        priority: PriorityFields,
         fallback_account: impl Fn(Source) -> Option<String>,
     ) -> Enricher {
         Enricher {
             clients: clients.clone(),
             crm: crm.clone(),
+            priority,
             hubspot_fallback: fallback_account(Source::HubSpot),
             salesforce_fallback: fallback_account(Source::Salesforce),
         }
@@ -150,10 +194,12 @@ impl Enricher {
                 let mut properties = vec![config.linkedin_url_property.clone()];
                 properties.extend(HUBSPOT_NAMES.map(str::to_owned));
                 properties.push(HUBSPOT_OWNER.to_owned());
+                let priority = self.priority.hubspot.as_deref();
+                properties.extend(priority.map(str::to_owned));
                 client
                     .read_contact(&job.record_id, &properties)
                     .await
-                    .map(|fields| hubspot_lead(&fields, &config.linkedin_url_property))
+                    .map(|fields| hubspot_lead(&fields, &config.linkedin_url_property, priority))
             }
             (Source::Salesforce, _, Some((client, config))) => {
                 let object = job.record_object.as_deref().unwrap_or("Lead");
@@ -167,10 +213,12 @@ impl Enricher {
                 if object == "Lead" {
                     fields.push("Company".to_owned());
                 }
+                let priority = self.priority.salesforce.as_deref();
+                fields.extend(priority.map(str::to_owned));
                 client
                     .read_record(object, &job.record_id, &fields)
                     .await
-                    .map(|fields| salesforce_lead(&fields, &config.linkedin_url_field))
+                    .map(|fields| salesforce_lead(&fields, &config.linkedin_url_field, priority))
             }
             (source, ..) => Err(CallFailure::Refused {
                 reason: format!("no CRM is configured to read `{source}` records ([crm.{source}])"),
@@ -225,8 +273,14 @@ mod tests {
             ("firstname".into(), "Ada".into()),
             ("company".into(), "  ".into()),
             ("hubspot_owner_id".into(), "42".into()),
+            ("hubspotscore".into(), "37.6".into()),
         ]);
-        let lead = hubspot_lead(&fields, "hs_linkedin_url");
+        let lead = hubspot_lead(&fields, "hs_linkedin_url", Some("hubspotscore"));
+        assert_eq!(lead.priority, Some(38));
+        assert_eq!(
+            hubspot_lead(&fields, "hs_linkedin_url", None).priority,
+            None
+        );
         assert_eq!(
             lead.linkedin_url.as_deref(),
             Some("https://linkedin.com/in/ada")
@@ -240,12 +294,25 @@ mod tests {
                 "https://linkedin.com/in/bo".into(),
             ),
             ("OwnerId".into(), "005xx".into()),
+            ("Rating__c".into(), "hot".into()),
         ]);
-        let lead = salesforce_lead(&fields, "LinkedIn_URL__c");
+        let lead = salesforce_lead(&fields, "LinkedIn_URL__c", Some("Rating__c"));
+        assert_eq!(lead.priority, None, "not a number: no priority");
         assert_eq!(
             lead.linkedin_url.as_deref(),
             Some("https://linkedin.com/in/bo")
         );
         assert_eq!(lead.owner_id.as_deref(), Some("005xx"));
+    }
+
+    #[test]
+    fn a_crm_number_becomes_a_priority_within_range() {
+        assert_eq!(priority_of(" 12 "), Some(12));
+        assert_eq!(priority_of("-3"), Some(-3));
+        assert_eq!(priority_of("99.5"), Some(100));
+        assert_eq!(priority_of("1e12"), Some(1000));
+        for nothing in ["", "  ", "high", "NaN", "inf"] {
+            assert_eq!(priority_of(nothing), None, "{nothing:?}");
+        }
     }
 }

@@ -14,7 +14,7 @@ use crate::outbox::publish_now;
 use crate::queue::Queue;
 use crate::store::{IngestOutcome, NewJob, Store, StoreError};
 use chrono::{DateTime, Utc};
-use columns::{Columns, Field};
+use columns::Columns;
 pub use plan::{AccountPlan, BadRow, Summary};
 use rows::{RowContext, job_of_row};
 use std::collections::{BTreeMap, HashSet};
@@ -74,11 +74,8 @@ pub async fn import<Q: Queue, S: Store>(
     progress: &dyn Progress,
     now: DateTime<Utc>,
 ) -> Result<Summary, ImportError> {
-    let (jobs, mut summary, priority) = read(state, csv, options, progress)?;
+    let (jobs, mut summary) = read(state, csv, options, progress)?;
     summary.dry_run = options.dry_run;
-    if priority {
-        summary.notes.push("priority is not used yet".into());
-    }
     if !summary.invalid.is_empty() && !options.skip_invalid {
         return Err(ImportError::Rejected(Box::new(summary)));
     }
@@ -137,13 +134,13 @@ pub async fn import<Q: Queue, S: Store>(
     Ok(summary)
 }
 
-/// Every row as a job or a bad row; whether the file has a priority column.
+/// Every row as a job or a bad row.
 fn read<Q: Queue, S: Store>(
     state: &IngestState<Q, S>,
     csv: &[u8],
     options: &Options,
     progress: &dyn Progress,
-) -> Result<(Vec<NewJob>, Summary, bool), ImportError> {
+) -> Result<(Vec<NewJob>, Summary), ImportError> {
     // Flexible: a row with another number of fields is a bad row, not the end of the file.
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
@@ -193,7 +190,7 @@ fn read<Q: Queue, S: Store>(
         }
     }
     progress.checked(summary.rows);
-    Ok((jobs, summary, columns.position(Field::Priority).is_some()))
+    Ok((jobs, summary))
 }
 
 /// Each account's new jobs with the weeks they would take at its pacing.

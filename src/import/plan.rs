@@ -25,7 +25,6 @@ pub struct Summary {
     pub ignored_columns: Vec<String>,
     pub accounts: BTreeMap<String, AccountPlan>,
     pub projection: &'static str,
-    pub notes: Vec<String>,
 }
 
 /// A row that was not imported: its line in the file (the header is line 1) and why.

@@ -63,11 +63,14 @@ pub fn job_of_row(
         let text = std::str::from_utf8(raw).map_err(|_| RowError::NotUtf8(field.name()))?;
         Ok(Some(text.trim().to_owned()).filter(|t| !t.is_empty()))
     };
-    if let Some(priority) = text(Field::Priority)? {
-        priority
-            .parse::<i32>()
-            .map_err(|_| RowError::Priority(priority))?;
-    }
+    let priority = match text(Field::Priority)? {
+        Some(priority) => Some(
+            priority
+                .parse::<i64>()
+                .map_err(|_| RowError::Priority(priority))?,
+        ),
+        None => None,
+    };
     let row_account = text(Field::AccountId)?;
     let event = LeadEvent {
         record_id: text(Field::RecordId)?.unwrap_or_default(),
@@ -81,6 +84,7 @@ pub fn job_of_row(
         last_name: text(Field::LastName)?,
         company: text(Field::Company)?,
         message: text(Field::Message)?,
+        priority,
     };
     let (source, object) = match context.crm {
         Crm::None => (Source::Events, None),

@@ -43,6 +43,25 @@ pub struct SourcesConfig {
     pub salesforce: Option<SalesforceSourceConfig>,
 }
 
+impl SourcesConfig {
+    /// Where the CRM sources keep a lead's priority.
+    pub fn priority_fields(&self) -> crate::crm::enrich::PriorityFields {
+        let name = |field: Option<&String>| field.map(|f| f.trim().to_owned());
+        crate::crm::enrich::PriorityFields {
+            hubspot: name(
+                self.hubspot
+                    .as_ref()
+                    .and_then(|h| h.priority_property.as_ref()),
+            ),
+            salesforce: name(
+                self.salesforce
+                    .as_ref()
+                    .and_then(|s| s.priority_field.as_ref()),
+            ),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsSourceConfig {

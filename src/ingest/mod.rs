@@ -228,6 +228,7 @@ pub(crate) fn crm_job<Q: Queue, S: Store>(
             &state.config.writeback,
             record.source,
         ),
+        priority: lead.priority,
     }
 }
 
@@ -252,6 +253,9 @@ pub(crate) struct LeadEvent {
     pub company: Option<String>,
     #[serde(default)]
     pub message: Option<String>,
+    /// Higher goes first among the account's waiting jobs; beyond ±1000 counts as ±1000.
+    #[serde(default)]
+    pub priority: Option<i64>,
 }
 
 /// The missing field that keeps a [`LeadEvent`] from becoming a job (the caller adds its
@@ -344,6 +348,7 @@ pub(crate) fn lead_job(
         // A CRM record has one open job; the events source's ids are the sender's own.
         one_open_job_per_record: source != Source::Events,
         writeback_targets: crate::crm::targets_for(&config.crm, &config.writeback, source),
+        priority: event.priority.map(crate::job::clamp_priority),
     })
 }
 

@@ -110,6 +110,26 @@ impl std::fmt::Display for Status {
     }
 }
 
+/// The priorities a job may have; a source's value beyond them counts as the nearest.
+pub const PRIORITIES: std::ops::RangeInclusive<i32> = -1000..=1000;
+
+/// What one point of priority is worth in waiting: a job's place in its account's backlog is
+/// `created_at` less a day per point (`rank_at`). So the highest priority goes first, then
+/// the oldest, and no job is starved: one that has waited `n` days longer than another goes
+/// before it even against `n` more points of priority.
+pub const PRIORITY_AGING: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+/// A priority as a job keeps it: within [`PRIORITIES`].
+pub fn clamp_priority(priority: i64) -> i32 {
+    let clamped = priority.clamp(i64::from(*PRIORITIES.start()), i64::from(*PRIORITIES.end()));
+    i32::try_from(clamped).unwrap_or_default()
+}
+
+/// A job's place in its account's backlog: earlier goes first (see [`PRIORITY_AGING`]).
+pub fn rank_at(created_at: DateTime<Utc>, priority: i32) -> DateTime<Utc> {
+    created_at - PRIORITY_AGING * priority.clamp(*PRIORITIES.start(), *PRIORITIES.end())
+}
+
 /// The lead's fields as the source gave them; kept for templates and for people reading history.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -149,6 +169,8 @@ pub struct Job {
     pub changed_at: DateTime<Utc>,
     pub due_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// Higher goes first among the account's waiting jobs (with age: [`rank_at`]).
+    pub priority: i32,
 }
 
 /// What a writeback carries: the job's state at one status change.
@@ -195,6 +217,7 @@ impl Job {
             changed_at: now,
             due_at: Some(now),
             created_at: now,
+            priority: 0,
         }
     }
 
@@ -249,6 +272,24 @@ mod tests {
             assert_eq!(json, serde_json::json!(value.to_string()));
             assert_eq!(&serde_json::from_value::<T>(json).unwrap(), value);
         }
+    }
+
+    #[test]
+    fn priority_ranks_before_age_until_age_outweighs_it() {
+        let t0 = DateTime::parse_from_rfc3339("2026-11-30T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let hour = chrono::TimeDelta::hours(1);
+        // A higher priority an hour younger goes first...
+        assert!(rank_at(t0 + hour, 1) < rank_at(t0, 0));
+        // ...the same priority goes oldest first...
+        assert!(rank_at(t0, 3) < rank_at(t0 + hour, 3));
+        // ...and a job that has waited more days than the difference goes first anyway.
+        assert!(rank_at(t0, 0) < rank_at(t0 + chrono::TimeDelta::days(3) + hour, 3));
+        assert_eq!(clamp_priority(5), 5);
+        assert_eq!(clamp_priority(1_000_000), 1000);
+        assert_eq!(clamp_priority(i64::MIN), -1000);
+        assert_eq!(rank_at(t0, i32::MAX), rank_at(t0, 1000));
     }
 
     #[test]

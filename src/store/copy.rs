@@ -48,6 +48,8 @@ const TABLES: &[Table] = &[
             ("enrich", Bool),
             ("writeback_targets", TextList),
             ("waits_on", Text),
+            ("priority", Int),
+            ("rank_at", Time),
         ],
     },
     Table {

@@ -1,6 +1,7 @@
 //! The account gate for one send, decided under the account's row lock so that every
 //! worker agrees: quota, holds, pacing and health (pure rules in `account::pacing`), one send
-//! at a time per account, and the account's backlog released oldest first.
+//! at a time per account, and the account's backlog released in line: the highest priority,
+//! then the oldest (`job::rank_at`).
 
 use super::jobs::SendSlot;
 use super::outbox;
@@ -10,7 +11,7 @@ use crate::account::pacing::{self, AccountFacts, Decision};
 use crate::account::policy::AccountPolicy;
 use crate::account::projection::projected_sends;
 use crate::account::quota::{self, Observation, Quota, QuotaSource};
-use crate::job::{Job, Status};
+use crate::job::{Job, Status, rank_at};
 use crate::queue::Message;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -413,38 +414,40 @@ async fn wake_now(
     Ok(())
 }
 
-/// How many of the account's waiting jobs are older than `job`.
+/// How many of the account's waiting jobs go before `job` (`job::rank_at`: the highest
+/// priority, then the oldest).
 async fn backlog_ahead(tx: &mut impl db::Exec, job: &Job) -> Result<usize, StoreError> {
     let ahead = db::query(
         "SELECT count(*) FROM jobs WHERE account_id = $1 AND id <> $2 \
-         AND created_at < $3 AND status = ANY($4) AND due_at IS NOT NULL AND NOT enrich",
+         AND (rank_at < $3 OR (rank_at = $3 AND id < $2)) AND status = ANY($4) \
+         AND due_at IS NOT NULL AND NOT enrich",
     )
     .bind(job.account_id.as_str())
     .bind(job.id)
-    .bind(job.created_at)
+    .bind(rank_at(job.created_at, job.priority))
     .bind(db::Set(&Status::BACKLOG[..]))
     .scalar::<i64>(tx)
     .await?;
     Ok(usize::try_from(ahead).unwrap_or(0))
 }
 
-/// The account's oldest waiting job if it is older than `job` and waits for the gate (a job
-/// parked longer waits for something else: a retry, the per-minute budget), and whether a
-/// worker holds it now (then it is on its way to the gate already).
+/// The account's first waiting job in line (`job::rank_at`) if it goes before `job` and waits
+/// for the gate (a job parked longer waits for something else: a retry, the per-minute
+/// budget), and whether a worker holds it now (then it is on its way to the gate already).
 async fn older_waiting_job(
     tx: &mut impl db::Exec,
     job: &Job,
     now: DateTime<Utc>,
 ) -> Result<Option<(Uuid, bool)>, StoreError> {
-    // Oldest first; the id breaks a tie between jobs created in the same instant.
+    // The id breaks a tie between jobs of the same rank.
     Ok(db::query(
         "SELECT id, coalesce(lease_until > $4, false) FROM jobs WHERE account_id = $1 AND id <> $2 \
-         AND created_at < $3 AND status = ANY($6) AND NOT enrich \
-         AND due_at IS NOT NULL AND due_at <= $5 ORDER BY created_at, id LIMIT 1",
+         AND (rank_at < $3 OR (rank_at = $3 AND id < $2)) AND status = ANY($6) AND NOT enrich \
+         AND due_at IS NOT NULL AND due_at <= $5 ORDER BY rank_at, id LIMIT 1",
     )
     .bind(job.account_id.as_str())
     .bind(job.id)
-    .bind(job.created_at)
+    .bind(rank_at(job.created_at, job.priority))
     .bind(now)
     .bind(now + BUSY_RETRY)
     .bind(db::Set(&Status::BACKLOG[..]))
@@ -553,11 +556,11 @@ pub(super) async fn release_account(
     if slot == SendSlot::Returned {
         return Ok(());
     }
-    // Oldest first; the id breaks a tie between jobs created in the same instant.
+    // First in line (`job::rank_at`); the id breaks a tie between jobs of the same rank.
     let next = db::query(
         "UPDATE jobs SET due_at = $3 WHERE id = (SELECT id FROM jobs WHERE account_id = $1 \
          AND id <> $2 AND status = ANY($5) AND NOT enrich AND waits_on IS NULL \
-         AND due_at > $3 AND due_at <= $4 ORDER BY created_at, id LIMIT 1) RETURNING id",
+         AND due_at > $3 AND due_at <= $4 ORDER BY rank_at, id LIMIT 1) RETURNING id",
     )
     .bind(account.as_str())
     .bind(job_id)

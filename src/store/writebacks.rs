@@ -772,8 +772,8 @@ pub(super) mod tests {
         let mut tx = store.db.begin().await.unwrap();
         db::query(
             "INSERT INTO jobs (id, source, record_id, account_id, lead, status, changed_at, \
-             created_at, updated_at, due_at, writeback_targets, profile_key) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7, $8, $9, $10)",
+             created_at, updated_at, due_at, writeback_targets, profile_key, rank_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7, $8, $9, $10, $7)",
         )
         .bind(job.id)
         .bind(job.source)

@@ -56,6 +56,7 @@ pub fn lead_from_crm(
             last_name: crm.last_name.clone(),
             company: crm.company.clone(),
         },
+        priority: crm.priority,
     };
     (enrichment, invalid)
 }

@@ -31,6 +31,11 @@ const WORKFLOW: &str = "/webhooks/hubspot/workflow";
 /// The test configuration plus the HubSpot source and CRM, pointed at `hubspot`. `crm_extra`
 /// goes at the end of `[crm.hubspot]` (keys, then sub-tables).
 fn config(env: &TestEnv, hubspot: &MockServer, crm_extra: &str) -> Config {
+    config_with(env, hubspot, "", crm_extra)
+}
+
+/// The same, with `source_extra` at the end of `[sources.hubspot]`.
+fn config_with(env: &TestEnv, hubspot: &MockServer, source_extra: &str, crm_extra: &str) -> Config {
     let text = format!(
         r#"{base}
 [crm]
@@ -42,6 +47,7 @@ triggers = [
   {{ property = "hs_lead_status", value = "QUALIFIED" }},
   {{ property = "lifecyclestage", value = "salesqualifiedlead" }},
 ]
+{source_extra}
 [crm.hubspot]
 base_url = "{uri}"
 access_token = "{TOKEN}"
@@ -107,6 +113,58 @@ fn changed_at(properties: &Value) -> DateTime<Utc> {
 }
 
 // ---- tests ---------------------------------------------------------------------------------
+
+both_backends! {
+    /// `sources.hubspot.priority_property` is read with the contact as the job's priority,
+    /// and a `propertyChange` of it while the job waits updates the job: after the reset the
+    /// week's one request goes to the contact whose score was raised.
+    async fn the_priority_property_orders_waiting_contacts_and_its_changes_update_them(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let hubspot = MockServer::start().await;
+        let reset = Utc::now() + chrono::Duration::seconds(8);
+        env.sim_put(
+            "accounts/acc_hs",
+            json!({"limit": 1, "used": 1, "weeklyReset": reset.to_rfc3339()}),
+        )
+        .await;
+        for (id, score) in [(301, "10"), (302, "50.4"), (303, "30")] {
+            let properties = json!({"hs_linkedin_url": profile_url(&format!("score-{id}")),
+                                    "hubspotscore": score, "hubspot_owner_id": "7"});
+            contact(&hubspot, id, properties).await;
+        }
+        accept_patches(&hubspot).await;
+        let source = "priority_property = \"hubspotscore\"";
+        let owners = "[crm.hubspot.owners]\n\"7\" = \"acc_hs\"\n";
+        let app = env.start(config_with(&env, &hubspot, source, owners)).await;
+        let batch = json!([qualified(1, 301), qualified(2, 302), qualified(3, 303)]);
+        let (status, body) = send_batch(&app, &batch).await;
+        assert_eq!((status, &body["accepted"]), (200, &json!(3)), "{body}");
+        let mut ids = Vec::new();
+        for (record, score) in [("301", 10), ("302", 50), ("303", 30)] {
+            let id = job_of(&app, record).await;
+            let job = app.wait_for(id, Status::Held).await;
+            assert_eq!(job.priority, score, "{job:#?}");
+            ids.push(id);
+        }
+        for read in requests(&hubspot, "GET").await {
+            let query = read.url.query().unwrap_or_default().to_string();
+            assert!(query.contains("hubspotscore"), "the score was not read: {query}");
+        }
+        let (status, body) = send_batch(&app, &json!([change(4, 301, "hubspotscore", "90")])).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!((&body["priorityUpdates"], &body["ignored"]), (&json!(1), &json!(0)), "{body}");
+        assert_eq!(app.job(ids[0]).await.priority, 90);
+
+        app.wait_for_within(ids[0], Status::Sent, WAIT + WAIT).await;
+        for &id in &ids[1..] {
+            let job = app.job(id).await;
+            assert_eq!(job.status, Status::Held, "{job:#?}");
+        }
+        assert_eq!(env.total_invitations().await, 1);
+        env.cleanup().await;
+        Ok(())
+    }
+}
 
 both_backends! {
     async fn a_signed_mixed_batch_makes_jobs_only_for_qualified_contacts(backend) -> anyhow::Result<()> {

@@ -208,9 +208,9 @@ async fn hubspot_rows_are_sent_and_their_contacts_written_back() {
     let (ok, summary, _) = import(&env, &text, file.as_bytes(), &["--crm", "hubspot"]).await;
     assert!(ok, "{summary}");
     assert_eq!(summary["new"], 1, "{summary}");
-    assert_eq!(summary["notes"], json!(["priority is not used yet"]));
     let job = app.only_job_of("701").await;
     assert_eq!(job.source, "hubspot");
+    assert_eq!(job.priority, 2, "the file's priority column: {job:#?}");
     app.wait_for(job.id, Status::Sent).await;
     assert_eq!(env.invitations("acc_default", "imp-hubspot").await, 1);
     eventually(WAIT, "the contact is patched queued, then sent", || async {

@@ -41,6 +41,7 @@ mod hubspot;
 mod import;
 mod metrics;
 mod pipeline;
+mod priority;
 mod properties;
 mod salesforce;
 mod shadow;

@@ -47,6 +47,7 @@ async fn new_job(store: &SqlStore, profile: &str, now: DateTime<Utc>) -> Uuid {
         delivery_id: Some(webhook_id()),
         one_open_job_per_record: false,
         writeback_targets: vec![WritebackTarget::Callback],
+        priority: None,
     };
     match store.ingest(&new, now).await.unwrap() {
         IngestOutcome::Created { job_id, .. } => job_id,
@@ -657,6 +658,7 @@ both_backends! {
             delivery_id: Some(delivery.into()),
             one_open_job_per_record: false,
             writeback_targets: vec![WritebackTarget::Callback],
+            priority: None,
         };
         // The same lead twice under two deliveries: the second attaches to the first's job.
         let batch = [
@@ -751,6 +753,7 @@ fn urn_job(profile: &str, urn: &str) -> NewJob {
         delivery_id: Some(webhook_id()),
         one_open_job_per_record: false,
         writeback_targets: vec![WritebackTarget::Callback],
+        priority: None,
     }
 }
 
@@ -1057,6 +1060,7 @@ fn record_job(source: Source, record: &str, profile: &str) -> NewJob {
         delivery_id: Some(webhook_id()),
         one_open_job_per_record: crm,
         writeback_targets: vec![source.crm().unwrap_or(WritebackTarget::Callback)],
+        priority: None,
     }
 }
 
@@ -1443,6 +1447,7 @@ both_backends! {
             delivery_id: Some(delivery.into()),
             one_open_job_per_record: true,
             writeback_targets: vec![WritebackTarget::HubSpot],
+            priority: None,
         };
         store.ingest(&new("held", "d1", "r1"), now).await?;
         let probes = [

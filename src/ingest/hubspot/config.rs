@@ -19,6 +19,9 @@ pub struct HubSpotSourceConfig {
     pub on_creation: bool,
     /// The ConnectSafely account for HubSpot jobs that no owner mapping routes elsewhere.
     pub account_id: Option<String>,
+    /// A number property read with the contact as the job's priority (e.g. `hubspotscore`);
+    /// a `propertyChange` subscription to it updates a waiting job.
+    pub priority_property: Option<String>,
 }
 
 impl HubSpotSourceConfig {
@@ -80,6 +83,15 @@ impl HubSpotSourceConfig {
         {
             problems.push(format!(
                 "{key}.account_id is empty: leave it out to use the default account"
+            ));
+        }
+        if self
+            .priority_property
+            .as_deref()
+            .is_some_and(|p| p.trim().is_empty())
+        {
+            problems.push(format!(
+                "{key}.priority_property is empty: leave it out for priority 0"
             ));
         }
     }

@@ -81,8 +81,10 @@ pub async fn receive_batch<Q: Queue, S: Store>(
     let config = verified_source(&state, &uri, &headers, &body)?;
     let judged = payload::parse_batch(&body)?;
     let triggers = config.triggers();
+    let priority_property = config.priority_property.as_deref().map(str::trim);
     let (mut ignored, mut malformed) = (0, 0);
     let mut news = Vec::new();
+    let mut priority_changes = Vec::new();
     for item in judged {
         let event = match item {
             Judged::Event(event) => event,
@@ -93,7 +95,15 @@ pub async fn receive_batch<Q: Queue, S: Store>(
                 continue;
             }
         };
+        let priority =
+            priority_property.and_then(|property| payload::priority_change(&event, property));
+        if let Some(priority) = priority {
+            priority_changes.push((event.object_id.clone(), priority));
+        }
         let Some(qualification) = payload::qualifies(&event, &triggers) else {
+            if priority.is_some() {
+                continue;
+            }
             super::count_ignored(
                 &state,
                 Source::HubSpot,
@@ -120,11 +130,25 @@ pub async fn receive_batch<Q: Queue, S: Store>(
         .filter(|o| matches!(o, IngestOutcome::Created { .. }))
         .count();
     let duplicates = outcomes.len() - accepted;
+    // After the batch's jobs, so a contact created and scored in one batch keeps its score.
+    // Setting a priority twice changes nothing, so HubSpot's retry of a failed batch is safe.
+    let mut priority_updates = 0;
+    for (contact, priority) in priority_changes {
+        let updated = state
+            .store
+            .set_record_priority(Source::HubSpot, &contact, priority, Utc::now())
+            .await?;
+        if let Some((job_id, publish)) = updated {
+            tracing::info!(%job_id, %contact, priority, "the contact's priority changed");
+            priority_updates += 1;
+            crate::outbox::publish_now(&state.store, &state.queue, publish).await;
+        }
+    }
     Ok((
         StatusCode::OK,
         axum::Json(json!({
             "accepted": accepted, "duplicates": duplicates, "ignored": ignored,
-            "malformed": malformed,
+            "malformed": malformed, "priorityUpdates": priority_updates,
         })),
     )
         .into_response())
@@ -138,11 +162,12 @@ pub async fn receive_workflow<Q: Queue, S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, IngestError> {
-    verified_source(&state, &uri, &headers, &body)?;
+    let config = verified_source(&state, &uri, &headers, &body)?;
     let record = payload::parse_workflow(&body)?;
     let lead = hubspot_lead(
         &record.fields,
         &url_field(&state.config.crm, Source::HubSpot),
+        config.priority_property.as_deref().map(str::trim),
     );
     let record = CrmRecord {
         source: Source::HubSpot,

@@ -196,6 +196,21 @@ pub fn qualifies(event: &Event, triggers: &Triggers) -> Option<Qualification> {
         .map(|rule| Qualification::Rule(rule.clone()))
 }
 
+/// The contact's new priority, when the event is a change of `priority_property` to a
+/// number (HubSpot sends a cleared property as an empty value: priority 0 then).
+pub fn priority_change(event: &Event, priority_property: &str) -> Option<i32> {
+    let kind = event.subscription_type.trim();
+    if !kind.eq_ignore_ascii_case(PROPERTY_CHANGE)
+        || !same(event.property_name.as_deref()?, priority_property)
+    {
+        return None;
+    }
+    match event.property_value.as_deref().map(str::trim) {
+        None | Some("") => Some(0),
+        Some(value) => crate::crm::enrich::priority_of(value),
+    }
+}
+
 fn same(a: &str, b: &str) -> bool {
     a.trim().eq_ignore_ascii_case(b.trim())
 }
@@ -426,6 +441,22 @@ mod tests {
             property_value: value.map(Into::into),
             occurred_at: None,
         }
+    }
+
+    #[test]
+    fn a_change_of_the_priority_property_is_a_new_priority() {
+        let change = |name, value| {
+            priority_change(
+                &event("contact.propertyChange", Some(name), value),
+                "hubspotscore",
+            )
+        };
+        assert_eq!(change("HubSpotScore", Some("42")), Some(42));
+        assert_eq!(change("hubspotscore", Some("")), Some(0), "cleared");
+        assert_eq!(change("hubspotscore", Some("lots")), None);
+        assert_eq!(change("hs_lead_status", Some("42")), None);
+        let created = event("contact.creation", Some("hubspotscore"), Some("42"));
+        assert_eq!(priority_change(&created, "hubspotscore"), None);
     }
 
     #[test]

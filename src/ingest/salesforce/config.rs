@@ -41,6 +41,9 @@ pub struct SalesforceSourceConfig {
     /// The ConnectSafely account for Salesforce jobs, when not the global default.
     pub account_id: Option<String>,
     pub callout: CalloutSigning,
+    /// A number field carried by the Outbound Message or callout (and read with the record)
+    /// as the job's priority; a later message with another value updates a waiting job.
+    pub priority_field: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -104,6 +107,15 @@ impl SalesforceSourceConfig {
         {
             problems.push(format!(
                 "{PREFIX}.account_id: must not be empty (leave it out to use connectsafely.default_account_id)"
+            ));
+        }
+        if self
+            .priority_field
+            .as_deref()
+            .is_some_and(|f| f.trim().is_empty())
+        {
+            problems.push(format!(
+                "{PREFIX}.priority_field: must not be empty (leave it out for priority 0)"
             ));
         }
         for (i, secret) in self.callout.standard_webhooks_secrets.iter().enumerate() {

@@ -100,7 +100,8 @@ pub async fn receive_outbound<Q: Queue, S: Store>(
             tracing::info!(record = %notification.record_id, field = %rule.field, "notification does not qualify; acknowledged");
             continue;
         }
-        let lead = salesforce_lead(&notification.fields, &url_field);
+        let priority = config.priority_field.as_deref().map(str::trim);
+        let lead = salesforce_lead(&notification.fields, &url_field, priority);
         let record = CrmRecord {
             source: Source::Salesforce,
             record_id: notification.record_id,
@@ -141,7 +142,8 @@ pub async fn receive_callout<Q: Queue, S: Store>(
     if let Some(url) = callout.linkedin_url {
         fields.insert(url_field.clone(), url);
     }
-    let lead = salesforce_lead(&fields, &url_field);
+    let priority = config.priority_field.as_deref().map(str::trim);
+    let lead = salesforce_lead(&fields, &url_field, priority);
     let record = CrmRecord {
         source: Source::Salesforce,
         record_id: callout.record_id,

@@ -1,9 +1,10 @@
 //! The lead the CRM returned for a job that named only its record.
 
 use super::ingest::{RecordRef, join_with_state};
+use super::priority::set_priority;
 use super::rows::{self, LeadColumns};
 use super::{Enriched, Enrichment};
-use crate::job::Job;
+use crate::job::{Job, clamp_priority};
 use crate::lead::Resolution;
 use crate::store::db;
 use crate::store::{SqlStore, StoreError, record_event};
@@ -45,10 +46,15 @@ pub(super) async fn enrich(
     .await
     .map_err(StoreError::from);
     match updated {
-        Ok(Some(job)) => {
+        Ok(Some(mut job)) => {
             let detail = json!({"accountId": e.account_id, "profileId": columns.profile_id,
                 "profileUrn": profile_urn, "lead": lead});
             record_event(&mut tx, job_id, now, "enriched", None, detail).await?;
+            // Leased by this worker: nothing to wake, the gate comes next.
+            if let Some(priority) = e.priority {
+                set_priority(&mut tx, job_id, priority, now).await?;
+                job.priority = clamp_priority(i64::from(priority));
+            }
             tx.commit().await?;
             Ok(Enriched::Ready(Box::new(job)))
         }

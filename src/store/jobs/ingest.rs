@@ -3,9 +3,10 @@
 
 use super::super::outbox::{self, OutboxMessage};
 use super::super::writebacks;
+use super::priority::set_priority;
 use super::rows::{self, LeadColumns};
 use super::{IngestOutcome, NewJob};
-use crate::job::{Job, Source, Status, WritebackTarget};
+use crate::job::{Job, Source, Status, WritebackTarget, clamp_priority, rank_at};
 use crate::queue::Message;
 use crate::store::db::{self, Exec, Set};
 use crate::store::{SqlStore, StoreError, record_event};
@@ -131,10 +132,16 @@ async fn ingest_one(
 ) -> Result<IngestOutcome, StoreError> {
     match existing_job(tx, new).await? {
         Some(Existing::OfDelivery(seen)) => {
+            // A file imported again keeps its rows' ids: its priorities are the jobs' now.
+            // (A webhook's retry carries the one it had: nothing changes.)
+            let publish = match new.priority {
+                Some(priority) => set_priority(tx, seen.id, priority, now).await?,
+                None => None,
+            };
             return Ok(IngestOutcome::Duplicate {
                 job_id: seen.id,
                 status: seen.status,
-                publish: Vec::new(),
+                publish: publish.into_iter().collect(),
             });
         }
         Some(Existing::Holder(existing)) => {
@@ -150,12 +157,14 @@ async fn ingest_one(
         Status::Queued
     };
     let due_at = (status == Status::Queued).then_some(now);
+    let created_at = created_at();
+    let priority = clamp_priority(i64::from(new.priority.unwrap_or(0)));
     let job: Job = db::query(concat!(
             "INSERT INTO jobs (id, source, record_id, account_id, profile_key, profile_id, profile_urn, \
              message, lead, status, error, sequence, changed_at, due_at, record_object, enrich, \
-             writeback_targets, created_at, updated_at) \
+             writeback_targets, created_at, updated_at, priority, rank_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $13, $14, $15, $16, \
-             $17, $12) RETURNING ",
+             $17, $12, $18, $19) RETURNING ",
                  rows::job_columns!()
         ))
         .bind(job_id)
@@ -174,7 +183,9 @@ async fn ingest_one(
         .bind(&new.record_object)
         .bind(columns.enrich)
         .bind(Set(&new.writeback_targets))
-        .bind(created_at())
+        .bind(created_at)
+        .bind(priority)
+        .bind(rank_at(created_at, priority))
         .fetch_one(&mut *tx)
         .await?;
     join_record(&mut *tx, job_id, &RecordRef::of(new), now).await?;
@@ -203,10 +214,15 @@ async fn attach(
 ) -> Result<IngestOutcome, StoreError> {
     let record = RecordRef::of(new);
     let job_id = existing.id;
-    let (status, publish) = match join_with_state(tx, job_id, &record, now, relay_grace).await? {
+    let (status, mut publish) = match join_with_state(tx, job_id, &record, now, relay_grace).await?
+    {
         Some((job, publish)) => (job.status, publish),
         None => (existing.status, Vec::new()),
     };
+    // The source's priority now is the job's: a CRM's score can change while the job waits.
+    if let Some(priority) = new.priority {
+        publish.extend(set_priority(tx, job_id, priority, now).await?);
+    }
     remember_delivery(tx, new, job_id, now, "duplicate_event", None).await?;
     Ok(IngestOutcome::Duplicate {
         job_id,

@@ -5,6 +5,7 @@ mod enrich;
 mod ingest;
 mod lease;
 mod operator;
+mod priority;
 mod rows;
 mod transition;
 
@@ -34,6 +35,9 @@ pub struct NewJob {
     /// A CRM record has one open job: a further event for it attaches to that job.
     pub one_open_job_per_record: bool,
     pub writeback_targets: Vec<WritebackTarget>,
+    /// Higher goes first among the account's waiting jobs; `None`: the source gave none
+    /// (0 for a new job, and an existing job keeps its own).
+    pub priority: Option<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -242,6 +246,8 @@ pub struct Enrichment {
     /// committed makes the job read again.
     pub resolution: Resolution,
     pub lead: LeadDetails,
+    /// The record's priority, when the source reads one (`priority_property`).
+    pub priority: Option<i32>,
 }
 
 #[derive(Debug)]
@@ -380,6 +386,16 @@ pub trait JobStore {
         account_id: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(Vec<Uuid>, Vec<OutboxMessage>), StoreError>> + Send;
+
+    /// A CRM record's priority changed: its open job, if it has one, takes it. The job's id
+    /// when one did, with the message to publish if that made it due now.
+    fn set_record_priority(
+        &self,
+        source: Source,
+        record_id: &str,
+        priority: i32,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<(Uuid, Vec<OutboxMessage>)>, StoreError>> + Send;
 }
 
 impl JobStore for SqlStore {
@@ -489,5 +505,21 @@ impl JobStore for SqlStore {
         now: DateTime<Utc>,
     ) -> Result<(Vec<Uuid>, Vec<OutboxMessage>), StoreError> {
         operator::release_shadowed(self, account_id, now).await
+    }
+
+    async fn set_record_priority(
+        &self,
+        source: Source,
+        record_id: &str,
+        priority: i32,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Uuid, Vec<OutboxMessage>)>, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let Some(job) = rows::open_job_of_record(&mut tx, source, record_id).await? else {
+            return Ok(None);
+        };
+        let publish = priority::set_priority(&mut tx, job.id, priority, now).await?;
+        tx.commit().await?;
+        Ok(Some((job.id, publish.into_iter().collect())))
     }
 }

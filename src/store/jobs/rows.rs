@@ -15,7 +15,7 @@ macro_rules! job_columns {
     () => {
         "id, source, record_id, record_object, account_id, profile_id, profile_urn, message, \
          lead, enrich, writeback_targets, status, error, hold_until, retry_at, attempts, \
-         sequence, changed_at, due_at, created_at"
+         sequence, changed_at, due_at, created_at, priority"
     };
 }
 pub(super) use job_columns;

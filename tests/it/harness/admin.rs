@@ -30,6 +30,8 @@ pub struct JobView {
     pub retry_at: Option<DateTime<Utc>>,
     pub attempts: i32,
     pub changed_at: DateTime<Utc>,
+    #[serde(default)]
+    pub priority: i32,
     /// Empty in a list.
     #[serde(default)]
     pub history: Vec<EventView>,
