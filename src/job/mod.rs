@@ -92,12 +92,6 @@ impl Status {
         Status::ENDED.contains(&self)
     }
 
-    /// The job waits for a timer or a wake-up. A `shadowed` job waits for neither: it rests,
-    /// holding its lead, until an operator releases it (`leadlink jobs release`).
-    pub fn is_due_again(self) -> bool {
-        !self.is_final() && self != Status::Shadowed
-    }
-
     /// A lead whose job ended so already has its answer; a new event gets the same one.
     pub fn is_success(self) -> bool {
         self.is_final() && !Status::FREES_LEAD.contains(&self)
@@ -373,7 +367,9 @@ mod tests {
         assert!(!Status::Paused.is_final());
         assert!(Status::Invalid.is_final());
         assert!(!Status::Failed.is_success());
-        assert!(!Status::Shadowed.is_final() && !Status::Shadowed.is_due_again());
-        assert!(Status::Queued.is_due_again() && !Status::Sent.is_due_again());
+        assert!(
+            !Status::Shadowed.is_final(),
+            "a shadowed job may yet be released"
+        );
     }
 }

@@ -299,7 +299,9 @@ fn detail(value: &Value) -> Markup {
 fn job_detail(job: &Job, tz: Tz, now: DateTime<Utc>) -> Markup {
     html! {
         @if let Some(error) = &job.error { span.error { (error) } }
-        @if let (Some(at), false) = (job.retry_at, job.status.is_final()) {
+        @if let (Some(at), Status::Shadowed) = (job.retry_at, job.status) {
+            " " span.retry { "would have been sent " (layout::relative(at, now)) " (" (layout::short_time(at, tz)) ")" }
+        } @else if let (Some(at), false) = (job.retry_at, job.status.is_final()) {
             " " span.retry { "retry " (layout::relative(at, now)) " (" (layout::short_time(at, tz)) ")" }
         }
     }

@@ -49,6 +49,7 @@ const TABLES: &[Table] = &[
             ("writeback_targets", TextList),
             ("waits_on", Text),
             ("priority", Int),
+            ("priority_seen_at", Time),
             ("rank_at", Time),
         ],
     },

@@ -414,6 +414,15 @@ async fn wake_now(
     Ok(())
 }
 
+/// The job's place as stored: its priority may have changed since the worker read it.
+async fn stored_rank(tx: &mut impl db::Exec, job: &Job) -> Result<DateTime<Utc>, StoreError> {
+    Ok(db::query("SELECT rank_at FROM jobs WHERE id = $1")
+        .bind(job.id)
+        .scalar_optional::<DateTime<Utc>>(tx)
+        .await?
+        .unwrap_or_else(|| rank_at(job.created_at, job.priority)))
+}
+
 /// How many of the account's waiting jobs go before `job` (`job::rank_at`: the highest
 /// priority, then the oldest).
 async fn backlog_ahead(tx: &mut impl db::Exec, job: &Job) -> Result<usize, StoreError> {
@@ -424,7 +433,7 @@ async fn backlog_ahead(tx: &mut impl db::Exec, job: &Job) -> Result<usize, Store
     )
     .bind(job.account_id.as_str())
     .bind(job.id)
-    .bind(rank_at(job.created_at, job.priority))
+    .bind(stored_rank(tx, job).await?)
     .bind(db::Set(&Status::BACKLOG[..]))
     .scalar::<i64>(tx)
     .await?;
@@ -447,7 +456,7 @@ async fn older_waiting_job(
     )
     .bind(job.account_id.as_str())
     .bind(job.id)
-    .bind(rank_at(job.created_at, job.priority))
+    .bind(stored_rank(tx, job).await?)
     .bind(now)
     .bind(now + BUSY_RETRY)
     .bind(db::Set(&Status::BACKLOG[..]))
@@ -552,7 +561,7 @@ pub(super) async fn release_account(
         return Ok(());
     };
     // A job waiting for this send goes next (it had no timer of its own).
-    waits::release_oldest(&mut *tx, &Wait::Sender(account.clone()).key(), now).await?;
+    waits::release_first_in_line(&mut *tx, &Wait::Sender(account.clone()).key(), now).await?;
     if slot == SendSlot::Returned {
         return Ok(());
     }

@@ -91,15 +91,16 @@ pub(super) async fn release_all(
     due_now(tx, ids, now).await
 }
 
-/// Lets the oldest job on the wait try again now; the others keep waiting.
-pub(super) async fn release_oldest(
+/// Lets the first job in line on the wait (`job::rank_at`) try again now; the others keep
+/// waiting.
+pub(super) async fn release_first_in_line(
     tx: &mut impl db::Exec,
     key: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<OutboxMessage>, StoreError> {
     let ids = db::query(
         "UPDATE jobs SET waits_on = NULL, due_at = $2 WHERE id = (SELECT id FROM jobs \
-         WHERE waits_on = $1 ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+         WHERE waits_on = $1 ORDER BY rank_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
          RETURNING id",
     )
     .bind(key)
@@ -164,7 +165,7 @@ impl WaitStore for SqlStore {
                 .bind(next_try(now, every_ms))
                 .execute(&mut tx)
                 .await?;
-            let woken = release_oldest(&mut tx, &key, now).await?;
+            let woken = release_first_in_line(&mut tx, &key, now).await?;
             if woken.is_empty() {
                 forget(&mut tx, &key).await?;
             }

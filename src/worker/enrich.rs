@@ -26,6 +26,7 @@ pub fn lead_from_crm(
     template: Option<&MessageTemplate>,
     overflow: Overflow,
     url_field: &str,
+    read_at: DateTime<Utc>,
 ) -> (Enrichment, Option<String>) {
     let resolution = match crm.resolve(template, overflow) {
         Resolution::Invalid {
@@ -57,6 +58,7 @@ pub fn lead_from_crm(
             company: crm.company.clone(),
         },
         priority: crm.priority,
+        read_at,
     };
     (enrichment, invalid)
 }
@@ -166,7 +168,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             now,
             retry::random_jitter(),
         ) {
-            AfterRead::Lead(crm) => return self.use_lead(crm, call).await,
+            AfterRead::Lead(crm) => return self.use_lead(crm, call, now).await,
             AfterRead::Pause { reason } => {
                 tracing::error!(crm = %job.source, reason, "the CRM refused leadlink's credentials: reads wait until they work again; fix crm.{}", job.source);
                 s.store.pause_crm(job.source.as_str(), &reason, now).await?;
@@ -200,7 +202,13 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         Ok(None)
     }
 
-    async fn use_lead(&self, crm: CrmLead, call: CallRecord) -> Result<Option<Job>, WorkerError> {
+    /// `read_at`: when the CRM read started.
+    async fn use_lead(
+        &self,
+        crm: CrmLead,
+        call: CallRecord,
+        read_at: DateTime<Utc>,
+    ) -> Result<Option<Job>, WorkerError> {
         let (s, job) = (self.s, self.job);
         let released = s.store.resume_crm(job.source.as_str(), Utc::now()).await?;
         crate::outbox::publish_now(&s.store, &s.queue, released).await;
@@ -211,6 +219,7 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
             s.template.as_ref(),
             s.config.message.overflow,
             &s.enricher.url_field(job.source),
+            read_at,
         );
         match s
             .store

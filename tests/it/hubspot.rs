@@ -154,6 +154,13 @@ both_backends! {
         assert_eq!(status, 200, "{body}");
         assert_eq!((&body["priorityUpdates"], &body["ignored"]), (&json!(1), &json!(0)), "{body}");
         assert_eq!(app.job(ids[0]).await.priority, 90);
+        // A change that happened before the last one (HubSpot retrying a batch late) is old
+        // news: the job keeps 90.
+        let mut late = change(5, 301, "hubspotscore", "5");
+        late["occurredAt"] = json!((Utc::now() - chrono::Duration::minutes(5)).timestamp_millis());
+        let (status, body) = send_batch(&app, &json!([late])).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(app.job(ids[0]).await.priority, 90);
 
         app.wait_for_within(ids[0], Status::Sent, WAIT + WAIT).await;
         for &id in &ids[1..] {
@@ -200,7 +207,7 @@ both_backends! {
         assert_eq!(status, 200, "{body}");
         assert_eq!(
             body,
-            json!({"accepted": 2, "duplicates": 2, "ignored": 2, "malformed": 1})
+            json!({"accepted": 2, "duplicates": 2, "ignored": 2, "malformed": 1, "priorityUpdates": 0})
         );
 
         let ada = job_of(&app, "101").await;
@@ -228,7 +235,7 @@ both_backends! {
         assert_eq!(status, 200, "{body}");
         assert_eq!(
             body,
-            json!({"accepted": 0, "duplicates": 4, "ignored": 2, "malformed": 1})
+            json!({"accepted": 0, "duplicates": 4, "ignored": 2, "malformed": 1, "priorityUpdates": 0})
         );
         assert_eq!(app.jobs_of("101").await.len(), 1);
         tokio::time::sleep(Duration::from_secs(1)).await;

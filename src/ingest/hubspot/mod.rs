@@ -98,7 +98,8 @@ pub async fn receive_batch<Q: Queue, S: Store>(
         let priority =
             priority_property.and_then(|property| payload::priority_change(&event, property));
         if let Some(priority) = priority {
-            priority_changes.push((event.object_id.clone(), priority));
+            let said_at = event.occurred_at.unwrap_or_else(Utc::now);
+            priority_changes.push((event.object_id.clone(), priority, said_at));
         }
         let Some(qualification) = payload::qualifies(&event, &triggers) else {
             if priority.is_some() {
@@ -133,15 +134,21 @@ pub async fn receive_batch<Q: Queue, S: Store>(
     // After the batch's jobs, so a contact created and scored in one batch keeps its score.
     // Setting a priority twice changes nothing, so HubSpot's retry of a failed batch is safe.
     let mut priority_updates = 0;
-    for (contact, priority) in priority_changes {
+    for (contact, priority, said_at) in priority_changes {
         let updated = state
             .store
-            .set_record_priority(Source::HubSpot, &contact, priority, Utc::now())
+            .set_record_priority(Source::HubSpot, &contact, priority, said_at, Utc::now())
             .await?;
-        if let Some((job_id, publish)) = updated {
-            tracing::info!(%job_id, %contact, priority, "the contact's priority changed");
-            priority_updates += 1;
-            crate::outbox::publish_now(&state.store, &state.queue, publish).await;
+        match updated {
+            Some((job_id, publish)) => {
+                tracing::info!(%job_id, %contact, priority, "the contact's priority changed");
+                priority_updates += 1;
+                crate::outbox::publish_now(&state.store, &state.queue, publish).await;
+            }
+            None => {
+                super::count_ignored(&state, Source::HubSpot, "hubspot.priority_without_job");
+                ignored += 1;
+            }
         }
     }
     Ok((

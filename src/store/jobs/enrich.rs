@@ -4,7 +4,7 @@ use super::ingest::{RecordRef, join_with_state};
 use super::priority::set_priority;
 use super::rows::{self, LeadColumns};
 use super::{Enriched, Enrichment};
-use crate::job::{Job, clamp_priority};
+use crate::job::Job;
 use crate::lead::Resolution;
 use crate::store::db;
 use crate::store::{SqlStore, StoreError, record_event};
@@ -52,8 +52,10 @@ pub(super) async fn enrich(
             record_event(&mut tx, job_id, now, "enriched", None, detail).await?;
             // Leased by this worker: nothing to wake, the gate comes next.
             if let Some(priority) = e.priority {
-                set_priority(&mut tx, job_id, priority, now).await?;
-                job.priority = clamp_priority(i64::from(priority));
+                set_priority(&mut tx, job_id, priority, e.read_at, now).await?;
+                job.priority = rows::fetch(&mut tx, job_id)
+                    .await?
+                    .map_or(job.priority, |j| j.priority);
             }
             tx.commit().await?;
             Ok(Enriched::Ready(Box::new(job)))

@@ -131,17 +131,12 @@ async fn ingest_one(
     relay_grace: chrono::Duration,
 ) -> Result<IngestOutcome, StoreError> {
     match existing_job(tx, new).await? {
+        // A repeat of a delivery says what it said then: a priority changed since stands.
         Some(Existing::OfDelivery(seen)) => {
-            // A file imported again keeps its rows' ids: its priorities are the jobs' now.
-            // (A webhook's retry carries the one it had: nothing changes.)
-            let publish = match new.priority {
-                Some(priority) => set_priority(tx, seen.id, priority, now).await?,
-                None => None,
-            };
             return Ok(IngestOutcome::Duplicate {
                 job_id: seen.id,
                 status: seen.status,
-                publish: publish.into_iter().collect(),
+                publish: Vec::new(),
             });
         }
         Some(Existing::Holder(existing)) => {
@@ -162,9 +157,9 @@ async fn ingest_one(
     let job: Job = db::query(concat!(
             "INSERT INTO jobs (id, source, record_id, account_id, profile_key, profile_id, profile_urn, \
              message, lead, status, error, sequence, changed_at, due_at, record_object, enrich, \
-             writeback_targets, created_at, updated_at, priority, rank_at) \
+             writeback_targets, created_at, updated_at, priority, rank_at, priority_seen_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $13, $14, $15, $16, \
-             $17, $12, $18, $19) RETURNING ",
+             $17, $12, $18, $19, $20) RETURNING ",
                  rows::job_columns!()
         ))
         .bind(job_id)
@@ -186,6 +181,7 @@ async fn ingest_one(
         .bind(created_at)
         .bind(priority)
         .bind(rank_at(created_at, priority))
+        .bind(new.priority.map(|_| now))
         .fetch_one(&mut *tx)
         .await?;
     join_record(&mut *tx, job_id, &RecordRef::of(new), now).await?;
@@ -221,7 +217,7 @@ async fn attach(
     };
     // The source's priority now is the job's: a CRM's score can change while the job waits.
     if let Some(priority) = new.priority {
-        publish.extend(set_priority(tx, job_id, priority, now).await?);
+        publish.extend(set_priority(tx, job_id, priority, now, now).await?);
     }
     remember_delivery(tx, new, job_id, now, "duplicate_event", None).await?;
     Ok(IngestOutcome::Duplicate {

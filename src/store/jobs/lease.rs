@@ -77,7 +77,7 @@ fn why_unclaimable(
         return ("no such job", None);
     };
     match state.due_at {
-        None => ("job has ended", None),
+        None => ("job has ended, or rests shadowed until released", None),
         // Its wait releases it; a timer of its own is what the wait saves.
         Some(due) if due > now && state.waits => ("job waits on its account or CRM", None),
         Some(due) if due > now => ("job is not due yet", Some(due)),

@@ -248,6 +248,8 @@ pub struct Enrichment {
     pub lead: LeadDetails,
     /// The record's priority, when the source reads one (`priority_property`).
     pub priority: Option<i32>,
+    /// When the read started: a change the CRM reported since stands over what it read.
+    pub read_at: DateTime<Utc>,
 }
 
 #[derive(Debug)]
@@ -387,13 +389,15 @@ pub trait JobStore {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(Vec<Uuid>, Vec<OutboxMessage>), StoreError>> + Send;
 
-    /// A CRM record's priority changed: its open job, if it has one, takes it. The job's id
-    /// when one did, with the message to publish if that made it due now.
+    /// A CRM record's priority changed at `seen_at`: its open job, if it has one, takes it
+    /// (unless it heard a later word). The job's id when there is one, with the message to
+    /// publish if the change made it due now.
     fn set_record_priority(
         &self,
         source: Source,
         record_id: &str,
         priority: i32,
+        seen_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<(Uuid, Vec<OutboxMessage>)>, StoreError>> + Send;
 }
@@ -512,13 +516,14 @@ impl JobStore for SqlStore {
         source: Source,
         record_id: &str,
         priority: i32,
+        seen_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Option<(Uuid, Vec<OutboxMessage>)>, StoreError> {
         let mut tx = self.db.begin().await?;
         let Some(job) = rows::open_job_of_record(&mut tx, source, record_id).await? else {
             return Ok(None);
         };
-        let publish = priority::set_priority(&mut tx, job.id, priority, now).await?;
+        let publish = priority::set_priority(&mut tx, job.id, priority, seen_at, now).await?;
         tx.commit().await?;
         Ok(Some((job.id, publish.into_iter().collect())))
     }

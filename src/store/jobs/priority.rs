@@ -10,34 +10,42 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-/// Gives a job that has not ended `priority`, and its place in the backlog with it. A job
-/// waiting on a timer of its own is made due now, so that the gate gives it the turn its new
-/// place earns (and writes back the ETA that follows); the message to publish for that, if
-/// any. Nothing happens when the priority is the job's already.
+/// Gives a job that has not ended `priority`, as the source said it at `seen_at`, and its
+/// place in the backlog with it; what the source said earlier than the job's last word
+/// changes nothing (a retried or late event, a read that raced a change). A job waiting on a
+/// timer of its own is made due now, so that the gate gives it the turn its new place earns
+/// (and writes back the ETA that follows); the message to publish for that, if any.
 pub(super) async fn set_priority(
     tx: &mut impl Exec,
     job_id: Uuid,
     priority: i32,
+    seen_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<Option<OutboxMessage>, StoreError> {
     let priority = clamp_priority(i64::from(priority));
-    let row: Option<(DateTime<Utc>, i32, Status)> =
-        db::query("SELECT created_at, priority, status FROM jobs WHERE id = $1 FOR UPDATE")
-            .bind(job_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some((created_at, before, status)) = row else {
+    type Row = (DateTime<Utc>, i32, Option<DateTime<Utc>>, Status);
+    let row: Option<Row> = db::query(
+        "SELECT created_at, priority, priority_seen_at, status FROM jobs WHERE id = $1 FOR UPDATE",
+    )
+    .bind(job_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((created_at, before, last_seen, status)) = row else {
         return Ok(None);
     };
-    if before == priority || status.is_final() {
+    if status.is_final() || last_seen.is_some_and(|last| last > seen_at) {
         return Ok(None);
     }
-    db::query("UPDATE jobs SET priority = $2, rank_at = $3 WHERE id = $1")
+    db::query("UPDATE jobs SET priority = $2, rank_at = $3, priority_seen_at = $4 WHERE id = $1")
         .bind(job_id)
         .bind(priority)
         .bind(rank_at(created_at, priority))
+        .bind(seen_at)
         .execute(&mut *tx)
         .await?;
+    if before == priority {
+        return Ok(None);
+    }
     record_event(
         &mut *tx,
         job_id,

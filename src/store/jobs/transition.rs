@@ -118,9 +118,10 @@ pub(super) fn plan(
             before.status
         )));
     }
-    let due_at = status
-        .is_due_again()
-        .then(|| change.due_at.or(change.retry_at).unwrap_or(now));
+    // A job that ends `shadowed` rests until released; one that mirrors a shadowed job of
+    // the same lead (`due_at` given) looks again at its time.
+    let rests = status.is_final() || (status == Status::Shadowed && change.due_at.is_none());
+    let due_at = (!rests).then(|| change.due_at.or(change.retry_at).unwrap_or(now));
     let reported = worth_writing_back(
         (before.status, before.retry_at, before.hold_until),
         (status, change.retry_at, change.hold_until),
@@ -266,10 +267,13 @@ async fn link_urn(
             let holders: Vec<(Uuid, Option<DateTime<Utc>>)> = db::query(
                 "SELECT id, send_started_at FROM jobs \
                  WHERE account_id = (SELECT account_id FROM jobs WHERE id = $1) \
-                 AND profile_urn = $2 AND id <> $1 AND due_at IS NOT NULL FOR UPDATE",
+                 AND profile_urn = $2 AND id <> $1 AND (due_at IS NOT NULL OR status = $3) \
+                 FOR UPDATE",
             )
             .bind(job_id)
             .bind(urn)
+            // A shadowed job rests with no timer, and may yet be released to send.
+            .bind(Status::Shadowed)
             .fetch_all(&mut *tx)
             .await?;
             for (holder, doubt_since) in holders {
@@ -354,6 +358,25 @@ mod tests {
         assert_eq!((planned.status, planned.due_at), (Status::Sent, None));
         assert!(planned.reported);
         assert_eq!(planned.sequence, 2);
+    }
+
+    #[test]
+    fn a_shadowed_job_rests_unless_the_change_gives_it_a_time() {
+        let locked = leased(Some("w1"), None);
+        let shadowed = Transition {
+            retry_at: Some(now()),
+            ..Transition::to(Status::Shadowed)
+        };
+        let planned = plan(&locked, Some("w1"), &shadowed, now()).unwrap();
+        assert_eq!((planned.status, planned.due_at), (Status::Shadowed, None));
+        // A job waiting for a shadowed job of the same lead keeps looking.
+        let later = now() + Duration::seconds(30);
+        let mirrored = Transition {
+            due_at: Some(later),
+            ..shadowed
+        };
+        let planned = plan(&locked, Some("w1"), &mirrored, now()).unwrap();
+        assert_eq!(planned.due_at, Some(later));
     }
 
     #[test]
