@@ -30,7 +30,7 @@ pub enum JobsAction {
     },
     /// Send a failed job again, and re-arm its parked writebacks.
     Retry { id: Uuid },
-    /// End a waiting job (it becomes `failed`, "cancelled by operator").
+    /// End a waiting job (it becomes `cancelled`, "cancelled by operator").
     Cancel { id: Uuid },
     /// After shadow mode is turned off for the account: its `shadowed` jobs become ordinary
     /// queued jobs, oldest first.

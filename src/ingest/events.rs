@@ -14,6 +14,22 @@ use serde_json::json;
 use std::sync::Arc;
 
 pub const QUALIFIED: &str = "lead.qualified";
+pub const DISQUALIFIED: &str = "lead.disqualified";
+
+/// `lead.disqualified`'s `data`: the record, and optionally which of its leads.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Disqualification {
+    record_id: String,
+    #[serde(default)]
+    account_id: Option<String>,
+    #[serde(default)]
+    linkedin_url: Option<String>,
+    #[serde(default)]
+    profile_id: Option<String>,
+    #[serde(default)]
+    profile_urn: Option<String>,
+}
 
 #[derive(Debug, Deserialize)]
 struct Envelope {
@@ -34,6 +50,10 @@ pub async fn receive<Q: Queue, S: Store>(
         .verify(&headers, &body, Utc::now())
         .map_err(|e| IngestError::Unauthorized(format!("signature rejected: {e}")))?;
     let envelope: Envelope = parse(&body, "")?;
+    if envelope.kind == DISQUALIFIED {
+        let event: Disqualification = parse(envelope.data.to_string().as_bytes(), "data.")?;
+        return disqualify(&state, event).await;
+    }
     if envelope.kind != QUALIFIED {
         let count = super::count_ignored(&state, Source::Events, &envelope.kind);
         tracing::info!(event_type = %envelope.kind, count, "event type ignored");
@@ -57,6 +77,49 @@ pub async fn receive<Q: Queue, S: Store>(
         message: e.describe("data."),
     })?;
     super::job_answer(super::accept(&state, &new).await?)
+}
+
+/// The record's jobs that have sent nothing end `cancelled`; the answer lists them, and the
+/// jobs whose invitation is out (withdrawing one is not implemented yet).
+async fn disqualify<Q: Queue, S: Store>(
+    state: &IngestState<Q, S>,
+    event: Disqualification,
+) -> Result<Response, IngestError> {
+    if event.record_id.trim().is_empty() {
+        return Err(IngestError::BadRequest {
+            field: Some("data.recordId".into()),
+            message: "data.recordId must not be empty".into(),
+        });
+    }
+    let named = [&event.linkedin_url, &event.profile_id, &event.profile_urn]
+        .iter()
+        .any(|v| crate::lead::non_blank(v.as_deref()).is_some());
+    let profile = if named {
+        let profile = crate::lead::resolve_profile(
+            event.linkedin_url.as_deref(),
+            event.profile_id.as_deref(),
+            event.profile_urn.as_deref(),
+        )
+        .map_err(|e| IngestError::BadRequest {
+            field: Some("data.linkedinUrl".into()),
+            message: format!("the lead's profile: {e}"),
+        })?;
+        Some(profile.canonical().to_owned())
+    } else {
+        None
+    };
+    let off = crate::store::CallOff {
+        source: Source::Events,
+        record_id: event.record_id,
+        account_id: event.account_id.filter(|a| !a.trim().is_empty()),
+        profile,
+    };
+    let called_off = super::call_off(state, &off).await?;
+    Ok((
+        StatusCode::OK,
+        axum::Json(super::called_off_answer(&called_off)),
+    )
+        .into_response())
 }
 
 /// Deserialises with the failing field's path in the error.

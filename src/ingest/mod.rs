@@ -352,6 +352,40 @@ pub(crate) fn lead_job(
     })
 }
 
+/// Calls a record's lead off and publishes what that changed; a job a worker holds right
+/// now makes the caller try again.
+pub(crate) async fn call_off<Q: Queue, S: Store>(
+    state: &IngestState<Q, S>,
+    off: &crate::store::CallOff,
+) -> Result<crate::store::CalledOff, IngestError> {
+    let (called_off, publish) =
+        state
+            .store
+            .call_off(off, Utc::now())
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(why) => IngestError::Unavailable(why),
+                other => other.into(),
+            })?;
+    tracing::info!(source = %off.source, record = %off.record_id, cancelled = called_off.cancelled.len(),
+        invitation_out = called_off.invitation_out.len(), "lead called off");
+    publish_now(&state.store, &state.queue, publish).await;
+    Ok(called_off)
+}
+
+/// What calling a lead off did, as the sources answer it.
+pub(crate) fn called_off_answer(called_off: &crate::store::CalledOff) -> serde_json::Value {
+    json!({
+        "cancelled": called_off.cancelled,
+        "invitationOut": called_off.invitation_out,
+        "note": if called_off.invitation_out.is_empty() {
+            serde_json::Value::Null
+        } else {
+            json!("withdrawing an invitation already sent is not implemented yet; those jobs are unchanged")
+        },
+    })
+}
+
 /// The answer for one event: 202 with the new job, or 200 with the job it already has.
 pub(crate) fn job_answer(outcome: IngestOutcome) -> Result<Response, IngestError> {
     Ok(match outcome {

@@ -30,11 +30,13 @@ pub enum Status {
     InvitationPending,
     ProfileNotFound,
     Failed,
+    /// Called off before anything was sent: by an operator, or by the CRM.
+    Cancelled,
     Invalid,
 }
 
 impl Status {
-    pub const ALL: [Status; 12] = [
+    pub const ALL: [Status; 13] = [
         Status::Queued,
         Status::Held,
         Status::Scheduled,
@@ -46,22 +48,29 @@ impl Status {
         Status::InvitationPending,
         Status::ProfileNotFound,
         Status::Failed,
+        Status::Cancelled,
         Status::Invalid,
     ];
 
     /// The statuses a job has ended in; nothing will be sent for it any more.
-    pub const ENDED: [Status; 6] = [
+    pub const ENDED: [Status; 7] = [
         Status::Sent,
         Status::AlreadyConnected,
         Status::InvitationPending,
         Status::ProfileNotFound,
         Status::Failed,
+        Status::Cancelled,
         Status::Invalid,
     ];
 
     /// Ended without an invitation: such a job lets its lead go (unless a send of it may
     /// have gone out), so a later event for the person is a new job.
-    pub const FREES_LEAD: [Status; 3] = [Status::ProfileNotFound, Status::Failed, Status::Invalid];
+    pub const FREES_LEAD: [Status; 4] = [
+        Status::ProfileNotFound,
+        Status::Failed,
+        Status::Cancelled,
+        Status::Invalid,
+    ];
 
     /// Waiting for their account's gate: an account's backlog.
     pub const BACKLOG: [Status; 3] = [Status::Queued, Status::Scheduled, Status::Held];
@@ -79,6 +88,7 @@ impl Status {
             Status::InvitationPending => "invitation_pending",
             Status::ProfileNotFound => "profile_not_found",
             Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
             Status::Invalid => "invalid",
         }
     }
@@ -334,7 +344,7 @@ mod tests {
             let json = serde_json::to_string(&status).unwrap();
             assert_eq!(json, format!("\"{}\"", status.as_str()));
         }
-        assert_eq!(Status::parse("cancelled"), None);
+        assert_eq!(Status::parse("canceled"), None);
     }
 
     #[test]

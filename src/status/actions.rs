@@ -88,7 +88,7 @@ pub async fn cancel_job<Q: Queue, S: Store>(
         Ok((job, publish)) => {
             publish_now(&state.store, &state.queue, publish).await;
             Flash::done(format!(
-                "Job {job_id} cancelled: it is {} ({}).",
+                "Job {job_id} is {} ({}).",
                 job.status,
                 job.error.as_deref().unwrap_or("no reason recorded")
             ))

@@ -21,8 +21,9 @@ pub use api_calls::ApiBudgetStore;
 pub use config::DatabaseConfig;
 pub use crm_pauses::{CrmPause, CrmPauseStore};
 pub use jobs::{
-    AccountHold, Actor, Attempts, Claim, ClaimedJob, Doubt, Enriched, Enrichment, IngestOutcome,
-    JobFilter, JobHistory, JobStore, NewJob, SendSlot, SendStart, Transition,
+    AccountHold, Actor, Attempts, CallOff, CalledOff, Claim, ClaimedJob, Doubt, Enriched,
+    Enrichment, IngestOutcome, JobFilter, JobHistory, JobStore, NewJob, SendSlot, SendStart,
+    Transition,
 };
 pub use lock::ProcessLock;
 pub use outbox::{OutboxMessage, OutboxStore};

@@ -411,10 +411,10 @@ both_backends! {
         assert!(!refused.status.success());
         assert_eq!(app.job(failed).await.status, Status::Sent);
         let cancelled = cli(&["jobs", "cancel", &waiting.to_string()]);
-        assert_eq!(cancelled["status"], "failed");
+        assert_eq!(cancelled["status"], "cancelled");
         assert_eq!(cancelled["error"], "cancelled by operator");
         let shown = cli(&["jobs", "show", &waiting.to_string()]);
-        assert_eq!(shown["status"], "failed");
+        assert_eq!(shown["status"], "cancelled");
         assert!(
             shown["history"]
                 .as_array()
@@ -423,7 +423,7 @@ both_backends! {
                 .any(|e| e["detail"]["by"] == "operator")
         );
         eventually(WAIT, "the cancel written back", || async {
-            env.callback_statuses(waiting).last().map(String::as_str) == Some("failed")
+            env.callback_statuses(waiting).last().map(String::as_str) == Some("cancelled")
         })
         .await;
         app.stop().await;

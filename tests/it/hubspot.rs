@@ -115,6 +115,44 @@ fn changed_at(properties: &Value) -> DateTime<Utc> {
 // ---- tests ---------------------------------------------------------------------------------
 
 both_backends! {
+    /// `sources.hubspot.withdraw_triggers`: a change that calls the contact off cancels its
+    /// waiting job, written back; a contact without one changes nothing.
+    async fn a_withdraw_trigger_cancels_the_contacts_waiting_job(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let hubspot = MockServer::start().await;
+        let reset = Utc::now() + chrono::Duration::days(2);
+        env.sim_put(
+            "accounts/acc_default",
+            json!({"limit": 5, "used": 5, "weeklyReset": reset.to_rfc3339()}),
+        )
+        .await;
+        contact(&hubspot, 401, json!({"hs_linkedin_url": profile_url("called-off")})).await;
+        accept_patches(&hubspot).await;
+        let source = r#"withdraw_triggers = [{ property = "hs_lead_status", value = "UNQUALIFIED" }]"#;
+        let app = env.start(config_with(&env, &hubspot, source, "")).await;
+        send_batch(&app, &json!([qualified(1, 401)])).await;
+        let id = job_of(&app, "401").await;
+        app.wait_for(id, Status::Held).await;
+        let off = json!([
+            change(2, 401, "hs_lead_status", "unqualified"),
+            change(3, 499, "hs_lead_status", "UNQUALIFIED"),
+        ]);
+        let (status, body) = send_batch(&app, &off).await;
+        assert_eq!((status, &body["cancelled"]), (200, &json!(1)), "{body}");
+        assert_eq!(app.job(id).await.status, Status::Cancelled);
+        eventually(WAIT, "the contact told it was cancelled", || async {
+            patched_statuses(&hubspot, 401, "linkedin_connection_status").await.last().map(String::as_str)
+                == Some("cancelled")
+        })
+        .await;
+        assert!(app.jobs_of("499").await.is_empty());
+        assert_eq!(env.total_invitations().await, 0);
+        env.cleanup().await;
+        Ok(())
+    }
+}
+
+both_backends! {
     /// `sources.hubspot.priority_property` is read with the contact as the job's priority,
     /// and a `propertyChange` of it while the job waits updates the job: after the reset the
     /// week's one request goes to the contact whose score was raised.
@@ -207,7 +245,7 @@ both_backends! {
         assert_eq!(status, 200, "{body}");
         assert_eq!(
             body,
-            json!({"accepted": 2, "duplicates": 2, "ignored": 2, "malformed": 1, "priorityUpdates": 0})
+            json!({"accepted": 2, "duplicates": 2, "ignored": 2, "malformed": 1, "priorityUpdates": 0, "cancelled": 0})
         );
 
         let ada = job_of(&app, "101").await;
@@ -235,7 +273,7 @@ both_backends! {
         assert_eq!(status, 200, "{body}");
         assert_eq!(
             body,
-            json!({"accepted": 0, "duplicates": 4, "ignored": 2, "malformed": 1, "priorityUpdates": 0})
+            json!({"accepted": 0, "duplicates": 4, "ignored": 2, "malformed": 1, "priorityUpdates": 0, "cancelled": 0})
         );
         assert_eq!(app.jobs_of("101").await.len(), 1);
         tokio::time::sleep(Duration::from_secs(1)).await;

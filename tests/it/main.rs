@@ -29,6 +29,7 @@ macro_rules! both_backends {
 }
 
 mod accounts;
+mod call_off;
 mod chaos;
 mod copy;
 mod crash;

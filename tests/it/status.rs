@@ -280,13 +280,13 @@ async fn actions_need_the_sessions_csrf_token_and_a_refusal_changes_nothing() ->
     assert_eq!(location(&done), back);
     let page = operator.follow(&app, done).await;
     assert!(
-        page.contains("cancelled: it is failed (cancelled by operator)"),
+        page.contains("is cancelled (cancelled by operator)"),
         "{page}"
     );
     let job = app.job(id).await;
     assert_eq!(
         (job.status, job.error.as_deref()),
-        (Status::Failed, Some("cancelled by operator"))
+        (Status::Cancelled, Some("cancelled by operator"))
     );
     // A second cancel is refused with the store's reason; the job stays as it was.
     let again = operator
@@ -294,7 +294,7 @@ async fn actions_need_the_sessions_csrf_token_and_a_refusal_changes_nothing() ->
         .await;
     let page = operator.follow(&app, again).await;
     assert!(
-        page.contains(&format!("job {id} is failed now; nothing was changed")),
+        page.contains(&format!("job {id} is cancelled now; nothing was changed")),
         "{page}"
     );
     assert!(page.contains(r#"class="flash refused""#), "{page}");

@@ -1316,6 +1316,16 @@ async fn the_migrations_partial_indexes_use_the_status_sets_of_the_code() {
     let pool = sqlx::PgPool::connect(&env.database_url).await.unwrap();
     let mut frees_lead = Status::FREES_LEAD.to_vec();
     frees_lead.sort_by_key(|s| s.as_str());
+    let mut ended = Status::ENDED.to_vec();
+    ended.sort_by_key(|s| s.as_str());
+    let definition: String = sqlx::query_scalar(
+        "SELECT indexdef FROM pg_indexes WHERE indexname = 'jobs_open_by_record'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let predicate = definition.split(" WHERE ").nth(1).unwrap_or_default();
+    assert_eq!(statuses_in(predicate), ended, "{definition}");
     for index in ["jobs_one_per_lead", "jobs_one_per_urn"] {
         let definition: String =
             sqlx::query_scalar("SELECT indexdef FROM pg_indexes WHERE indexname = $1")

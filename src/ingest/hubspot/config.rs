@@ -16,6 +16,8 @@ pub struct HubSpotSourceConfig {
     /// URL, which a service behind a proxy cannot see for itself.
     pub public_url: Option<String>,
     pub triggers: Vec<TriggerRule>,
+    /// `contact.propertyChange` events that call the contact's lead off.
+    pub withdraw_triggers: Vec<TriggerRule>,
     pub on_creation: bool,
     /// The ConnectSafely account for HubSpot jobs that no owner mapping routes elsewhere.
     pub account_id: Option<String>,
@@ -31,6 +33,14 @@ impl HubSpotSourceConfig {
         Triggers {
             rules: self.triggers.clone(),
             on_creation: self.on_creation,
+        }
+    }
+
+    /// The rules that call a contact's lead off.
+    pub fn withdraw_triggers(&self) -> Triggers {
+        Triggers {
+            rules: self.withdraw_triggers.clone(),
+            on_creation: false,
         }
     }
 
@@ -68,12 +78,24 @@ impl HubSpotSourceConfig {
                 "{key}.triggers is empty and on_creation is false: nothing would ever qualify"
             ));
         }
-        for (i, rule) in self.triggers.iter().enumerate() {
-            if rule.property.trim().is_empty() {
-                problems.push(format!("{key}.triggers[{i}].property is empty"));
+        for (name, rules) in [
+            ("triggers", &self.triggers),
+            ("withdraw_triggers", &self.withdraw_triggers),
+        ] {
+            for (i, rule) in rules.iter().enumerate() {
+                if rule.property.trim().is_empty() {
+                    problems.push(format!("{key}.{name}[{i}].property is empty"));
+                }
+                if rule.value.trim().is_empty() {
+                    problems.push(format!("{key}.{name}[{i}].value is empty"));
+                }
             }
-            if rule.value.trim().is_empty() {
-                problems.push(format!("{key}.triggers[{i}].value is empty"));
+        }
+        for rule in &self.withdraw_triggers {
+            if self.triggers.contains(rule) {
+                problems.push(format!(
+                    "{key}.withdraw_triggers: {rule} is also a trigger; a change cannot both qualify and call off a contact"
+                ));
             }
         }
         if self

@@ -82,6 +82,8 @@ pub async fn receive_batch<Q: Queue, S: Store>(
     let judged = payload::parse_batch(&body)?;
     let triggers = config.triggers();
     let priority_property = config.priority_property.as_deref().map(str::trim);
+    let withdraw_triggers = config.withdraw_triggers();
+    let mut called_off = Vec::new();
     let (mut ignored, mut malformed) = (0, 0);
     let mut news = Vec::new();
     let mut priority_changes = Vec::new();
@@ -100,6 +102,10 @@ pub async fn receive_batch<Q: Queue, S: Store>(
         if let Some(priority) = priority {
             let said_at = event.occurred_at.unwrap_or_else(Utc::now);
             priority_changes.push((event.object_id.clone(), priority, said_at));
+        }
+        if payload::qualifies(&event, &withdraw_triggers).is_some() {
+            called_off.push(event.object_id.clone());
+            continue;
         }
         let Some(qualification) = payload::qualifies(&event, &triggers) else {
             if priority.is_some() {
@@ -151,11 +157,17 @@ pub async fn receive_batch<Q: Queue, S: Store>(
             }
         }
     }
+    // Cancelling is done once: a retried batch finds the job cancelled already.
+    let mut cancelled = 0;
+    for contact in called_off {
+        let off = crate::store::CallOff::record(Source::HubSpot, contact);
+        cancelled += super::call_off(&state, &off).await?.cancelled.len();
+    }
     Ok((
         StatusCode::OK,
         axum::Json(json!({
             "accepted": accepted, "duplicates": duplicates, "ignored": ignored,
-            "malformed": malformed, "priorityUpdates": priority_updates,
+            "malformed": malformed, "priorityUpdates": priority_updates, "cancelled": cancelled,
         })),
     )
         .into_response())

@@ -38,6 +38,8 @@ pub struct SalesforceSourceConfig {
     pub token: Option<Secret>,
     /// Only records whose field has this value become jobs; without it, every one does.
     pub qualify: Option<QualifyRule>,
+    /// Records whose field has this value call their lead off instead.
+    pub withdraw: Option<QualifyRule>,
     /// The ConnectSafely account for Salesforce jobs, when not the global default.
     pub account_id: Option<String>,
     pub callout: CalloutSigning,
@@ -93,12 +95,18 @@ impl SalesforceSourceConfig {
             )),
             Some(token) => check_token(token.expose(), problems),
         }
-        if let Some(rule) = &self.qualify {
+        for (name, rule) in [("qualify", &self.qualify), ("withdraw", &self.withdraw)] {
+            let Some(rule) = rule else { continue };
             for (key, value) in [("field", &rule.field), ("value", &rule.value)] {
                 if value.trim().is_empty() {
-                    problems.push(format!("{PREFIX}.qualify.{key}: must not be empty"));
+                    problems.push(format!("{PREFIX}.{name}.{key}: must not be empty"));
                 }
             }
+        }
+        if self.withdraw.is_some() && self.withdraw == self.qualify {
+            problems.push(format!(
+                "{PREFIX}.withdraw: the same rule as qualify; a record cannot both qualify and be called off"
+            ));
         }
         if self
             .account_id

@@ -10,7 +10,7 @@ use crate::crm::enrich::{salesforce_lead, url_field};
 use crate::job::Source;
 use crate::queue::Queue;
 use crate::signature::{constant_time_eq, hmac_callout, standard_webhooks};
-use crate::store::Store;
+use crate::store::{CallOff, Store};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -89,7 +89,16 @@ pub async fn receive_outbound<Q: Queue, S: Store>(
     }
     let url_field = url_field(&state.config.crm, Source::Salesforce);
     let mut news = Vec::with_capacity(message.notifications.len());
+    let mut called_off = Vec::new();
     for notification in message.notifications {
+        if config
+            .withdraw
+            .as_ref()
+            .is_some_and(|rule| rule.matches(&notification.fields))
+        {
+            called_off.push(notification.record_id);
+            continue;
+        }
         if let Some(rule) = &config.qualify
             && !rule.matches(&notification.fields)
         {
@@ -112,6 +121,9 @@ pub async fn receive_outbound<Q: Queue, S: Store>(
     }
     // One transaction for the message: the Ack covers every notification in it.
     super::accept_many(&state, &news).await?;
+    for record_id in called_off {
+        super::call_off(&state, &CallOff::record(Source::Salesforce, record_id)).await?;
+    }
     Ok(soap(StatusCode::OK, outbound::ACK.to_string()))
 }
 
@@ -143,6 +155,19 @@ pub async fn receive_callout<Q: Queue, S: Store>(
         fields.insert(url_field.clone(), url);
     }
     let priority = config.priority_field.as_deref().map(str::trim);
+    if config
+        .withdraw
+        .as_ref()
+        .is_some_and(|rule| rule.matches(&fields))
+    {
+        let off = CallOff::record(Source::Salesforce, callout.record_id);
+        let called_off = super::call_off(&state, &off).await?;
+        return Ok((
+            StatusCode::OK,
+            axum::Json(super::called_off_answer(&called_off)),
+        )
+            .into_response());
+    }
     let lead = salesforce_lead(&fields, &url_field, priority);
     let record = CrmRecord {
         source: Source::Salesforce,

@@ -1,6 +1,7 @@
 //! Jobs: creation with idempotency, leases, transitions with their history and writebacks,
 //! and the operator's look-ups and actions.
 
+mod call_off;
 mod enrich;
 mod ingest;
 mod lease;
@@ -8,6 +9,8 @@ mod operator;
 mod priority;
 mod rows;
 mod transition;
+
+pub use call_off::{CallOff, CalledOff};
 
 use super::outbox::OutboxMessage;
 use super::waits::{Wait, Waiting};
@@ -171,6 +174,15 @@ impl Transition {
         }
     }
 
+    /// By the CRM calling the lead off rather than a worker, from one of `only_from`.
+    pub fn by_crm(self, only_from: Vec<Status>) -> Transition {
+        Transition {
+            actor: Actor::Crm,
+            only_from,
+            ..self
+        }
+    }
+
     /// By the operator rather than a worker, from one of `only_from`.
     pub fn by_operator(self, only_from: Vec<Status>) -> Transition {
         Transition {
@@ -209,6 +221,8 @@ pub enum Actor {
     #[default]
     Worker,
     Operator,
+    /// The CRM or the backend that sent the lead, calling it off.
+    Crm,
 }
 
 /// How a transition changes the job's count of attempts.
@@ -374,7 +388,7 @@ pub trait JobStore {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(Job, Vec<OutboxMessage>), StoreError>> + Send;
 
-    /// The operator's cancel: a waiting job ends `failed` with "cancelled by operator".
+    /// The operator's cancel: a waiting job ends `cancelled` ("cancelled by operator").
     fn cancel_job(
         &self,
         job_id: Uuid,
@@ -388,6 +402,13 @@ pub trait JobStore {
         account_id: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(Vec<Uuid>, Vec<OutboxMessage>), StoreError>> + Send;
+
+    /// The CRM calls a record's lead off: its jobs that have sent nothing end `cancelled`.
+    fn call_off(
+        &self,
+        off: &CallOff,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(CalledOff, Vec<OutboxMessage>), StoreError>> + Send;
 
     /// A CRM record's priority changed at `seen_at`: its open job, if it has one, takes it
     /// (unless it heard a later word). The job's id when there is one, with the message to
@@ -509,6 +530,14 @@ impl JobStore for SqlStore {
         now: DateTime<Utc>,
     ) -> Result<(Vec<Uuid>, Vec<OutboxMessage>), StoreError> {
         operator::release_shadowed(self, account_id, now).await
+    }
+
+    async fn call_off(
+        &self,
+        off: &CallOff,
+        now: DateTime<Utc>,
+    ) -> Result<(CalledOff, Vec<OutboxMessage>), StoreError> {
+        call_off::call_off(self, off, now).await
     }
 
     async fn set_record_priority(

@@ -112,7 +112,7 @@ pub(super) async fn cancel_job(
         .transition(
             job_id,
             None,
-            Transition::with_error(Status::Failed, "cancelled by operator")
+            Transition::with_error(Status::Cancelled, "cancelled by operator")
                 .by_operator(Status::ALL.into_iter().filter(|s| !s.is_final()).collect()),
             now,
         )

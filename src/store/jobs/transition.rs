@@ -103,7 +103,7 @@ pub(super) fn plan(
                 )));
             }
             // Ending it now would free the lead for a second invitation.
-            if locked.in_doubt_since.is_some() && status == Status::Failed {
+            if locked.in_doubt_since.is_some() && Status::FREES_LEAD.contains(&status) {
                 return Err(StoreError::Conflict(format!(
                     "an invitation may already be out for job {job_id} (a send got no answer); \
                      it is checked before anything else happens to it"
@@ -382,7 +382,7 @@ mod tests {
     #[test]
     fn the_operator_cannot_fail_a_job_in_doubt_or_move_one_from_another_status() {
         let in_doubt = leased(None, Some(now() - Duration::minutes(5)));
-        let cancel = Transition::with_error(Status::Failed, "cancelled by operator")
+        let cancel = Transition::with_error(Status::Cancelled, "cancelled by operator")
             .by_operator(vec![Status::Queued]);
         assert!(matches!(
             plan(&in_doubt, None, &cancel, now()),
