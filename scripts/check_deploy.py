@@ -45,8 +45,9 @@ HISTOGRAMS = {"leadlink_api_call_duration_seconds", "leadlink_publish_duration_s
 # Label values that are a closed list: README "Statuses" and the writeback results.
 LABEL_VALUES = {
     ("leadlink_jobs", "status"): {
-        "queued", "held", "scheduled", "retrying", "paused", "sent", "already_connected",
-        "invitation_pending", "profile_not_found", "failed", "invalid",
+        "queued", "held", "scheduled", "retrying", "paused", "shadowed", "sent",
+        "already_connected", "invitation_pending", "profile_not_found", "failed", "cancelled",
+        "invalid",
     },
     ("leadlink_writebacks_total", "result"): {"delivered", "failed", "parked", "superseded"},
 }

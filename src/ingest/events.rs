@@ -113,6 +113,7 @@ async fn disqualify<Q: Queue, S: Store>(
         record_id: event.record_id,
         account_id: event.account_id.filter(|a| !a.trim().is_empty()),
         profile,
+        said_at: Utc::now(),
     };
     let called_off = super::call_off(state, &off).await?;
     Ok((

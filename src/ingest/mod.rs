@@ -378,6 +378,7 @@ pub(crate) fn called_off_answer(called_off: &crate::store::CalledOff) -> serde_j
     json!({
         "cancelled": called_off.cancelled,
         "invitationOut": called_off.invitation_out,
+        "keptForOtherRecords": called_off.kept_for_other_records,
         "note": if called_off.invitation_out.is_empty() {
             serde_json::Value::Null
         } else {

@@ -72,6 +72,9 @@ impl Status {
         Status::Invalid,
     ];
 
+    /// Ended with nothing sent, by a failure or a call-off: an operator may queue it again.
+    pub const RETRIABLE: [Status; 2] = [Status::Failed, Status::Cancelled];
+
     /// Waiting for their account's gate: an account's backlog.
     pub const BACKLOG: [Status; 3] = [Status::Queued, Status::Scheduled, Status::Held];
 
@@ -344,6 +347,7 @@ mod tests {
             let json = serde_json::to_string(&status).unwrap();
             assert_eq!(json, format!("\"{}\"", status.as_str()));
         }
+        assert_eq!(Status::parse("cancelled"), Some(Status::Cancelled));
         assert_eq!(Status::parse("canceled"), None);
     }
 

@@ -141,7 +141,7 @@ pub fn table(
                             td data-label="Detail" { (job_detail(job, tz, now)) }
                             @if let Some(csrf) = csrf {
                                 td {
-                                    @if job.status == Status::Failed {
+                                    @if Status::RETRIABLE.contains(&job.status) {
                                         (action_button(&format!("/status/jobs/{}/retry", job.id), "Retry", csrf, "/status#attention"))
                                     }
                                 }
@@ -199,9 +199,9 @@ pub async fn page<Q: Queue, S: Store>(
                 dt { "Changed" } dd { (layout::time(job.changed_at, tz, now)) }
                 @if let Some(at) = job.due_at { dt { "Next try" } dd { (layout::time(at, tz, now)) } }
             }
-            @if job.status == Status::Failed || !job.status.is_final() {
+            @if Status::RETRIABLE.contains(&job.status) || !job.status.is_final() {
                 div.actions {
-                    @if job.status == Status::Failed {
+                    @if Status::RETRIABLE.contains(&job.status) {
                         (action_button(&format!("/status/jobs/{job_id}/retry"), "Retry job", csrf, &back))
                     }
                     @if !job.status.is_final() {

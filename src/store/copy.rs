@@ -51,6 +51,7 @@ const TABLES: &[Table] = &[
             ("priority", Int),
             ("priority_seen_at", Time),
             ("rank_at", Time),
+            ("called_off_at", Time),
         ],
     },
     Table {

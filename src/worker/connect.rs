@@ -31,6 +31,8 @@ pub(super) struct Attempt<'a, Q: Queue, S: Store> {
     /// The job's doubt as the claim saw it: settling "nothing went out" clears only that
     /// doubt, never one another job's send raised since.
     pub(super) in_doubt_since: Option<DateTime<Utc>>,
+    /// The CRM called the lead off while this job's send was in doubt.
+    pub(super) called_off: bool,
 }
 
 /// What a send's answer means besides the decision: the calls behind it, the doubt, the
@@ -81,6 +83,7 @@ async fn run<Q: Queue, S: Store>(s: &Services<Q, S>, job_id: Uuid) -> Result<(),
             owner: owner.clone(),
             lease,
             in_doubt_since: claimed.in_doubt_since,
+            called_off: claimed.called_off_at.is_some(),
         };
         let Some(enriched) = reading.enrich().await? else {
             return Ok(());
@@ -93,6 +96,7 @@ async fn run<Q: Queue, S: Store>(s: &Services<Q, S>, job_id: Uuid) -> Result<(),
         owner,
         lease,
         in_doubt_since: claimed.in_doubt_since,
+        called_off: claimed.called_off_at.is_some(),
     };
     attempt.run().await
 }
@@ -129,6 +133,17 @@ impl<Q: Queue, S: Store> Attempt<'_, Q, S> {
         let mut calls = if in_doubt {
             match self.settle_doubt(now).await? {
                 DoubtSettled::Done => return Ok(()),
+                DoubtSettled::NothingWentOut(calls) if self.called_off => {
+                    let why = "called off by the CRM while a send was in doubt; the relationship \
+                               check found that nothing had gone out";
+                    return self
+                        .apply(Transition {
+                            calls,
+                            doubt: self.settled_before_send(),
+                            ..Transition::with_error(Status::Cancelled, why)
+                        })
+                        .await;
+                }
                 DoubtSettled::NothingWentOut(calls) => calls,
             }
         } else {

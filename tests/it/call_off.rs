@@ -68,6 +68,29 @@ both_backends! {
             .await;
         assert_eq!((status, answer["field"].as_str()), (400, Some("data.recordId")), "{answer}");
 
+        // A job whose send may have gone out (it got no answer) is left to its relationship
+        // check, which here finds nothing went out: then it ends cancelled, having sent nothing.
+        let (_, body) = app.send(&webhook_id(), &lead("dq-3", "dq-doubt", "acc_spent")).await;
+        let doubtful = job_id(&body);
+        app.wait_for(doubtful, Status::Held).await;
+        env.execute_at("UPDATE jobs SET send_started_at = $1 WHERE record_id = 'dq-3'", Utc::now())
+            .await;
+        let (status, answer) = app
+            .send(&webhook_id(), &disqualified(json!({"recordId": "dq-3"})))
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["invitationOut"], json!([doubtful.to_string()]), "{answer}");
+        assert_eq!(app.job(doubtful).await.status, Status::Held);
+        let now = Utc::now();
+        env.execute_at("UPDATE jobs SET due_at = $1 WHERE record_id = 'dq-3'", now).await;
+        env.execute_at(
+            &format!("UPDATE outbox SET due_at = $1 WHERE topic = 'connect' AND ref = '{doubtful}'"),
+            now,
+        )
+        .await;
+        let job = app.wait_for(doubtful, Status::Cancelled).await;
+        assert!(job.error.as_deref().is_some_and(|e| e.contains("nothing had gone out")), "{job:#?}");
+
         // The cancelled job let its lead go: qualifying it again is a new job.
         let (status, body) = app.send(&webhook_id(), &lead("dq-1", "dq-waiting", "acc_spent")).await;
         assert_eq!(status, 202, "{body}");

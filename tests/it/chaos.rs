@@ -491,12 +491,13 @@ struct JobRow {
     attempts: i32,
 }
 
-const FINAL: [&str; 6] = [
+const FINAL: [&str; 7] = [
     "sent",
     "already_connected",
     "invitation_pending",
     "profile_not_found",
     "failed",
+    "cancelled",
     "invalid",
 ];
 const WAITING: [&str; 4] = ["held", "scheduled", "retrying", "paused"];
@@ -644,7 +645,7 @@ impl Check {
                 *job != lead.job
                     && !matches!(
                         status_of.get(&lead.job).copied(),
-                        Some("failed" | "profile_not_found" | "invalid")
+                        Some("failed" | "cancelled" | "profile_not_found" | "invalid")
                     )
             })
             .map(|(lead, (status, job))| {

@@ -145,7 +145,22 @@ both_backends! {
                 == Some("cancelled")
         })
         .await;
-        assert!(app.jobs_of("499").await.is_empty());
+        // In one batch the later of a qualification and a call-off counts: called off after
+        // it qualified, the contact gets no job; qualified again after, it gets one.
+        contact(&hubspot, 402, json!({"hs_linkedin_url": profile_url("changed-mind")})).await;
+        let at = |seconds: i64| (Utc::now() + chrono::Duration::seconds(seconds)).timestamp_millis();
+        let mut qualify = qualified(10, 402);
+        qualify["occurredAt"] = json!(at(-2));
+        let mut off = change(11, 402, "hs_lead_status", "UNQUALIFIED");
+        off["occurredAt"] = json!(at(-1));
+        let (status, body) = send_batch(&app, &json!([off.clone(), qualify])).await;
+        assert_eq!((status, &body["accepted"]), (200, &json!(0)), "{body}");
+        assert!(app.jobs_of("402").await.is_empty());
+        let mut again = qualified(12, 402);
+        again["occurredAt"] = json!(at(0));
+        let (status, body) = send_batch(&app, &json!([again, off])).await;
+        assert_eq!((status, &body["accepted"]), (200, &json!(1)), "{body}");
+        assert_eq!(app.jobs_of("402").await.len(), 1);
         assert_eq!(env.total_invitations().await, 0);
         env.cleanup().await;
         Ok(())

@@ -92,7 +92,7 @@ impl HubSpotSourceConfig {
             }
         }
         for rule in &self.withdraw_triggers {
-            if self.triggers.contains(rule) {
+            if self.triggers.iter().any(|trigger| trigger.same_as(rule)) {
                 problems.push(format!(
                     "{key}.withdraw_triggers: {rule} is also a trigger; a change cannot both qualify and call off a contact"
                 ));

@@ -14,10 +14,11 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use config::HubSpotSourceConfig;
 use payload::Judged;
 use serde_json::json;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The CRM object HubSpot jobs are about.
@@ -83,11 +84,15 @@ pub async fn receive_batch<Q: Queue, S: Store>(
     let triggers = config.triggers();
     let priority_property = config.priority_property.as_deref().map(str::trim);
     let withdraw_triggers = config.withdraw_triggers();
-    let mut called_off = Vec::new();
+    // Per contact, when (occurredAt, then place in the batch) it was last qualified and last
+    // called off: of the two, only the later counts.
+    let mut qualified_at: HashMap<String, (DateTime<Utc>, usize)> = HashMap::new();
+    let mut called_off_at: HashMap<String, (DateTime<Utc>, usize)> = HashMap::new();
     let (mut ignored, mut malformed) = (0, 0);
     let mut news = Vec::new();
     let mut priority_changes = Vec::new();
-    for item in judged {
+    let received_at = Utc::now();
+    for (place, item) in judged.into_iter().enumerate() {
         let event = match item {
             Judged::Event(event) => event,
             Judged::Malformed { index, reason } => {
@@ -103,8 +108,10 @@ pub async fn receive_batch<Q: Queue, S: Store>(
             let said_at = event.occurred_at.unwrap_or_else(Utc::now);
             priority_changes.push((event.object_id.clone(), priority, said_at));
         }
+        let when = (event.occurred_at.unwrap_or(received_at), place);
         if payload::qualifies(&event, &withdraw_triggers).is_some() {
-            called_off.push(event.object_id.clone());
+            let latest = called_off_at.entry(event.object_id.clone()).or_insert(when);
+            *latest = (*latest).max(when);
             continue;
         }
         let Some(qualification) = payload::qualifies(&event, &triggers) else {
@@ -120,6 +127,8 @@ pub async fn receive_batch<Q: Queue, S: Store>(
             continue;
         };
         tracing::debug!(contact = %event.object_id, %qualification, "HubSpot contact qualified");
+        let latest = qualified_at.entry(event.object_id.clone()).or_insert(when);
+        *latest = (*latest).max(when);
         let record = CrmRecord {
             source: Source::HubSpot,
             record_id: event.object_id.clone(),
@@ -128,9 +137,18 @@ pub async fn receive_batch<Q: Queue, S: Store>(
         };
         news.push(super::crm_job(&state, record, None));
     }
+    // A contact called off after it qualified in this batch gets no job; one qualified after
+    // it was called off keeps its new job.
+    news.retain(|new| {
+        called_off_at
+            .get(&new.record_id)
+            .is_none_or(|off| qualified_at.get(&new.record_id).is_some_and(|q| q > off))
+    });
+    called_off_at.retain(|contact, off| qualified_at.get(contact).is_none_or(|q| q < off));
     // One transaction for the batch: HubSpot sends up to 100 events and gives up after 5 s.
     // A second event for a contact finds the job the first one made in it. A failure answers
-    // the whole batch with an error; HubSpot retries it, and nothing of it was committed.
+    // the whole batch with an error; HubSpot retries it, and none of its jobs was committed
+    // (priority changes and call-offs, below, are each done once whatever the retries).
     let outcomes = super::accept_many(&state, &news).await?;
     let accepted = outcomes
         .iter()
@@ -159,8 +177,8 @@ pub async fn receive_batch<Q: Queue, S: Store>(
     }
     // Cancelling is done once: a retried batch finds the job cancelled already.
     let mut cancelled = 0;
-    for contact in called_off {
-        let off = crate::store::CallOff::record(Source::HubSpot, contact);
+    for (contact, (said_at, _)) in called_off_at {
+        let off = crate::store::CallOff::record(Source::HubSpot, contact, said_at);
         cancelled += super::call_off(&state, &off).await?.cancelled.len();
     }
     Ok((

@@ -145,6 +145,13 @@ pub struct TriggerRule {
     pub value: String,
 }
 
+impl TriggerRule {
+    /// Whether two rules match the same changes (compared as events are).
+    pub fn same_as(&self, other: &TriggerRule) -> bool {
+        same(&self.property, &other.property) && same(&self.value, &other.value)
+    }
+}
+
 impl fmt::Display for TriggerRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} = {}", self.property, self.value)

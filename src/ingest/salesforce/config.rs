@@ -103,7 +103,11 @@ impl SalesforceSourceConfig {
                 }
             }
         }
-        if self.withdraw.is_some() && self.withdraw == self.qualify {
+        let trimmed =
+            |rule: &QualifyRule| (rule.field.trim().to_owned(), rule.value.trim().to_owned());
+        if self.withdraw.as_ref().map(trimmed).is_some()
+            && self.withdraw.as_ref().map(trimmed) == self.qualify.as_ref().map(trimmed)
+        {
             problems.push(format!(
                 "{PREFIX}.withdraw: the same rule as qualify; a record cannot both qualify and be called off"
             ));

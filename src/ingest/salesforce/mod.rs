@@ -122,7 +122,8 @@ pub async fn receive_outbound<Q: Queue, S: Store>(
     // One transaction for the message: the Ack covers every notification in it.
     super::accept_many(&state, &news).await?;
     for record_id in called_off {
-        super::call_off(&state, &CallOff::record(Source::Salesforce, record_id)).await?;
+        let off = CallOff::record(Source::Salesforce, record_id, Utc::now());
+        super::call_off(&state, &off).await?;
     }
     Ok(soap(StatusCode::OK, outbound::ACK.to_string()))
 }
@@ -160,7 +161,7 @@ pub async fn receive_callout<Q: Queue, S: Store>(
         .as_ref()
         .is_some_and(|rule| rule.matches(&fields))
     {
-        let off = CallOff::record(Source::Salesforce, callout.record_id);
+        let off = CallOff::record(Source::Salesforce, callout.record_id, Utc::now());
         let called_off = super::call_off(&state, &off).await?;
         return Ok((
             StatusCode::OK,

@@ -17,16 +17,20 @@ pub struct CallOff {
     pub account_id: Option<String>,
     /// The lead's identity key (`ProfileRef::canonical`): a slug or URN.
     pub profile: Option<String>,
+    /// When the source called it off: a job created after that (a later qualification) is
+    /// not what it meant.
+    pub said_at: DateTime<Utc>,
 }
 
 impl CallOff {
-    /// Every lead of the record.
-    pub fn record(source: Source, record_id: impl Into<String>) -> CallOff {
+    /// Every lead of the record, called off at `said_at`.
+    pub fn record(source: Source, record_id: impl Into<String>, said_at: DateTime<Utc>) -> CallOff {
         CallOff {
             source,
             record_id: record_id.into(),
             account_id: None,
             profile: None,
+            said_at,
         }
     }
 }
@@ -36,9 +40,11 @@ impl CallOff {
 pub struct CalledOff {
     /// Jobs that had sent nothing and are `cancelled` now.
     pub cancelled: Vec<Uuid>,
-    /// Jobs whose invitation is out, or may be: withdrawing it is not implemented yet, so
-    /// they stay as they are.
+    /// Jobs whose invitation is out, or may be: withdrawing it is not implemented yet. One
+    /// still waiting to learn whether its send went out ends `cancelled` if it did not.
     pub invitation_out: Vec<Uuid>,
+    /// Jobs that other CRM records (the same person) share: they go on for those.
+    pub kept_for_other_records: Vec<Uuid>,
 }
 
 pub(super) async fn call_off(
@@ -46,10 +52,13 @@ pub(super) async fn call_off(
     off: &CallOff,
     now: DateTime<Utc>,
 ) -> Result<(CalledOff, Vec<OutboxMessage>), StoreError> {
-    type Row = (Uuid, Status, bool, bool);
+    type Row = (Uuid, Status, bool, bool, DateTime<Utc>, i64);
     let jobs: Vec<Row> = db::query(
         "SELECT j.id, j.status, j.send_started_at IS NOT NULL, \
-         coalesce(j.lease_until > $5, false) FROM job_records r JOIN jobs j ON j.id = r.job_id \
+         coalesce(j.lease_until > $5, false), j.created_at, \
+         (SELECT count(*) FROM job_records o WHERE o.job_id = j.id \
+          AND NOT (o.source = $1 AND o.record_id = $2)) \
+         FROM job_records r JOIN jobs j ON j.id = r.job_id \
          WHERE r.source = $1 AND r.record_id = $2 AND ($3 IS NULL OR j.account_id = $3) \
          AND ($4 IS NULL OR j.profile_key = $4 OR j.profile_urn = $4) ORDER BY j.created_at, j.id",
     )
@@ -62,12 +71,30 @@ pub(super) async fn call_off(
     .await?;
     let mut called_off = CalledOff::default();
     let mut publish = Vec::new();
-    for (job_id, status, may_have_sent, leased) in jobs {
-        if status == Status::Sent || (may_have_sent && !status.is_final()) {
-            called_off.invitation_out.push(job_id);
+    for (job_id, status, may_have_sent, leased, created_at, other_records) in jobs {
+        if created_at > off.said_at {
             continue;
         }
         if status.is_final() {
+            if status == Status::Sent || may_have_sent {
+                called_off.invitation_out.push(job_id);
+            }
+            continue;
+        }
+        if other_records > 0 {
+            called_off.kept_for_other_records.push(job_id);
+            continue;
+        }
+        if may_have_sent {
+            // Its relationship check decides: sent, or `cancelled` if nothing went out.
+            let mut tx = store.db.begin().await?;
+            db::query("UPDATE jobs SET called_off_at = $2 WHERE id = $1 AND called_off_at IS NULL")
+                .bind(job_id)
+                .bind(now)
+                .execute(&mut tx)
+                .await?;
+            tx.commit().await?;
+            called_off.invitation_out.push(job_id);
             continue;
         }
         if leased {

@@ -22,7 +22,7 @@ pub(super) async fn claim(
          WHERE id = $1 AND due_at IS NOT NULL AND due_at <= $4 \
          AND (lease_until IS NULL OR lease_until < $4) RETURNING ",
         rows::job_columns!(),
-        ", send_started_at AS in_doubt_since"
+        ", send_started_at AS in_doubt_since, called_off_at"
     ))
     .bind(job_id)
     .bind(owner)

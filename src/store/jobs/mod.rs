@@ -73,6 +73,9 @@ pub struct ClaimedJob {
     /// When a previous send started that left no outcome (or another job's send made this
     /// one doubtful), as the claim saw it; `send_started` refuses if it has changed since.
     pub in_doubt_since: Option<DateTime<Utc>>,
+    /// When the CRM called the lead off while a send may have gone out: if nothing did, the
+    /// job ends `cancelled` instead of sending.
+    pub called_off_at: Option<DateTime<Utc>>,
 }
 
 impl ClaimedJob {

@@ -69,14 +69,14 @@ pub(super) async fn retry_job(
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
     let mut publish = store.rearm_parked_writebacks(job_id, now).await?;
-    let job = if history.job.status == Status::Failed {
+    let job = if Status::RETRIABLE.contains(&history.job.status) {
         let (job, more) = store
             .transition(
                 job_id,
                 None,
                 Transition {
                     attempts: Attempts::Reset,
-                    ..Transition::to(Status::Queued).by_operator(vec![Status::Failed])
+                    ..Transition::to(Status::Queued).by_operator(Status::RETRIABLE.to_vec())
                 },
                 now,
             )
@@ -94,7 +94,7 @@ pub(super) async fn retry_job(
         job
     } else if publish.is_empty() {
         return Err(StoreError::Conflict(format!(
-            "job {job_id} is {}: only failed jobs and parked writebacks can be retried",
+            "job {job_id} is {}: only failed or cancelled jobs and parked writebacks can be retried",
             history.job.status
         )));
     } else {
