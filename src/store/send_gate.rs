@@ -225,9 +225,16 @@ pub(super) async fn take_send_slot(
             // at once; the projection starts from the same facts the decision used.
             let ahead = backlog_ahead(&mut tx, job).await?;
             let turns = projected_sends(account, policy, &known_facts, now, ahead + 1);
+            let until = turns.last().copied().unwrap_or(now + policy.quota_refresh);
+            // A job placed before others already waiting (a higher priority) pushes them back
+            // a turn: the first whose turn is now this one's or earlier takes its new turn at
+            // once, and the one after it in turn, so that every ETA follows the line.
+            if let Some(pushed_back) = next_out_of_turn(&mut tx, job, until, now).await? {
+                wake_now(&mut tx, pushed_back, now).await?;
+            }
             SendGate::Wait(GateWait {
                 status: Some(Status::Scheduled),
-                until: turns.last().copied().unwrap_or(now + policy.quota_refresh),
+                until,
                 hold_until: None,
                 reason,
                 waiting: None,
@@ -421,6 +428,30 @@ async fn stored_rank(tx: &mut impl db::Exec, job: &Job) -> Result<DateTime<Utc>,
         .scalar_optional::<DateTime<Utc>>(tx)
         .await?
         .unwrap_or_else(|| rank_at(job.created_at, job.priority)))
+}
+
+/// The first job behind `job` in line whose own turn, waiting on a timer, is no later than
+/// `until`, the turn `job` is taking: it is out of turn now.
+async fn next_out_of_turn(
+    tx: &mut impl db::Exec,
+    job: &Job,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Option<Uuid>, StoreError> {
+    Ok(db::query(
+        "SELECT id FROM jobs WHERE account_id = $1 AND id <> $2 \
+         AND (rank_at > $3 OR (rank_at = $3 AND id > $2)) AND status = ANY($4) AND NOT enrich \
+         AND waits_on IS NULL AND due_at > $5 AND due_at <= $6 \
+         AND (lease_until IS NULL OR lease_until < $5) ORDER BY rank_at, id LIMIT 1",
+    )
+    .bind(job.account_id.as_str())
+    .bind(job.id)
+    .bind(stored_rank(tx, job).await?)
+    .bind(db::Set(&Status::BACKLOG[..]))
+    .bind(now)
+    .bind(until)
+    .scalar_optional::<Uuid>(tx)
+    .await?)
 }
 
 /// How many of the account's waiting jobs go before `job` (`job::rank_at`: the highest

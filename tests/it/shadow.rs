@@ -82,7 +82,9 @@ both_backends! {
                 "turn {n}: live {live_at:?}, shadow {shadow_at:?}"
             );
         }
-        assert!(shadow_at[1] - shadow_at[0] >= TimeDelta::milliseconds(1900), "{shadow_at:?}");
+        // Spacing runs between the gate's decisions; `retryAt` is taken after the
+        // relationship check, which a loaded machine delays by a few hundred ms either way.
+        assert!(shadow_at[1] - shadow_at[0] >= TimeDelta::milliseconds(1500), "{shadow_at:?}");
         assert!(shadow_at[2] >= reset - TimeDelta::milliseconds(50), "{shadow_at:?} {reset}");
         // The third of each was held for the reset first, and the CRM heard both states.
         for (ids, ended) in [(&live, "sent"), (&shadow, "shadowed")] {
