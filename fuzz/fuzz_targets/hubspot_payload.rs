@@ -42,7 +42,11 @@ fuzz_target!(|body: &[u8]| {
             !record.contact_id.is_empty(),
             "a workflow record without an id"
         );
-        let lead = hubspot_lead(&record.fields, "hs_linkedin_url");
+        let lead = hubspot_lead(&record.fields, "hs_linkedin_url", Some("hubspotscore"));
+        assert!(
+            lead.priority
+                .is_none_or(|p| leadlink::job::PRIORITIES.contains(&p))
+        );
         let template =
             MessageTemplate::new("Hi {{firstName|there}} at {{company}}").expect("valid");
         for overflow in [Overflow::Invalid, Overflow::Truncate] {

@@ -19,8 +19,14 @@ fuzz_target!(|body: &[u8]| {
             }
             for notification in &message.notifications {
                 assert!(!notification.id.is_empty() && !notification.record_id.is_empty());
-                let lead = salesforce_lead(&notification.fields, "LinkedIn_URL__c");
+                let lead =
+                    salesforce_lead(&notification.fields, "LinkedIn_URL__c", Some("Score__c"));
                 let _ = lead.resolve(None, Overflow::Invalid);
+                // A priority read from the record is always one a job may have.
+                assert!(
+                    lead.priority
+                        .is_none_or(|p| leadlink::job::PRIORITIES.contains(&p))
+                );
             }
         }
         Err(error) => {
