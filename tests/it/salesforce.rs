@@ -709,6 +709,57 @@ both_backends! {
     }
 }
 
+both_backends! {
+    /// `priority_field` is the job's priority, a later message with another value updates
+    /// the waiting job, and the `withdraw` rule calls a record off: its waiting job ends
+    /// `cancelled`, written back.
+    async fn the_priority_field_and_the_withdraw_rule_act_on_waiting_leads(backend) -> anyhow::Result<()> {
+        let env = TestEnv::on(backend).await;
+        let sf = FakeSalesforce::start().await;
+        env.sim_put(
+            "accounts/acc_sf",
+            json!({"limit": 5, "used": 5,
+                   "weeklyReset": (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339()}),
+        )
+        .await;
+        let extra = "priority_field = \"Score__c\"\n\
+                     [sources.salesforce.withdraw]\nfield = \"Status\"\nvalue = \"Disqualified\"";
+        let app = env.start(config(&env, &sf, extra)).await;
+        let (low, high) = (id18("00Q5g00000Pri01"), id18("00Q5g00000Pri02"));
+        for (record, slug) in [(&low, "sf-low"), (&high, "sf-high")] {
+            sf.add_record("Lead", record, json!({"LinkedIn_URL__c": profile_url(slug)}));
+        }
+        let message = |n: &str, record: &str, slug: &str, status: &str, score: &str| {
+            let url = profile_url(slug);
+            let fields = [("Status", status), ("Score__c", score), ("LinkedIn_URL__c", url.as_str())];
+            outbound_message(&org_18(), &[notification(&id18(n), "Lead", record, &fields)])
+        };
+        assert_acked(&deliver(&app, &message("04l5g00000Pri01", &low, "sf-low", "Qualified", "10")).await);
+        assert_acked(&deliver(&app, &message("04l5g00000Pri02", &high, "sf-high", "Qualified", "40.2")).await);
+        let low_job = app.only_job_of(&low).await.id;
+        let high_job = app.only_job_of(&high).await.id;
+        assert_eq!(app.wait_for(low_job, Status::Held).await.priority, 10);
+        assert_eq!(app.wait_for(high_job, Status::Held).await.priority, 40);
+
+        // The score changed in Salesforce and the rule fired again: the job takes it.
+        assert_acked(&deliver(&app, &message("04l5g00000Pri03", &high, "sf-high", "Qualified", "70")).await);
+        assert_eq!(app.job(high_job).await.priority, 70);
+        assert_eq!(app.jobs_of(&high).await.len(), 1);
+
+        // Disqualified: the waiting job is cancelled and the record told so.
+        assert_acked(&deliver(&app, &message("04l5g00000Pri04", &low, "sf-low", "Disqualified", "10")).await);
+        assert_eq!(app.job(low_job).await.status, Status::Cancelled);
+        eventually(WAIT, "the cancel written back", || async {
+            sf.written_statuses(&low).last().map(String::as_str) == Some("cancelled")
+        })
+        .await;
+        assert_eq!(app.job(high_job).await.status, Status::Held);
+        assert_eq!(env.total_invitations().await, 0);
+        env.cleanup().await;
+        Ok(())
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Signed Flow and Apex callouts
 
