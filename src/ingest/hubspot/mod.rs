@@ -105,7 +105,7 @@ pub async fn receive_batch<Q: Queue, S: Store>(
         let priority =
             priority_property.and_then(|property| payload::priority_change(&event, property));
         if let Some(priority) = priority {
-            let said_at = event.occurred_at.unwrap_or_else(Utc::now);
+            let said_at = event.occurred_at.unwrap_or(received_at);
             priority_changes.push((event.object_id.clone(), priority, said_at));
         }
         let when = (event.occurred_at.unwrap_or(received_at), place);
